@@ -1,0 +1,337 @@
+"""The shared model: every vendor's rules become these objects.
+
+Everything below ``normalize/`` fills ``Predicate.field_raw`` in vendor terms;
+``normalize/`` fills ``Predicate.field`` with the canonical (ECS) name. Layers
+above speak only canonical terms.
+
+Operators (``Op``) are the DESIGN.md set plus ``field_ref`` (compare a field with
+another field; the value is the other field's raw name).
+
+``Predicate.kind`` says where a predicate comes from beyond the literal query:
+
+- ``""``               written in the query
+- ``"derived"``        the field is computed inside the query (EVAL, rex, GROK, …)
+- ``"lookup:<name>"``  an indicator value resolved from a lookup table
+- ``"implied"``        added by normalization (path ``ends_with \\x.exe`` implies
+                       ``process.name eq x.exe``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+
+class Op(StrEnum):
+    EQ = "eq"
+    CONTAINS = "contains"
+    STARTS_WITH = "starts_with"
+    ENDS_WITH = "ends_with"
+    WILDCARD = "wildcard"
+    REGEX_MATCH = "regex_match"
+    IN_LIST = "in_list"
+    CIDR = "cidr"
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+    EXISTS = "exists"
+    IS_NULL = "is_null"
+    KEYWORD = "keyword"
+    FIELD_REF = "field_ref"
+
+
+Value: TypeAlias = str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Predicate:
+    """One comparison of one field with one scalar value."""
+
+    field_raw: str | None  # as the vendor wrote it; None for field-less keywords
+    op: Op
+    value: Value
+    syntax: str = ""  # the source's own operator: "|endswith", ":", "like~", "IN"
+    case_sensitive: bool = False
+    field: str | None = None  # canonical name, filled by normalize/
+    kind: str = ""  # see module docstring
+
+
+@dataclass(frozen=True, slots=True)
+class Opaque:
+    """Source text a parser did not turn into predicates, and why."""
+
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Expr
+
+
+Pred = Predicate
+Expr: TypeAlias = And | Or | Not | Predicate | Opaque
+
+
+def and_(*children: Expr) -> Expr:
+    """An And that flattens nested Ands and collapses a single child."""
+    flat: list[Expr] = []
+    for c in children:
+        flat.extend(c.children if isinstance(c, And) else (c,))
+    return flat[0] if len(flat) == 1 else And(tuple(flat))
+
+
+def or_(*children: Expr) -> Expr:
+    """An Or that flattens nested Ors and collapses a single child."""
+    flat: list[Expr] = []
+    for c in children:
+        flat.extend(c.children if isinstance(c, Or) else (c,))
+    return flat[0] if len(flat) == 1 else Or(tuple(flat))
+
+
+class StageRole(StrEnum):
+    EVENTS = "events"  # filters raw events
+    AGGREGATE = "aggregate"  # filters the output of an aggregation (stats, threshold)
+    CORRELATION = "correlation"  # refers to other rules (Sigma correlation)
+
+
+@dataclass(slots=True)
+class Stage:
+    """One filtering step of a rule: a sequence member, an event variable, a
+    post-aggregation filter. ``negated`` marks a stage that must *not* occur
+    (EQL ``![…]``, YARA-L ``!$e``)."""
+
+    name: str = "main"
+    expr: Expr | None = None
+    role: StageRole = StageRole.EVENTS
+    negated: bool = False
+    join_keys: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)  # maxspan, threshold, by, rule refs…
+    events: list[str] = field(default_factory=list)  # catalog event ids, filled by normalize/
+
+
+@dataclass(slots=True)
+class Problem:
+    """Something wrong with an input file, recorded instead of aborting a build."""
+
+    path: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+    vendor: str = ""
+    rule_id: str = ""
+
+    def __str__(self) -> str:
+        pos = f":{self.line}" if self.line else ""
+        pos += f":{self.column}" if self.line and self.column else ""
+        return f"{self.path}{pos}: {self.message}"
+
+
+@dataclass(slots=True)
+class Rule:
+    vendor: str  # sigma | elastic | splunk | chronicle
+    id: str  # the vendor's own id
+    title: str
+    source_path: str  # relative to the vendor's root
+    language: str  # sigma | kql | eql | esql | spl | yaral | none
+    query: str = ""  # raw query text as written
+    description: str = ""
+    author: str = ""
+    status: str = ""
+    severity: str = ""
+    type: str = ""  # vendor rule type: eql, threshold, TTP, …
+    references: list[str] = field(default_factory=list)
+    techniques: list[str] = field(default_factory=list)  # "T1219", "T1219.002"
+    tags: list[str] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    # Vendor facts that normalize/ uses to infer events and field meaning:
+    # Sigma logsource, Elastic index patterns, Splunk data sources, …
+    context: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # other vendor metadata
+    upstream_url: str = ""
+
+    @property
+    def has_query(self) -> bool:
+        return any(s.expr is not None for s in self.stages)
+
+    @property
+    def fully_parsed(self) -> bool:
+        """A query and not a single Opaque node anywhere."""
+        return self.has_query and not any(opaques(s.expr) for s in self.stages)
+
+
+class QueryError(Exception):
+    """A query a parser cannot read at all; position is 1-based when known."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+# -- walking trees ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """A predicate or opaque node with its position in the tree."""
+
+    node: Predicate | Opaque
+    negated: bool  # under an odd number of Nots
+    exclusion: bool  # under a Not that is the root or a direct child of the root And
+
+
+def leaves(expr: Expr | None) -> Iterator[Leaf]:
+    if expr is None:
+        return
+    top = expr.children if isinstance(expr, And) else (expr,)
+    for child in top:
+        excl = isinstance(child, Not)
+        yield from _leaves(child, False, excl)
+
+
+def _leaves(expr: Expr, negated: bool, exclusion: bool) -> Iterator[Leaf]:
+    match expr:
+        case And(children) | Or(children):
+            for c in children:
+                yield from _leaves(c, negated, exclusion)
+        case Not(child):
+            yield from _leaves(child, not negated, exclusion)
+        case _:
+            yield Leaf(expr, negated, exclusion)
+
+
+def predicates(expr: Expr | None) -> list[Predicate]:
+    return [lf.node for lf in leaves(expr) if isinstance(lf.node, Predicate)]
+
+
+def opaques(expr: Expr | None) -> list[Opaque]:
+    return [lf.node for lf in leaves(expr) if isinstance(lf.node, Opaque)]
+
+
+def exclusions(expr: Expr | None) -> list[Predicate]:
+    return [lf.node for lf in leaves(expr) if lf.exclusion and isinstance(lf.node, Predicate)]
+
+
+def map_predicates(expr: Expr | None, fn: Any) -> Expr | None:
+    """Rebuild a tree with ``fn(predicate) -> Expr`` applied to every predicate."""
+    match expr:
+        case None | Opaque():
+            return expr
+        case Predicate():
+            return fn(expr)
+        case And(children):
+            return And(tuple(map_predicates(c, fn) for c in children))  # type: ignore[misc]
+        case Or(children):
+            return Or(tuple(map_predicates(c, fn) for c in children))  # type: ignore[misc]
+        case Not(child):
+            return Not(map_predicates(child, fn))  # type: ignore[arg-type]
+    raise TypeError(f"not an Expr: {expr!r}")
+
+
+# -- JSON ---------------------------------------------------------------------
+
+
+def expr_to_json(expr: Expr | None) -> Any:
+    match expr:
+        case None:
+            return None
+        case And(children):
+            return {"and": [expr_to_json(c) for c in children]}
+        case Or(children):
+            return {"or": [expr_to_json(c) for c in children]}
+        case Not(child):
+            return {"not": expr_to_json(child)}
+        case Opaque(text, reason):
+            return {"opaque": text, "reason": reason}
+        case Predicate():
+            d = {
+                "field": expr.field,
+                "field_raw": expr.field_raw,
+                "op": str(expr.op),
+                "value": expr.value,
+                "syntax": expr.syntax,
+                "case_sensitive": expr.case_sensitive,
+            }
+            if expr.kind:
+                d["kind"] = expr.kind
+            return d
+    raise TypeError(f"not an Expr: {expr!r}")
+
+
+def expr_from_json(d: Any) -> Expr | None:
+    if d is None:
+        return None
+    if "and" in d:
+        return And(tuple(expr_from_json(c) for c in d["and"]))  # type: ignore[misc]
+    if "or" in d:
+        return Or(tuple(expr_from_json(c) for c in d["or"]))  # type: ignore[misc]
+    if "not" in d:
+        return Not(expr_from_json(d["not"]))  # type: ignore[arg-type]
+    if "opaque" in d:
+        return Opaque(d["opaque"], d["reason"])
+    return Predicate(
+        field_raw=d["field_raw"],
+        op=Op(d["op"]),
+        value=d["value"],
+        syntax=d.get("syntax", ""),
+        case_sensitive=d.get("case_sensitive", False),
+        field=d.get("field"),
+        kind=d.get("kind", ""),
+    )
+
+
+def stage_to_json(stage: Stage) -> dict[str, Any]:
+    return {
+        "name": stage.name,
+        "role": str(stage.role),
+        "negated": stage.negated,
+        "join_keys": stage.join_keys,
+        "params": stage.params,
+        "events": stage.events,
+        "expr": expr_to_json(stage.expr),
+    }
+
+
+__all__ = [
+    "And",
+    "Expr",
+    "Leaf",
+    "Not",
+    "Op",
+    "Opaque",
+    "Or",
+    "Pred",
+    "Predicate",
+    "Problem",
+    "QueryError",
+    "Rule",
+    "Stage",
+    "StageRole",
+    "and_",
+    "exclusions",
+    "expr_from_json",
+    "expr_to_json",
+    "leaves",
+    "map_predicates",
+    "opaques",
+    "or_",
+    "predicates",
+    "replace",
+    "stage_to_json",
+]

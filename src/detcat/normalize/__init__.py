@@ -1,0 +1,1 @@
+"""Vendor terms -> canonical terms: fields, operators/values, events."""
