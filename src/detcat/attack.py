@@ -1,0 +1,125 @@
+"""MITRE ATT&CK techniques and tactics from an Enterprise STIX bundle.
+
+Plain ``json`` is enough: the bundle is one file and we read a handful of
+object types from it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TECHNIQUE_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
+ATTACK_URL = "https://attack.mitre.org/techniques/{}/"
+
+
+@dataclass(slots=True)
+class Tactic:
+    id: str  # TA0011
+    shortname: str  # command-and-control
+    name: str  # Command and Control
+
+
+@dataclass(slots=True)
+class Technique:
+    id: str  # T1219 or T1219.002
+    name: str
+    description: str = ""
+    tactics: list[str] = field(default_factory=list)  # tactic shortnames
+    parent: str | None = None  # T1219 for T1219.002
+    revoked: bool = False
+    deprecated: bool = False
+    known: bool = True  # False: used by rules but absent from the bundle
+
+    @property
+    def url(self) -> str:
+        return ATTACK_URL.format(self.id.replace(".", "/"))
+
+
+@dataclass(slots=True)
+class Attack:
+    techniques: dict[str, Technique]
+    tactics: list[Tactic]  # in matrix order
+    version: str = ""
+
+    def get(self, technique_id: str) -> Technique | None:
+        return self.techniques.get(technique_id.upper())
+
+    def subtechniques(self, technique_id: str) -> list[Technique]:
+        return sorted(
+            (t for t in self.techniques.values() if t.parent == technique_id),
+            key=lambda t: t.id,
+        )
+
+    def ids_by_name(self) -> dict[str, str]:
+        """Lower-cased names -> ids, with sub-techniques also as "Parent: Child"."""
+        out: dict[str, str] = {}
+        for t in self.techniques.values():
+            if t.revoked or t.deprecated:
+                continue
+            out.setdefault(t.name.lower(), t.id)
+            if t.parent and (p := self.techniques.get(t.parent)):
+                out[f"{p.name}: {t.name}".lower()] = t.id
+        return out
+
+    def add_unknown(self, technique_id: str) -> Technique:
+        """Keep an id a rule uses but the bundle lacks, flagged, rather than drop it."""
+        tid = technique_id.upper()
+        parent = tid.split(".")[0] if "." in tid else None
+        t = Technique(id=tid, name="(not in ATT&CK bundle)", parent=parent, known=False)
+        self.techniques[tid] = t
+        return t
+
+
+def load(path: Path) -> Attack:
+    bundle = json.loads(path.read_text(encoding="utf-8"))
+    objects: list[dict[str, Any]] = bundle.get("objects", [])
+    techniques: dict[str, Technique] = {}
+    tactics: dict[str, Tactic] = {}
+    order: list[str] = []
+    version = ""
+    for o in objects:
+        kind = o.get("type")
+        if kind == "attack-pattern":
+            t = _technique(o)
+            if t and (t.id not in techniques or techniques[t.id].revoked):
+                techniques[t.id] = t
+        elif kind == "x-mitre-tactic":
+            tac = Tactic(_external_id(o) or "", o.get("x_mitre_shortname", ""), o.get("name", ""))
+            tactics[o["id"]] = tac
+        elif kind == "x-mitre-matrix":
+            order = o.get("tactic_refs", [])
+        elif kind == "x-mitre-collection":
+            version = o.get("x_mitre_version", "")
+    ordered = [tactics[r] for r in order if r in tactics]
+    ordered += [t for t in tactics.values() if t not in ordered]
+    return Attack(techniques=techniques, tactics=ordered, version=version)
+
+
+def _external_id(o: dict[str, Any]) -> str | None:
+    for ref in o.get("external_references", []):
+        if ref.get("source_name") == "mitre-attack" and ref.get("external_id"):
+            return str(ref["external_id"])
+    return None
+
+
+def _technique(o: dict[str, Any]) -> Technique | None:
+    tid = _external_id(o)
+    if not tid or not TECHNIQUE_ID.match(tid):
+        return None
+    return Technique(
+        id=tid,
+        name=o.get("name", ""),
+        description=o.get("description", ""),
+        tactics=[
+            p["phase_name"]
+            for p in o.get("kill_chain_phases", [])
+            if p.get("kill_chain_name") == "mitre-attack"
+        ],
+        parent=tid.split(".")[0] if "." in tid else None,
+        revoked=bool(o.get("revoked")),
+        deprecated=bool(o.get("x_mitre_deprecated")),
+    )

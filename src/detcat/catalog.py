@@ -1,0 +1,193 @@
+"""The build pipeline: sources -> parse -> normalize -> store.
+
+Each vendor is read (and its rules normalized) in a worker process, so the
+vendors parse in parallel; the parent writes everything to a temporary catalog
+in one transaction and swaps it in at the end (see ``store.writing``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from detcat import attack as attack_mod
+from detcat import store
+from detcat.model import Problem, Rule
+from detcat.sources import VENDORS
+
+ATTACK_FILE = Path("attack") / "enterprise-attack.json"
+
+# (vendor, event) -> None; events: "start", "done"
+Progress = Callable[[str, str, int], None]
+
+
+class BuildError(Exception):
+    """The build cannot start or cannot finish; the previous catalog is kept."""
+
+
+@dataclass
+class VendorResult:
+    vendor: str
+    rules: list[Rule] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class BuildReport:
+    db: Path
+    vendors: dict[str, dict[str, int]]
+    problems: list[Problem]
+    unknown_techniques: dict[str, int]
+    seconds: float
+
+    @property
+    def problem_count(self) -> int:
+        return len(self.problems)
+
+
+def read_vendor(vendor: str, root: Path, include_deprecated: bool) -> VendorResult:
+    """Read and normalize one vendor's rules (runs in a worker process)."""
+    from detcat.normalize import normalize_rule
+
+    started = time.perf_counter()
+    result = VendorResult(vendor)
+    try:
+        module = importlib.import_module(f"detcat.sources.{vendor}")
+    except ImportError as e:
+        result.problems.append(Problem(str(root), f"no reader for {vendor}: {e}", vendor=vendor))
+        return result
+    try:
+        for item in module.read(root, include_deprecated=include_deprecated):
+            if isinstance(item, Problem):
+                item.vendor = item.vendor or vendor
+                result.problems.append(item)
+                continue
+            try:
+                normalize_rule(item)
+            except Exception as e:  # a normalization bug must not lose the rule
+                item.problems.append(
+                    Problem(item.source_path, f"normalization failed: {type(e).__name__}: {e}")
+                )
+            result.rules.append(item)
+    except Exception as e:  # a reader bug costs that vendor's remaining rules, not the build
+        result.problems.append(
+            Problem(str(root), f"{vendor} reader failed: {type(e).__name__}: {e}", vendor=vendor)
+        )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def build(
+    sources: Path,
+    db: Path,
+    *,
+    include_deprecated: bool = False,
+    vendors: tuple[str, ...] = VENDORS,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> BuildReport:
+    started = time.perf_counter()
+    sources = Path(sources)
+    attack_path = sources / ATTACK_FILE
+    if not attack_path.exists():
+        raise BuildError(f"{attack_path} not found: the sources directory needs the ATT&CK bundle")
+    present = [v for v in vendors if (sources / v).is_dir()]
+    if not present:
+        raise BuildError(f"{sources} holds none of the vendor folders {', '.join(vendors)}")
+    attack = attack_mod.load(attack_path)
+    results = _read_all(sources, present, include_deprecated, workers, progress)
+    return _write(db, attack, results, started, progress)
+
+
+def _read_all(
+    sources: Path,
+    vendors: list[str],
+    include_deprecated: bool,
+    workers: int | None,
+    progress: Progress | None,
+) -> list[VendorResult]:
+    notify = progress or (lambda *_: None)
+    for v in vendors:
+        notify(v, "start", 0)
+    if workers == 1 or len(vendors) == 1:
+        results = []
+        for v in vendors:
+            results.append(read_vendor(v, sources / v, include_deprecated))
+            notify(v, "done", len(results[-1].rules))
+        return results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {v: pool.submit(read_vendor, v, sources / v, include_deprecated) for v in vendors}
+        results = []
+        for v, fut in futures.items():
+            results.append(fut.result())
+            notify(v, "done", len(results[-1].rules))
+        return results
+
+
+def _write(
+    db: Path,
+    attack: attack_mod.Attack,
+    results: list[VendorResult],
+    started: float,
+    progress: Progress | None,
+) -> BuildReport:
+    from detcat.normalize import event_catalog
+
+    names = attack.ids_by_name()
+    unknown: Counter[str] = Counter()
+    problems: list[Problem] = []
+    summary: dict[str, dict[str, int]] = {}
+    with store.writing(db) as w:
+        for res in results:
+            for rule in res.rules:
+                _resolve_techniques(rule, attack, names, unknown)
+                w.add_rule(rule)
+                problems += rule.problems
+            for p in res.problems:
+                w.add_problem(p)
+            problems += res.problems
+            summary[res.vendor] = _vendor_summary(res)
+            if progress:
+                progress("store", "vendor", len(res.rules))
+        w.add_attack(attack)
+        w.add_events(store.EventRow(e.id, e.provider, e.event_id, e.title) for e in event_catalog())
+        w.set_meta(
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            unknown_techniques=dict(unknown),
+            vendor_seconds={r.vendor: round(r.seconds, 3) for r in results},
+        )
+    return BuildReport(db, summary, problems, dict(unknown), time.perf_counter() - started)
+
+
+def _resolve_techniques(
+    rule: Rule, attack: attack_mod.Attack, names: dict[str, str], unknown: Counter[str]
+) -> None:
+    """Map technique names to ids; keep unknown ids (flagged) rather than drop them."""
+    for name in rule.context.get("technique_names", []):
+        tid = names.get(str(name).strip().lower())
+        if tid:
+            rule.techniques.append(tid)
+        else:
+            rule.problems.append(Problem(rule.source_path, f"unknown ATT&CK technique {name!r}"))
+    rule.techniques = list(dict.fromkeys(t.upper() for t in rule.techniques))
+    for tid in rule.techniques:
+        if attack.get(tid) is None:
+            attack.add_unknown(tid)
+            unknown[tid] += 1
+        elif tid in attack.techniques and not attack.techniques[tid].known:
+            unknown[tid] += 1
+
+
+def _vendor_summary(res: VendorResult) -> dict[str, int]:
+    return {
+        "rules": len(res.rules),
+        "with_query": sum(r.has_query for r in res.rules),
+        "fully_parsed": sum(r.fully_parsed for r in res.rules),
+        "problems": len(res.problems) + sum(len(r.problems) for r in res.rules),
+    }

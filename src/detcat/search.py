@@ -1,0 +1,68 @@
+"""Catalog search: FTS5 full text over titles and descriptions, plus structured
+``field:value`` terms matched against predicates (canonical or raw field name,
+value as a case-insensitive substring)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sqlite3
+from typing import Any
+
+_FIELD_TERM = re.compile(r"^([A-Za-z_@][\w.@\-\[\]\"]*):(.+)$")
+
+
+def parse_query(query: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Split a query into free-text words and (field, value) terms."""
+    try:
+        tokens = shlex.split(query)
+    except ValueError:  # unbalanced quotes: fall back to plain words
+        tokens = query.split()
+    words, fields = [], []
+    for tok in tokens:
+        m = _FIELD_TERM.match(tok)
+        if m and not m.group(2).startswith("/"):  # keep URLs as words
+            fields.append((m.group(1), m.group(2)))
+        else:
+            words.append(tok)
+    return words, fields
+
+
+def _fts_expr(words: list[str]) -> str:
+    # Every word quoted: user text never reaches FTS5's own query syntax.
+    return " ".join('"' + w.replace('"', '""') + '"' for w in words if w.strip())
+
+
+def search(conn: sqlite3.Connection, query: str, limit: int = 50) -> dict[str, Any]:
+    words, fields = parse_query(query)
+    clauses, args = [], []
+    if fts := _fts_expr(words):
+        clauses.append("r.pk IN (SELECT rowid FROM rules_fts WHERE rules_fts MATCH ?)")
+        args.append(fts)
+    for field, value in fields:
+        clauses.append(
+            "r.pk IN (SELECT rule_pk FROM predicates WHERE (field = ? OR field_raw = ?)"
+            " AND value_key LIKE ? ESCAPE '\\')"
+        )
+        like = "%" + value.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        args += [field, field, like + "%"]
+    if not clauses:
+        return {"query": query, "total": 0, "rules": []}
+    where = " AND ".join(clauses)
+    total = conn.execute(f"SELECT COUNT(*) FROM rules r WHERE {where}", args).fetchone()[0]
+    rows = conn.execute(
+        f"""SELECT r.vendor, r.id, r.title,
+               (SELECT group_concat(technique_id, ' ') FROM rule_techniques t
+                WHERE t.rule_pk = r.pk) AS techniques
+        FROM rules r WHERE {where} ORDER BY r.vendor, r.title LIMIT ?""",
+        [*args, limit],
+    ).fetchall()
+    return {
+        "query": query,
+        "total": total,
+        "rules": [
+            {"vendor": r["vendor"], "id": r["id"], "title": r["title"],
+             "techniques": sorted((r["techniques"] or "").split())}
+            for r in rows
+        ],
+    }  # fmt: skip

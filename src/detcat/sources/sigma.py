@@ -1,0 +1,377 @@
+"""SigmaHQ rules (YAML) -> Rule, through pySigma.
+
+pySigma reads each rule and applies its value modifiers; this module walks the
+condition's parse tree and turns each detection into our Expr. YAML is read
+with libyaml's C loader when present (pySigma's own loader is pure Python),
+then handed to ``SigmaRule.from_dict``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sigma.conditions import (
+    ConditionAND,
+    ConditionIdentifier,
+    ConditionItem,
+    ConditionNOT,
+    ConditionOR,
+    ConditionSelector,
+)
+from sigma.exceptions import SigmaError
+from sigma.modifiers import modifier_mapping
+from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
+from sigma.types import (
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+    SpecialChars,
+)
+
+from detcat.model import (
+    Expr,
+    Not,
+    Op,
+    Opaque,
+    Predicate,
+    Problem,
+    Rule,
+    Stage,
+    StageRole,
+    and_,
+    or_,
+)
+
+VENDOR = "sigma"
+UPSTREAM = "https://github.com/SigmaHQ/sigma/blob/master/"
+INACTIVE_DIRS = ("deprecated", "unsupported")
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MODIFIER_NAMES = {cls: name for name, cls in reversed(list(modifier_mapping.items()))}
+_TECHNIQUE_TAG = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
+_COMPARE_OPS = {
+    SigmaCompareExpression.CompareOperators.GT: Op.GT,
+    SigmaCompareExpression.CompareOperators.GTE: Op.GTE,
+    SigmaCompareExpression.CompareOperators.LT: Op.LT,
+    SigmaCompareExpression.CompareOperators.LTE: Op.LTE,
+}
+# Modifiers whose value pySigma re-encodes; we keep the decoded text instead.
+_ENCODINGS = {"base64", "base64offset", "wide", "utf16", "utf16le", "utf16be"}
+
+
+def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
+    """Every rule file: ``rules*/``, plus deprecated/unsupported on request."""
+    dirs = sorted(p for p in root.glob("rules*") if p.is_dir())
+    if include_deprecated:
+        dirs += [root / d for d in INACTIVE_DIRS if (root / d).is_dir()]
+    return [f for d in dirs for f in sorted(d.rglob("*.yml"))]
+
+
+def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
+    for path in rule_files(root, include_deprecated):
+        yield read_file(path, root)
+
+
+def read_file(path: Path, root: Path) -> Rule | Problem:
+    rel = path.relative_to(root).as_posix()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return Problem(rel, f"cannot read file: {e}", vendor=VENDOR)
+    return parse_rule_text(text, rel)
+
+
+def parse_rule_text(text: str, rel: str = "<text>") -> Rule | Problem:
+    """One Sigma rule document -> Rule, or a Problem saying why not."""
+    try:
+        doc = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        return Problem(
+            rel,
+            f"invalid YAML: {getattr(e, 'problem', None) or e}",
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+            vendor=VENDOR,
+        )
+    if not isinstance(doc, dict):
+        return Problem(rel, "not a Sigma rule: the document is not a mapping", vendor=VENDOR)
+    if "correlation" in doc:
+        return _correlation_rule(doc, rel)
+    try:
+        sr = SigmaRule.from_dict(doc)
+    except SigmaError as e:
+        return Problem(rel, f"not a valid Sigma rule: {e}", vendor=VENDOR, rule_id=_id(doc))
+    except Exception as e:  # pySigma raises plain errors on some malformed shapes
+        return Problem(rel, f"not a valid Sigma rule: {type(e).__name__}: {e}", vendor=VENDOR)
+    rule = _metadata(sr, doc, rel)
+    rule.stages = [Stage(name="main", expr=_condition_expr(sr, rule))]
+    return rule
+
+
+def _id(doc: dict[str, Any]) -> str:
+    return str(doc.get("id") or "")
+
+
+def _metadata(sr: SigmaRule, doc: dict[str, Any], rel: str) -> Rule:
+    tags = [str(t) for t in sr.tags]
+    logsource = {
+        k: v for k in ("category", "product", "service") if (v := getattr(sr.logsource, k, None))
+    }
+    return Rule(
+        vendor=VENDOR,
+        id=str(sr.id) if sr.id else rel,
+        title=sr.title or "",
+        source_path=rel,
+        language="sigma",
+        query=_detection_text(doc),
+        description=sr.description or "",
+        author=sr.author or "",
+        status=str(sr.status) if sr.status else "",
+        severity=str(sr.level) if sr.level else "",
+        type="correlation" if "correlation" in doc else "detection",
+        references=[str(r) for r in sr.references or []],
+        techniques=techniques_from_tags(tags),
+        tags=tags,
+        context={"logsource": logsource},
+        extra={
+            k: doc[k]
+            for k in ("falsepositives", "date", "modified", "fields", "related")
+            if k in doc
+        },
+        upstream_url=UPSTREAM + rel,
+    )
+
+
+def techniques_from_tags(tags: list[str]) -> list[str]:
+    found = [m.group(1).upper() for t in tags if (m := _TECHNIQUE_TAG.match(t))]
+    return list(dict.fromkeys(found))
+
+
+def _detection_text(doc: dict[str, Any]) -> str:
+    block = {k: doc[k] for k in ("logsource", "detection", "correlation") if k in doc}
+    return yaml.safe_dump(block, sort_keys=False, allow_unicode=True, width=120)
+
+
+# -- condition ------------------------------------------------------------------
+
+
+def _condition_expr(sr: SigmaRule, rule: Rule) -> Expr | None:
+    detections = sr.detection.detections
+    exprs: list[Expr] = []
+    for cond in sr.detection.parsed_condition:
+        try:
+            tree = cond.parse(postprocess=False)
+        except SigmaError as e:
+            rule.problems.append(Problem(rule.source_path, f"broken condition: {e}", vendor=VENDOR))
+            exprs.append(Opaque(cond.condition, f"broken condition: {e}"))
+            continue
+        exprs.append(_condition_node(tree, detections, rule))
+    # Several conditions in one rule (a list) are alternatives.
+    return or_(*exprs) if exprs else None
+
+
+def _condition_node(node: Any, detections: dict[str, SigmaDetection], rule: Rule) -> Expr:
+    match node:
+        case ConditionAND():
+            return and_(*(_condition_node(a, detections, rule) for a in node.args))
+        case ConditionOR():
+            return or_(*(_condition_node(a, detections, rule) for a in node.args))
+        case ConditionNOT():
+            return Not(_condition_node(node.args[0], detections, rule))
+        case ConditionIdentifier():
+            name = node.args[0]
+            if name not in detections:
+                return _broken(rule, f"condition names an undefined detection {name!r}")
+            return _detection(detections[name])
+        case ConditionSelector():
+            names = [c.args[0] for c in node.resolve_referenced_detections(_Dets(detections))]
+            if not names:
+                return _broken(rule, f"'{node.args[0]} of {node.pattern}' matches no detection")
+            parts = [_detection(detections[n]) for n in names]
+            return and_(*parts) if node.cond_class is ConditionAND else or_(*parts)
+    if isinstance(node, ConditionItem):
+        return Opaque(str(node), f"condition element {type(node).__name__}")
+    return Opaque(str(node), "unknown condition element")
+
+
+class _Dets:
+    """The shape ``ConditionSelector.resolve_referenced_detections`` expects."""
+
+    def __init__(self, detections: dict[str, SigmaDetection]):
+        self.detections = detections
+
+
+def _broken(rule: Rule, message: str) -> Opaque:
+    rule.problems.append(Problem(rule.source_path, message, vendor=VENDOR, rule_id=rule.id))
+    return Opaque("", message)
+
+
+# -- detections -------------------------------------------------------------------
+
+
+def _detection(det: SigmaDetection) -> Expr:
+    parts = [
+        _detection(item) if isinstance(item, SigmaDetection) else _item(item)
+        for item in det.detection_items
+    ]
+    return and_(*parts) if det.item_linking is ConditionAND else or_(*parts)
+
+
+def _item(item: SigmaDetectionItem) -> Expr:
+    mods = [_MODIFIER_NAMES.get(m, m.__name__) for m in item.modifiers]
+    syntax = "|" + "|".join(mods) if mods else "="
+    if _ENCODINGS.intersection(mods):
+        values: list[Any] = list(item.original_value)
+        op = _op_for_modifiers(mods)
+        preds = [_encoded(item.field, op, v, syntax) for v in values]
+    else:
+        preds = [_value(item.field, v, syntax) for v in item.value]
+    combine = and_ if item.value_linking is ConditionAND else or_
+    return combine(*preds) if preds else Opaque(str(item.field), "detection item without values")
+
+
+def _op_for_modifiers(mods: list[str]) -> Op:
+    for name, op in (("contains", Op.CONTAINS), ("startswith", Op.STARTS_WITH)):
+        if name in mods:
+            return op
+    return Op.ENDS_WITH if "endswith" in mods else Op.EQ
+
+
+def _encoded(field: str | None, op: Op, value: Any, syntax: str) -> Expr:
+    """base64/utf16 families: the decoded text is the indicator; syntax says how."""
+    text = value.to_plain() if isinstance(value, SigmaString) else str(value)
+    return Predicate(field, op, text, syntax)
+
+
+def _value(field: str | None, v: Any, syntax: str) -> Expr:
+    match v:
+        case SigmaExpansion():
+            return or_(*(_value(field, x, syntax) for x in v.values))
+        case SigmaString():
+            return _string(field, v, syntax)
+        case SigmaRegularExpression():
+            flags = {f.name for f in v.flags}
+            return Predicate(field, Op.REGEX_MATCH, v.regexp, syntax, "IGNORECASE" not in flags)
+        case SigmaCIDRExpression():
+            return Predicate(field, Op.CIDR, v.cidr, syntax)
+        case SigmaCompareExpression():
+            return Predicate(field, _COMPARE_OPS[v.op], _number(v.number), syntax)
+        case SigmaBool():
+            return Predicate(field, Op.EQ, v.boolean, syntax)
+        case SigmaNumber():
+            return Predicate(field, Op.EQ, _number(v), syntax)
+        case SigmaNull():
+            return Predicate(field, Op.IS_NULL, None, syntax)
+        case SigmaExists():
+            p = Predicate(field, Op.EXISTS, True, syntax)
+            return p if v.exists else Not(p)
+        case SigmaFieldReference():
+            return Predicate(field, Op.FIELD_REF, v.field, syntax)
+    return Opaque(f"{field}{syntax}: {v}", f"value type {type(v).__name__}")
+
+
+def _number(n: SigmaNumber) -> int | float:
+    return n.number
+
+
+def _string(field: str | None, s: SigmaString, syntax: str) -> Expr:
+    if s.contains_placeholder():
+        return _placeholder(field, s, syntax)
+    cased = isinstance(s, SigmaCasedString)
+    parts = list(s.s)
+    if field is None:
+        # Keywords match anywhere in the event; surrounding wildcards add nothing.
+        while parts and parts[0] is SpecialChars.WILDCARD_MULTI:
+            parts.pop(0)
+        while parts and parts[-1] is SpecialChars.WILDCARD_MULTI:
+            parts.pop()
+        return Predicate(None, Op.KEYWORD, _render(parts), syntax, cased)
+    op, core = classify_wildcards(parts)
+    value = _render(core) if op is Op.WILDCARD else "".join(p for p in core if isinstance(p, str))
+    if op is Op.WILDCARD and value == "*":
+        return Predicate(field, Op.EXISTS, True, syntax)
+    return Predicate(field, op, value, syntax, cased)
+
+
+def _placeholder(field: str | None, s: SigmaString, syntax: str) -> Expr:
+    """``%name%`` (the expand modifier) names a list the deployer fills in, the
+    way a YARA-L ``%reference_list`` does: an ``in_list`` predicate naming it.
+    A placeholder embedded in other text has no such reading: Opaque."""
+    core = [p for p in s.s if p is not SpecialChars.WILDCARD_MULTI]
+    if len(core) == 1 and isinstance(core[0], Placeholder):
+        return Predicate(field, Op.IN_LIST, core[0].name, syntax)
+    names = ", ".join(p.name for p in s.s if isinstance(p, Placeholder))
+    return Opaque(f"{field}{syntax}: {s}", f"placeholder %{names}% inside a value")
+
+
+def classify_wildcards(parts: list[Any]) -> tuple[Op, list[Any]]:
+    """``*x`` -> ends_with, ``x*`` -> starts_with, ``*x*`` -> contains, else wildcard."""
+    star = SpecialChars.WILDCARD_MULTI
+    lead = bool(parts) and parts[0] is star
+    trail = len(parts) > 1 and parts[-1] is star
+    core = parts[int(lead) : len(parts) - int(trail)]
+    if any(not isinstance(p, str) for p in core):
+        return Op.WILDCARD, parts
+    if lead and trail:
+        return Op.CONTAINS, core
+    if lead:
+        return Op.ENDS_WITH, core
+    if trail:
+        return Op.STARTS_WITH, core
+    return Op.EQ, core
+
+
+def _render(parts: list[Any]) -> str:
+    """Sigma's own spelling: ``*``/``?`` are wildcards, literal ones escaped."""
+    s = SigmaString()
+    s.s = tuple(parts)
+    return str(s)
+
+
+# -- correlations -----------------------------------------------------------------
+
+
+def _correlation_rule(doc: dict[str, Any], rel: str) -> Rule | Problem:
+    """Correlation rules reference other rules; each reference is a stage."""
+    corr = doc.get("correlation")
+    if not isinstance(corr, dict):
+        return Problem(rel, "correlation is not a mapping", vendor=VENDOR, rule_id=_id(doc))
+    refs = corr.get("rules") or []
+    refs = [refs] if isinstance(refs, str) else list(refs)
+    tags = [str(t) for t in doc.get("tags") or []]
+    params = {k: corr[k] for k in ("type", "group-by", "timespan", "condition") if k in corr}
+    return Rule(
+        vendor=VENDOR,
+        id=_id(doc) or rel,
+        title=str(doc.get("title") or ""),
+        source_path=rel,
+        language="sigma",
+        query=_detection_text(doc),
+        description=str(doc.get("description") or ""),
+        author=str(doc.get("author") or ""),
+        status=str(doc.get("status") or ""),
+        severity=str(doc.get("level") or ""),
+        type="correlation",
+        references=[str(r) for r in doc.get("references") or []],
+        techniques=techniques_from_tags(tags),
+        tags=tags,
+        stages=[
+            Stage(name=f"rule:{r}", role=StageRole.CORRELATION, params={"rule": str(r), **params})
+            for r in refs
+        ],
+        upstream_url=UPSTREAM + rel,
+    )

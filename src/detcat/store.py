@@ -1,0 +1,251 @@
+"""The SQLite catalog: schema, one-transaction writes, read-only connections.
+
+A build writes a temporary file next to the catalog and renames it over the old
+one only when everything succeeded, so an interrupted or failed build never
+destroys the previous catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detcat.attack import Attack
+from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json
+
+DEFAULT_DB = Path("detcat.sqlite")
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE rules (
+    pk INTEGER PRIMARY KEY,
+    vendor TEXT NOT NULL, id TEXT NOT NULL, title TEXT NOT NULL, description TEXT,
+    author TEXT, status TEXT, severity TEXT, type TEXT, language TEXT,
+    source_path TEXT, query TEXT, upstream_url TEXT,
+    refs TEXT, tags TEXT, context TEXT, extra TEXT,
+    has_query INTEGER NOT NULL, fully_parsed INTEGER NOT NULL, n_opaque INTEGER NOT NULL,
+    UNIQUE (vendor, id)
+);
+CREATE TABLE stages (
+    rule_pk INTEGER NOT NULL REFERENCES rules(pk), idx INTEGER NOT NULL,
+    name TEXT, role TEXT, negated INTEGER, join_keys TEXT, params TEXT, expr TEXT,
+    PRIMARY KEY (rule_pk, idx)
+);
+-- One row per predicate leaf. field is canonical (field_raw when not normalized),
+-- value_key the case-folded value that identifies an indicator.
+CREATE TABLE predicates (
+    rule_pk INTEGER NOT NULL REFERENCES rules(pk), stage_idx INTEGER NOT NULL,
+    stage_role TEXT NOT NULL, field TEXT, field_raw TEXT, op TEXT NOT NULL,
+    value TEXT, value_key TEXT NOT NULL, syntax TEXT, case_sensitive INTEGER,
+    negated INTEGER NOT NULL, exclusion INTEGER NOT NULL, kind TEXT NOT NULL
+);
+CREATE TABLE opaque (
+    rule_pk INTEGER NOT NULL REFERENCES rules(pk), stage_idx INTEGER NOT NULL,
+    text TEXT, reason TEXT
+);
+CREATE TABLE tactics (id TEXT, shortname TEXT PRIMARY KEY, name TEXT, ord INTEGER);
+CREATE TABLE techniques (
+    id TEXT PRIMARY KEY, name TEXT, description TEXT, tactics TEXT, parent TEXT,
+    revoked INTEGER, deprecated INTEGER, known INTEGER
+);
+CREATE TABLE rule_techniques (
+    rule_pk INTEGER NOT NULL REFERENCES rules(pk), technique_id TEXT NOT NULL,
+    PRIMARY KEY (rule_pk, technique_id)
+);
+CREATE TABLE events (id TEXT PRIMARY KEY, provider TEXT, event_id TEXT, title TEXT);
+CREATE TABLE rule_events (
+    rule_pk INTEGER NOT NULL REFERENCES rules(pk), event TEXT NOT NULL, stage_idx INTEGER,
+    PRIMARY KEY (rule_pk, event, stage_idx)
+);
+CREATE TABLE problems (
+    vendor TEXT, path TEXT, line INTEGER, col INTEGER, message TEXT, rule_id TEXT
+);
+CREATE VIRTUAL TABLE rules_fts USING fts5(
+    title, description, content='rules', content_rowid='pk', tokenize='unicode61'
+);
+"""
+
+INDEXES = """
+CREATE INDEX predicates_indicator ON predicates (field, op, value_key);
+CREATE INDEX predicates_rule ON predicates (rule_pk);
+CREATE INDEX rule_techniques_technique ON rule_techniques (technique_id);
+CREATE INDEX rule_events_event ON rule_events (event);
+CREATE INDEX opaque_rule ON opaque (rule_pk);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: str
+    provider: str
+    event_id: str
+    title: str
+
+
+def value_key(value: Any) -> str:
+    """Indicator identity ignores case: the case-folded text of the value."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).casefold()
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+class CatalogWriter:
+    """Writes one catalog inside one transaction on a temporary file."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.seen: set[tuple[str, str]] = set()
+
+    def add_rule(self, rule: Rule) -> bool:
+        """Insert a rule; a duplicate (vendor, id) becomes a problem instead."""
+        key = (rule.vendor, rule.id)
+        if key in self.seen:
+            self.add_problem(
+                Problem(rule.source_path, f"duplicate rule id {rule.id}", vendor=rule.vendor)
+            )
+            return False
+        self.seen.add(key)
+        n_opaque = sum(isinstance(lf.node, Opaque) for s in rule.stages for lf in leaves(s.expr))
+        cur = self.conn.execute(
+            "INSERT INTO rules (vendor, id, title, description, author, status, severity, type,"
+            " language, source_path, query, upstream_url, refs, tags, context, extra,"
+            " has_query, fully_parsed, n_opaque) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                rule.vendor, rule.id, rule.title, rule.description, rule.author, rule.status,
+                rule.severity, rule.type, rule.language, rule.source_path, rule.query,
+                rule.upstream_url, _dump(rule.references), _dump(rule.tags),
+                _dump(rule.context), _dump(rule.extra), int(rule.has_query),
+                int(rule.fully_parsed), n_opaque,
+            ),
+        )  # fmt: skip
+        pk = cur.lastrowid
+        self._add_stages(pk, rule)
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO rule_techniques VALUES (?, ?)",
+            [(pk, t) for t in dict.fromkeys(rule.techniques)],
+        )
+        for p in rule.problems:
+            p.vendor = p.vendor or rule.vendor
+            p.rule_id = p.rule_id or rule.id
+            self.add_problem(p)
+        return True
+
+    def _add_stages(self, pk: int | None, rule: Rule) -> None:
+        preds, opaque, events = [], [], []
+        for i, stage in enumerate(rule.stages):
+            d = stage_to_json(stage)
+            self.conn.execute(
+                "INSERT INTO stages VALUES (?,?,?,?,?,?,?,?)",
+                (pk, i, stage.name, str(stage.role), int(stage.negated), _dump(d["join_keys"]),
+                 _dump(d["params"]), _dump(d["expr"])),
+            )  # fmt: skip
+            events += [(pk, e, i) for e in dict.fromkeys(stage.events)]
+            for lf in leaves(stage.expr):
+                n = lf.node
+                if isinstance(n, Predicate):
+                    preds.append((
+                        pk, i, str(stage.role), n.field or n.field_raw, n.field_raw, str(n.op),
+                        _text(n.value), value_key(n.value), n.syntax, int(n.case_sensitive),
+                        int(lf.negated), int(lf.exclusion), n.kind,
+                    ))  # fmt: skip
+                else:
+                    opaque.append((pk, i, n.text, n.reason))
+        self.conn.executemany("INSERT INTO predicates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", preds)
+        self.conn.executemany("INSERT INTO opaque VALUES (?,?,?,?)", opaque)
+        self.conn.executemany("INSERT OR IGNORE INTO rule_events VALUES (?,?,?)", events)
+
+    def add_problem(self, p: Problem) -> None:
+        self.conn.execute(
+            "INSERT INTO problems VALUES (?,?,?,?,?,?)",
+            (p.vendor, p.path, p.line, p.column, p.message, p.rule_id),
+        )
+
+    def add_attack(self, attack: Attack) -> None:
+        self.conn.executemany(
+            "INSERT INTO tactics VALUES (?,?,?,?)",
+            [(t.id, t.shortname, t.name, i) for i, t in enumerate(attack.tactics)],
+        )
+        self.conn.executemany(
+            "INSERT INTO techniques VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (t.id, t.name, t.description, _dump(t.tactics), t.parent, int(t.revoked),
+                 int(t.deprecated), int(t.known))
+                for t in attack.techniques.values()
+            ],
+        )  # fmt: skip
+
+    def add_events(self, events: Iterable[EventRow]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO events VALUES (?,?,?,?)",
+            [(e.id, e.provider, e.event_id, e.title) for e in events],
+        )
+
+    def set_meta(self, **items: Any) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [(k, v if isinstance(v, str) else _dump(v)) for k, v in items.items()],
+        )
+
+
+@contextmanager
+def writing(db: Path) -> Iterator[CatalogWriter]:
+    """Yield a writer on a fresh temporary catalog; replace ``db`` on success only."""
+    db = Path(db)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{db.name}.", suffix=".tmp", dir=db.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
+            conn.executescript(SCHEMA)
+            conn.execute("BEGIN")
+            writer = CatalogWriter(conn)
+            writer.set_meta(schema_version=SCHEMA_VERSION)
+            yield writer
+            conn.executescript(INDEXES)
+            conn.execute("INSERT INTO rules_fts(rules_fts) VALUES ('rebuild')")
+            conn.commit()
+            conn.execute("ANALYZE")
+        finally:
+            conn.close()
+        os.replace(tmp, db)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class MissingCatalog(FileNotFoundError):
+    pass
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    """A read-only connection; rows behave like dicts."""
+    db = Path(db)
+    if not db.exists():
+        raise MissingCatalog(f"no catalog at {db}: run `detcat build` first")
+    conn = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    return conn
