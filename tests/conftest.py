@@ -25,3 +25,13 @@ def corpora() -> Path:
     if d is None:
         pytest.skip("rule corpora not found: set DETCAT_SOURCES or provide ../shared/corpora")
     return d
+
+
+@pytest.fixture(scope="session")
+def corpus_db(corpora: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole catalog built once from the real corpora, shared by the session."""
+    from detcat import catalog
+
+    db = tmp_path_factory.mktemp("catalog") / "detcat.sqlite"
+    catalog.build(corpora, db)
+    return db

@@ -269,7 +269,7 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
         "stages": stages,
         "exclusions": [
             {"field": p["field"], "op": p["op"], "value": p["value"]}
-            for p in preds if p["exclusion"]
+            for p in preds if p["exclusion"] and p["kind"] != "implied"
         ],
         "indicators": indicators,
         "opaque": [dict(o) for o in conn.execute(

@@ -7,6 +7,10 @@ above speak only canonical terms.
 Operators (``Op``) are the DESIGN.md set plus ``field_ref`` (compare a field with
 another field; the value is the other field's raw name).
 
+Values of op ``wildcard`` use ``*`` (any run) and ``?`` (one character) with no
+escapes; a pattern that also needs a literal ``*``/``?`` is a ``regex_match``.
+For ``contains``/``starts_with``/``ends_with`` the value is the literal text.
+
 ``Predicate.kind`` says where a predicate comes from beyond the literal query:
 
 - ``""``               written in the query

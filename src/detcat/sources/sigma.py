@@ -300,11 +300,16 @@ def _string(field: str | None, s: SigmaString, syntax: str) -> Expr:
         while parts and parts[-1] is SpecialChars.WILDCARD_MULTI:
             parts.pop()
         return Predicate(None, Op.KEYWORD, _render(parts), syntax, cased)
-    op, core = classify_wildcards(parts)
-    value = _render(core) if op is Op.WILDCARD else "".join(p for p in core if isinstance(p, str))
-    if op is Op.WILDCARD and value == "*":
+    if parts == [SpecialChars.WILDCARD_MULTI]:
         return Predicate(field, Op.EXISTS, True, syntax)
-    return Predicate(field, op, value, syntax, cased)
+    op, core = classify_wildcards(parts)
+    if op is not Op.WILDCARD:
+        return Predicate(field, op, "".join(core), syntax, cased)
+    if any("*" in p or "?" in p for p in core if isinstance(p, str)):
+        # A literal * or ? cannot be told from a wildcard in our wildcard
+        # spelling (DESIGN: wildcard values have no escapes): say it as a regex.
+        return Predicate(field, Op.REGEX_MATCH, _as_regex(core), syntax, cased)
+    return Predicate(field, op, _render(core), syntax, cased)
 
 
 def _placeholder(field: str | None, s: SigmaString, syntax: str) -> Expr:
@@ -336,10 +341,17 @@ def classify_wildcards(parts: list[Any]) -> tuple[Op, list[Any]]:
 
 
 def _render(parts: list[Any]) -> str:
-    """Sigma's own spelling: ``*``/``?`` are wildcards, literal ones escaped."""
-    s = SigmaString()
-    s.s = tuple(parts)
-    return str(s)
+    """Our wildcard spelling: ``*`` any run, ``?`` one character, no escapes."""
+    return "".join(p if isinstance(p, str) else _WILDCARD_TEXT[p] for p in parts)
+
+
+def _as_regex(parts: list[Any]) -> str:
+    body = "".join(re.escape(p) if isinstance(p, str) else _WILDCARD_RE[p] for p in parts)
+    return f"^{body}$"
+
+
+_WILDCARD_TEXT = {SpecialChars.WILDCARD_MULTI: "*", SpecialChars.WILDCARD_SINGLE: "?"}
+_WILDCARD_RE = {SpecialChars.WILDCARD_MULTI: ".*", SpecialChars.WILDCARD_SINGLE: "."}
 
 
 # -- correlations -----------------------------------------------------------------
