@@ -6,6 +6,8 @@ Exit codes: 0 success; 1 the work failed (build error, problems under
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -191,6 +193,22 @@ def search(query: str, db: Path, limit: int, as_json: bool) -> None:
     else:
         render.search(console, data)
 
+
+def _register_optional_commands() -> None:
+    """Commands that live with their layer (fidelity tools, the web site)."""
+    for module, names in (
+        ("detcat.cli_fidelity", ("parse", "match")),
+        ("detcat.web.cli", ("serve", "export_site")),
+    ):
+        if importlib.util.find_spec(module) is None:
+            continue
+        mod = importlib.import_module(module)
+        for name in names:
+            if cmd := getattr(mod, name, None):
+                main.add_command(cmd)
+
+
+_register_optional_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
