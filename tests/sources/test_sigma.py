@@ -289,6 +289,18 @@ BAD = [
         None,
     ),
     ("undefined detection", sigma_rule("selection:\n  Image: x", "selektion"), "undefined", None),
+    (
+        "YAML nested beyond reason",
+        "title: x\ndetection:\n  sel: " + "[" * 50_000 + "]" * 50_000 + "\n",
+        "nesting depth",
+        3,
+    ),
+    (
+        "condition nested beyond reason",
+        sigma_rule("selection:\n  Image: x", "not " * 3000 + "selection"),
+        "nested too deeply",
+        None,
+    ),
 ]
 
 

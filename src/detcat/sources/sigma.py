@@ -113,12 +113,14 @@ def parse_rule_text(text: str, rel: str = "<text>") -> Rule | Problem:
         return _correlation_rule(doc, rel)
     try:
         sr = SigmaRule.from_dict(doc)
+        rule = _metadata(sr, doc, rel)
+        rule.stages = [Stage(name="main", expr=_condition_expr(sr, rule))]
     except SigmaError as e:
         return Problem(rel, f"not a valid Sigma rule: {e}", vendor=VENDOR, rule_id=_id(doc))
+    except RecursionError:
+        return Problem(rel, "detection nested too deeply", vendor=VENDOR, rule_id=_id(doc))
     except Exception as e:  # pySigma raises plain errors on some malformed shapes
         return Problem(rel, f"not a valid Sigma rule: {type(e).__name__}: {e}", vendor=VENDOR)
-    rule = _metadata(sr, doc, rel)
-    rule.stages = [Stage(name="main", expr=_condition_expr(sr, rule))]
     return rule
 
 
