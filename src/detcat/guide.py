@@ -282,17 +282,16 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
 
 def stats(conn: sqlite3.Connection) -> dict[str, Any]:
     """Per-vendor coverage: rules, with query, fully parsed, with Opaque, problems."""
-    vendors: dict[str, dict[str, Any]] = {}
+    vendors: dict[str, dict[str, Any]] = defaultdict(_empty_vendor_stats)
     for r in conn.execute(
         """SELECT vendor, COUNT(*) AS rules, SUM(has_query) AS with_query,
            SUM(fully_parsed) AS fully_parsed, SUM(n_opaque > 0) AS with_opaque
         FROM rules GROUP BY vendor ORDER BY vendor"""
     ):
-        vendors[r["vendor"]] = {k: r[k] for k in ("rules", "with_query", "fully_parsed",
-                                                  "with_opaque")}  # fmt: skip
-        vendors[r["vendor"]].update(problems=0, predicates=0, mapped_predicates=0, opaque={})
+        counts = dict(zip(r.keys(), r, strict=True))
+        vendors[counts.pop("vendor")].update(counts)
     for v, n in conn.execute("SELECT vendor, COUNT(*) FROM problems GROUP BY vendor"):
-        vendors.setdefault(v, {"rules": 0}).update(problems=n)
+        vendors[v]["problems"] = n
     for v, n, mapped in conn.execute(
         """SELECT r.vendor, COUNT(*), SUM(p.field IS NOT NULL AND instr(p.field, ':') = 0)
         FROM predicates p JOIN rules r ON r.pk = p.rule_pk WHERE p.kind != 'implied'
@@ -308,7 +307,20 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
     for v, rs in reasons.items():
         vendors[v]["opaque"] = rs
     techniques = conn.execute("SELECT COUNT(DISTINCT technique_id) FROM rule_techniques")
-    return {"vendors": vendors, "techniques": techniques.fetchone()[0]}
+    return {"vendors": dict(vendors), "techniques": techniques.fetchone()[0]}
+
+
+def _empty_vendor_stats() -> dict[str, Any]:
+    return {
+        "rules": 0,
+        "with_query": 0,
+        "fully_parsed": 0,
+        "with_opaque": 0,
+        "problems": 0,
+        "predicates": 0,
+        "mapped_predicates": 0,
+        "opaque": {},
+    }
 
 
 def unmapped_fields(conn: sqlite3.Connection, limit: int = 200) -> list[dict[str, Any]]:
