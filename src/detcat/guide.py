@@ -22,16 +22,16 @@ class UnknownTechnique(LookupError):
 
 
 def _family(technique_id: str) -> tuple[str, str]:
-    """SQL parameters selecting a technique and, for a parent, its sub-techniques."""
+    """SQL parameters selecting a technique and, for a parent, its sub-techniques
+    (ids ``T1059.000`` to ``T1059.999`` sort between ``T1059.`` and ``T1059/``)."""
     tid = technique_id.upper()
-    return tid, (tid + ".%") if "." not in tid else tid
+    return tid, (tid + ".") if "." not in tid else tid
 
 
-_HERE = """
-here AS (
-    SELECT DISTINCT rule_pk FROM rule_techniques
-    WHERE technique_id = :tid OR technique_id LIKE :sub
-)"""
+# Rules tagged with the technique or one of its sub-techniques.
+_IN_FAMILY = "(technique_id = :tid OR (technique_id > :sub AND technique_id < :tid || '/'))"
+_HERE = f"""
+here AS (SELECT DISTINCT rule_pk FROM rule_techniques WHERE {_IN_FAMILY})"""
 
 
 def technique_guide(conn: sqlite3.Connection, technique_id: str, limit: int = 50) -> dict[str, Any]:
@@ -84,12 +84,10 @@ def _technique_header(conn: sqlite3.Connection, tid: str) -> dict[str, Any]:
 
 def _rules(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
     rows = conn.execute(
-        f"""WITH {_HERE}
-        SELECT r.pk, r.vendor, r.id, r.title, r.language, r.severity, r.fully_parsed,
+        f"""SELECT r.pk, r.vendor, r.id, r.title, r.language, r.severity, r.fully_parsed,
                group_concat(rt.technique_id, ' ') AS techniques
-        FROM here JOIN rules r ON r.pk = here.rule_pk
-        JOIN rule_techniques rt ON rt.rule_pk = r.pk
-             AND (rt.technique_id = :tid OR rt.technique_id LIKE :sub)
+        FROM (SELECT * FROM rule_techniques WHERE {_IN_FAMILY}) rt
+        JOIN rules r ON r.pk = rt.rule_pk
         GROUP BY r.pk ORDER BY r.vendor, r.title""",
         args,
     ).fetchall()
@@ -120,78 +118,68 @@ def _events(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, An
 
 
 def _fields(conn: sqlite3.Connection, args: dict[str, Any]) -> dict[str, Any]:
-    base = f"""WITH {_HERE}, p AS (
+    """Top canonical fields: rules, vendor aliases, operator histogram, samples."""
+    base = f"""WITH {_HERE}, p AS MATERIALIZED (
         SELECT p.*, r.vendor FROM predicates p JOIN here USING (rule_pk)
         JOIN rules r ON r.pk = p.rule_pk
         WHERE p.field IS NOT NULL AND p.stage_role = 'events' AND p.kind != 'implied')"""
     top = conn.execute(
         base
-        + """ SELECT field, COUNT(DISTINCT rule_pk) AS rules FROM p
-        GROUP BY field ORDER BY rules DESC, field LIMIT :limit""",
+        + """ SELECT field, COUNT(DISTINCT rule_pk) AS rules, COUNT(*) OVER () AS n_fields
+        FROM p GROUP BY field ORDER BY rules DESC, field LIMIT :limit""",
         args,
     ).fetchall()
-    distinct = conn.execute(base + " SELECT COUNT(DISTINCT field) FROM p", args).fetchone()[0]
-    detail: dict[str, dict[str, Any]] = {
+    detail = {
         r["field"]: {"field": r["field"], "aliases": {}, "rules": r["rules"], "operators": {},
                      "samples": []}
         for r in top
     }  # fmt: skip
-    if not detail:
-        return {"rows": [], "distinct": distinct}
-    marks = ",".join("?" * len(detail))
-    fargs = (args["tid"], args["sub"], *detail)
-    q = base.replace(":tid", "?").replace(":sub", "?")
-    for r in conn.execute(
-        q
-        + f""" SELECT field, vendor, field_raw FROM p WHERE field IN ({marks})
-        GROUP BY field, vendor, field_raw ORDER BY field, vendor, COUNT(*) DESC""",
-        fargs,
-    ):
-        detail[r["field"]]["aliases"].setdefault(r["vendor"], []).append(r["field_raw"])
-    for r in conn.execute(
-        q
-        + f""" SELECT field, op, COUNT(DISTINCT rule_pk) AS n FROM p WHERE field IN ({marks})
-        GROUP BY field, op ORDER BY field, n DESC, op""",
-        fargs,
-    ):
-        detail[r["field"]]["operators"][r["op"]] = r["n"]
-    for r in conn.execute(
-        q
-        + f""" SELECT field, MIN(value) AS value, COUNT(DISTINCT rule_pk) AS n FROM p
-        WHERE field IN ({marks}) AND negated = 0 AND value IS NOT NULL
-        GROUP BY field, value_key ORDER BY field, n DESC, value_key""",
-        fargs,
-    ):
-        samples = detail[r["field"]]["samples"]
-        if len(samples) < _SAMPLES:
-            samples.append(r["value"])
-    return {"rows": list(detail.values()), "distinct": distinct}
+    # One pass over the technique's predicates of the top fields, three groupings.
+    rows = conn.execute(
+        base
+        + """, top AS (SELECT value AS field FROM json_each(:fields))
+        SELECT 'alias' AS kind, field, vendor AS a, field_raw AS b, COUNT(*) AS n
+            FROM p JOIN top USING (field) GROUP BY field, vendor, field_raw
+        UNION ALL
+        SELECT 'op', field, op, NULL, COUNT(DISTINCT rule_pk)
+            FROM p JOIN top USING (field) GROUP BY field, op
+        UNION ALL
+        SELECT 'sample', field, MIN(value), value_key, COUNT(DISTINCT rule_pk)
+            FROM p JOIN top USING (field) WHERE negated = 0 AND value IS NOT NULL
+            GROUP BY field, value_key
+        ORDER BY kind, field, n DESC, a, b""",
+        {**args, "fields": json.dumps(list(detail))},
+    ).fetchall()
+    for kind, field, a, b, n in rows:
+        row = detail[field]
+        if kind == "alias":
+            row["aliases"].setdefault(a, []).append(b)
+        elif kind == "op":
+            row["operators"][a] = n
+        elif len(row["samples"]) < _SAMPLES:
+            row["samples"].append(a)
+    return {"rows": list(detail.values()), "distinct": top[0]["n_fields"] if top else 0}
 
 
 def _indicators(conn: sqlite3.Connection, args: dict[str, Any], exclusion: bool) -> dict[str, Any]:
     """Top (field, op, value) combinations; exclusions are those under top-level NOTs."""
     where = "p.exclusion = 1" if exclusion else "p.negated = 0"
     no_value = ",".join(f"'{o}'" for o in _NO_VALUE_OPS)
-    base = f"""WITH {_HERE}, p AS (
-        SELECT p.* FROM predicates p JOIN here USING (rule_pk)
-        WHERE {where} AND p.stage_role = 'events' AND p.op NOT IN ({no_value}))"""
     rows = conn.execute(
-        base
-        + """ SELECT p.field, p.op, p.value_key, MIN(p.value) AS value,
+        f"""WITH {_HERE}
+        SELECT p.field, p.op, p.value_key, MIN(p.value) AS value,
                COUNT(DISTINCT p.rule_pk) AS rules,
-               group_concat(DISTINCT r.vendor || char(31) || r.id) AS rule_keys,
-               MAX(p.kind = 'implied') AS implied
-        FROM p JOIN rules r ON r.pk = p.rule_pk
+               json_group_array(DISTINCT r.vendor || char(31) || r.id) AS rule_keys,
+               MIN(p.kind = 'implied') AS implied, COUNT(*) OVER () AS n_distinct
+        FROM predicates p JOIN here USING (rule_pk) JOIN rules r ON r.pk = p.rule_pk
+        WHERE {where} AND p.stage_role = 'events' AND p.op NOT IN ({no_value})
         GROUP BY p.field, p.op, p.value_key
         ORDER BY rules DESC, p.field, p.op, p.value_key LIMIT :limit""",
         args,
     ).fetchall()
-    distinct = conn.execute(
-        base + " SELECT COUNT(*) FROM (SELECT 1 FROM p GROUP BY field, op, value_key)", args
-    ).fetchone()[0]
     out = []
     for r in rows:
-        keys = sorted(k.split("\x1f", 1) for k in r["rule_keys"].split(","))
+        keys = sorted(k.split("\x1f", 1) for k in json.loads(r["rule_keys"]))
         item: dict[str, Any] = {
             "field": r["field"],
             "op": r["op"],
@@ -199,13 +187,14 @@ def _indicators(conn: sqlite3.Connection, args: dict[str, Any], exclusion: bool)
             "rules": r["rules"],
             "rule_ids": [k[1] for k in keys],
             "rule_refs": [{"vendor": v, "id": i} for v, i in keys],
+            "implied": bool(r["implied"]),
         }
         if not exclusion:
             reach = corpus_reach(conn, r["field"], r["op"], r["value_key"])
             item["corpus_reach"] = reach
             item["specific"] = reach == r["rules"]
         out.append(item)
-    return {"rows": out, "distinct": distinct}
+    return {"rows": out, "distinct": rows[0]["n_distinct"] if rows else 0}
 
 
 def corpus_reach(conn: sqlite3.Connection, field: str | None, op: str, key: str) -> int:
