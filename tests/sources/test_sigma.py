@@ -247,6 +247,8 @@ def test_metadata_and_techniques() -> None:
     assert rule.references == ["https://example.org"]
     assert rule.context["logsource"] == {"category": "process_creation", "product": "windows"}
     assert rule.upstream_url.endswith("/rules/windows/x.yml")
+    assert rule.query.startswith("logsource:") and "condition: selection" in rule.query
+    assert "title:" not in rule.query and "tags:" not in rule.query
     assert rule.fully_parsed
 
 

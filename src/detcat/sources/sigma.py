@@ -110,10 +110,10 @@ def parse_rule_text(text: str, rel: str = "<text>") -> Rule | Problem:
     if not isinstance(doc, dict):
         return Problem(rel, "not a Sigma rule: the document is not a mapping", vendor=VENDOR)
     if "correlation" in doc:
-        return _correlation_rule(doc, rel)
+        return _correlation_rule(doc, text, rel)
     try:
         sr = SigmaRule.from_dict(doc)
-        rule = _metadata(sr, doc, rel)
+        rule = _metadata(sr, doc, text, rel)
         rule.stages = [Stage(name="main", expr=_condition_expr(sr, rule))]
     except SigmaError as e:
         return Problem(rel, f"not a valid Sigma rule: {e}", vendor=VENDOR, rule_id=_id(doc))
@@ -128,7 +128,7 @@ def _id(doc: dict[str, Any]) -> str:
     return str(doc.get("id") or "")
 
 
-def _metadata(sr: SigmaRule, doc: dict[str, Any], rel: str) -> Rule:
+def _metadata(sr: SigmaRule, doc: dict[str, Any], text: str, rel: str) -> Rule:
     tags = [str(t) for t in sr.tags]
     logsource = {
         k: v for k in ("category", "product", "service") if (v := getattr(sr.logsource, k, None))
@@ -139,7 +139,7 @@ def _metadata(sr: SigmaRule, doc: dict[str, Any], rel: str) -> Rule:
         title=sr.title or "",
         source_path=rel,
         language="sigma",
-        query=_detection_text(doc),
+        query=_detection_text(text),
         description=sr.description or "",
         author=sr.author or "",
         status=str(sr.status) if sr.status else "",
@@ -163,9 +163,20 @@ def techniques_from_tags(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _detection_text(doc: dict[str, Any]) -> str:
-    block = {k: doc[k] for k in ("logsource", "detection", "correlation") if k in doc}
-    return yaml.safe_dump(block, sort_keys=False, allow_unicode=True, width=120)
+_TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
+_QUERY_KEYS = {"logsource", "detection", "correlation"}
+
+
+def _detection_text(text: str) -> str:
+    """The rule's query as its author wrote it (comments included): the
+    top-level ``logsource``, ``detection`` and ``correlation`` blocks."""
+    keep, out = False, []
+    for line in text.splitlines():
+        if m := _TOP_KEY.match(line):
+            keep = m.group(1) in _QUERY_KEYS
+        if keep:
+            out.append(line)
+    return "\n".join(out).strip() + "\n"
 
 
 # -- condition ------------------------------------------------------------------
@@ -359,7 +370,7 @@ _WILDCARD_RE = {SpecialChars.WILDCARD_MULTI: ".*", SpecialChars.WILDCARD_SINGLE:
 # -- correlations -----------------------------------------------------------------
 
 
-def _correlation_rule(doc: dict[str, Any], rel: str) -> Rule | Problem:
+def _correlation_rule(doc: dict[str, Any], text: str, rel: str) -> Rule | Problem:
     """Correlation rules reference other rules; each reference is a stage."""
     corr = doc.get("correlation")
     if not isinstance(corr, dict):
@@ -374,7 +385,7 @@ def _correlation_rule(doc: dict[str, Any], rel: str) -> Rule | Problem:
         title=str(doc.get("title") or ""),
         source_path=rel,
         language="sigma",
-        query=_detection_text(doc),
+        query=_detection_text(text),
         description=str(doc.get("description") or ""),
         author=str(doc.get("author") or ""),
         status=str(doc.get("status") or ""),
