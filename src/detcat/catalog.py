@@ -168,12 +168,14 @@ def _write(
 def _resolve_techniques(
     rule: Rule, attack: attack_mod.Attack, names: dict[str, str], unknown: Counter[str]
 ) -> None:
-    """Map technique names to ids; keep unknown ids (flagged) rather than drop them."""
+    """Map technique names to ids; keep unknown ids (flagged) rather than drop them.
+    An unknown name is a problem only when the rule names no technique otherwise."""
+    had_ids = bool(rule.techniques)
     for name in rule.context.get("technique_names", []):
         tid = names.get(str(name).strip().lower())
         if tid:
             rule.techniques.append(tid)
-        else:
+        elif not had_ids:
             rule.problems.append(Problem(rule.source_path, f"unknown ATT&CK technique {name!r}"))
     rule.techniques = list(dict.fromkeys(t.upper() for t in rule.techniques))
     for tid in rule.techniques:
