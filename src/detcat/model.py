@@ -22,7 +22,6 @@ For ``contains``/``starts_with``/``ends_with`` the value is the literal text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -200,24 +199,24 @@ class Leaf:
     exclusion: bool  # under a Not that is the root or a direct child of the root And
 
 
-def leaves(expr: Expr | None) -> Iterator[Leaf]:
+def leaves(expr: Expr | None) -> list[Leaf]:
+    """Every predicate and opaque node in source order, with its negation state.
+    Iterative: generator recursion costs a frame per level per leaf."""
     if expr is None:
-        return
+        return []
     top = expr.children if isinstance(expr, And) else (expr,)
-    for child in top:
-        excl = isinstance(child, Not)
-        yield from _leaves(child, False, excl)
-
-
-def _leaves(expr: Expr, negated: bool, exclusion: bool) -> Iterator[Leaf]:
-    match expr:
-        case And(children) | Or(children):
-            for c in children:
-                yield from _leaves(c, negated, exclusion)
-        case Not(child):
-            yield from _leaves(child, not negated, exclusion)
-        case _:
-            yield Leaf(expr, negated, exclusion)
+    out: list[Leaf] = []
+    # (node, negated, exclusion); reversed pushes keep source order.
+    stack = [(c, False, isinstance(c, Not)) for c in reversed(top)]
+    while stack:
+        node, negated, excl = stack.pop()
+        if isinstance(node, (And, Or)):
+            stack.extend((c, negated, excl) for c in reversed(node.children))
+        elif isinstance(node, Not):
+            stack.append((node.child, not negated, excl))
+        else:
+            out.append(Leaf(node, negated, excl))
+    return out
 
 
 def predicates(expr: Expr | None) -> list[Predicate]:
