@@ -1,0 +1,19 @@
+"""The data files under ``detcat/data``, each parsed once, on first use."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from importlib import resources
+from typing import Any
+
+FIELDS = "fields.toml"
+EVENTS = "events.toml"
+EVENT_SOURCES = "event_sources.toml"
+
+
+@cache
+def load(name: str) -> dict[str, Any]:
+    """A table file as a dict (tomllib rejects duplicate keys, so loading checks them)."""
+    text = resources.files("detcat").joinpath("data", name).read_text(encoding="utf-8")
+    return tomllib.loads(text)

@@ -1,0 +1,140 @@
+"""Operators and values: one spelling per meaning, plus implied predicates.
+
+Applied after the field is known:
+
+- ``lower(f)`` / ``upper(f)`` / ``TO_LOWER(f)`` … around a field: the field, compared
+  case-insensitively;
+- a regex that is a plain literal -> eq / starts_with / ends_with / contains;
+- a wildcard pattern left unclassified (``*x*``) -> contains, …;
+- Sysmon ``Hashes`` values ``ALGO=digest`` -> the field of that algorithm;
+- a path ``ends_with \\name`` (or ``eq`` a full path) -> ``And(original, <name field>
+  eq name)``, the second predicate of kind ``"implied"``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from detcat.model import And, Expr, Op, Predicate, or_, replace
+from detcat.normalize.regex import regex_literal
+from detcat.normalize.tables import FIELDS, load
+
+_CASE_FN = re.compile(
+    r"^\s*(?:lower|upper|to_lower|to_upper|tolower|toupper|lcase|ucase|strings\.to_lower"
+    r"|strings\.to_upper)\s*\(\s*(.+?)\s*\)\s*$",
+    re.IGNORECASE,
+)
+_WILDCARDS = ("*", "?")
+_PATH_SEPARATORS = ("\\", "/")
+
+
+def unwrap_case_function(raw: str | None) -> tuple[str | None, bool]:
+    """(the field inside a case-folding function, whether one was there)."""
+    if raw is None or "(" not in raw:
+        return raw, False
+    m = _CASE_FN.match(raw)
+    return (m.group(1), True) if m else (raw, False)
+
+
+_BARE_FIELD = re.compile(r"^\s*([A-Za-z_@][\w.@]*)\s*$")
+
+
+def resolve_derived(raw: str, derived: dict[str, object]) -> tuple[str, bool] | None:
+    """The source field of a field computed in the query as a rename or a case
+    fold of another field (``Esql.x = TO_LOWER(url.original)``), with whether it
+    was folded; None for any other computation."""
+    folded, hops = False, 0
+    while hops < 4:  # a short chain of renames / folds
+        expr = derived.get(raw)
+        if not isinstance(expr, str):
+            break
+        inner, fn = unwrap_case_function(expr)
+        m = _BARE_FIELD.match(inner or "")
+        if m is None:
+            return None
+        raw, folded, hops = m.group(1), folded or fn, hops + 1
+    return (raw, folded) if hops else None
+
+
+def lookup_name(p: Predicate, derived: dict[str, object] | None) -> tuple[str | None, bool]:
+    """The field name to look up for ``p`` and whether the query case-folds it: the
+    field inside a case function, or the source of a rename/fold computed in the query."""
+    raw, folded = unwrap_case_function(p.field_raw)
+    if derived and raw in derived:
+        raw, folded = resolve_derived(raw, derived) or (raw, folded)
+    return raw, folded
+
+
+@cache
+def implied_fields() -> dict[str, str]:
+    return dict(load(FIELDS)["implied"])
+
+
+@cache
+def hash_fields() -> dict[str, str]:
+    return {k.upper(): v for k, v in load(FIELDS)["hashes"].items()}
+
+
+def normalize_value(p: Predicate, full_match: bool) -> Expr:
+    """``p`` (field already canonical) with its operator and value normalized."""
+    if not isinstance(p.value, str):
+        return p
+    if p.op is Op.REGEX_MATCH:
+        return _from_regex(p, full_match)
+    if p.op is Op.WILDCARD:
+        p = _classify_wildcard(p)
+    if p.field and p.field.endswith(".hash"):
+        p = _split_hash(p)
+    return p
+
+
+def _from_regex(p: Predicate, full_match: bool) -> Expr:
+    lit = regex_literal(p.value, full_match)  # type: ignore[arg-type]
+    if lit is None:
+        return p
+    case = p.case_sensitive and not lit.case_insensitive
+    return or_(*(replace(p, op=lit.op, value=v, case_sensitive=case) for v in lit.values))
+
+
+def _classify_wildcard(p: Predicate) -> Predicate:
+    # model.py: wildcard values carry no escapes, every other character is literal
+    v: str = p.value  # type: ignore[assignment]
+    core = v.strip("*")
+    if not core or any(w in core for w in _WILDCARDS):
+        return p
+    lead, trail = v.startswith("*"), v.endswith("*")
+    op = Op.CONTAINS if lead and trail else Op.ENDS_WITH if lead else Op.STARTS_WITH
+    return replace(p, op=op, value=core)
+
+
+def _split_hash(p: Predicate) -> Predicate:
+    algo, sep, digest = p.value.partition("=")  # type: ignore[union-attr]
+    target = hash_fields().get(algo.strip().upper())
+    if not sep or target is None or not digest:
+        return p
+    base = p.field[: -len(".hash")]  # type: ignore[index]
+    op = Op.EQ if p.op in (Op.CONTAINS, Op.EQ, Op.STARTS_WITH, Op.ENDS_WITH) else p.op
+    return replace(p, field=f"{base}.{target}", op=op, value=digest.strip())
+
+
+def add_implied(p: Predicate) -> Expr:
+    """``And(p, name eq tail)`` when ``p`` pins down the file name of a path field."""
+    name_field = implied_fields().get(p.field or "")
+    if name_field is None or p.op not in (Op.ENDS_WITH, Op.EQ) or not isinstance(p.value, str):
+        return p
+    tail = _file_name(p.value)
+    if tail is None:
+        return p
+    implied = replace(p, field=name_field, op=Op.EQ, value=tail, kind="implied")
+    return And((p, implied))
+
+
+def _file_name(path: str) -> str | None:
+    cut = max(path.rfind(s) for s in _PATH_SEPARATORS)
+    if cut < 0:
+        return None
+    tail = path[cut + 1 :]
+    if not tail or any(w in tail for w in _WILDCARDS):
+        return None
+    return tail

@@ -1,0 +1,177 @@
+"""Normalization measured on the real corpora (skipped when they are absent).
+
+Every number here is computed from the corpora: the share of predicates with a
+canonical field per vendor, which table entries the corpora use, which catalog
+events rules name, and the cross-vendor AnyDesk indicator of T1219.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from detcat.model import Predicate, Rule, predicates
+from detcat.normalize import event_catalog, indicator_key, is_mapped, normalize_rule
+from detcat.normalize.fields import Entry, explain
+from detcat.normalize.scopes import stage_scopes
+from detcat.normalize.tables import EVENT_SOURCES, FIELDS, load
+from detcat.normalize.values import lookup_name
+
+VENDORS = ("sigma", "elastic", "splunk", "chronicle")
+MIN_MAPPED = 0.95
+
+
+@dataclass
+class Corpus:
+    rules: dict[str, list[Rule]] = field(default_factory=dict)
+    entries: dict[str, set[Entry]] = field(default_factory=lambda: defaultdict(set))
+
+
+def _record_lookups(corpus: Corpus, rule: Rule) -> None:
+    """The table entry each raw predicate is looked up by (before normalizing)."""
+    for stage in rule.stages:
+        scopes = stage_scopes(rule, stage)
+        derived = stage.params.get("derived") or {}
+        for p in predicates(stage.expr):
+            raw, _ = lookup_name(p, derived)
+            hit = explain(rule.vendor, scopes, raw)
+            if hit is not None:
+                corpus.entries[rule.vendor].add(hit)
+
+
+@pytest.fixture(scope="module")
+def corpus(corpora: Path) -> Corpus:
+    out = Corpus()
+    for vendor in VENDORS:
+        source = importlib.import_module(f"detcat.sources.{vendor}")
+        rules = [r for r in source.read(corpora / vendor) if isinstance(r, Rule)]
+        for rule in rules:
+            _record_lookups(out, rule)
+            normalize_rule(rule)
+        out.rules[vendor] = rules
+    return out
+
+
+def written(rule: Rule) -> list[Predicate]:
+    return [p for s in rule.stages for p in predicates(s.expr) if p.kind != "implied"]
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_predicates_have_canonical_fields(corpus: Corpus, vendor: str) -> None:
+    preds = [p for r in corpus.rules[vendor] for p in written(r)]
+    unmapped = Counter(p.field for p in preds if not is_mapped(p.field))
+    share = 1 - sum(unmapped.values()) / len(preds)
+    print(f"\n{vendor}: {len(preds)} predicates, {share:.2%} canonical; top unmapped:")
+    print(json.dumps(unmapped.most_common(10)))
+    assert share >= MIN_MAPPED
+
+
+def test_every_field_entry_is_used_by_the_corpus(corpus: Corpus) -> None:
+    unused = []
+    for vendor in VENDORS:
+        used = {(e.section, e.key) for e in corpus.entries[vendor]}
+        section = load(FIELDS).get(vendor, {})
+        for scope, entries in section.items():
+            if scope in ("fallback", "platforms"):
+                continue
+            for key in entries:
+                if (scope, key) not in used:
+                    unused.append((vendor, scope, key))
+        unused += [(vendor, "fallback", s) for s in section.get("fallback", {})
+                   if ("fallback", s) not in used]  # fmt: skip
+    assert unused == []
+
+
+def attack_event_codes(corpora: Path) -> list[tuple[str, str]]:
+    """(provider key, code) of ATT&CK analytics' ``WinEventLog:<channel>`` references."""
+    bundle = json.loads((corpora / "attack" / "enterprise-attack.json").read_text())
+    channels = load(EVENT_SOURCES)["attack"]
+    out = []
+    for obj in bundle["objects"]:
+        for ref in obj.get("x_mitre_log_source_references", []):
+            provider = channels.get(ref.get("name", ""))
+            codes = re.fullmatch(r"EventCode=([\d, ]+)", ref.get("channel") or "")
+            if provider and codes:
+                out += [(provider, c.strip()) for c in codes.group(1).split(",")]
+    return out
+
+
+def test_attack_log_source_events_are_in_the_catalog(corpora: Path) -> None:
+    refs = attack_event_codes(corpora)
+    ids = {e.id for e in event_catalog()}
+    missing = sorted({f"{p}:{c}" for p, c in refs} - ids)
+    share = 1 - sum(f"{p}:{c}" in missing for p, c in refs) / len(refs)
+    print(f"\nATT&CK WinEventLog references: {len(refs)}, {share:.1%} in the catalog; "
+          f"missing {missing}")  # fmt: skip
+    assert share >= 0.97
+
+
+def test_every_catalog_event_is_named_by_a_rule_or_reference(corpus: Corpus, corpora: Path) -> None:
+    named = Counter(e for rules in corpus.rules.values() for r in rules
+                    for s in r.stages for e in s.events)  # fmt: skip
+    referenced = {f"{p}:{c}" for p, c in attack_event_codes(corpora)}
+    # Sysmon is listed whole (events 1-29): its schema is the reference, not the corpus
+    unused = [
+        e.id
+        for e in event_catalog()
+        if e.id not in named and e.id not in referenced and not e.id.startswith("sysmon:")
+    ]
+    print(f"\n{len(named)} of {len(event_catalog())} catalog events named by rules")
+    assert unused == []
+
+
+def test_rules_with_events(corpus: Corpus) -> None:
+    shares = {}
+    for vendor, rules in corpus.rules.items():
+        with_query = [r for r in rules if r.has_query]
+        tagged = [r for r in with_query if any(s.events for s in r.stages)]
+        shares[vendor] = len(tagged) / len(with_query)
+    print(f"\nrules with catalog events: { {v: f'{s:.1%}' for v, s in shares.items()} }")
+    assert shares["sigma"] >= 0.75
+
+
+def t1219(corpus: Corpus, vendor: str) -> list[Rule]:
+    return [r for r in corpus.rules[vendor] if any(t.startswith("T1219") for t in r.techniques)]
+
+
+def test_t1219_anydesk_is_one_indicator_across_vendors(corpus: Corpus) -> None:
+    key = ("process.name", "eq", "anydesk.exe")
+    reach: dict[str, int] = {}
+    for vendor in ("sigma", "elastic", "splunk"):
+        keys_per_rule = [{indicator_key(p) for s in r.stages for p in predicates(s.expr)}
+                         for r in t1219(corpus, vendor)]  # fmt: skip
+        reach[vendor] = sum(key in keys for keys in keys_per_rule)
+    print(f"\nT1219 rules with {key}: {reach}")
+    assert all(n > 0 for n in reach.values())
+
+
+def aliases(rules: list[Rule], canonical: str) -> set[str | None]:
+    return {p.field_raw for r in rules for p in written(r) if p.field == canonical}
+
+
+def test_process_executable_row_collects_vendor_spellings(corpus: Corpus) -> None:
+    every = {v: aliases(corpus.rules[v], "process.executable") for v in VENDORS}
+    assert "Image" in every["sigma"]
+    assert "process.executable" in every["elastic"]
+    assert "Processes.process_path" in every["splunk"]
+    assert "target.process.file.full_path" in every["chronicle"]
+    technique = {v: aliases(t1219(corpus, v), "process.executable") for v in VENDORS}
+    print(f"\nT1219 process.executable aliases: {technique}")
+    assert {"Image", "process.executable", "target.process.file.full_path"} <= set().union(
+        *technique.values()
+    )
+
+
+def test_t1219_events(corpus: Corpus) -> None:
+    events: Counter[str] = Counter()
+    for vendor in VENDORS:
+        for r in t1219(corpus, vendor):
+            events.update({e for s in r.stages for e in s.events})
+    print(f"\nT1219 events: {events.most_common()}")
+    assert {"sysmon:1", "security:4688", "sysmon:22", "sysmon:3"} <= set(events)
