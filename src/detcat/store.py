@@ -19,6 +19,7 @@ from typing import Any
 
 from detcat.attack import Attack
 from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json
+from detcat.normalize import fold_value, indicator_key
 
 DEFAULT_DB = Path("detcat.sqlite")
 SCHEMA_VERSION = "1"
@@ -90,13 +91,7 @@ class EventRow:
     title: str
 
 
-def value_key(value: Any) -> str:
-    """Indicator identity ignores case: the case-folded text of the value."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value).casefold()
+value_key = fold_value  # the indicator identity of a value (case-folded text)
 
 
 def _text(value: Any) -> str | None:
@@ -167,7 +162,7 @@ class CatalogWriter:
                 if isinstance(n, Predicate):
                     preds.append((
                         pk, i, str(stage.role), n.field or n.field_raw, n.field_raw, str(n.op),
-                        _text(n.value), value_key(n.value), n.syntax, int(n.case_sensitive),
+                        _text(n.value), indicator_key(n)[2], n.syntax, int(n.case_sensitive),
                         int(lf.negated), int(lf.exclusion), n.kind,
                     ))  # fmt: skip
                 else:

@@ -62,10 +62,11 @@ def normalize_predicate(
 
 def indicator_key(p: Predicate) -> tuple[str, str, str]:
     """(field, op, case-folded value): the identity of an indicator across vendors."""
-    return (p.field or p.field_raw or "", str(p.op), _fold(p.value))
+    return (p.field or p.field_raw or "", str(p.op), fold_value(p.value))
 
 
-def _fold(value: object) -> str:
+def fold_value(value: object) -> str:
+    """The case-folded text that identifies a value in indicator aggregation."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
@@ -74,6 +75,7 @@ def _fold(value: object) -> str:
 
 
 __all__ = [
+    "fold_value",
     "Event",
     "event_catalog",
     "get_event",
