@@ -8,10 +8,11 @@ in one transaction and swaps it in at the end (see ``store.writing``).
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,8 +52,11 @@ class BuildReport:
         return len(self.problems)
 
 
-def read_vendor(vendor: str, root: Path, include_deprecated: bool) -> VendorResult:
-    """Read and normalize one vendor's rules (runs in a worker process)."""
+def read_vendor(
+    vendor: str, root: Path, include_deprecated: bool, files: list[Path] | None = None
+) -> VendorResult:
+    """Read and normalize one vendor's rules, or the given files of it (runs in a
+    worker process)."""
     from detcat.normalize import normalize_rule
 
     started = time.perf_counter()
@@ -62,8 +66,12 @@ def read_vendor(vendor: str, root: Path, include_deprecated: bool) -> VendorResu
     except ImportError as e:
         result.problems.append(Problem(str(root), f"no reader for {vendor}: {e}", vendor=vendor))
         return result
+    if files is None:
+        items = module.read(root, include_deprecated=include_deprecated)
+    else:
+        items = (module.read_file(f, root) for f in files)
     try:
-        for item in module.read(root, include_deprecated=include_deprecated):
+        for item in items:
             if isinstance(item, Problem):
                 item.vendor = item.vendor or vendor
                 result.problems.append(item)
@@ -81,6 +89,16 @@ def read_vendor(vendor: str, root: Path, include_deprecated: bool) -> VendorResu
         )
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _shards(vendor: str, root: Path, include_deprecated: bool, n: int) -> list[list[Path]] | None:
+    """Split a vendor's files into ``n`` parts when its reader works file by file
+    (``rule_files`` + ``read_file``); None when it must read the folder whole."""
+    module = importlib.import_module(f"detcat.sources.{vendor}")
+    if n < 2 or not (hasattr(module, "rule_files") and hasattr(module, "read_file")):
+        return None
+    files = module.rule_files(root, include_deprecated)
+    return [files[i::n] for i in range(n)]
 
 
 def build(
@@ -115,19 +133,33 @@ def _read_all(
     notify = progress or (lambda *_: None)
     for v in vendors:
         notify(v, "start", 0)
-    if workers == 1 or len(vendors) == 1:
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
         results = []
         for v in vendors:
             results.append(read_vendor(v, sources / v, include_deprecated))
             notify(v, "done", len(results[-1].rules))
         return results
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {v: pool.submit(read_vendor, v, sources / v, include_deprecated) for v in vendors}
+        futures: dict[str, list[Future[VendorResult]]] = {}
+        for v in vendors:  # the largest vendor first, split across the workers
+            shards = _shards(v, sources / v, include_deprecated, workers) or [None]
+            futures[v] = [pool.submit(read_vendor, v, sources / v, include_deprecated, s)
+                          for s in shards]  # fmt: skip
         results = []
-        for v, fut in futures.items():
-            results.append(fut.result())
+        for v, futs in futures.items():
+            results.append(_merge(v, [f.result() for f in futs]))
             notify(v, "done", len(results[-1].rules))
         return results
+
+
+def _merge(vendor: str, parts: list[VendorResult]) -> VendorResult:
+    return VendorResult(
+        vendor,
+        rules=[r for p in parts for r in p.rules],
+        problems=[x for p in parts for x in p.problems],
+        seconds=sum(p.seconds for p in parts),
+    )
 
 
 def _write(

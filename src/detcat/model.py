@@ -17,7 +17,9 @@ For ``contains``/``starts_with``/``ends_with`` the value is the literal text.
 - ``"derived"``        the field is computed inside the query (EVAL, rex, GROK, …)
 - ``"lookup:<name>"``  an indicator value resolved from a lookup table
 - ``"implied"``        added by normalization (path ``ends_with \\x.exe`` implies
-                       ``process.name eq x.exe``)
+                       ``process.name eq x.exe``): the issues' *derived indicators*,
+                       placed as ``And(original, implied)``; evaluation and field
+                       histograms skip them, corpus reach counts them
 """
 
 from __future__ import annotations
