@@ -15,7 +15,7 @@ from typing import Any
 
 from detcat.model import Expr, Predicate, Rule, StageRole, map_predicates, replace
 from detcat.normalize.events import Event, event_catalog, get_event, stage_events
-from detcat.normalize.fields import canonical_field, is_mapped
+from detcat.normalize.fields import canonical_field, explain, is_mapped, namespaced
 from detcat.normalize.scopes import stage_scopes
 from detcat.normalize.values import add_implied, lookup_name, normalize_value
 
@@ -53,7 +53,15 @@ def normalize_predicate(
     if p.field is not None:
         return p  # already normalized (parsers leave field None): stay idempotent
     raw, folded = lookup_name(p, derived)
-    q = replace(p, field=canonical_field(vendor, scopes, raw))
+    if p.kind == "derived" and raw == p.field_raw:
+        # Computed inside the query: canonical only when its name is a table entry
+        # (CIM process_exec), never through a fallback (rmm_exception must not
+        # become winlog.event_data.rmm_exception).
+        entry = explain(vendor, scopes, raw)
+        field = entry.canonical if entry else namespaced(vendor, raw or "")
+    else:
+        field = canonical_field(vendor, scopes, raw)
+    q = replace(p, field=field)
     if folded:
         q = replace(q, case_sensitive=False)
     out = normalize_value(q, full_match)
