@@ -281,12 +281,16 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
         vendors[counts.pop("vendor")].update(counts)
     for v, n in conn.execute("SELECT vendor, COUNT(*) FROM problems GROUP BY vendor"):
         vendors[v]["problems"] = n
-    for v, n, mapped in conn.execute(
-        """SELECT r.vendor, COUNT(*), SUM(p.field IS NOT NULL AND instr(p.field, ':') = 0)
+    # Predicates on event fields; post-aggregation filters (count > 5) compare
+    # computed values no schema names, so they are counted apart.
+    for v, n, mapped, aggregate in conn.execute(
+        """SELECT r.vendor, SUM(p.stage_role = 'events'),
+           SUM(p.stage_role = 'events' AND p.field IS NOT NULL AND instr(p.field, ':') = 0),
+           SUM(p.stage_role != 'events')
         FROM predicates p JOIN rules r ON r.pk = p.rule_pk WHERE p.kind != 'implied'
         GROUP BY r.vendor"""
     ):
-        vendors[v].update(predicates=n, mapped_predicates=mapped)
+        vendors[v].update(predicates=n, mapped_predicates=mapped, aggregate_predicates=aggregate)
     reasons: dict[str, dict[str, int]] = defaultdict(dict)
     for v, reason, n in conn.execute(
         """SELECT r.vendor, o.reason, COUNT(DISTINCT o.rule_pk) AS n FROM opaque o

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from detcat.model import Predicate, Rule, predicates
+from detcat.model import Predicate, Rule, StageRole, predicates
 from detcat.normalize import event_catalog, indicator_key, is_mapped, normalize_rule
 from detcat.normalize.fields import Entry, explain
 from detcat.normalize.scopes import stage_scopes
@@ -59,7 +59,16 @@ def corpus(corpora: Path) -> Corpus:
 
 
 def written(rule: Rule) -> list[Predicate]:
-    return [p for s in rule.stages for p in predicates(s.expr) if p.kind != "implied"]
+    """Predicates on event fields as the rule wrote them: not implied ones, and not
+    post-aggregation filters (``count > 5`` compares a computed value that no
+    schema names; ``detcat stats`` counts those separately)."""
+    return [
+        p
+        for s in rule.stages
+        if s.role is StageRole.EVENTS
+        for p in predicates(s.expr)
+        if p.kind != "implied"
+    ]
 
 
 @pytest.mark.parametrize("vendor", VENDORS)

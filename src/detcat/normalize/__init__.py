@@ -58,7 +58,8 @@ def normalize_predicate(
         # (CIM process_exec), never through a fallback (rmm_exception must not
         # become winlog.event_data.rmm_exception).
         entry = explain(vendor, scopes, raw)
-        field = entry.canonical if entry else namespaced(vendor, raw or "")
+        explicit = entry is not None and entry.section != "fallback"
+        field = entry.canonical if explicit else namespaced(vendor, raw or "")
     else:
         field = canonical_field(vendor, scopes, raw)
     q = replace(p, field=field)
