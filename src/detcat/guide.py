@@ -312,6 +312,7 @@ def _empty_vendor_stats() -> dict[str, Any]:
         "problems": 0,
         "predicates": 0,
         "mapped_predicates": 0,
+        "aggregate_predicates": 0,
         "opaque": {},
     }
 
