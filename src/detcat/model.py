@@ -9,7 +9,10 @@ another field; the value is the other field's raw name).
 
 Values of op ``wildcard`` use ``*`` (any run) and ``?`` (one character) with no
 escapes; a pattern that also needs a literal ``*``/``?`` is a ``regex_match``.
-For ``contains``/``starts_with``/``ends_with`` the value is the literal text.
+For ``contains``/``starts_with``/``ends_with`` the value is the literal text;
+``exists`` has the value True and ``is_null`` None (normalization enforces it).
+``field_ref`` compares with the field named by the value, the comparison in
+``syntax`` (``==``, ``!=``, ``<``…).
 
 ``Predicate.kind`` says where a predicate comes from beyond the literal query:
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from detcat.languages import eql
-from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, QueryError, opaques
+from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, QueryError, opaques, replace
 
 EQ, CONTAINS, STARTS, ENDS = Op.EQ, Op.CONTAINS, Op.STARTS_WITH, Op.ENDS_WITH
 WILD, REGEX, CIDR, REF = Op.WILDCARD, Op.REGEX_MATCH, Op.CIDR, Op.FIELD_REF
@@ -228,6 +228,7 @@ FIELD_COMPARISONS = [
     ("a == b", P("a", REF, "b", "==", True)),
     ("a != b", Not(P("a", REF, "b", "!=", True))),
     ("a < b", P("a", REF, "b", "<", True)),
+    ("b.c == length(a)", Opaque("b.c == length(a)", "function length() compares a computed value")),
     ("a : b", P("a", REF, "b", ":", False)),
     (
         "startsWith(dll.name, process.name)",
@@ -235,9 +236,18 @@ FIELD_COMPARISONS = [
     ),
 ]
 
+# A function of one field compared with a constant is a predicate on that
+# expression, marked derived: visible and countable, not Opaque.
+DERIVED = [
+    ("length(a) > 3", replace(P("length(a)", Op.GT, 3, ">", True), kind="derived")),
+    ("3 < length(a)", replace(P("length(a)", Op.GT, 3, ">", True), kind="derived")),
+    (
+        'substring(a, 0, 2) != "x"',
+        Not(replace(P("substring(a, 0, 2)", EQ, "x", "!=", True), kind="derived")),
+    ),
+]
+
 OPAQUE = [
-    ("length(a) > 3", Opaque("length(a) > 3", "function length() compares a computed value")),
-    ("3 < length(a)", Opaque("3 < length(a)", "function length() compares a computed value")),
     ("a + 1 == 2", Opaque("a + 1 == 2", "arithmetic expression")),
     ("-a < 2", Opaque("-a < 2", "arithmetic expression")),
     (
@@ -268,7 +278,7 @@ OPAQUE = [
         And(
             (
                 P("a", EQ, "1", "==", True),
-                Opaque("length(b) == 0", "function length() compares a computed value"),
+                replace(P("length(b)", EQ, 0, "==", True), kind="derived"),
             )
         ),
     ),
@@ -285,6 +295,7 @@ OPAQUE = [
     + COMMENTS
     + FUNCTIONS
     + FIELD_COMPARISONS
+    + DERIVED
     + OPAQUE,
 )
 def test_condition(text: str, expected: Expr) -> None:

@@ -7,7 +7,9 @@ maxspan)``, with a ``with runs=N`` subquery counted N times (eql repeats it) and
 ``until`` subquery last. And each side is reduced to the set of
 ``(field, op, value, negated)`` facts it states:
 
-- detcat: every ``Predicate`` of every stage (``Opaque`` parts state nothing);
+- detcat: every ``Predicate`` of every stage (``Opaque`` parts state nothing, and
+  predicates on a computed value such as ``length(x) > 0``, kind "derived", are
+  left out: eql's AST gives no field for them);
 - eql: its AST, walked with the same reading rules (``Comparison``, ``InSet``,
   ``IsNull``/``IsNotNull``, ``Not``, and the calls ``wildcard`` (what eql makes of
   ``:`` and ``like``), ``match`` (``regex``), ``stringContains``, ``startsWith``,
@@ -77,7 +79,7 @@ def detcat_facts(stages: list[Stage]) -> set[Fact]:
     facts: set[Fact] = set()
     for stage in stages:
         for leaf in leaves(stage.expr):
-            if isinstance(leaf.node, Predicate):
+            if isinstance(leaf.node, Predicate) and leaf.node.kind != "derived":
                 p = leaf.node
                 facts.add((p.field_raw or "", str(p.op), p.value, leaf.negated))
     return facts

@@ -54,7 +54,20 @@ from detcat.languages.eql_values import (
     unescape_string,
     unquote_field,
 )
-from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, QueryError, Stage, and_, or_
+from detcat.model import (
+    And,
+    Expr,
+    Not,
+    Op,
+    Opaque,
+    Or,
+    Predicate,
+    QueryError,
+    Stage,
+    and_,
+    or_,
+    replace,
+)
 
 _GRAMMAR = Path(__file__).with_name("eql.lark")
 
@@ -363,8 +376,10 @@ def _text(a: Node, b: Node) -> str:
 
 
 def _compare(left: Node, op: str, right: Node) -> Expr:
-    if isinstance(left, Lit) and isinstance(right, Field):
+    if isinstance(left, Lit) and isinstance(right, Field | Call):
         left, right, op = right, left, _MIRROR[op]
+    if isinstance(left, Call) and isinstance(right, Lit) and _of_one_field(left):
+        return _derived(_compare_value(Field(left.text(), left.start, left.end), op, right))
     if not isinstance(left, Field):
         return Opaque(_text(left, right), reason(right if isinstance(left, Lit) else left))
     if isinstance(right, Lit):
@@ -376,6 +391,20 @@ def _compare(left: Node, op: str, right: Node) -> Expr:
         eqs = or_(*(_item(left.raw, item, op, True, right) for item in right.items))
         return Not(eqs) if op == "!=" else eqs
     return Opaque(_text(left, right), reason(right))
+
+
+def _of_one_field(call: Call) -> bool:
+    """``length(f)``, ``substring(f, 0, 3)``: a function of one field and constants."""
+    fields = [a for a in call.args if isinstance(a, Field)]
+    return len(fields) == 1 and all(isinstance(a, Field | Lit) for a in call.args)
+
+
+def _derived(expr: Expr) -> Expr:
+    """A comparison of a value computed from one field (``length(f) > 3``): a
+    predicate on the expression, marked derived, rather than Opaque."""
+    if isinstance(expr, Not):
+        return Not(_derived(expr.child))
+    return replace(expr, kind="derived") if isinstance(expr, Predicate) else expr
 
 
 def _compare_value(left: Field, op: str, lit: Lit) -> Expr:

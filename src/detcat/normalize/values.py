@@ -76,8 +76,13 @@ def hash_fields() -> dict[str, str]:
     return {k.upper(): v for k, v in load(FIELDS)["hashes"].items()}
 
 
+_PRESENCE: dict[Op, bool | None] = {Op.EXISTS: True, Op.IS_NULL: None}
+
+
 def normalize_value(p: Predicate, full_match: bool) -> Expr:
     """``p`` (field already canonical) with its operator and value normalized."""
+    if p.op in _PRESENCE and p.value is not _PRESENCE[p.op]:
+        return replace(p, value=_PRESENCE[p.op])  # one spelling: exists True, is_null None
     if not isinstance(p.value, str):
         return p
     if p.op is Op.REGEX_MATCH:
