@@ -278,7 +278,7 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
             return _string(field, v, syntax)
         case SigmaRegularExpression():
             flags = {f.name for f in v.flags}
-            return Predicate(field, Op.REGEX_MATCH, v.regexp, syntax, "IGNORECASE" not in flags)
+            return Predicate(field, Op.REGEX_MATCH, str(v.regexp), syntax, "IGNORECASE" not in flags)
         case SigmaCIDRExpression():
             return Predicate(field, Op.CIDR, v.cidr, syntax)
         case SigmaCompareExpression():

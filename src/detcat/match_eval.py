@@ -1,0 +1,357 @@
+"""Evaluating a normalized predicate tree against one canonical event.
+
+``compile_expr`` turns an ``Expr`` into a function of an ``Event`` returning
+``True``, ``False`` or ``None`` (unknown), combined with Kleene's three-valued
+logic: an ``Opaque`` part or an ``in_list`` whose list is not known is unknown,
+so a rule that depends on one is never claimed as a match, yet a rule that fails
+on its known parts is a definite non-match.
+
+Semantics per operator (a field is multi-valued; a positive test holds when any
+value passes it; a missing field fails every test but ``is_null``):
+
+- strings compare case-insensitively unless the predicate is case-sensitive;
+  numbers compare numerically when both sides read as numbers (``"0x1F"`` too);
+- ``wildcard``: ``*`` any run, ``?`` one character, matching the whole value;
+- ``regex_match``: searched (Sigma, SPL, YARA-L) or matched whole (EQL, ES|QL,
+  KQL) as normalize says, through RE2 (linear time); a pattern RE2 cannot compile
+  (look-arounds, back-references) runs on Python's ``re`` under a time limit, and
+  is unknown where no limit can be set;
+- ``cidr``: an IPv4/IPv6 address inside the network; ``gt``/``gte``/``lt``/``lte``:
+  numeric; ``exists``: a non-null value; ``is_null``: missing, null or empty;
+- ``keyword`` (field-less search terms): any string value of the event contains it;
+- ``field_ref``: equal to a value of the other field;
+- predicates of kind ``implied`` restate their source predicate: always true.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import signal
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from detcat.match_events import Event, Scalar
+from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate
+
+Test = Callable[[Event], bool | None]
+# Resolves a field_ref's raw field name to the canonical names to read.
+RefResolver = Callable[[str], tuple[str, ...]]
+
+REGEX_TIME_LIMIT = 0.05  # seconds for one backtracking match (fallback engine only)
+
+
+def compile_expr(expr: Expr | None, full_match: bool, refs: RefResolver | None = None) -> Test:
+    if expr is None:
+        return _const(None)
+    match expr:
+        case And(children):
+            return _all([compile_expr(c, full_match, refs) for c in children])
+        case Or(children):
+            return _any_of(children, full_match, refs)
+        case Not(child):
+            inner = compile_expr(child, full_match, refs)
+            return lambda ev: None if (r := inner(ev)) is None else not r
+        case Opaque():
+            return _const(None)
+        case Predicate():
+            return compile_predicate(expr, full_match, refs)
+    raise TypeError(f"not an Expr: {expr!r}")
+
+
+def _const(value: bool | None) -> Test:
+    return lambda ev: value
+
+
+def _all(tests: list[Test]) -> Test:
+    def run(ev: Event) -> bool | None:
+        unknown = False
+        for t in tests:
+            r = t(ev)
+            if r is False:
+                return False
+            unknown = unknown or r is None
+        return None if unknown else True
+
+    return run
+
+
+_GROUPABLE = (Op.EQ, Op.STARTS_WITH, Op.ENDS_WITH, Op.CONTAINS)
+
+
+def _any_of(children: tuple[Expr, ...], full_match: bool, refs: RefResolver | None) -> Test:
+    """An Or, with its value lists (``Image|endswith: [50 names]``) tested as one:
+    a set, a tuple for startswith/endswith, one RE2 alternation for substrings."""
+    groups: dict[tuple[str, Op, bool], list[str]] = defaultdict(list)
+    tests: list[Test] = []
+    for c in children:
+        if _groupable(c):
+            key = (c.field, c.op, c.case_sensitive)  # type: ignore[union-attr]
+            groups[key].append(_fold(str(c.value), c.case_sensitive))  # type: ignore[union-attr]
+        else:
+            tests.append(compile_expr(c, full_match, refs))
+    for (name, op, cased), values in groups.items():
+        tests.append(_value_set(name, op, cased, values))
+    return tests[0] if len(tests) == 1 else _any(tests)
+
+
+def _groupable(e: Expr) -> bool:
+    return (
+        isinstance(e, Predicate)
+        and e.op in _GROUPABLE
+        and not e.kind
+        and bool(e.field)
+        and isinstance(e.value, str)
+        and not (e.op is Op.EQ and number(e.value) is not None)
+    )
+
+
+def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
+    fold = not cased
+    if op is Op.EQ:
+        members = frozenset(values)
+        return lambda ev: not members.isdisjoint(ev.texts(name, fold))
+    if op is Op.STARTS_WITH or op is Op.ENDS_WITH:
+        ends = tuple(values)
+        method = str.startswith if op is Op.STARTS_WITH else str.endswith
+        return lambda ev: any(method(t, ends) for t in ev.texts(name, fold))
+    if len(values) <= 3:
+        return lambda ev: any(v in t for t in ev.texts(name, fold) for v in values)
+    import re2
+
+    options = re2.Options()
+    options.never_capture = True
+    rx = re2.compile("|".join(re2.escape(v) for v in values), options)
+    return lambda ev: any(rx.search(t) is not None for t in ev.texts(name, fold))
+
+
+def _any(tests: list[Test]) -> Test:
+    def run(ev: Event) -> bool | None:
+        unknown = False
+        for t in tests:
+            r = t(ev)
+            if r is True:
+                return True
+            unknown = unknown or r is None
+        return None if unknown else False
+
+    return run
+
+
+# -- predicates -------------------------------------------------------------------------
+
+
+def compile_predicate(p: Predicate, full_match: bool, refs: RefResolver | None = None) -> Test:
+    if p.kind == "implied":
+        return _const(True)
+    if p.op is Op.KEYWORD:
+        return _keyword(p)
+    if p.op is Op.IN_LIST:
+        # The list is the deployer's: its members are unknown, but a missing field
+        # is in no list.
+        return lambda ev: None if ev.get(p.field) else False
+    if p.op is Op.IS_NULL:
+        return lambda ev: all(v is None or v == "" for v in ev.get(p.field) or ())
+    if p.op is Op.EXISTS:
+        return lambda ev: any(v is not None for v in ev.get(p.field) or ())
+    if p.op is Op.FIELD_REF:
+        return _field_ref(p, refs)
+    if p.op is Op.EQ and number(p.value) is not None:
+        return _numeric_equals(p)
+    text_test = _text_test(p, full_match)
+    if text_test is None:
+        return _const(None)
+    name = p.field
+    if p.op in (Op.WILDCARD, Op.REGEX_MATCH):
+        return _three_valued(text_test, name)  # a regex may be unknown (time limit)
+    fold = not p.case_sensitive
+    return lambda ev: any(map(text_test, ev.texts(name, fold)))
+
+
+def _three_valued(test: Callable[[str], bool | None], name: str | None) -> Test:
+    def run(ev: Event) -> bool | None:
+        unknown = False
+        for t in ev.texts(name, False):
+            r = test(t)
+            if r:
+                return True
+            unknown = unknown or r is None
+        return None if unknown else False
+
+    return run
+
+
+def _text_test(p: Predicate, full_match: bool) -> Callable[[str], bool | None] | None:
+    """A test of one value's text (already case-folded for case-insensitive string
+    operators; regex engines fold themselves)."""
+    want = _fold(_text(p.value), p.case_sensitive)
+    match p.op:
+        case Op.EQ:
+            return want.__eq__
+        case Op.CONTAINS:
+            return lambda t: want in t
+        case Op.STARTS_WITH:
+            return lambda t: t.startswith(want)
+        case Op.ENDS_WITH:
+            return lambda t: t.endswith(want)
+        case Op.WILDCARD:
+            return compiled_regex(wildcard_regex(str(p.value)), p.case_sensitive, True)
+        case Op.REGEX_MATCH:
+            return compiled_regex(str(p.value), p.case_sensitive, full_match)
+        case Op.CIDR:
+            return _cidr(str(p.value))
+        case Op.GT | Op.GTE | Op.LT | Op.LTE:
+            return _compare(p.op, p.value)
+    return None
+
+
+def _numeric_equals(p: Predicate) -> Test:
+    """``EventID: 4688`` holds for 4688, "4688" and 4688.0 alike."""
+    want, name = number(p.value), p.field
+    text = _fold(_text(p.value), p.case_sensitive)
+
+    def run(ev: Event) -> bool:
+        values = ev.get(name) or ()
+        return any(number(v) == want for v in values) or text in ev.texts(name, True)
+
+    return run
+
+
+def _fold(text: str, case_sensitive: bool) -> str:
+    return text if case_sensitive else text.casefold()
+
+
+def _text(v: Scalar) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return "" if v is None else str(v)
+
+
+def number(v: Any) -> float | None:
+    """A value read as a number: ints, floats, numeric strings, ``0x`` hex."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    text = str(v).strip()
+    try:
+        return float(int(text, 16)) if text[:2].lower() == "0x" else float(text)
+    except ValueError:
+        return None
+
+
+def _keyword(p: Predicate) -> Test:
+    text = _text(p.value)
+    if "*" in text or "?" in text:
+        search = compiled_regex("(?s)" + wildcard_regex(text), p.case_sensitive, False)
+        return lambda ev: any(search(v) for v in ev.text)
+    w, fold = _fold(text, p.case_sensitive), not p.case_sensitive
+    return lambda ev: any(w in v for v in ev.all_text(fold))
+
+
+def _field_ref(p: Predicate, refs: RefResolver | None) -> Test:
+    names = refs(str(p.value)) if refs else (str(p.value),)
+
+    def run(ev: Event) -> bool:
+        mine = {_fold(_text(v), p.case_sensitive) for v in ev.get(p.field) or ()}
+        other = {_fold(_text(v), p.case_sensitive) for n in names for v in ev.get(n) or ()}
+        return bool(mine & other)
+
+    return run
+
+
+def _cidr(value: str) -> Callable[[str], bool]:
+    try:
+        net = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        return lambda v: False
+
+    def test(v: str) -> bool:
+        try:
+            return ipaddress.ip_address(v.strip()) in net
+        except ValueError:
+            return False
+
+    return test
+
+
+_COMPARE = {
+    Op.GT: lambda a, b: a > b,
+    Op.GTE: lambda a, b: a >= b,
+    Op.LT: lambda a, b: a < b,
+    Op.LTE: lambda a, b: a <= b,
+}
+
+
+def _compare(op: Op, want: Any) -> Callable[[str], bool]:
+    bound = number(want)
+    cmp = _COMPARE[op]
+    if bound is None:
+        return lambda v: False
+    return lambda v: (got := number(v)) is not None and cmp(got, bound)
+
+
+# -- patterns ---------------------------------------------------------------------------
+
+
+def wildcard_regex(pattern: str) -> str:
+    """Our wildcard spelling (``*``, ``?``, no escapes) as a regex."""
+    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+
+
+@cache
+def compiled_regex(pattern: str, case_sensitive: bool, full: bool) -> Callable[[str], bool | None]:
+    """A linear-time matcher (RE2); Python's ``re`` with a time limit only for what
+    RE2 cannot compile; an always-unknown matcher for a pattern nobody compiles."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # a pattern RE2 refuses is expected: it falls back
+    options.case_sensitive = case_sensitive
+    options.dot_nl = full
+    try:
+        rx = re2.compile(pattern, options)
+    except re2.error:
+        return _fallback(pattern, case_sensitive, full)
+    if full:
+        return lambda s: rx.fullmatch(s) is not None
+    return lambda s: rx.search(s) is not None
+
+
+def _fallback(pattern: str, case_sensitive: bool, full: bool) -> Callable[[str], bool | None]:
+    flags = (0 if case_sensitive else re.IGNORECASE) | (re.DOTALL if full else 0)
+    try:
+        rx = re.compile(pattern, flags)
+    except re.error:
+        return lambda s: None
+    run = rx.fullmatch if full else rx.search
+    return lambda s: bounded(lambda: run(s) is not None)
+
+
+class _Timeout(Exception):
+    pass
+
+
+def bounded(fn: Callable[[], bool]) -> bool | None:
+    """``fn()`` under ``REGEX_TIME_LIMIT``; None when it ran out of time or when no
+    limit can be set (not the main thread): never an unbounded backtracking match."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        return None
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise _Timeout
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, REGEX_TIME_LIMIT)
+    try:
+        return fn()
+    except _Timeout:
+        return None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,0 +1,466 @@
+"""Events for ``detcat match``: reading files, flattening, canonical field names.
+
+An event file holds one JSON document, a JSON array, several documents one after
+another (SigmaHQ's regression data) or JSON lines. A document is a Windows event
+in the evtx-to-JSON shape (``{"Event": {"System": …, "EventData": …}}``) or a
+flat / nested JSON object (Sigma-style names, ECS, UDM).
+
+Each event's fields are renamed to canonical names with the *same* tables that
+normalize rule predicates (``normalize.fields.canonical_field``), for every vendor
+that could have written the name, so a Sysmon event can be tested by Sigma,
+Elastic, Splunk and YARA-L rules alike. The log source scopes of an evtx event
+come from its (provider, event id) through the event dictionary.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from detcat.normalize import get_event
+from detcat.normalize.fields import ANY, canonical_field, in_fieldset
+from detcat.normalize.tables import EVENT_SOURCES, load
+from detcat.normalize.values import hash_fields, implied_fields
+
+Scalar = str | int | float | bool | None
+
+# Fields that say which event a document is, in the spellings vendors use.
+_PROVIDER_FIELDS = (
+    "Provider_Name",
+    "Channel",
+    "event.provider",
+    "winlog.provider_name",
+    "winlog.channel",
+    "SourceName",
+)
+_CODE_FIELDS = ("EventID", "event.code", "winlog.event_id", "EventCode")
+_ELASTIC_SUBFIELD = re.compile(r"\.(?:caseless|text|keyword|wildcard)$")
+_PATH_SPLIT = re.compile(r"[\\/]")
+
+# ECS categorization of the catalog events, so Elastic rules (``process where …``,
+# ``event.type : "start"``) and UDM rules (``metadata.event_type``) can test a raw
+# Windows event. Candidate for a data file under detcat/data (see the report).
+_CATEGORIZATION: dict[str, dict[str, tuple[str, ...]]] = {
+    "sysmon:1": {"event.category": ("process", "PROCESS_LAUNCH"), "event.type": ("start",)},
+    "security:4688": {"event.category": ("process", "PROCESS_LAUNCH"), "event.type": ("start",)},
+    "sysmon:3": {"event.category": ("network", "NETWORK_CONNECTION")},
+    "sysmon:5": {"event.category": ("process", "PROCESS_TERMINATION"), "event.type": ("end",)},
+    "sysmon:6": {"event.category": ("driver",)},
+    "sysmon:7": {"event.category": ("library", "PROCESS_MODULE_LOAD")},
+    "sysmon:8": {"event.category": ("process", "PROCESS_INJECTION")},
+    "sysmon:10": {"event.category": ("process", "PROCESS_OPEN")},
+    "sysmon:11": {"event.category": ("file", "FILE_CREATION"), "event.type": ("creation",)},
+    "sysmon:12": {"event.category": ("registry", "REGISTRY_CREATION")},
+    "sysmon:13": {"event.category": ("registry", "REGISTRY_MODIFICATION")},
+    "sysmon:14": {"event.category": ("registry", "REGISTRY_MODIFICATION")},
+    "sysmon:22": {"event.category": ("network", "NETWORK_DNS")},
+    "sysmon:23": {"event.category": ("file", "FILE_DELETION"), "event.type": ("deletion",)},
+    "sysmon:26": {"event.category": ("file", "FILE_DELETION"), "event.type": ("deletion",)},
+}
+
+
+@dataclass(slots=True)
+class Event:
+    label: str  # "<file>" or "<file>:<line>"
+    raw: dict[str, list[Scalar]]  # flattened names as the document spells them
+    fields: dict[str, list[Scalar]] = field(default_factory=dict)  # canonical names
+    catalog_id: str | None = None  # "sysmon:1" when the dictionary knows the event
+    # Log-source scopes the event is known to belong to ("product:windows",
+    # "service:sysmon"); empty when nothing says (a bare JSON object).
+    scopes: frozenset[str] = frozenset()
+    text: list[str] = field(default_factory=list)  # every string value, for keywords
+    _texts: dict[tuple[str, bool], list[str]] = field(default_factory=dict)
+
+    def get(self, name: str | None) -> list[Scalar] | None:
+        return self.fields.get(name) if name else None
+
+    def texts(self, name: str | None, fold: bool) -> list[str]:
+        """The field's values as text (case-folded when ``fold``), computed once:
+        thousands of predicates read the same few fields."""
+        key = (name or "", fold)
+        got = self._texts.get(key)
+        if got is None:
+            got = [as_text(v) for v in self.fields.get(name or "", ())]
+            got = [t.casefold() for t in got] if fold else got
+            self._texts[key] = got
+        return got
+
+    def all_text(self, fold: bool) -> list[str]:
+        """Every string value of the event (field-less keyword search)."""
+        key = ("\x00all", fold)  # no field is named NUL
+        got = self._texts.get(key)
+        if got is None:
+            got = [t.casefold() for t in self.text] if fold else self.text
+            self._texts[key] = got
+        return got
+
+
+def as_text(v: Scalar) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return "" if v is None else str(v)
+
+
+# -- reading files ------------------------------------------------------------------
+
+
+class EventFileError(ValueError):
+    """A file that holds no readable JSON event."""
+
+
+def read_events(path: Path) -> Iterator[Event]:
+    """Every event in ``path``, flattened and canonicalized."""
+    for label, doc in read_documents(path):
+        yield canonical_event(label, doc)
+
+
+def read_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(label, document) for each JSON object in the file; labels carry the line of
+    the object when the file holds more than one."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EventFileError(f"{path}: cannot read: {e}") from None
+    docs = list(_documents(text, str(path)))
+    if len(docs) == 1:
+        yield str(path), docs[0][1]
+        return
+    for line, doc in docs:
+        yield f"{path}:{line}", doc
+
+
+def _documents(text: str, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    decoder = json.JSONDecoder()
+    pos, n = 0, len(text)
+    while True:
+        pos = _skip_space(text, pos)
+        if pos >= n:
+            return
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise EventFileError(f"{name}:{e.lineno}:{e.colno}: not JSON: {e.msg}") from None
+        line = text.count("\n", 0, pos) + 1
+        if isinstance(obj, list):
+            yield from _array_items(text, pos, obj, name)
+        elif isinstance(obj, dict):
+            yield line, obj
+        else:
+            raise EventFileError(f"{name}:{line}: a JSON event is an object, not {type(obj)}")
+        pos = end
+
+
+def _array_items(
+    text: str, start: int, items: list[Any], name: str
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Objects of a top-level array, each labelled with the line it starts on."""
+    decoder, pos = json.JSONDecoder(), start + 1
+    for item in items:
+        pos = _skip_space(text, pos)
+        line = text.count("\n", 0, pos) + 1
+        _, pos = decoder.raw_decode(text, pos)
+        pos = _skip_space(text, pos)
+        if pos < len(text) and text[pos] == ",":
+            pos += 1
+        if not isinstance(item, dict):
+            raise EventFileError(f"{name}:{line}: a JSON event is an object")
+        yield line, item
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+# -- flattening -----------------------------------------------------------------------
+
+
+def flatten(doc: dict[str, Any]) -> dict[str, list[Scalar]]:
+    """Field name -> values. An evtx-shaped event gives Sigma's names (EventData
+    names, ``EventID``, ``Provider_Name``, ``Channel`` …); any other object gives
+    dotted paths (``process.parent.executable``)."""
+    event = doc.get("Event")
+    if isinstance(event, dict) and ("System" in event or "EventData" in event):
+        return _evtx(event)
+    out: dict[str, list[Scalar]] = {}
+    _walk(doc, "", out)
+    return out
+
+
+def _evtx(event: dict[str, Any]) -> dict[str, list[Scalar]]:
+    out: dict[str, list[Scalar]] = {}
+    system = event.get("System") or {}
+    for key, value in system.items():
+        if isinstance(value, dict):
+            # Attributes keep their element's name (Provider_Name, Execution_ProcessID):
+            # the logging service's process id is not the event's ProcessId.
+            if value.get("#text") is not None:
+                _add(out, key, value["#text"])
+            for k, v in _attributes(value).items():
+                _add(out, f"{key}_{k}", v)
+        else:
+            _add(out, key, value)
+    _event_data(event.get("EventData"), out)
+    user_data = event.get("UserData")
+    if isinstance(user_data, dict):
+        _leaves(user_data, out)
+    return out
+
+
+def _attributes(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        attrs = value.get("#attributes")
+        return attrs if isinstance(attrs, dict) else {}
+    return {}
+
+
+def _event_data(data: Any, out: dict[str, list[Scalar]]) -> None:
+    """EventData as name -> value, or as ``Data`` items with a ``Name`` attribute
+    (some converters), or unnamed ``Data`` strings (classic event logs)."""
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        if key == "#attributes":
+            continue
+        if key == "Data" and isinstance(value, list | dict):
+            for item in value if isinstance(value, list) else [value]:
+                name = _attributes(item).get("Name")
+                text = item.get("#text") if isinstance(item, dict) else item
+                _add(out, str(name) if name else "Data", text)
+        else:
+            _add(out, key, value)
+            if " " in key:  # Defender's "Threat Name" is Sigma's ThreatName
+                _add(out, key.replace(" ", ""), value)
+
+
+def _leaves(node: Any, out: dict[str, list[Scalar]]) -> None:
+    """UserData: every leaf under its own (last) name, as Sigma rules name them."""
+    for key, value in node.items():
+        if key == "#attributes":
+            continue
+        if isinstance(value, dict):
+            _leaves(value, out)
+        else:
+            _add(out, key, value)
+
+
+def _walk(node: Any, prefix: str, out: dict[str, list[Scalar]]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _walk(value, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(node, list):
+        for item in node:
+            _walk(item, prefix, out)
+    elif prefix:
+        _add(out, prefix, node)
+
+
+def _add(out: dict[str, list[Scalar]], name: str, value: Any) -> None:
+    if isinstance(value, dict):
+        value = value.get("#text")
+    values = value if isinstance(value, list) else [value]
+    out.setdefault(name, []).extend(v for v in values if not isinstance(v, dict | list))
+
+
+# -- canonical names -------------------------------------------------------------------
+
+
+def canonical_event(label: str, doc: dict[str, Any]) -> Event:
+    """The event with canonical field names (see the module docstring)."""
+    raw = flatten(doc)
+    ev = Event(label, raw)
+    ev.catalog_id = catalog_id(raw)
+    scopes = event_scopes(ev.catalog_id)
+    os_type = next((str(v).lower() for v in raw.get("host.os.type", ()) if v), None)
+    ev.scopes = known_scopes(ev.catalog_id, _is_evtx(doc), os_type)
+    # An ECS document states its own categories (what EQL's "process where" tests),
+    # which also say which Sigma log-source categories it can be.
+    for v in raw.get("event.category", ()):
+        if isinstance(v, str):
+            ev.scopes |= {f"category:{v}", *sigma_categories_of(v)}
+    udm = _udm_scopes(raw)
+    for name, values in raw.items():
+        for canon in event_field_names(name, scopes, udm):
+            ev.fields.setdefault(canon, []).extend(values)
+    _derive(ev)
+    ev.text = [str(v) for values in raw.values() for v in values if isinstance(v, str)]
+    return ev
+
+
+def event_field_names(name: str, scopes: tuple[str, ...], udm: tuple[str, ...]) -> set[str]:
+    """Every canonical name a vendor could mean by ``name`` in an event with these
+    Sigma log-source ``scopes`` (and UDM event-type scopes ``udm``)."""
+    names = {
+        canonical_field("sigma", scopes, name),
+        canonical_field("splunk", (ANY, "platform:windows"), name),
+        f"sigma:{name}",  # Sigma rules on other products keep raw names
+    }
+    if "." in name:  # ECS and UDM names are dotted; a Windows name means nothing there
+        names.add(canonical_field("elastic", (ANY,), name))
+        names.add(canonical_field("chronicle", udm, name))
+        bare = _ELASTIC_SUBFIELD.sub("", name)
+        if in_fieldset(bare):
+            names.add(bare)
+    return names
+
+
+@cache
+def _provider_keys() -> dict[str, str]:
+    """Provider / channel spellings (case-folded) -> the event dictionary's key."""
+    return {k.casefold(): v for k, v in load(EVENT_SOURCES)["provider_names"].items()}
+
+
+def catalog_id(raw: dict[str, list[Scalar]]) -> str | None:
+    """The dictionary id of the event (``sysmon:1``) from its provider and code."""
+    codes = [str(v) for n in _CODE_FIELDS for v in raw.get(n, ()) if v not in (None, "")]
+    if not codes:
+        return None
+    for name in _PROVIDER_FIELDS:
+        for v in raw.get(name, ()):
+            key = _provider_keys().get(str(v).casefold())
+            if key and get_event(f"{key}:{codes[0]}"):
+                return f"{key}:{codes[0]}"
+    return None
+
+
+@cache
+def event_scopes(event_id: str | None) -> tuple[str, ...]:
+    """Sigma field-table scopes for a catalog event: the log-source categories that
+    imply it, the service of its provider, then ``product:windows`` and ``any``.
+    Unknown events get the generic Windows scopes (unmapped names become
+    ``winlog.event_data.<Name>`` as in Windows Sigma rules)."""
+    if event_id is None:
+        return ("product:windows", ANY)
+    table = load(EVENT_SOURCES)["sigma"]
+    categories = [
+        f"category:{cat}"
+        for cat, by_product in table["category"].items()
+        if any(event_id in ids for ids in by_product.values())
+    ]
+    provider = event_id.split(":", 1)[0]
+    services = [
+        f"service:{s.rsplit('/', 1)[-1]}" for s, p in table["service"].items() if p == provider
+    ]
+    return (*categories, *services, "product:windows", ANY)
+
+
+# Providers of the event dictionary that are not Windows event logs.
+_PRODUCTS = {"sysmon-linux": "linux", "auditd": "linux", "esf": "macos"}
+
+
+def known_scopes(event_id: str | None, evtx: bool, os_type: str | None = None) -> frozenset[str]:
+    """What is known of the event's log source (used to skip rules written for other
+    log sources): its product (from the dictionary, the evtx shape, or an ECS
+    ``host.os.type``); when the dictionary knows the event, its service and its
+    categories, as Sigma log sources and as ECS / EQL event categories."""
+    if event_id is None:
+        product = "windows" if evtx else os_type
+        return frozenset({f"product:{product}"}) if product else frozenset()
+    provider = event_id.split(":", 1)[0]
+    out = {f"product:{_PRODUCTS.get(provider, 'windows')}"}
+    out.update(s for s in event_scopes(event_id) if s.startswith(("service:", "category:")))
+    ecs = _CATEGORIZATION.get(event_id, {}).get("event.category", ())
+    out.update(f"category:{c}" for c in ecs if c.islower())  # the ECS spelling
+    return frozenset(out)
+
+
+@cache
+def sigma_categories_of(ecs_category: str) -> frozenset[str]:
+    """Sigma category scopes of the catalog events an ECS category covers
+    ("process" -> process_creation, process_access, …)."""
+    ids = [i for i, c in _CATEGORIZATION.items() if ecs_category in c.get("event.category", ())]
+    return frozenset(s for i in ids for s in event_scopes(i) if s.startswith("category:"))
+
+
+def _is_evtx(doc: dict[str, Any]) -> bool:
+    event = doc.get("Event")
+    return isinstance(event, dict) and ("System" in event or "EventData" in event)
+
+
+def _udm_scopes(raw: dict[str, list[Scalar]]) -> tuple[str, ...]:
+    types = [str(v) for v in raw.get("metadata.event_type", ()) if v]
+    return (*(f"event:{t}" for t in types), ANY)
+
+
+# -- derived values ----------------------------------------------------------------------
+
+
+def _derive(ev: Event) -> None:
+    """Values other vendors' rules test that a raw event only implies: file names of
+    paths, per-algorithm hashes, ECS categorization, ``process.args``."""
+    for path_field, name_field in implied_fields().items():
+        for v in ev.fields.get(path_field, ()):
+            if isinstance(v, str) and v:
+                ev.fields.setdefault(name_field, []).append(_PATH_SPLIT.split(v)[-1])
+    for canon in [f for f in ev.fields if f.endswith(".hash")]:
+        _split_hashes(ev, canon)
+    for canon, values in _CATEGORIZATION.get(ev.catalog_id or "", {}).items():
+        ev.fields.setdefault(canon, []).extend(values)
+    if ev.catalog_id and "process.args" not in ev.fields:
+        for cmd in ev.fields.get("process.command_line", ()):
+            if isinstance(cmd, str):
+                ev.fields.setdefault("process.args", []).extend(windows_argv(cmd))
+    for path in ev.fields.get("file.path", ()):
+        if isinstance(path, str) and "." in _PATH_SPLIT.split(path)[-1]:
+            ev.fields.setdefault("file.extension", []).append(path.rsplit(".", 1)[-1])
+    if ev.catalog_id:
+        ev.fields.setdefault("host.os.type", []).append("windows")
+
+
+def _split_hashes(ev: Event, canon: str) -> None:
+    """Sysmon ``Hashes`` ("SHA1=…,MD5=…,IMPHASH=…") -> one field per algorithm, named
+    as normalize names the split predicates (``process.hash.sha1``)."""
+    base = canon[: -len(".hash")]
+    for v in ev.fields[canon]:
+        if not isinstance(v, str):
+            continue
+        for part in v.split(","):
+            algo, sep, digest = part.partition("=")
+            target = hash_fields().get(algo.strip().upper())
+            if sep and target and digest.strip():
+                ev.fields.setdefault(f"{base}.{target}", []).append(digest.strip())
+
+
+def windows_argv(cmd: str) -> list[str]:
+    """A command line split as ``CommandLineToArgvW`` does: whitespace separates,
+    double quotes group, ``2n`` backslashes before a quote are ``n`` backslashes."""
+    args: list[str] = []
+    buf: list[str] = []
+    quoted = started = False
+    i, n = 0, len(cmd)
+    while i < n:
+        c = cmd[i]
+        if c == "\\":
+            j = i
+            while j < n and cmd[j] == "\\":
+                j += 1
+            count = j - i
+            if j < n and cmd[j] == '"':
+                buf.append("\\" * (count // 2))
+                if count % 2:
+                    buf.append('"')
+                    j += 1
+                i, started = j, True
+                continue
+            buf.append("\\" * count)
+            i, started = j, True
+            continue
+        if c == '"':
+            quoted, started = not quoted, True
+        elif c in " \t" and not quoted:
+            if started:
+                args.append("".join(buf))
+                buf, started = [], False
+        else:
+            buf.append(c)
+            started = True
+        i += 1
+    if started:
+        args.append("".join(buf))
+    return args
