@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from detcat.sources import VENDORS
@@ -43,9 +43,10 @@ def technique_guide(conn: sqlite3.Connection, technique_id: str, limit: int = 50
     vendors = {v: 0 for v in VENDORS}
     for r in rules:
         vendors[r["vendor"]] = vendors.get(r["vendor"], 0) + 1
-    fields = _fields(conn, args)
-    indicators = _indicators(conn, args, exclusion=False)
-    exclusions = _indicators(conn, args, exclusion=True)
+    rows = _event_predicates(conn, args)
+    fields = _fields(rows, limit)
+    indicators = _indicators(conn, rows, limit, exclusion=False)
+    exclusions = _indicators(conn, rows, limit, exclusion=True)
     return {
         "technique": header,
         "vendors": vendors,
@@ -117,84 +118,95 @@ def _events(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, An
     return [dict(r) for r in rows]
 
 
-def _fields(conn: sqlite3.Connection, args: dict[str, Any]) -> dict[str, Any]:
-    """Top canonical fields: rules, vendor aliases, operator histogram, samples."""
-    base = f"""WITH {_HERE}, p AS MATERIALIZED (
-        SELECT p.*, r.vendor FROM predicates p JOIN here USING (rule_pk)
-        JOIN rules r ON r.pk = p.rule_pk
-        WHERE p.field IS NOT NULL AND p.stage_role = 'events' AND p.kind != 'implied')"""
-    top = conn.execute(
-        base
-        + """ SELECT field, COUNT(DISTINCT rule_pk) AS rules, COUNT(*) OVER () AS n_fields
-        FROM p GROUP BY field ORDER BY rules DESC, field LIMIT :limit""",
-        args,
-    ).fetchall()
-    detail = {
-        r["field"]: {"field": r["field"], "aliases": {}, "rules": r["rules"], "operators": {},
-                     "samples": []}
-        for r in top
-    }  # fmt: skip
-    # One pass over the technique's predicates of the top fields, three groupings.
-    rows = conn.execute(
-        base
-        + """, top AS (SELECT value AS field FROM json_each(:fields))
-        SELECT 'alias' AS kind, field, vendor AS a, field_raw AS b, COUNT(*) AS n
-            FROM p JOIN top USING (field) GROUP BY field, vendor, field_raw
-        UNION ALL
-        SELECT 'op', field, op, NULL, COUNT(DISTINCT rule_pk)
-            FROM p JOIN top USING (field) GROUP BY field, op
-        UNION ALL
-        SELECT 'sample', field, MIN(value), value_key, COUNT(DISTINCT rule_pk)
-            FROM p JOIN top USING (field) WHERE negated = 0 AND value IS NOT NULL
-            GROUP BY field, value_key
-        ORDER BY kind, field, n DESC, a, b""",
-        {**args, "fields": json.dumps(list(detail))},
-    ).fetchall()
-    for kind, field, a, b, n in rows:
-        row = detail[field]
-        if kind == "alias":
-            row["aliases"].setdefault(a, []).append(b)
-        elif kind == "op":
-            row["operators"][a] = n
-        elif len(row["samples"]) < _SAMPLES:
-            row["samples"].append(a)
-    return {"rows": list(detail.values()), "distinct": top[0]["n_fields"] if top else 0}
+_PredRow = tuple[str, str, str, Any, str, int, int, str, int, str, str]
 
 
-def _indicators(conn: sqlite3.Connection, args: dict[str, Any], exclusion: bool) -> dict[str, Any]:
-    """Top (field, op, value) combinations; exclusions are those under top-level NOTs."""
-    where = "p.exclusion = 1" if exclusion else "p.negated = 0"
-    no_value = ",".join(f"'{o}'" for o in _NO_VALUE_OPS)
-    rows = conn.execute(
+def _event_predicates(conn: sqlite3.Connection, args: dict[str, Any]) -> list[_PredRow]:
+    """The predicates of events stages of the technique's rules: the one query the
+    field and indicator sections aggregate (a few thousand rows at most)."""
+    cur = conn.cursor()
+    cur.row_factory = None  # plain tuples: this is the hot loop of a guide
+    return cur.execute(
         f"""WITH {_HERE}
-        SELECT p.field, p.op, p.value_key, MIN(p.value) AS value,
-               COUNT(DISTINCT p.rule_pk) AS rules,
-               json_group_array(DISTINCT r.vendor || char(31) || r.id) AS rule_keys,
-               MIN(p.kind = 'implied') AS implied, COUNT(*) OVER () AS n_distinct
+        SELECT p.field, p.field_raw, p.op, p.value, p.value_key, p.negated, p.exclusion,
+               p.kind, p.rule_pk, r.vendor, r.id
         FROM predicates p JOIN here USING (rule_pk) JOIN rules r ON r.pk = p.rule_pk
-        WHERE {where} AND p.stage_role = 'events' AND p.op NOT IN ({no_value})
-        GROUP BY p.field, p.op, p.value_key
-        ORDER BY rules DESC, p.field, p.op, p.value_key LIMIT :limit""",
+        WHERE p.stage_role = 'events'""",
         args,
     ).fetchall()
+
+
+def _ranked(counts: dict[Any, set[Any]], tie: Any = lambda k: k) -> list[Any]:
+    """Keys by how many distinct rules each has, most first, ties by ``tie(key)``."""
+    return sorted(counts, key=lambda k: (-len(counts[k]), tie(k)))
+
+
+def _fields(rows: list[_PredRow], limit: int) -> dict[str, Any]:
+    """Top canonical fields: rules, vendor aliases, operator histogram, samples.
+    Implied predicates are left out: they restate another predicate."""
+    rules: dict[str, set[int]] = defaultdict(set)
+    aliases: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    ops: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    samples: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    spelling: dict[tuple[str, str], str] = {}
+    for f, raw, op, value, vkey, negated, _excl, kind, pk, vendor, _id in rows:
+        if f is None or kind == "implied":
+            continue
+        rules[f].add(pk)
+        aliases[f][(vendor, raw)] += 1
+        ops[f][op].add(pk)
+        if not negated and value is not None:
+            samples[f][vkey].add(pk)
+            spelling[(f, vkey)] = min(spelling.get((f, vkey), value), value)
     out = []
-    for r in rows:
-        keys = sorted(k.split("\x1f", 1) for k in json.loads(r["rule_keys"]))
+    for f in _ranked(rules)[:limit]:
+        by_vendor: dict[str, list[str]] = {}
+        for (vendor, raw), _n in sorted(
+            aliases[f].items(), key=lambda i: (i[0][0], -i[1], i[0][1])
+        ):
+            by_vendor.setdefault(vendor, []).append(raw)
+        out.append({
+            "field": f,
+            "aliases": by_vendor,
+            "rules": len(rules[f]),
+            "operators": {op: len(ops[f][op]) for op in _ranked(ops[f])},
+            "samples": [spelling[(f, k)] for k in _ranked(samples[f])[:_SAMPLES]],
+        })  # fmt: skip
+    return {"rows": out, "distinct": len(rules)}
+
+
+def _indicators(
+    conn: sqlite3.Connection, rows: list[_PredRow], limit: int, exclusion: bool
+) -> dict[str, Any]:
+    """Top (field, op, value) combinations; exclusions are those under top-level NOTs."""
+    rules: dict[tuple[str, str, str], set[tuple[str, str]]] = defaultdict(set)
+    spelling: dict[tuple[str, str, str], str] = {}
+    written: set[tuple[str, str, str]] = set()  # keys some rule writes (not only implied)
+    for f, _raw, op, value, vkey, negated, excl, kind, _pk, vendor, rid in rows:
+        if (excl if exclusion else not negated) and op not in _NO_VALUE_OPS:
+            key = (f, op, vkey)
+            rules[key].add((vendor, rid))
+            if value is not None:
+                spelling[key] = min(spelling.get(key, value), value)
+            if kind != "implied":
+                written.add(key)
+    out = []
+    for key in _ranked(rules, tie=lambda k: (k[0] or "", k[1], k[2]))[:limit]:
+        refs = sorted(rules[key])
         item: dict[str, Any] = {
-            "field": r["field"],
-            "op": r["op"],
-            "value": r["value"],
-            "rules": r["rules"],
-            "rule_ids": [k[1] for k in keys],
-            "rule_refs": [{"vendor": v, "id": i} for v, i in keys],
-            "implied": bool(r["implied"]),
+            "field": key[0],
+            "op": key[1],
+            "value": spelling.get(key),
+            "rules": len(refs),
+            "rule_ids": [i for _, i in refs],
+            "rule_refs": [{"vendor": v, "id": i} for v, i in refs],
+            "implied": key not in written,
         }
         if not exclusion:
-            reach = corpus_reach(conn, r["field"], r["op"], r["value_key"])
-            item["corpus_reach"] = reach
-            item["specific"] = reach == r["rules"]
+            item["corpus_reach"] = corpus_reach(conn, *key)
+            item["specific"] = item["corpus_reach"] == len(refs)
         out.append(item)
-    return {"rows": out, "distinct": rows[0]["n_distinct"] if rows else 0}
+    return {"rows": out, "distinct": len(rules)}
 
 
 def corpus_reach(conn: sqlite3.Connection, field: str | None, op: str, key: str) -> int:
