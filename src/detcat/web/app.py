@@ -1,0 +1,273 @@
+"""The FastAPI application: HTML pages and their JSON twins, read-only.
+
+Every page is rendered from ``pages.py``; the JSON twin under ``/api`` returns the
+page's data as is (``/api/techniques/T1219`` is ``detcat technique T1219 --json``).
+The catalog file is immutable between builds, so rendered bodies are cached per
+catalog generation; a rebuild (which replaces the file) invalidates them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import HTTPException
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from detcat import store
+from detcat.web import pages, schemas
+from detcat.web.templating import CSP, render
+from detcat.web.urls import Links
+
+CACHE_BYTES = 64_000_000  # rendered pages and JSON kept per catalog generation
+
+_SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Adds the CSP and friends to every response (plain ASGI: no per-request task),
+    and a ``Server-Timing`` header with the time spent producing the response."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = time.perf_counter()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - started) * 1000
+                timing = (b"server-timing", f"app;dur={ms:.2f}".encode())
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS, timing]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class Catalog:
+    """Per-thread read-only connections and an LRU of rendered bodies, both tied
+    to the catalog file's identity so that a rebuild is picked up."""
+
+    def __init__(self, db: Path, cache_bytes: int = CACHE_BYTES):
+        self.db = Path(db)
+        store.connect(self.db).close()  # fail now, clearly, when there is no catalog
+        self.cache_bytes = cache_bytes
+        self._cached_bytes = 0
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._generation: tuple[int, int] | None = None
+
+    def generation(self) -> tuple[int, int]:
+        st = os.stat(self.db)
+        gen = (st.st_ino, st.st_mtime_ns)
+        if gen != self._generation:
+            with self._lock:
+                self._generation = gen
+                self._cache.clear()
+                self._cached_bytes = 0
+        return gen
+
+    def conn(self) -> sqlite3.Connection:
+        gen = self.generation()
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] != gen:
+            if held is not None:
+                held[1].close()
+            self._local.held = held = (gen, store.connect(self.db))
+        return held[1]
+
+    def cached(self, key: tuple[Any, ...], make: Callable[[sqlite3.Connection], bytes]) -> bytes:
+        conn = self.conn()
+        if self.cache_bytes <= 0:
+            return make(conn)
+        # A body computed while a rebuild lands is filed under the old generation.
+        key = (self._local.held[0], *key)
+        with self._lock:
+            body = self._cache.get(key)
+            if body is not None:
+                self._cache.move_to_end(key)
+                return body
+        body = make(conn)
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = body
+                self._cached_bytes += len(body)
+            while self._cached_bytes > self.cache_bytes:
+                self._cached_bytes -= len(self._cache.popitem(last=False)[1])
+        return body
+
+
+def _href(request: Request) -> str:
+    """The request's own URL as sent (still percent-encoded), without the host."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    return raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+
+
+def _dump(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, default=str).encode()
+
+
+Builder = Callable[[sqlite3.Connection], pages.Page]
+
+
+def _html(catalog: Catalog, request: Request, build: Builder, query: str = "") -> Response:
+    href = _href(request)
+
+    def make(conn: sqlite3.Connection) -> bytes:
+        links = Links()
+        return render(build(conn), links, api=links.api(href), query=query).encode()
+
+    try:
+        return HTMLResponse(catalog.cached(("html", href), make))
+    except pages.NotFound as e:
+        return _not_found_page(str(e))
+
+
+def _json(catalog: Catalog, request: Request, build: Builder) -> Response:
+    try:
+        body = catalog.cached(("api", _href(request)), lambda conn: _dump(build(conn).data))
+    except pages.NotFound as e:
+        raise HTTPException(404, str(e)) from e
+    return Response(body, media_type="application/json")
+
+
+def _not_found_page(detail: str) -> HTMLResponse:
+    page = pages.Page("error.html", "Not found", {"detail": detail})
+    return HTMLResponse(render(page, Links()), status_code=404)
+
+
+def _doc(model: type, summary: str) -> dict[str, Any]:
+    """Route options documenting a JSON twin that is returned as prebuilt bytes."""
+    return {
+        "summary": summary,
+        "response_class": Response,
+        "response_model": None,
+        "responses": {200: {"model": model, "description": "OK"},
+                      404: {"description": "Not found"}},
+    }  # fmt: skip
+
+
+LIMIT = Query(pages.DEFAULT_LIMIT, ge=1, le=10_000, description="rows per section")
+
+
+def create_app(db: Path, *, cache_bytes: int = CACHE_BYTES) -> FastAPI:
+    """The site over the catalog at ``db`` (raises store.MissingCatalog when absent);
+    ``cache_bytes=0`` renders every request afresh."""
+    catalog = Catalog(db, cache_bytes)
+    app = FastAPI(
+        title="detcat",
+        summary="Cross-vendor detection rule catalog: every HTML page has a JSON twin here.",
+        docs_url=None,  # the interactive docs load scripts from a CDN; the schema is enough
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(packages=[("detcat.web", "static")]), name="static")
+    _add_html_routes(app, catalog)
+    _add_api_routes(app, catalog)
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc: Exception) -> Response:
+        detail = getattr(exc, "detail", "Not Found")
+        if request.url.path.startswith("/api/"):
+            return Response(_dump({"detail": detail}), 404, media_type="application/json")
+        return _not_found_page(str(detail))
+
+    return app
+
+
+def _add_html_routes(app: FastAPI, catalog: Catalog) -> None:
+    html = {"response_class": HTMLResponse, "include_in_schema": False}
+
+    @app.get("/", **html)
+    def overview_page(request: Request) -> Response:
+        return _html(catalog, request, pages.overview)
+
+    @app.get("/techniques/{tid}", **html)
+    def technique_page(request: Request, tid: str, limit: int = LIMIT) -> Response:
+        return _html(catalog, request, lambda c: pages.technique(c, tid, limit))
+
+    @app.get("/rules/{vendor}/{rule_id:path}", **html)
+    def rule_page(request: Request, vendor: str, rule_id: str) -> Response:
+        return _html(catalog, request, lambda c: pages.rule(c, vendor, rule_id))
+
+    @app.get("/fields/{name:path}", **html)
+    def field_page(request: Request, name: str, limit: int = LIMIT) -> Response:
+        return _html(catalog, request, lambda c: pages.field_(c, name, limit))
+
+    @app.get("/events/{event_id:path}", **html)
+    def event_page(request: Request, event_id: str) -> Response:
+        return _html(catalog, request, lambda c: pages.event(c, event_id))
+
+    @app.get("/indicators", **html)
+    def indicator_page(request: Request, op: str, value: str = "", field: str = "") -> Response:
+        return _html(catalog, request, lambda c: pages.indicator(c, field, op, value))
+
+    @app.get("/search", **html)
+    def search_page(request: Request, q: str = "", limit: int = LIMIT) -> Response:
+        return _html(catalog, request, lambda c: pages.search(c, q, limit), query=q)
+
+    @app.get("/problems", **html)
+    def problems_page(request: Request) -> Response:
+        return _html(catalog, request, pages.problems)
+
+
+def _add_api_routes(app: FastAPI, catalog: Catalog) -> None:
+    @app.get("/api/overview", **_doc(schemas.Overview, "Overview: vendors, problems, matrix"))
+    def overview(request: Request) -> Response:
+        return _json(catalog, request, pages.overview)
+
+    @app.get("/api/techniques/{tid}", **_doc(schemas.TechniqueGuide, "Technique guide"))
+    def technique(request: Request, tid: str, limit: int = LIMIT) -> Response:
+        """Exactly `detcat technique TID --json` (same function, same default limit)."""
+        return _json(catalog, request, lambda c: pages.technique(c, tid, limit))
+
+    @app.get("/api/rules/{vendor}/{rule_id:path}", **_doc(schemas.RuleDetail, "One rule"))
+    def rule(request: Request, vendor: str, rule_id: str) -> Response:
+        """Exactly `detcat rule ID --vendor VENDOR --json`."""
+        return _json(catalog, request, lambda c: pages.rule(c, vendor, rule_id))
+
+    @app.get("/api/fields/{name:path}", **_doc(schemas.FieldPage, "One canonical field"))
+    def field(request: Request, name: str, limit: int = LIMIT) -> Response:
+        return _json(catalog, request, lambda c: pages.field_(c, name, limit))
+
+    @app.get("/api/events/{event_id:path}", **_doc(schemas.EventPage, "One catalog event"))
+    def event(request: Request, event_id: str) -> Response:
+        return _json(catalog, request, lambda c: pages.event(c, event_id))
+
+    @app.get("/api/indicators", **_doc(schemas.IndicatorPage, "Rules checking one indicator"))
+    def indicator(request: Request, op: str, value: str = "", field: str = "") -> Response:
+        """An empty ``field`` is a field-less keyword; the value matches case-insensitively."""
+        return _json(catalog, request, lambda c: pages.indicator(c, field, op, value))
+
+    @app.get("/api/search", **_doc(schemas.SearchResult, "Search"))
+    def search(request: Request, q: str = "", limit: int = LIMIT) -> Response:
+        """Exactly `detcat search Q --json`: full text, and `field:value` terms."""
+        return _json(catalog, request, lambda c: pages.search(c, q, limit))
+
+    @app.get("/api/problems", **_doc(list[schemas.ProblemRow], "Problems"))
+    def problems(request: Request) -> Response:
+        """Exactly `detcat problems --json`."""
+        return _json(catalog, request, pages.problems)

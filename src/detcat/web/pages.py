@@ -1,0 +1,89 @@
+"""Every page of the site as data: its template, its title and its JSON twin.
+
+The server and the static export both render these, so a page and its twin
+(``/api/...``) can never disagree. ``Page.data`` is exactly what the API
+returns; ``Page.context`` holds lookups only the HTML needs (titles, names).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from detcat import guide
+from detcat import search as search_mod
+from detcat.web import queries
+
+DEFAULT_LIMIT = 50  # rows per section, the CLI's default
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    template: str
+    title: str
+    data: Any
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def overview(conn: sqlite3.Connection) -> Page:
+    return Page("overview.html", "Overview", queries.overview(conn))
+
+
+def technique(conn: sqlite3.Connection, tid: str, limit: int = DEFAULT_LIMIT) -> Page:
+    try:
+        g = guide.technique_guide(conn, tid, limit=limit)
+    except guide.UnknownTechnique as e:
+        raise NotFound(str(e)) from e
+    titles = {(r["vendor"], r["id"]): r["title"] for r in g["rules"]}
+    h = g["technique"]
+    parent = queries.technique_names(conn, [h["parent"]]) if h["parent"] else {}
+    return Page("technique.html", f"{h['id']} {h['name']}", g, {"titles": titles, "parent": parent})
+
+
+def rule(conn: sqlite3.Connection, vendor: str, rule_id: str) -> Page:
+    found = guide.rule_detail(conn, vendor, rule_id)
+    if not found:
+        raise NotFound(f"no {vendor} rule with id {rule_id}")
+    r = found[0]
+    names = queries.technique_names(conn, r["techniques"])
+    return Page("rule.html", r["title"], r, {"technique_names": names})
+
+
+def field_(conn: sqlite3.Connection, name: str, limit: int = DEFAULT_LIMIT) -> Page:
+    data = queries.field_page(conn, name, limit=limit)
+    if data is None:
+        raise NotFound(f"no rule filters the field {name}")
+    return Page("field.html", name, data)
+
+
+def event(conn: sqlite3.Connection, event_id: str) -> Page:
+    data = queries.event_page(conn, event_id)
+    if data is None:
+        raise NotFound(f"unknown event {event_id}")
+    return Page("event.html", f"{data['provider']} / {data['event_id']}", data)
+
+
+def indicator(conn: sqlite3.Connection, field_name: str | None, op: str, value: str) -> Page:
+    data = queries.indicator_page(conn, field_name or None, op, value)
+    if data is None:
+        raise NotFound("no rule checks this indicator")
+    title = f"{data['field'] or '(keyword)'} {op} {data['value']}"
+    return Page("indicator.html", title, data)
+
+
+def search(conn: sqlite3.Connection, query: str, limit: int = DEFAULT_LIMIT) -> Page:
+    data = search_mod.search(conn, query, limit=limit)
+    return Page("search.html", f"Search {query}" if query else "Search", data)
+
+
+def problems(conn: sqlite3.Connection) -> Page:
+    rows = guide.problems(conn)
+    # Only problems about a rule that made it into the catalog link to its page.
+    stored = set(map(tuple, conn.execute(
+        "SELECT vendor, id FROM rules WHERE id IN (SELECT rule_id FROM problems)")))  # fmt: skip
+    return Page("problems.html", "Problems", rows, {"stored": stored})

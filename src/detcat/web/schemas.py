@@ -1,0 +1,318 @@
+"""The JSON API's shapes, for the OpenAPI schema.
+
+The API returns the dicts of ``guide.py``/``queries.py`` as they are (the same
+bytes the CLI prints); these models only document them. Every model forbids
+unknown keys, and the tests validate real responses against them, so the
+documentation cannot drift from the data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scalar = str | int | float | bool | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -- predicate trees (model.expr_to_json) -------------------------------------
+
+
+class PredicateNode(_Strict):
+    field: str | None = Field(description="canonical field (ECS name or vendor:raw)")
+    field_raw: str | None = Field(description="the field as the vendor wrote it")
+    op: str
+    value: Scalar
+    syntax: str = Field(description="the source's own operator spelling")
+    case_sensitive: bool
+    kind: str | None = Field(None, description="derived, implied or lookup:<name>")
+
+
+class OpaqueNode(_Strict):
+    opaque: str = Field(description="source text the parser did not turn into predicates")
+    reason: str
+
+
+class AndNode(_Strict):
+    and_: list[ExprNode] = Field(alias="and")
+
+
+class OrNode(_Strict):
+    or_: list[ExprNode] = Field(alias="or")
+
+
+class NotNode(_Strict):
+    not_: ExprNode = Field(alias="not")
+
+
+ExprNode = AndNode | OrNode | NotNode | OpaqueNode | PredicateNode
+for _m in (AndNode, OrNode, NotNode):
+    _m.model_rebuild()
+
+
+# -- shared rows ----------------------------------------------------------------
+
+
+class RuleRef(_Strict):
+    vendor: str
+    id: str
+
+
+class RuleRow(_Strict):
+    vendor: str
+    id: str
+    title: str
+    techniques: list[str]
+
+
+class Event(_Strict):
+    id: str
+    provider: str | None
+    event_id: str | None
+    title: str | None
+
+
+# -- /api/techniques/{id}: guide.technique_guide --------------------------------
+
+
+class TechniqueRef(_Strict):
+    id: str
+    name: str | None
+
+
+class TechniqueHeader(_Strict):
+    id: str
+    name: str | None
+    description: str | None
+    tactics: list[str]
+    subtechniques: list[TechniqueRef]
+    parent: str | None
+    url: str
+    revoked: bool
+    deprecated: bool
+    known: bool
+
+
+class GuideRule(RuleRow):
+    language: str | None
+    severity: str | None
+    fully_parsed: bool
+
+
+class EventCount(Event):
+    rules: int
+
+
+class FieldRow(_Strict):
+    field: str
+    aliases: dict[str, list[str | None]] = Field(description="vendor -> fields as written")
+    rules: int
+    operators: dict[str, int] = Field(description="operator -> rules using it on the field")
+    samples: list[str | None]
+
+
+class Exclusion(_Strict):
+    field: str | None
+    op: str
+    value: str | None
+    rules: int = Field(description="rules under the technique")
+    rule_ids: list[str]
+    rule_refs: list[RuleRef]
+    implied: bool = Field(description="only normalization's implied predicates check it")
+
+
+class Indicator(Exclusion):
+    corpus_reach: int = Field(description="rules in the whole catalog checking the same value")
+    specific: bool = Field(description="no rule outside the technique checks it")
+
+
+class TechniqueGuide(_Strict):
+    technique: TechniqueHeader
+    vendors: dict[str, int]
+    rules: list[GuideRule]
+    events: list[EventCount]
+    fields: list[FieldRow]
+    field_count: int
+    indicators: list[Indicator]
+    indicator_count: int
+    exclusions: list[Exclusion]
+    exclusion_count: int
+
+
+# -- /api/rules/{vendor}/{id}: guide.rule_detail --------------------------------
+
+
+class StageJSON(_Strict):
+    name: str | None
+    role: str | None
+    negated: bool
+    join_keys: list[str]
+    params: dict[str, Any]
+    expr: ExprNode | None
+
+
+class RuleExclusion(_Strict):
+    field: str | None
+    op: str
+    value: str | None
+
+
+class RuleIndicator(RuleExclusion):
+    kind: str
+    corpus_reach: int
+
+
+class OpaqueRow(_Strict):
+    stage_idx: int
+    text: str | None
+    reason: str | None
+
+
+class RuleProblem(_Strict):
+    path: str | None
+    line: int | None
+    col: int | None
+    message: str | None
+
+
+class RuleDetail(_Strict):
+    vendor: str
+    id: str
+    title: str
+    description: str | None
+    author: str | None
+    status: str | None
+    severity: str | None
+    type: str | None
+    language: str | None
+    source_path: str | None
+    upstream_url: str | None
+    query: str | None
+    references: list[str]
+    tags: list[str]
+    context: dict[str, Any]
+    extra: dict[str, Any]
+    fully_parsed: bool
+    techniques: list[str]
+    events: list[Event]
+    stages: list[StageJSON]
+    exclusions: list[RuleExclusion]
+    indicators: list[RuleIndicator]
+    opaque: list[OpaqueRow]
+    problems: list[RuleProblem]
+
+
+# -- /api/overview ----------------------------------------------------------------
+
+
+class VendorStats(_Strict):
+    rules: int
+    with_query: int = 0
+    fully_parsed: int = 0
+    with_opaque: int = 0
+    problems: int = 0
+    predicates: int = 0
+    mapped_predicates: int = 0
+    aggregate_predicates: int = Field(0, description="filters on computed values (count > 5)")
+    opaque: dict[str, int] = Field(default_factory=dict, description="Opaque reason -> rules")
+
+
+class Stats(_Strict):
+    vendors: dict[str, VendorStats]
+    techniques: int
+
+
+class MatrixCell(_Strict):
+    id: str
+    name: str | None
+    rules: dict[str, int] = Field(description='"all" and vendor -> rules (sub-techniques included)')
+
+
+class UnlistedCell(_Strict):
+    id: str
+    rules: dict[str, int]
+
+
+class Tactic(_Strict):
+    id: str | None
+    shortname: str
+    name: str | None
+    techniques: list[MatrixCell]
+
+
+class Overview(_Strict):
+    rules: int
+    problems: int
+    stats: Stats
+    tactics: list[Tactic]
+    unlisted_techniques: list[UnlistedCell]
+
+
+# -- fields, events, indicators, search, problems -----------------------------------
+
+
+class Alias(_Strict):
+    field_raw: str
+    rules: int
+
+
+class ValueRow(_Strict):
+    op: str
+    value: str | None
+    rules: int
+
+
+class FieldPage(_Strict):
+    field: str
+    rules: int
+    aliases: dict[str, list[Alias]]
+    implied_rules: int
+    operators: dict[str, int]
+    values: list[ValueRow]
+    rule_list: list[RuleRow]
+
+
+class TechniqueCount(_Strict):
+    id: str
+    name: str | None
+    rules: int
+
+
+class FieldCount(_Strict):
+    field: str
+    rules: int
+
+
+class EventPage(Event):
+    rules: list[RuleRow]
+    techniques: list[TechniqueCount]
+    fields: list[FieldCount]
+
+
+class IndicatorPage(_Strict):
+    field: str | None
+    op: str
+    value: str | None
+    corpus_reach: int
+    rules: list[RuleRow]
+    excluded_by: list[RuleRow]
+    techniques: dict[str, int]
+
+
+class SearchResult(_Strict):
+    query: str
+    total: int
+    rules: list[RuleRow]
+
+
+class ProblemRow(_Strict):
+    vendor: str | None
+    path: str | None
+    line: int | None
+    col: int | None
+    message: str | None
+    rule_id: str | None

@@ -1,0 +1,87 @@
+"""Jinja2 rendering with autoescaping everywhere; helpers for the templates.
+
+Data from rule files is hostile by assumption: it only ever reaches HTML through
+autoescaped expressions, and only http(s) URLs become links.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+
+from detcat.sources import VENDORS
+from detcat.web.pages import Page
+from detcat.web.urls import Links
+
+# The policy the server sends as a header and the export as a <meta> tag: only
+# our own stylesheet and scripts, no inline code, nothing fetched elsewhere.
+CSP_META = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'"
+)
+CSP = CSP_META + "; frame-ancestors 'none'"  # browsers ignore frame-ancestors in <meta>
+
+# Heatmap buckets (upper bounds of rule counts); site.js uses the same ones.
+HEAT = (0, 2, 5, 10, 25, 50, 100)
+
+_CITATION = re.compile(r"\s*\(Citation: [^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+
+
+def http_url(value: Any) -> str | None:
+    """The URL when it is an absolute http(s) URL, else None (never a link)."""
+    text = str(value or "").strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    return text if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+
+
+def paragraphs(text: str | None) -> list[str]:
+    """ATT&CK/rule prose as plain paragraphs: citations and markdown links dropped."""
+    text = _MD_LINK.sub(r"\1", _CITATION.sub("", text or ""))
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def heat(n: int) -> int:
+    return next((i for i, top in enumerate(HEAT) if n <= top), len(HEAT))
+
+
+def pct(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f}%" if total else "–"
+
+
+def show(value: Any) -> str:
+    """A predicate value as text; None is the absence of a value."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("detcat.web", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(http_url=http_url, paragraphs=paragraphs, heat=heat, show=show)
+    env.globals.update(pct=pct, vendors=VENDORS, csp=CSP_META, heat_levels=len(HEAT) + 1)
+    return env
+
+
+def render(page: Page, links: Links, api: str | None = None, query: str = "") -> str:
+    template = environment().get_template(page.template)
+    return template.render(
+        page=page, d=page.data, links=links, api=api, static=links.static, query=query,
+        **page.context,
+    )  # fmt: skip

@@ -1,0 +1,95 @@
+"""Where every page lives, for the server (absolute routes) and for the static
+export (files, linked relatively so the site works from ``file://``).
+
+One function per page kind keeps the two layouts in step: the exporter writes
+each page at the path the links point to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+from detcat.store import value_key
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def slug(text: str) -> str:
+    """A file name for any id: kept when already safe, else sanitized plus a hash
+    so that distinct ids never share a file."""
+    clean = _UNSAFE.sub("_", text)
+    if clean == text and text and not text.startswith("."):
+        return text
+    clean = "_" + clean[1:] if clean.startswith(".") else clean  # no hidden files, no ".."
+    return f"{clean[:60]}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def indicator_key(field: str | None, op: str, value: object) -> str:
+    """A short stable name for a (field, op, case-folded value) indicator."""
+    raw = "\x1f".join((field or "", op, value_key(value)))
+    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+def _q(text: str) -> str:
+    return quote(text, safe="")
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Hrefs as seen from one page. ``static`` pages sit ``depth`` directories
+    below the export root; server pages use absolute routes."""
+
+    static: bool = False
+    depth: int = 0
+
+    @property
+    def root(self) -> str:
+        return "../" * self.depth if self.static else "/"
+
+    def home(self) -> str:
+        return self.root + ("index.html" if self.static else "")
+
+    def _page(self, folder: str, name: str) -> str:
+        name = f"{slug(name)}.html" if self.static else _q(name)
+        return f"{self.root}{folder}/{name}"
+
+    def technique(self, tid: str) -> str:
+        return self._page("techniques", tid)
+
+    def rule(self, vendor: str, rule_id: str) -> str:
+        if self.static:
+            return self.root + f"rules/{slug(vendor)}/{slug(rule_id)}.html"
+        return self.root + f"rules/{_q(vendor)}/{_q(rule_id)}"
+
+    def field(self, name: str) -> str:
+        return self._page("fields", name)
+
+    def event(self, event_id: str) -> str:
+        return self._page("events", event_id)
+
+    def indicator(self, field: str | None, op: str, value: object) -> str:
+        if self.static:
+            return self.root + f"indicators/{indicator_key(field, op, value)}.html"
+        params = {"field": field or "", "op": op, "value": "" if value is None else str(value)}
+        return self.root + "indicators?" + urlencode(params)
+
+    def search(self, query: str = "") -> str:
+        page = "search.html" if self.static else "search"
+        return self.root + page + (f"?{urlencode({'q': query})}" if query else "")
+
+    def problems(self) -> str:
+        return self.root + ("problems.html" if self.static else "problems")
+
+    def asset(self, name: str) -> str:
+        return self.root + f"static/{name}"
+
+    def api(self, page: str) -> str:
+        """The JSON twin of a page href made by this object (same root)."""
+        rest = page[len(self.root) :]
+        if self.static:
+            name = rest.removesuffix(".html")
+            return self.root + "api/" + ("overview" if name == "index" else name) + ".json"
+        return self.root + "api/" + (rest or "overview")

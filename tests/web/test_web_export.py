@@ -1,0 +1,166 @@
+"""The static export and the two commands, on the hostile catalog and on the
+full catalog: every page and twin written, relative links only, none broken."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from markupsafe import escape
+from web_helpers import (
+    HOSTILE_ID,
+    broken_links,
+    hostile_markup,
+    read_search_index,
+)
+
+from detcat import store
+from detcat.cli import main
+from detcat.web import export, queries
+from detcat.web.app import create_app
+from detcat.web.templating import CSP_META
+from detcat.web.urls import Links
+
+TOP = Links(static=True)
+
+
+def test_hostile_export_is_complete_linked_and_inert(hostile_export: Path) -> None:
+    pages = sorted(str(p.relative_to(hostile_export)) for p in hostile_export.rglob("*.html"))
+    assert {"index.html", "search.html", "problems.html", TOP.technique("T1219"),
+            TOP.rule("sigma", HOSTILE_ID)} <= set(pages)  # fmt: skip
+    assert broken_links(hostile_export) == {}
+    for page in pages:
+        html = (hostile_export / page).read_text()
+        assert hostile_markup(html) == [], page
+        assert f'<meta http-equiv="Content-Security-Policy" content="{escape(CSP_META)}">' in html
+
+
+def test_every_exported_page_has_its_json_twin_equal_to_the_api(
+    hostile_export: Path, hostile_db: Path
+) -> None:
+    client = TestClient(create_app(hostile_db))
+    server = Links()
+    pairs = [
+        (TOP.home(), server.home()),
+        (TOP.technique("T1219"), server.technique("T1219")),
+        (TOP.rule("sigma", HOSTILE_ID), server.rule("sigma", HOSTILE_ID)),
+        (TOP.event("sysmon:1"), server.event("sysmon:1")),
+        (TOP.field("process.command_line"), server.field("process.command_line")),
+        (TOP.problems(), server.problems()),
+    ]
+    for static_page, served_page in pairs:
+        twin = json.loads((hostile_export / TOP.api(static_page)).read_text())
+        assert twin == client.get(server.api(served_page)).json(), static_page
+    htmls = {str(p.relative_to(hostile_export)) for p in hostile_export.rglob("*.html")}
+    twins = {str(p.relative_to(hostile_export)) for p in (hostile_export / "api").rglob("*")}
+    assert {TOP.api(h) for h in htmls} - twins == {TOP.api(TOP.search())}
+
+
+def test_search_index_holds_every_rule(hostile_export: Path, hostile_db: Path) -> None:
+    index = read_search_index(hostile_export)
+    rows = index["rules"]
+    conn = store.connect(hostile_db)
+    assert len(rows) == conn.execute("SELECT COUNT(*) FROM rules").fetchone()[0]
+    hostile = next(r for r in rows if r[1] == HOSTILE_ID)
+    assert hostile[3] == TOP.rule("sigma", HOSTILE_ID) and hostile[4] == ["T1219"]
+    assert index["techniques"] == {"T1219": TOP.technique("T1219")}
+    assert {"hostile", "script", "pwned", "described"} <= set(hostile[5].split())
+
+
+def test_export_refuses_a_foreign_directory_and_replaces_its_own(
+    hostile_db: Path, tmp_path: Path
+) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    with pytest.raises(export.ExportError, match="not a detcat export"):
+        export.export_site(hostile_db, foreign, workers=1)
+    assert (foreign / "precious.txt").read_text() == "keep me"
+    site = tmp_path / "site"
+    export.export_site(hostile_db, site, workers=1)
+    (site / "rules" / "stale.html").write_text("from an older catalog")
+    report = export.export_site(hostile_db, site, workers=2)
+    assert not (site / "rules" / "stale.html").exists()
+    assert report.files == sum(1 for p in site.rglob("*") if p.is_file())
+
+
+def test_export_site_command(hostile_db: Path, tmp_path: Path) -> None:
+    out = CliRunner().invoke(
+        main, ["export-site", str(tmp_path / "s"), "--db", str(hostile_db), "--workers", "1"]
+    )
+    assert out.exit_code == 0, out.output
+    n_pages = len(list((tmp_path / "s").rglob("*.html")))
+    assert f"{n_pages} pages" in out.output
+    assert len(list((tmp_path / "s" / "api").rglob("*.json"))) == n_pages - 1  # not search
+    lean = CliRunner().invoke(
+        main, ["export-site", str(tmp_path / "s"), "--db", str(hostile_db), "--no-json"]
+    )
+    assert lean.exit_code == 0 and not (tmp_path / "s" / "api").exists()
+    assert 'class="json"' not in (tmp_path / "s" / "index.html").read_text()
+    missing = CliRunner().invoke(main, ["export-site", str(tmp_path / "t"), "--db", "nope.db"])
+    assert missing.exit_code == 3 and not (tmp_path / "t").exists()
+
+
+def test_serve_command_binds_loopback_by_default(
+    hostile_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    out = CliRunner().invoke(main, ["serve", "--db", str(hostile_db)])
+    assert out.exit_code == 0, out.output
+    assert (calls[0]["host"], calls[0]["port"]) == ("127.0.0.1", 8000)
+    assert CliRunner().invoke(main, ["serve", "--db", "nope.db"]).exit_code == 3
+
+
+def test_cli_start_up_does_not_import_the_web_stack() -> None:
+    code = (
+        "import sys, detcat.cli; print(sorted({'fastapi', 'uvicorn', 'jinja2'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- the full catalog -------------------------------------------------------------
+
+
+def test_corpus_export_writes_every_page_and_no_link_is_broken(
+    corpus_export: Path, corpus_db: Path
+) -> None:
+    conn = store.connect(corpus_db)
+    count = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+    shared = count(
+        """SELECT COUNT(*) FROM (SELECT 1 FROM predicates WHERE negated = 0
+        AND stage_role = 'events' AND op NOT IN ('exists', 'is_null')
+        GROUP BY field, op, value_key HAVING COUNT(DISTINCT rule_pk) > 1)"""
+    )
+    files = lambda folder: sum(1 for _ in (corpus_export / folder).rglob("*.html"))  # noqa: E731
+    assert files("techniques") == count("SELECT COUNT(*) FROM techniques")
+    assert files("rules") == count("SELECT COUNT(*) FROM rules")
+    assert files("events") == count("SELECT COUNT(DISTINCT event) FROM rule_events")
+    assert files("fields") == len(queries.field_names(conn))
+    assert files("indicators") == shared
+    assert broken_links(corpus_export) == {}
+
+
+def test_corpus_technique_twin_is_the_cli_json(corpus_db: Path, corpus_export: Path) -> None:
+    cli = CliRunner().invoke(main, ["technique", "T1219", "--db", str(corpus_db), "--json"])
+    expected = json.loads(cli.output)
+    with TestClient(create_app(corpus_db)) as client:
+        assert client.get("/api/techniques/T1219").json() == expected
+    assert json.loads((corpus_export / "api/techniques/T1219.json").read_text()) == expected
+
+
+def test_link_checker_reports_what_it_cannot_follow(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "ok.html").write_text('<a href="sub/page.html">x</a> <a href="https://x.example">')
+    links = '<a href="../ok.html?q=1">b</a> <a href="../gone.html">g</a> <a href="/ok.html">a</a>'
+    (tmp_path / "sub" / "page.html").write_text(links)
+    assert broken_links(tmp_path) == {"sub/page.html": ["../gone.html", "/ok.html"]}

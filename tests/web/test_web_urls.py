@@ -1,0 +1,138 @@
+"""Links, file names and the template helpers, as tables."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from detcat.web.export import tokens
+from detcat.web.templating import heat, http_url, paragraphs
+from detcat.web.urls import Links, indicator_key, slug
+
+SERVER = Links()
+TOP = Links(static=True)  # a page at the export root
+DEEP = Links(static=True, depth=2)  # e.g. rules/sigma/<id>.html
+KEY = indicator_key("f", "eq", "abc")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("T1219.002", "T1219.002"),
+        ("22c45af6-f590-4d44-bab3-b5b2d2a2b6d9", "22c45af6-f590-4d44-bab3-b5b2d2a2b6d9"),
+        ("process.executable", "process.executable"),
+        ("sigma:Details", "sigma_Details-#"),
+        ("../../etc/passwd", "_._.._etc_passwd-#"),
+        (".hidden", "_hidden-#"),
+        ("", "-#"),
+    ],
+)
+def test_slug_is_a_safe_file_name(text: str, expected: str) -> None:
+    """Safe ids are kept; others are sanitized and get a hash of the original (#)."""
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    assert slug(text) == expected.replace("#", digest)
+
+
+def test_slugs_of_distinct_ids_differ() -> None:
+    assert slug("a:b") != slug("a_b") != slug("a/b")
+
+
+@pytest.mark.parametrize(
+    "links, kind, args, href",
+    [
+        (SERVER, "home", (), "/"),
+        (SERVER, "technique", ("T1219",), "/techniques/T1219"),
+        (SERVER, "rule", ("sigma", "a/b c"), "/rules/sigma/a%2Fb%20c"),
+        (SERVER, "field", ("sigma:Details",), "/fields/sigma%3ADetails"),
+        (SERVER, "event", ("sysmon:1",), "/events/sysmon%3A1"),
+        (SERVER, "search", ("Image:any desk",), "/search?q=Image%3Aany+desk"),
+        (SERVER, "indicator", ("f", "eq", "a&b"), "/indicators?field=f&op=eq&value=a%26b"),
+        (SERVER, "indicator", (None, "keyword", 5), "/indicators?field=&op=keyword&value=5"),
+        (SERVER, "problems", (), "/problems"),
+        (TOP, "home", (), "index.html"),
+        (TOP, "technique", ("T1219",), "techniques/T1219.html"),
+        (TOP, "search", ("anydesk",), "search.html?q=anydesk"),
+        (DEEP, "home", (), "../../index.html"),
+        (DEEP, "rule", ("sigma", "r1"), "../../rules/sigma/r1.html"),
+        (DEEP, "event", ("sysmon:1",), f"../../events/{slug('sysmon:1')}.html"),
+        (DEEP, "indicator", ("f", "eq", "ABC"), f"../../indicators/{KEY}.html"),
+        (DEEP, "problems", (), "../../problems.html"),
+    ],
+)  # fmt: skip
+def test_links(links: Links, kind: str, args: tuple[object, ...], href: str) -> None:
+    assert getattr(links, kind)(*args) == href
+
+
+@pytest.mark.parametrize(
+    "links, page, api",
+    [
+        (SERVER, "/", "/api/overview"),
+        (SERVER, "/techniques/T1219", "/api/techniques/T1219"),
+        (SERVER, "/search?q=x", "/api/search?q=x"),
+        (TOP, "index.html", "api/overview.json"),
+        (DEEP, "../../rules/sigma/r1.html", "../../api/rules/sigma/r1.json"),
+    ],
+)
+def test_every_page_has_a_json_twin(links: Links, page: str, api: str) -> None:
+    assert links.api(page) == api
+
+
+def test_indicator_identity_ignores_case() -> None:
+    assert indicator_key("f", "eq", "AnyDesk.EXE") == indicator_key("f", "eq", "anydesk.exe")
+    assert indicator_key(None, "keyword", "x") != indicator_key("x", "keyword", "x")
+
+
+@pytest.mark.parametrize(
+    "url, link",
+    [
+        ("https://github.com/SigmaHQ/sigma", True),
+        ("http://example.com/a?b=1", True),
+        ("  https://example.com/padded  ", True),
+        ("javascript:alert(1)", False),
+        ("JaVaScRiPt:alert(1)", False),
+        (" javascript:alert(1)", False),
+        ("java\tscript:alert(1)", False),
+        ("data:text/html,<script>alert(1)</script>", False),
+        ("vbscript:msgbox(1)", False),
+        ("//evil.example/x", False),
+        ("https:javascript:alert(1)", False),
+        ("/relative/path", False),
+        ("http://[::1", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_only_http_urls_become_links(url: str | None, link: bool) -> None:
+    assert (http_url(url) is not None) is link
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("One.\n\nTwo (Citation: Someone 2020).", ["One.", "Two."]),
+        ("See [the docs](https://x.example) now", ["See the docs now"]),
+        ("", []),
+        (None, []),
+    ],
+)
+def test_paragraphs(text: str | None, expected: list[str]) -> None:
+    assert paragraphs(text) == expected
+
+
+@pytest.mark.parametrize("n, level", [(0, 0), (1, 1), (2, 1), (3, 2), (10, 3), (11, 4), (424, 7)])
+def test_heat_buckets(n: int, level: int) -> None:
+    assert heat(n) == level
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("AnyDesk.exe started", ["anydesk", "exe", "started"]),
+        ("snake_case-word", ["snake", "case", "word"]),
+        ("Jaśniewicz Ünïcode", ["jasniewicz", "unicode"]),
+        ("<script>x</script>", ["script", "x", "script"]),
+    ],
+)
+def test_search_tokens_follow_fts5_unicode61(text: str, expected: list[str]) -> None:
+    assert tokens(text) == expected
