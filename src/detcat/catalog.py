@@ -11,7 +11,7 @@ import importlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,28 +129,29 @@ def _read_all(
     include_deprecated: bool,
     workers: int | None,
     progress: Progress | None,
-) -> list[VendorResult]:
+) -> Iterator[VendorResult]:
+    """Each vendor's result in order, as soon as it is read: the caller writes one
+    vendor to the store while the workers still parse the next."""
     notify = progress or (lambda *_: None)
     for v in vendors:
         notify(v, "start", 0)
     workers = workers or os.cpu_count() or 1
     if workers == 1:
-        results = []
         for v in vendors:
-            results.append(read_vendor(v, sources / v, include_deprecated))
-            notify(v, "done", len(results[-1].rules))
-        return results
+            result = read_vendor(v, sources / v, include_deprecated)
+            notify(v, "done", len(result.rules))
+            yield result
+        return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures: dict[str, list[Future[VendorResult]]] = {}
         for v in vendors:  # the largest vendor first, split across the workers
             shards = _shards(v, sources / v, include_deprecated, workers) or [None]
             futures[v] = [pool.submit(read_vendor, v, sources / v, include_deprecated, s)
                           for s in shards]  # fmt: skip
-        results = []
         for v, futs in futures.items():
-            results.append(_merge(v, [f.result() for f in futs]))
-            notify(v, "done", len(results[-1].rules))
-        return results
+            result = _merge(v, [f.result() for f in futs])
+            notify(v, "done", len(result.rules))
+            yield result
 
 
 def _merge(vendor: str, parts: list[VendorResult]) -> VendorResult:
@@ -165,7 +166,7 @@ def _merge(vendor: str, parts: list[VendorResult]) -> VendorResult:
 def _write(
     db: Path,
     attack: attack_mod.Attack,
-    results: list[VendorResult],
+    results: Iterable[VendorResult],
     started: float,
     progress: Progress | None,
 ) -> BuildReport:
@@ -175,6 +176,7 @@ def _write(
     unknown: Counter[str] = Counter()
     problems: list[Problem] = []
     summary: dict[str, dict[str, int]] = {}
+    seconds: dict[str, float] = {}
     with store.writing(db) as w:
         for res in results:
             for rule in res.rules:
@@ -185,6 +187,7 @@ def _write(
                 w.add_problem(p)
             problems += res.problems
             summary[res.vendor] = _vendor_summary(res)
+            seconds[res.vendor] = round(res.seconds, 3)
             if progress:
                 progress("store", "vendor", len(res.rules))
         w.add_attack(attack)
@@ -192,7 +195,7 @@ def _write(
         w.set_meta(
             built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             unknown_techniques=dict(unknown),
-            vendor_seconds={r.vendor: round(r.seconds, 3) for r in results},
+            vendor_seconds=seconds,
         )
     return BuildReport(db, summary, problems, dict(unknown), time.perf_counter() - started)
 
