@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,27 +17,21 @@ from rich.console import Console
 from rich.markup import escape
 
 from detcat import render
-from detcat.store import DEFAULT_DB
-
-EXIT_FAILED = 1
-EXIT_NOT_FOUND = 3
+from detcat.cli_options import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    VENDOR_CHOICE,
+    db_option,
+    dump_json,
+    json_option,
+)
 
 console = Console()
 err = Console(stderr=True)
 
-db_option = click.option(
-    "--db",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_DB,
-    show_default=True,
-    envvar="DETCAT_DB",
-    help="The catalog file (SQLite).",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-
 
 def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    click.echo(dump_json(data))
 
 
 def _connect(db: Path) -> Any:
@@ -128,7 +121,7 @@ def technique(technique_id: str, db: Path, limit: int, as_json: bool) -> None:
 
 @main.command()
 @click.argument("rule_id")
-@click.option("--vendor", type=click.Choice(["sigma", "elastic", "splunk", "chronicle"]))
+@click.option("--vendor", type=VENDOR_CHOICE)
 @db_option
 @json_option
 def rule(rule_id: str, vendor: str | None, db: Path, as_json: bool) -> None:

@@ -14,17 +14,16 @@ from typing import Any
 
 import click
 
+from detcat.cli_options import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    VENDOR_CHOICE,
+    db_option,
+    json_option,
+)
+from detcat.cli_options import dump_json as _dump
 from detcat.model import And, Expr, Not, Opaque, Or, Predicate, QueryError, Stage
 from detcat.parse import LANGUAGES
-from detcat.store import DEFAULT_DB
-
-EXIT_FAILED = 1
-EXIT_NOT_FOUND = 3
-
-
-def _dump(data: Any, indent: int | None = 2) -> str:
-    return json.dumps(data, indent=indent, ensure_ascii=False, default=str)
-
 
 # -- detcat parse ----------------------------------------------------------------------
 
@@ -173,20 +172,9 @@ def _predicate_line(p: Predicate) -> str:
 
 @click.command()
 @click.argument("event_files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--db",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_DB,
-    show_default=True,
-    envvar="DETCAT_DB",
-    help="The catalog file (SQLite).",
-)
-@click.option(
-    "--vendor",
-    type=click.Choice(["sigma", "elastic", "splunk", "chronicle"]),
-    help="Only these rules.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@db_option
+@click.option("--vendor", type=VENDOR_CHOICE, help="Only these rules.")
+@json_option
 def match(event_files: tuple[Path, ...], db: Path, vendor: str | None, as_json: bool) -> None:
     """Which catalog rules fire on the events in EVENT_FILES.
 

@@ -13,19 +13,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from detcat.store import DEFAULT_DB
-
-EXIT_FAILED = 1
-EXIT_NOT_FOUND = 3
-
-_db_option = click.option(
-    "--db",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_DB,
-    show_default=True,
-    envvar="DETCAT_DB",
-    help="The catalog file (SQLite).",
-)
+from detcat.cli_options import EXIT_FAILED, EXIT_NOT_FOUND, db_option
 
 
 def _require(db: Path, err: Console) -> None:
@@ -35,7 +23,7 @@ def _require(db: Path, err: Console) -> None:
 
 
 @click.command()
-@_db_option
+@db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(db: Path, host: str, port: int) -> None:
@@ -52,7 +40,7 @@ def serve(db: Path, host: str, port: int) -> None:
 
 @click.command("export-site")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
-@_db_option
+@db_option
 @click.option("--workers", type=int, default=None, help="Worker processes (default: CPUs).")
 @click.option(
     "--json/--no-json", "json_twins", default=True, show_default=True,
