@@ -278,15 +278,17 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
             return _string(field, v, syntax)
         case SigmaRegularExpression():
             flags = {f.name for f in v.flags}
-            return Predicate(field, Op.REGEX_MATCH, str(v.regexp), syntax, "IGNORECASE" not in flags)
+            return Predicate(
+                field, Op.REGEX_MATCH, str(v.regexp), syntax, "IGNORECASE" not in flags
+            )
         case SigmaCIDRExpression():
             return Predicate(field, Op.CIDR, v.cidr, syntax)
         case SigmaCompareExpression():
-            return Predicate(field, _COMPARE_OPS[v.op], _number(v.number), syntax)
+            return Predicate(field, _COMPARE_OPS[v.op], v.number.number, syntax)
         case SigmaBool():
             return Predicate(field, Op.EQ, v.boolean, syntax)
         case SigmaNumber():
-            return Predicate(field, Op.EQ, _number(v), syntax)
+            return Predicate(field, Op.EQ, v.number, syntax)
         case SigmaNull():
             return Predicate(field, Op.IS_NULL, None, syntax)
         case SigmaExists():
@@ -295,10 +297,6 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
         case SigmaFieldReference():
             return Predicate(field, Op.FIELD_REF, v.field, syntax)
     return Opaque(f"{field}{syntax}: {v}", f"value type {type(v).__name__}")
-
-
-def _number(n: SigmaNumber) -> int | float:
-    return n.number
 
 
 def _string(field: str | None, s: SigmaString, syntax: str) -> Expr:
