@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+from detcat.model import Predicate, replace
 from detcat.normalize.regex import regex_literal
 
 if TYPE_CHECKING:
@@ -40,8 +41,9 @@ class Key(NamedTuple):
 # -- equivalences ------------------------------------------------------------------
 
 # Escapes of characters that are never special in PCRE, RE2 or Lucene regexes: the
-# EQL backend writes "\/" for "/", YARA-L needs "\/" inside /…/ literals.
-_NEEDLESS_ESCAPE = re.compile(r"""\\([/"'`:;,=@%!#&~<> -])""")
+# EQL backend writes "\/" for "/", YARA-L needs "\/" inside /…/ literals. Escapes
+# pair up from the left: in "\\\\-" the backslash is escaped and "-" is plain.
+_NEEDLESS_ESCAPE = re.compile(r"""(?<!\\)((?:\\\\)*)\\([/"'`:;,=@%!#&~<> -])""")
 
 
 _SUBSTRING = ("contains", "starts_with", "ends_with")
@@ -58,7 +60,7 @@ def same_meaning(k: Key) -> Key:
     if k.op == "regex_match":
         # A leading (?i) is the comparison's case rule, which keys do not carry.
         value = k.value[4:] if k.value.startswith("(?i)") else k.value
-        return k._replace(value=_NEEDLESS_ESCAPE.sub(r"\1", value))
+        return k._replace(value=_NEEDLESS_ESCAPE.sub(r"\1\2", value))
     return k
 
 
@@ -106,10 +108,12 @@ def _plain(v: object) -> str:
 
 
 def encodings_equivalent(c: Comparison) -> bool:
-    """Remove each decoded Sigma value with the encoded target values it stands for."""
-    table = encoded_values(c.rule.doc) if c.missing and c.extra else {}
+    """Remove each decoded Sigma value with the encoded target values it stands for
+    (the decoded value may also be written plainly elsewhere in the rule, so it is
+    looked up in the whole Sigma reading)."""
+    table = encoded_values(c.rule.doc) if c.extra else {}
     hit = False
-    for m in sorted(c.missing):
+    for m in sorted(c.missing | c.ours):
         encs = table.get(m.value)
         found = {e for e in c.extra if e.field == m.field and e.value in encs} if encs else set()
         if found:
@@ -133,8 +137,10 @@ LOGSOURCE_FIELDS = {
 
 
 def logsource_added(target: str, extra: set[Key], ours: set[Key]) -> set[Key]:
-    """Target conditions on a logsource field the Sigma rule itself does not test."""
-    fields = LOGSOURCE_FIELDS.get(target, frozenset()) - {k.field for k in ours}
+    """Target conditions on a logsource field the Sigma rule itself does not test,
+    or tests only in an exclusion (``not Channel: [...]`` beside the pipeline's
+    ``winlog.channel == "System"`` for ``service: system``)."""
+    fields = LOGSOURCE_FIELDS.get(target, frozenset()) - {k.field for k in ours if not k.negated}
     return {k for k in extra if k.field in fields and not k.negated}
 
 
@@ -150,13 +156,16 @@ class Explanation:
 
 def _pairs(c: Comparison, want: Callable[[Key], set[Key]]) -> bool:
     """Remove each missing key together with the target keys ``want`` derives from it,
-    when all of them are present."""
+    when all of them are present (or already paired: the backend may write two Sigma
+    values as one, ``*9???`` and ``*9????`` both as ``*9*``)."""
     hit = False
+    paired: set[Key] = set()
     for m in sorted(c.missing):
         expected = want(m)
-        if expected and expected <= c.extra:
+        if expected and expected <= c.extra | paired:
             c.missing.discard(m)
             c.extra -= expected
+            paired |= expected
             hit = True
     return hit
 
@@ -177,9 +186,13 @@ def keyword_as_bare_string(c: Comparison) -> bool:
 def searching_regex_anchored(c: Comparison) -> bool:
     """Sigma's ``|re`` searches; EQL ``regex`` and ES|QL ``RLIKE`` match the whole
     value, and the backends do not add ``.*``. A literal regex therefore becomes an
-    equality in the target (``\\$a\\.b`` -> ``eq '$a.b'``)."""
+    equality in the target (``\\$a\\.b`` -> ``eq '$a.b'``); the Sigma side reads
+    the same literal regex as the substring test it is (``contains '$a.b'``)."""
+    anchored = re.search(r"\b(?:rlike|regex~?)\s", c.query, re.IGNORECASE) is not None
 
     def want(m: Key) -> set[Key]:
+        if m.op == "contains" and anchored:
+            return {m._replace(op="eq")}
         if m.op != "regex_match":
             return set()
         lit = regex_literal(m.value, True)
@@ -188,23 +201,47 @@ def searching_regex_anchored(c: Comparison) -> bool:
     return _pairs(c, want)
 
 
-_WILD = {"contains": "*{}*", "ends_with": "*{}", "starts_with": "{}*", "eq": "{}"}
+def derived_keys(p: Predicate, negated: bool, full_match: bool = False) -> set[Key]:
+    """The keys of a predicate a class re-derives (its field already canonical),
+    normalized as the target's own predicates are."""
+    from detcat.model import predicates
+    from detcat.normalize import indicator_key
+    from detcat.normalize.values import normalize_value
+
+    expr = normalize_value(p, full_match)
+    return {same_meaning(Key(*indicator_key(q), negated)) for q in predicates(expr)}
 
 
 def esql_like_backslash(c: Comparison) -> bool:
     """In an ES|QL ``LIKE`` pattern a backslash escapes the next character (Lucene
-    wildcard syntax); the ES|QL backend escapes a backslash for the string literal
-    only, so ``*\\\\AppData\\\\*`` reaches LIKE as ``*\\AppData\\*``: ``\\A`` is
-    ``A`` and the final ``\\*`` a literal star."""
+    wildcard syntax); the ES|QL backend escapes ``\\``, ``*`` and ``?`` once, and the
+    string literal consumes that escape of a backslash, so ``*\\\\AppData\\\\*``
+    reaches LIKE as ``*\\AppData\\*``: ``\\A`` is ``A`` and the final ``\\*`` a
+    literal star. Re-derived: Sigma's pattern, the backend's escaping, the string
+    literal's reading (esql_syntax.string_value), then LIKE's (esql.like_predicate)."""
     from detcat.languages.esql import like_predicate
+    from detcat.languages.esql_syntax import string_value
 
     def want(m: Key) -> set[Key]:
-        shape = _WILD.get(m.op)
-        if shape is None or "\\" not in m.value or m.op == "eq":
+        chars = sigma_chars(m) if m.op != "eq" else None  # == is not a LIKE
+        if chars is None or not any(ch == "\\" and not wild for ch, wild in chars):
             return set()
-        p = like_predicate(m.field, shape.format(m.value), False)
-        value = "" if p.value is None or p.value is True else str(p.value).casefold()
-        return {Key(m.field, str(p.op), value, m.negated)}
+        body = "".join(ch if wild else re.sub(r'([\\*?"])', r"\\\1", ch) for ch, wild in chars)
+        p = like_predicate(None, string_value(f'"{body}"'), False)  # type: ignore[arg-type]
+        return derived_keys(replace(p, field=m.field), m.negated, True)
+
+    return _pairs(c, want)
+
+
+def esql_eq_escaped_wildcard(c: Comparison) -> bool:
+    """The ES|QL backend escapes ``*`` and ``?`` in every string, also in an ``==``
+    value, where nothing is a wildcard; the string literal keeps a backslash it does
+    not know as an escape (``\\*``), so the value gains a backslash."""
+
+    def want(m: Key) -> set[Key]:
+        if m.op != "eq" or not any(ch in m.value for ch in "*?"):
+            return set()
+        return {m._replace(value=re.sub(r"([*?])", r"\\\1", m.value))}
 
     return _pairs(c, want)
 
@@ -213,38 +250,80 @@ def list_as_unanchored_alternation(c: Comparison) -> bool:
     """The SecOps backend joins a value list into one regex alternation and drops
     each value's anchors (``endswith`` ``\\a.exe``, ``\\b.exe`` -> ``/\\\\a\\.exe|\\\\b\\.exe/``)
     and, for equality lists, the escaping of ``.`` and ``(``: the values become
-    substrings (and parentheses groups).
-    (Signs are matched separately: see ``negation_lost``.)"""
+    substrings (and parentheses groups). Wildcard values become ``.*``/``.``.
+    Each branch must stand for a Sigma value of the same field; a value may also
+    be tested elsewhere in the rule, so branches are looked up in the whole Sigma
+    reading. (Signs are matched separately: see ``negation_lost``.)"""
     hit = False
     for e in sorted(c.extra):
         branches = (
             _branches(e) if e.op == "regex_match" else [e.value] if e.op == "contains" else []
         )
-        found = [m for b in branches for m in _same_value(c.missing, e, b)]
-        if branches and len(found) >= len(branches):
-            c.extra.discard(e)
-            c.missing -= set(found)
+        found = [_same_value(c.missing | c.ours, e, b) for b in branches]
+        if not branches or not all(found):
+            continue
+        c.extra.discard(e)
+        for keys in found:
+            c.missing -= keys
+        hit = True
+        if any(all(m.negated != e.negated for m in keys) for keys in found):
+            c.classes.append(NEGATION_LOST)
+    return _branch_elsewhere(c) or hit
+
+
+def _branch_elsewhere(c: Comparison) -> bool:
+    """A missing Sigma value whose unanchored branch the target has although that
+    branch is no extra key (the rule also tests it unanchored: a ``startswith``
+    list and a ``contains`` list of the same paths)."""
+    unanchored = [(t, b) for t in c.theirs for b in (_branches(t) if t.op == "regex_match"
+                  else [t.value] if t.op == "contains" else [])]  # fmt: skip
+    hit = False
+    for m in sorted(c.missing):
+        if any(m in _same_value({m}, t, b) for t, b in unanchored):
+            c.missing.discard(m)
             hit = True
-            if any(m.negated != e.negated for m in found):
-                c.classes.append(NEGATION_LOST)
     return hit
 
 
 def _branches(k: Key) -> list[str]:
-    parts = re.split(r"(?<!\\)\|", k.value)
-    return [re.sub(r"\\(.)", r"\1", p) for p in parts]
+    """The alternatives of a regex, each unescaped (``.*`` stays as written)."""
+    parts, cur, i = [], "", 0
+    while i < len(k.value):
+        ch = k.value[i]
+        if ch == "\\" and i + 1 < len(k.value):
+            cur += k.value[i + 1]
+            i += 2
+            continue
+        if ch == "|":
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    return [*parts, cur]
 
 
-def _same_value(missing: set[Key], e: Key, value: str) -> list[Key]:
+def _same_value(keys: set[Key], e: Key, value: str) -> set[Key]:
     """Sigma keys this branch stands for; unescaped parentheses in a branch became
     regex groups, so they are compared without them."""
     ops = ("eq", "ends_with", "starts_with", "contains")
     bare = _no_parens(value)
-    return [
+    return {
         m
-        for m in missing
-        if m.field == e.field and m.op in ops and (m.value == value or _no_parens(m.value) == bare)
-    ]
+        for m in keys
+        if m.field == e.field
+        and (
+            (m.op in ops and (m.value == value or _no_parens(m.value) == bare))
+            or (m.op == "wildcard" and _wildcard_branch(m.value) == value)
+            or (m.op == "exists" and value == "")  # Sigma's contains '' is exists
+        )
+    }
+
+
+def _wildcard_branch(value: str) -> str:
+    """A Sigma wildcard value as the backend's unanchored regex branch reads once
+    unescaped: the outer ``*`` dropped, ``*`` -> ``.*``, ``?`` -> ``.``."""
+    return value.strip("*").replace("*", ".*").replace("?", ".")
 
 
 def _no_parens(text: str) -> str:
@@ -256,10 +335,13 @@ NEGATION_LOST = "secops: negation lost or not pushed into groups"
 
 def undelimited_regex(c: Comparison) -> bool:
     """For some wildcard values the SecOps backend writes the regex without its
-    ``/…/`` delimiters (``= \\\\7z.*\\.exe nocase``), which is not YARA-L; detcat
-    keeps it as Opaque ("undelimited value")."""
+    ``/…/`` delimiters (``= \\\\7z.*\\.exe nocase``), and a value with a literal
+    ``*`` without its quotes (``= +R +H \\\\\\*.cui nocase``: pySigma's
+    ``decide_string_quoting`` skips quotes when ``*`` is in the value), neither of
+    which is YARA-L; detcat keeps it as Opaque ("undelimited value")."""
     bare = [r for r in c.opaque if r == "undelimited value"]
-    wild = {m for m in c.missing if m.op == "wildcard"}
+    # a wildcard value with an escaped literal ``*`` is a regex on the Sigma side
+    wild = {m for m in c.missing if m.op in ("wildcard", "regex_match") or "*" in m.value}
     if not bare or not wild:
         return False
     c.missing -= wild
@@ -282,24 +364,62 @@ def empty_as_null(c: Comparison) -> bool:
 def negation_lost(c: Comparison) -> bool:
     """The SecOps backend renders ``not (a or b)`` as ``a != … or b != …``, leaves
     comparisons inside nested groups (and ``net.ip_in_range_cidr`` calls) un-negated
-    and sometimes drops the ``not`` entirely: the same comparison, opposite sign."""
-    return _pairs(c, lambda m: {m._replace(negated=not m.negated)})
+    and sometimes drops the ``not`` entirely: the same comparison, opposite sign.
+    The opposite-sign twin may also be tested elsewhere in the rule, so it is looked
+    up in the whole other reading."""
+    hit = False
+    for m in sorted(c.missing):
+        twin = m._replace(negated=not m.negated)
+        if twin in c.extra or twin in c.theirs:
+            c.missing.discard(m)
+            c.extra.discard(twin)
+            hit = True
+    for e in sorted(c.extra):
+        if e._replace(negated=not e.negated) in c.ours:
+            c.extra.discard(e)
+            hit = True
+    return hit
 
 
 def regex_backslash_doubled(c: Comparison) -> bool:
-    """The SecOps backend escapes every backslash of a Sigma regex again, so ``\\s``
-    (whitespace) becomes ``\\\\s`` (a backslash, then ``s``)."""
+    """The SecOps backend escapes a Sigma regex for a string literal (pySigma's
+    ``re_escape_escape_char``: every ``\\``, ``"`` and ``/`` gets a backslash),
+    but YARA-L's ``/…/`` is a regex literal, so ``\\s`` (whitespace) reaches RE2 as
+    ``\\\\s`` (a backslash, then ``s``). Undoing the doubling gives the Sigma regex."""
+    hit = False
+    for e in sorted(c.extra):
+        text = e.value if e.op == "regex_match" else re.escape(e.value)
+        if "\\\\" not in text or e.op not in ("regex_match", *_SUBSTRING, "eq"):
+            continue
+        sigma = same_meaning(e._replace(op="regex_match", value=_undouble(e)))
+        lit = regex_literal(sigma.value, False)
+        found = (
+            {sigma}
+            if lit is None
+            else {Key(e.field, str(lit.op), v, e.negated) for v in lit.values}
+        )
+        if found <= c.missing | c.ours:
+            c.extra.discard(e)
+            c.missing -= found
+            hit = True
+    return hit
 
-    def want(m: Key) -> set[Key]:
-        if m.op != "regex_match" or "\\" not in m.value:
-            return set()
-        doubled = m.value.replace("\\", "\\\\")
-        lit = regex_literal(doubled, False)
-        if lit is None:
-            return {same_meaning(Key(m.field, "regex_match", doubled, m.negated))}
-        return {Key(m.field, str(lit.op), v, m.negated) for v in lit.values}
 
-    return _pairs(c, want)
+def _undouble(e: Key) -> str:
+    """The regex the target key was read from with the backend's escaping undone
+    (``\\\\`` -> ``\\``, ``\\"`` -> ``"``, ``\\/`` -> ``/``). A target regex that
+    was a literal (``/\\\\$x/`` is ``contains '\\$x'``) is first escaped back into
+    regex text."""
+    text = e.value if e.op == "regex_match" else re.escape(e.value)
+    text = _BACKEND_ESCAPE.sub(r"\1", text)
+    if e.op in ("starts_with", "eq"):
+        text = "^" + text
+    if e.op in ("ends_with", "eq"):
+        text += "$"
+    return text
+
+
+_BACKEND_ESCAPE = re.compile(r"""\\([\\"/])""")
 
 
 def keyword_as_field_none(c: Comparison) -> bool:
@@ -349,6 +469,132 @@ def single_wildcard_widened(c: Comparison) -> bool:
     return _pairs(c, want)
 
 
+Chars = list[tuple[str, bool]]  # pattern characters: (character, is a wildcard)
+
+
+def sigma_chars(k: Key) -> Chars | None:
+    """A Sigma key's value as pattern characters: substring operators add their
+    wildcards; a regex of the shape the Sigma source writes for a wildcard value
+    with a literal ``*``/``?`` (``^…$`` over escaped text, ``.*`` and ``.``) is
+    read back; any other regex is None."""
+    star = ("*", True)
+    text = [(ch, False) for ch in k.value]
+    shapes = {
+        "eq": text,
+        "contains": [star, *text, star],
+        "starts_with": [*text, star],
+        "ends_with": [star, *text],
+        "wildcard": [(ch, ch in "*?") for ch in k.value],
+    }
+    return _wildcard_regex_chars(k.value) if k.op == "regex_match" else shapes.get(k.op)
+
+
+def _wildcard_regex_chars(regex: str) -> Chars | None:
+    if not (regex.startswith("^") and regex.endswith("$")):
+        return None
+    body, out, i = regex[1:-1], [], 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            if i + 1 == len(body) or body[i + 1].isalnum() or body[i + 1] == "_":
+                return None  # \d, \w …: a class, not an escaped literal
+            out.append((body[i + 1], False))
+            i += 2
+        elif body.startswith(".*", i):
+            out.append(("*", True))
+            i += 2
+        elif ch == ".":
+            out.append(("?", True))
+            i += 1
+        elif ch in "^$|?*+()[]{}":
+            return None
+        else:
+            out.append((ch, False))
+            i += 1
+    return out
+
+
+def splunk_read_back(field: str, chars: Chars, negated: bool) -> set[Key]:
+    """What Splunk reads in the backend's spelling of ``chars``: a literal ``\\``
+    is written ``\\\\`` (one backslash), a literal ``*`` ``\\*`` (which Splunk
+    reads as a backslash and a wildcard), a wildcard ``?`` as ``*``."""
+    from detcat.languages.spl_expr import classify
+
+    spl: Chars = []
+    for ch, wild in chars:
+        if ch == "*" and not wild:
+            spl += [("\\", False), ("*", True)]
+        else:
+            spl.append(("*", True) if wild else (ch, False))
+    op, value = classify(spl)
+    return derived_keys(Predicate(None, op, value, field=field), negated)
+
+
+def splunk_escaped_star(c: Comparison) -> bool:
+    """Splunk search has no escape for ``*``: "The backslash symbol can't be used to
+    escape the asterisk in search strings" (Splunk Search Manual, "Backslashes";
+    SigmaHQ/sigma#3617, "literal * is not escaped"). The backend writes a literal
+    ``*`` as ``\\*``, which Splunk reads as a backslash followed by a wildcard."""
+
+    def want(m: Key) -> set[Key]:
+        chars = sigma_chars(m)
+        if chars is None or not any(ch == "*" and not wild for ch, wild in chars):
+            return set()
+        return splunk_read_back(m.field, chars, m.negated)
+
+    return _pairs(c, want)
+
+
+_FLAG_DEFINED = re.compile(r"\|\s*eval\s+(\w+)=if\(isnotnull\(\w+\)")
+
+
+def flag_tested_in_tstats(c: Comparison) -> bool:
+    """With a regex in the rule, the data-model backend writes the whole condition
+    twice: in ``tstats … where``, and in a ``| search`` after ``| rex`` and
+    ``| eval flag=if(isnotnull(match), "true", "false")`` define the regex's flag
+    field. ``tstats`` filters indexed and data-model fields only ("statistical
+    queries on indexed fields in tsidx files", Splunk Search Reference, tstats), so
+    the first test of ``flag="true"`` is on a field that does not exist there; the
+    ``| search`` copy is the one that carries the regex."""
+    if not c.query.lstrip().startswith("| tstats"):
+        return False
+    where = c.query.split("| rex", 1)[0]
+    flags = {f for f in _FLAG_DEFINED.findall(c.query) if f'{f}="true"' in where}
+    stray = {
+        k
+        for k in c.extra
+        if k.op == "eq" and k.value == "true" and k.field.split(":", 1)[-1] in flags
+    }
+    c.extra -= stray
+    return bool(stray)
+
+
+# NOT, then one term (no parenthesis before the OR), then OR.
+_UNGROUPED_NOT = re.compile(r"\bnot\s+[^\s(][^()]*?\s+or\s", re.IGNORECASE)
+
+
+def not_without_parentheses(c: Comparison) -> bool:
+    """Sigma ``not (a or b)`` written ``NOT a OR b`` (Splunk) or ``not a or b``
+    (ES|QL): "The NOT operator only applies to the term immediately following NOT"
+    (Splunk Search Manual, "Boolean expressions"); in ES|QL too NOT binds tighter
+    than AND and OR. So ``b`` is not negated."""
+    if not _UNGROUPED_NOT.search(c.query):
+        return False
+    return _pairs(c, lambda m: {m._replace(negated=False)} if m.negated else set())
+
+
+def regex_out_of_not(c: Comparison) -> bool:
+    """A regex inside a negated group is written as a separate, positive
+    ``| regex field="…"`` command after the search: its negation is lost."""
+    if not re.search(r'\|\s*regex\s+[\w.]+="', c.query):
+        return False
+
+    def want(m: Key) -> set[Key]:
+        return {m._replace(negated=False)} if m.negated and m.op == "regex_match" else set()
+
+    return _pairs(c, want)
+
+
 def quote_breaks_string(c: Comparison) -> bool:
     """A ``"`` inside a Sigma regex comes out of the backend as ``\\"``: the escaped
     backslash ends the escape and the quote ends the string early."""
@@ -374,6 +620,11 @@ DEFECTS = [
         searching_regex_anchored,
     ),
     Explanation("esql: backslash not escaped in LIKE", frozenset({"esql"}), esql_like_backslash),
+    Explanation(
+        "esql: wildcard escaping applied to an '==' value",
+        frozenset({"esql"}),
+        esql_eq_escaped_wildcard,
+    ),
     Explanation(
         "secops: value list as unanchored regex alternation",
         frozenset({"secops_yara_l"}),
@@ -409,6 +660,26 @@ DEFECTS = [
         single_wildcard_widened,
     ),
     Explanation(
+        "splunk: literal '*' written as '\\*' (no escape in SPL)",
+        frozenset({"splunk", "splunk_data_model"}),
+        splunk_escaped_star,
+    ),
+    Explanation(
+        "splunk_data_model: regex flag tested in tstats before it is defined",
+        frozenset({"splunk_data_model"}),
+        flag_tested_in_tstats,
+    ),
+    Explanation(
+        "splunk, esql: negated group written without parentheses",
+        frozenset({"splunk", "splunk_data_model", "esql"}),
+        not_without_parentheses,
+    ),
+    Explanation(
+        "splunk: negated regex written as a positive '| regex'",
+        frozenset({"splunk", "splunk_data_model"}),
+        regex_out_of_not,
+    ),
+    Explanation(
         "backend: quote inside a regex breaks the string literal",
         frozenset({"eql", "esql"}),
         quote_breaks_string,
@@ -421,9 +692,13 @@ ALL_TARGETS = frozenset({"splunk", "splunk_data_model", "eql", "esql", "secops_y
 # -- suspects: labels only -----------------------------------------------------------
 
 
-def _rex_flag(c: Comparison) -> bool:
-    flag = re.compile(r"condition\d*$")
-    return any(flag.search(k.field.lower()) and k.value == "true" for k in c.extra)
+def _macro_in_quotes(c: Comparison) -> bool:
+    """Splunk: "Macros inside of quoted values are not expanded" (Knowledge Manager
+    Manual, "Use search macros in searches"). detcat's macro expansion
+    (sources/splunk.py, ``_expand_in_string``) expands a backquoted word inside a
+    quoted value, so ``"*I`E`X*"`` reads ``*IX*`` plus Opaque "undefined macro E"."""
+    quoted = re.search(r'"[^"\n]*`[^"\n`]+`[^"\n]*"', c.query)
+    return bool(quoted) and any(r.startswith("undefined macro") for r in c.opaque)
 
 
 def _escaped_wildcard(c: Comparison) -> bool:
@@ -439,10 +714,6 @@ def _sigma_regex_unconverted(c: Comparison) -> bool:
     return any(k.op == "regex_match" and regex_literal(k.value, False) for k in c.missing)
 
 
-def _hash_not_split(c: Comparison) -> bool:
-    return any(k.field.endswith(".hash") and "=" in k.value for k in c.extra)
-
-
 def _value_vocabulary(c: Comparison) -> bool:
     fields = {(k.field, k.op, k.negated) for k in c.missing}
     return any((k.field, k.op, k.negated) in fields for k in c.extra)
@@ -454,13 +725,13 @@ def _crash(c: Comparison) -> bool:
 
 SUSPECTS = [
     Explanation(
-        "spl parser: regex as rex + eval flag not folded",
+        "splunk source: macro expanded inside a quoted value",
         frozenset({"splunk", "splunk_data_model"}),
-        _rex_flag,
+        _macro_in_quotes,
     ),
     Explanation(
-        "eql/spl parsers: escaped wildcard read as backslash + wildcard",
-        frozenset({"eql", "splunk", "splunk_data_model"}),
+        "eql parser: escaped wildcard read as backslash + wildcard",
+        frozenset({"eql"}),
         _escaped_wildcard,
     ),
     Explanation("parser crash", ALL_TARGETS, _crash),
@@ -468,11 +739,6 @@ SUSPECTS = [
         "sigma source: literal regex left unconverted (SigmaString value)",
         ALL_TARGETS,
         _sigma_regex_unconverted,
-    ),
-    Explanation(
-        "normalize: 'ALGO=digest' hash value not split after a regex literal",
-        ALL_TARGETS,
-        _hash_not_split,
     ),
     Explanation("same field and operator, other value", ALL_TARGETS, _value_vocabulary),
 ]

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fidelity_classes import Key, explain, logsource_added, match_all, same_meaning
+from fidelity_classes import (
+    LOGSOURCE_FIELDS,
+    Key,
+    explain,
+    logsource_added,
+    match_all,
+    same_meaning,
+)
 
 from detcat.model import (
     Opaque,
@@ -29,6 +36,7 @@ from detcat.model import (
     Stage,
     leaves,
     map_predicates,
+    or_,
     replace,
 )
 from detcat.normalize import FULL_MATCH_REGEX, indicator_key, normalize_predicate
@@ -225,7 +233,7 @@ def target_reading(
     out = Reading()
     for q in conv.queries:
         try:
-            got = _read_aligned(target.language, q, conv.aliases, rule.doc, ours or set())
+            got = _read_aligned(target, q, conv.aliases, rule.doc, ours or set())
         except QueryError as e:
             got = Reading(error=f"QueryError: {e.message}")
         except Exception as e:  # a parser crash is a listed disagreement, not a test error
@@ -238,7 +246,7 @@ def target_reading(
 
 
 def _read_aligned(
-    language: str, text: str, aliases: dict[str, set[str]], doc: dict[str, Any], ours: set[Key]
+    target: Target, text: str, aliases: dict[str, set[str]], doc: dict[str, Any], ours: set[Key]
 ) -> Reading:
     """Normalize the target's predicates, each under the Sigma field the pipeline
     wrote it for when detcat's tables canonicalize the two differently.
@@ -247,12 +255,19 @@ def _read_aligned(
     field (its ``file.path`` for Sigma ``ImageLoaded`` in image_load, where detcat
     says ``dll.path``); such a difference of field tables is recorded in
     ``renamed`` and reported, not counted as a parse disagreement. When the
-    pipeline maps several Sigma fields onto one target field, the Sigma field whose
-    reading has the predicate's value is the one it was written for.
+    pipeline maps several Sigma fields onto one target field, the Sigma fields whose
+    readings have the predicate's value are the ones it stands for (the SecOps
+    pipeline writes both ``TargetObject`` and ``NewName`` as ``registry_key``, and
+    merges their value lists into one alternation); and a
+    condition on a logsource field (the SecOps pipeline's
+    ``metadata.event_type = "REGISTRY_DELETION"``, where it also writes Sigma
+    ``EventType`` as ``metadata.event_type``) stays what it is unless the Sigma
+    reading has its value.
     """
-    align = _Align(aliases, sigma_scopes(doc.get("logsource") or {}), ours)
+    logsource = LOGSOURCE_FIELDS.get(target.name, frozenset())
+    align = _Align(aliases, sigma_scopes(doc.get("logsource") or {}), ours, logsource)
     stages: list[Stage] = []
-    for rule in parse_rules(language, text, normalize=False):
+    for rule in parse_rules(target.language, text, normalize=False):
         full = rule.language in FULL_MATCH_REGEX
         for stage in rule.stages:
             scopes = stage_scopes(rule, stage)
@@ -270,6 +285,7 @@ class _Align:
     aliases: dict[str, set[str]]
     sigma: tuple[str, ...]
     ours: set[Key]
+    logsource: frozenset[str] = frozenset()
     renamed: set[tuple[str, str, str]] = field(default_factory=set)
 
     def one(self, p: Predicate, rule: Rule, scopes: tuple[str, ...], full: bool) -> Any:
@@ -281,19 +297,22 @@ class _Align:
             theirs = canonical_field("sigma", self.sigma, sigma_field)
             q = replace(p, field_raw=sigma_field)
             candidates.append((theirs, normalize_predicate(q, "sigma", self.sigma, full)))
-        chosen = candidates[0] if len(candidates) == 1 else self._by_value(candidates)
-        if chosen is None or chosen[0] == mine:
+        single = len(candidates) == 1 and mine not in self.logsource
+        chosen = candidates if single else self._by_value(candidates)
+        if not chosen or [f for f, _ in chosen] == [mine]:
             return native
-        self.renamed.add((target_field, mine, chosen[0]))
-        return chosen[1]
+        self.renamed.update((target_field, mine, f) for f, _ in chosen if f != mine)
+        return or_(*(expr for _, expr in chosen))
 
-    def _by_value(self, candidates: list[tuple[str, Any]]) -> tuple[str, Any] | None:
+    def _by_value(self, candidates: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
         known = {(k.field, k.value) for k in self.ours}
+        out = []
         for theirs, expr in candidates:
             preds = [lf.node for lf in leaves(expr) if isinstance(lf.node, Predicate)]
-            if any((f, v) in known for f, _, v in map(indicator_key, preds)):
-                return theirs, expr
-        return None
+            keys = (same_meaning(Key(*indicator_key(p), False)) for p in preds)
+            if any((k.field, k.value) in known for k in keys):
+                out.append((theirs, expr))
+        return out
 
 
 # -- comparing ------------------------------------------------------------------------
@@ -310,6 +329,8 @@ class Comparison:
     equivalences: list[str]  # same-meaning rewrites applied (counted, not hidden)
     renamed: set[tuple[str, str, str]]
     classes: list[str] = field(default_factory=list)  # explanations of what differs
+    ours: set[Key] = field(default_factory=set)  # the whole Sigma reading
+    theirs: set[Key] = field(default_factory=set)  # the whole target reading
 
     @property
     def strict(self) -> bool:
@@ -355,6 +376,8 @@ def compare(target: Target, rule: SigmaDoc, conv: Conversion) -> Comparison:
         error=theirs.error or ours.error,
         equivalences=equivalences,
         renamed=theirs.renamed,
+        ours=ours.keys,
+        theirs=theirs.keys,
     )
     if not c.settled:
         explain(target.name, c)

@@ -83,6 +83,10 @@ CONDITIONS: list[tuple[str, Expr]] = [
     ('cmd LIKE "a?c"', p("cmd", WILD, "a?c", "LIKE")),
     ('cmd LIKE "a*b*"', p("cmd", WILD, "a*b*", "LIKE")),
     ('cmd LIKE "a\\\\*"', p("cmd", EQ, "a*", "LIKE")),
+    # a literal * or ? beside a wildcard: a regex (wildcard values have no escapes)
+    ('cmd LIKE "a\\\\*b*c"', p("cmd", Op.REGEX_MATCH, "^a\\*b.*c$", "LIKE")),
+    ('cmd LIKE "*a\\\\?b?"', p("cmd", Op.REGEX_MATCH, "^.*a\\?b.$", "LIKE")),
+    ('cmd LIKE "*a\\\\?b*"', p("cmd", CONTAINS, "a?b", "LIKE")),
     ('path LIKE "C:\\\\\\\\Windows\\\\\\\\*"', p("path", STARTS, "C:\\Windows\\", "LIKE")),
     ('path LIKE """c:\\\\windows\\\\*.exe"""', p("path", WILD, "c:\\windows\\*.exe", "LIKE")),
     ('TO_LOWER(cmd) LIKE "*x*"', p("cmd", CONTAINS, "x", "LIKE", False)),
@@ -139,6 +143,30 @@ CONDITIONS: list[tuple[str, Expr]] = [
 
 @pytest.mark.parametrize(("condition", "expected"), CONDITIONS, ids=[c[0] for c in CONDITIONS])
 def test_where(condition: str, expected: Expr) -> None:
+    assert where(condition) == expected
+
+
+# Upstream writes chains of thousands of terms: each is one flat Or/And (a nest
+# that deep exceeded Python's recursion limit).
+CHAIN = 2000
+CHAINS: list[tuple[str, Expr]] = [
+    (
+        " or ".join(f'x == "v{i}"' for i in range(CHAIN)),
+        or_(*(p("x", EQ, f"v{i}", "==") for i in range(CHAIN))),
+    ),
+    (
+        " AND ".join(f"n{i} > {i}" for i in range(CHAIN)),
+        and_(*(p(f"n{i}", Op.GT, i, ">", False) for i in range(CHAIN))),
+    ),
+    (
+        " or ".join(f"(a == {i} and not b == {i})" for i in range(CHAIN)),
+        or_(*(and_(p("a", EQ, i, "=="), Not(p("b", EQ, i, "=="))) for i in range(CHAIN))),
+    ),
+]
+
+
+@pytest.mark.parametrize(("condition", "expected"), CHAINS, ids=["or", "and", "or of ands"])
+def test_long_chains(condition: str, expected: Expr) -> None:
     assert where(condition) == expected
 
 

@@ -114,15 +114,22 @@ WILDCARDS = [
     ("Image=*\\\\cmd.exe", P("Image", ENDS, "\\cmd.exe")),
     ('Image="C:\\\\Windows\\\\*"', P("Image", STARTS, "C:\\Windows\\")),
     ('CommandLine="*-enc *"', P("CommandLine", CONTAINS, "-enc ")),
-    ('Image="C:\\\\*\\\\cmd.exe"', P("Image", WILD, "C:\\\\*\\cmd.exe")),
-    ("Image=*\\\\*.exe*", P("Image", WILD, "*\\\\*.exe*")),
+    # wildcard values carry no escapes (model.py): "*" any run, "?" one character
+    ('Image="C:\\\\*\\\\cmd.exe"', P("Image", WILD, "C:\\*\\cmd.exe")),
+    ("Image=*\\\\*.exe*", P("Image", WILD, "*\\*.exe*")),
     # a single backslash before an ordinary character stays literal
     ('Image="*\\System32\\*"', P("Image", CONTAINS, "\\System32\\")),
     # a backslash cannot escape "*" in SPL; "?" is not a wildcard
     ('CommandLine="*\\**"', P("CommandLine", CONTAINS, "\\")),
-    ('CommandLine="a\\*b*"', P("CommandLine", WILD, "a\\\\*b*")),
-    ('CommandLine="a?b*c"', P("CommandLine", WILD, "a\\?b*c")),
+    ('CommandLine="a\\*b*"', P("CommandLine", WILD, "a\\*b*")),
+    # a literal "?" beside a wildcard cannot be said in the model's spelling: a regex
+    ('CommandLine="a?b*c"', P("CommandLine", REGEX, "^a\\?b.*c$")),
+    ('CommandLine="*a?b*c*"', P("CommandLine", REGEX, "^.*a\\?b.*c.*$")),
+    ('CommandLine="*a?b*"', P("CommandLine", CONTAINS, "a?b")),
     ('CommandLine="what?"', P("CommandLine", EQ, "what?")),
+    # "**" matches what "*" matches
+    ('ClientAddress="*0200****7f*"', P("ClientAddress", WILD, "*0200*7f*")),
+    ('x="a**"', P("x", STARTS, "a")),
     # a bare * on a field is a presence test
     ("user=*", P("user", EXISTS, None)),
     ("user!=*", Not(P("user", EXISTS, None, "!="))),
@@ -180,6 +187,8 @@ WHERE = [
     ('like(x, "%\\\\cmd.exe")', P("x", ENDS, "\\cmd.exe", "like()", True)),
     ('like(x, "c_d%")', P("x", WILD, "c?d*", "like()", True)),
     ('like(x, "%")', P("x", EXISTS, None, "like()", True)),
+    ('like(x, "a*b%")', P("x", STARTS, "a*b", "like()", True)),
+    ('like(x, "a*b%c")', P("x", REGEX, "^a\\*b.*c$", "like()", True)),
     ('LIKE (x, "%a%")', P("x", CONTAINS, "a", "like()", True)),
     ('x LIKE "%a%"', P("x", CONTAINS, "a", "LIKE", True)),
     ('like(lower(x), "%a%")', P("x", CONTAINS, "a", "like()")),

@@ -267,6 +267,15 @@ def test_precedence(events: str, expected: Expr) -> None:
     assert expr(events) == expected
 
 
+def test_long_chains_are_flat() -> None:
+    """Generated rules chain thousands of values (the SecOps backend's hash lists):
+    one flat Or, no recursion per term."""
+    values = [str(i) for i in range(2000)]
+    assert expr(" or ".join(f'$e.a.b = "{v}"' for v in values)) == Or(tuple(map(A, values)))
+    pairs = " and ".join(f'($e.a.b = "{v}" or $e.a.b = "x")' for v in values)
+    assert expr(pairs) == And(tuple(Or((A(v), A("x"))) for v in values))
+
+
 # -- event variables, placeholders and joins ---------------------------------------------
 
 USER = "principal.user.userid"

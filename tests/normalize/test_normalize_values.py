@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from normalize_helpers import make_rule, normalized, pred, sigma
 
-from detcat.model import And, Op, Or, Predicate, leaves, predicates
-from detcat.normalize import indicator_key, normalize_rule
+from detcat.model import And, Op, Or, Predicate, Rule, leaves, predicates
+from detcat.normalize import fold_value, indicator_key, normalize_rule
+from detcat.normalize.fields import canonical_field, documented, in_fieldset
 from detcat.normalize.regex import regex_literal
+from detcat.normalize.scopes import stage_scopes
+from detcat.normalize.tables import load
+from detcat.normalize.values import VALUES, vocabularies
 
 
 def stage_expr(rule_or_vendor: Any, p: Predicate | None = None, **kw: Any) -> Any:
@@ -47,6 +53,12 @@ REGEX_CASES = [
     (r"(?:psexec|paexec)", False, (Op.CONTAINS, ("psexec", "paexec"), False)),
     (r"^(cmd|powershell)\.exe$", False, (Op.EQ, ("cmd.exe", "powershell.exe"), False)),
     (r"foo|bar", False, (Op.CONTAINS, ("foo", "bar"), False)),
+    # a value list however long (the SecOps backend's 789 driver hashes in one regex)
+    (
+        "|".join(f"v{i}" for i in range(500)),
+        False,
+        (Op.CONTAINS, tuple(f"v{i}" for i in range(500)), False),
+    ),
     (r"\.ps1\.*$", False, None),  # a literal dot repeated: a real regex
     (r"\d+\.exe", False, None),
     (r"[a-z]{8}\.exe", False, None),
@@ -155,6 +167,91 @@ def test_esql_derived_case_fold_reads_its_source_field() -> None:
 def test_sysmon_hashes_split_by_algorithm(category: str, value: str, expected: Any) -> None:
     expr = stage_expr("sigma", pred("Hashes", value, Op.CONTAINS), context=sigma(category))
     assert written(expr) == [(*expected, False)]
+
+
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        # a regex that is a literal is split like the string it stands for
+        ("IMPHASH=AB12", [("process.pe.imphash", "eq", "AB12")]),
+        ("MD5=0a0b|SHA256=ff00",
+         [("process.hash.md5", "eq", "0a0b"), ("process.hash.sha256", "eq", "ff00")]),
+        ("^IMPHASH=AB12$", [("process.pe.imphash", "eq", "AB12")]),
+        # a real regex is no ALGO=digest pair
+        ("IMPHASH=[0-9A-F]{32}", [("process.hash", "regex_match", "IMPHASH=[0-9A-F]{32}")]),
+    ],
+)  # fmt: skip
+def test_hash_regexes_split_by_algorithm(pattern: str, expected: list[Any]) -> None:
+    p = pred("Hashes", pattern, Op.REGEX_MATCH)
+    expr = stage_expr("sigma", p, context=sigma("process_creation"))
+    assert written(expr) == [(*e, False) for e in expected]
+
+
+# -- value vocabularies ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "vendor, raw, value, ctx, expected",
+    [
+        # Sysmon NetworkConnect Initiated: the host opened the connection
+        ("sigma", "Initiated", "true", sigma("network_connection"), "egress"),
+        ("sigma", "Initiated", "True", sigma("network_connection"), "egress"),
+        ("sigma", "Initiated", True, sigma("network_connection"), "egress"),
+        ("sigma", "Initiated", "false", sigma("network_connection"), "ingress"),
+        ("elastic", "network.direction", "outgoing", None, "egress"),
+        ("elastic", "network.direction", "egress", None, "egress"),
+        ("elastic", "network.direction", "incoming", None, "ingress"),
+        ("elastic", "network.direction", "inbound", None, "ingress"),
+        ("splunk", "All_Traffic.direction", "outbound", None, "egress"),
+        ("elastic", "network.direction", "internal", None, "internal"),  # no synonym: kept
+    ],
+)  # fmt: skip
+def test_direction_values_have_one_spelling(
+    vendor: str, raw: str, value: Any, ctx: Any, expected: str
+) -> None:
+    expr = stage_expr(vendor, pred(raw, value), context=ctx)
+    assert [(p.field, p.op, p.value) for p in predicates(expr)] == [
+        ("network.direction", Op.EQ, expected)
+    ]
+
+
+def test_vocabularies_are_well_formed() -> None:
+    """Each table is a canonical field's; each canonical value is one of its own
+    spellings (so normalizing twice changes nothing); spellings are unique when
+    case-folded."""
+    raw = load(VALUES)
+    assert raw
+    for name, table in raw.items():
+        assert name in documented() or in_fieldset(name), name
+        folded = {k.casefold() for k in table}
+        assert len(folded) == len(table), name
+        assert all(v in folded and table[v] == v for v in table.values()), name
+        assert vocabularies()[name] == {k.casefold(): v for k, v in table.items()}
+
+
+def test_every_vocabulary_spelling_is_used_by_the_corpus(corpora: Path) -> None:
+    """Every spelling is one some vendor's rules write: the vendors' own rules are
+    the judge of the vocabulary."""
+    fields = set(vocabularies())
+    seen: set[tuple[str, str]] = set()
+    for vendor in ("sigma", "elastic", "splunk", "chronicle"):
+        source = importlib.import_module(f"detcat.sources.{vendor}")
+        for rule in source.read(corpora / vendor):
+            if isinstance(rule, Rule):
+                seen |= _vocabulary_values(rule, fields)
+    table = {(f, k) for f, t in vocabularies().items() for k in t}
+    assert table - seen == set()
+
+
+def _vocabulary_values(rule: Rule, fields: set[str]) -> set[tuple[str, str]]:
+    out = set()
+    for stage in rule.stages:
+        scopes = stage_scopes(rule, stage)
+        for p in predicates(stage.expr):
+            field = canonical_field(rule.vendor, scopes, p.field_raw)
+            if field in fields and p.op is Op.EQ and isinstance(p.value, str | bool):
+                out.add((field, fold_value(p.value)))
+    return out
 
 
 # -- implied predicates ---------------------------------------------------------------------

@@ -59,7 +59,7 @@ from sigma.types import (  # noqa: E402
 )
 
 from detcat.languages import spl  # noqa: E402
-from detcat.languages.spl_expr import classify, render  # noqa: E402
+from detcat.languages.spl_expr import classify, plain  # noqa: E402
 from detcat.model import And, Expr, Not, Or, Predicate, QueryError, opaques  # noqa: E402
 
 BACKENDS: dict[str, tuple[Callable[[], Any], str]] = {
@@ -95,7 +95,7 @@ def sigma_key(field_name: str | None, value: Any) -> Key:
             else:
                 raise NotComparable(str(part))
         if field_name is None:
-            return (None, "keyword", render(chars).casefold())
+            return (None, "keyword", plain(chars).casefold())
         op, text = classify(chars)
         return (field_name, op.value, _number_text(text))
     if isinstance(value, SigmaNumber):

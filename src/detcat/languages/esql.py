@@ -506,7 +506,18 @@ def like_predicate(field_raw: str, pattern: str, case_sensitive: bool) -> Predic
     if clean and all(p is Wild.ANY for p in clean):
         return Predicate(field_raw, Op.EXISTS, True, "LIKE")
     op, value = kql.classify(clean)
+    if op is Op.WILDCARD and any(isinstance(p, str) and ("*" in p or "?" in p) for p in clean):
+        # model.py: wildcard values have no escapes, so a literal */? needs a regex
+        return Predicate(field_raw, Op.REGEX_MATCH, _like_regex(clean), "LIKE", case_sensitive)
     return Predicate(field_raw, op, value, "LIKE", case_sensitive)
+
+
+def _like_regex(parts: tuple[kql.Part, ...]) -> str:
+    """The anchored regex of a LIKE pattern (re.escape, as the Sigma source spells it)."""
+    body = "".join(
+        re.escape(p) if isinstance(p, str) else ".*" if p is Wild.ANY else "." for p in parts
+    )
+    return f"^{body}$"
 
 
 def _operand(n: N, null_safe: bool = False) -> tuple[str, bool] | None:

@@ -250,6 +250,7 @@ class _ToIR(Transformer[Token, Any]):
     def cast(self, c: list[Any]) -> N:
         return N("cast", (c[0],), c[0].start, c[1].end_pos, str(c[1]))
 
+    # A chain of n operands is one node with n children (see esql.lark).
     or_ = _node("or")
     and_ = _node("and")
     not_ = _node("not")

@@ -79,6 +79,7 @@ def _describe(e: UnexpectedInput, start: str) -> str:
 # -- values -------------------------------------------------------------------------
 
 Char = tuple[str, bool]  # one character of a pattern, and whether it is a wildcard
+_STAR: Char = ("*", True)
 
 _INT = re.compile(r"-?(?:0|[1-9]\d*)")
 _FLOAT = re.compile(r"-?\d+\.\d+")
@@ -131,37 +132,37 @@ def like_chars(pattern: str) -> list[Char]:
     return [("*", True) if c == "%" else ("?", True) if c == "_" else (c, False) for c in pattern]
 
 
-def render(chars: Sequence[Char]) -> str:
-    """Wildcard text: wildcards as-is, literal ``*``/``?`` escaped, and a literal
-    backslash doubled where it would otherwise read as an escape."""
-    out: list[str] = []
-    for i, (c, wild) in enumerate(chars):
-        if wild:
-            out.append(c)
-        elif c in "*?":
-            out.append("\\" + c)
-        elif c == "\\" and i + 1 < len(chars) and chars[i + 1][0] in "*?\\":
-            out.append("\\\\")
-        else:
-            out.append(c)
-    return "".join(out)
+def plain(chars: Sequence[Char]) -> str:
+    """The model's wildcard spelling (model.py): ``*``/``?`` wildcards, no escapes."""
+    return "".join(c for c, _ in chars)
+
+
+def as_regex(chars: Sequence[Char]) -> str:
+    """A pattern with a literal ``*`` or ``?`` as an anchored regex: the model's
+    wildcard spelling has no escapes, so such a literal cannot be said there.
+    Literals are escaped by ``re.escape``, as the Sigma source spells the same."""
+    return "^" + "".join((".*" if c == "*" else ".") if w else re.escape(c) for c, w in chars) + "$"
 
 
 def classify(chars: Sequence[Char]) -> tuple[Op, str | None]:
     """The operator a (possibly wildcarded) value stands for, and the value."""
     if not any(w for _, w in chars):
-        return Op.EQ, "".join(c for c, _ in chars)
+        return Op.EQ, plain(chars)
+    # ``**`` matches what ``*`` matches: one spelling
+    chars = [ch for i, ch in enumerate(chars) if not (ch == _STAR and i and chars[i - 1] == _STAR)]
     if all(w and c == "*" for c, w in chars):
         return Op.EXISTS, None
     lo, hi = 0, len(chars)
-    while lo < hi and chars[lo] == ("*", True):
+    while lo < hi and chars[lo] == _STAR:
         lo += 1
-    while hi > lo and chars[hi - 1] == ("*", True):
+    while hi > lo and chars[hi - 1] == _STAR:
         hi -= 1
     core = chars[lo:hi]
     if any(w for _, w in core):
-        return Op.WILDCARD, render(chars)
-    text = "".join(c for c, _ in core)
+        if any(c in "*?" and not w for c, w in chars):
+            return Op.REGEX_MATCH, as_regex(chars)
+        return Op.WILDCARD, plain(chars)
+    text = plain(core)
     if lo and hi < len(chars):
         return Op.CONTAINS, text
     return (Op.ENDS_WITH if lo else Op.STARTS_WITH), text
@@ -406,14 +407,14 @@ class SearchBuilder(Builder):
             return None  # matches every event
         if m := _TOKEN_REF.fullmatch(text):
             return predicate(None, Op.FIELD_REF, m.group(1), "")
-        return predicate(None, Op.KEYWORD, render(search_chars(text)), "")
+        return predicate(None, Op.KEYWORD, plain(search_chars(text)), "")
 
     def termfn(self, node: Tree) -> Expr:
         self.refs.append(self.scope.here())
         fn, arg = node.children
         text, _ = unquote(str(arg))
         name = str(fn)[:-1]
-        return predicate(None, Op.KEYWORD, render(search_chars(text)), f"{name}()", name == "CASE")
+        return predicate(None, Op.KEYWORD, plain(search_chars(text)), f"{name}()", name == "CASE")
 
 
 def _and_opt(items: Any) -> Expr | None:

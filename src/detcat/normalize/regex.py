@@ -3,7 +3,9 @@
 YARA-L and ES|QL express most string tests as regexes (``/\\\\anydesk\\.exe$/``,
 ``RLIKE ".*anydesk.*"``); as literals they aggregate with the other vendors'
 ``ends_with``/``contains``. Anything beyond literals, anchors, ``.*`` at the ends,
-one alternation group and an ``(?i)`` flag stays a regex.
+one alternation group and an ``(?i)`` flag stays a regex. An alternation of
+literals is a value list however long (the model's one predicate per value: the
+SecOps backend writes a Sigma list of 789 driver hashes as one alternation).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from dataclasses import dataclass
 
 from detcat.model import Op
 
-MAX_BRANCHES = 64  # an alternation wider than this stays one regex predicate
 _META = frozenset(".^$*+?()[]{}|")
 # Escapes that are classes or assertions, not literal characters.
 _CLASS_ESCAPES = frozenset("dDwWsSbBAzZGpPhHvVkKQEnrtfae0123456789xuc")
@@ -44,7 +45,7 @@ def regex_literal(pattern: str, full_match: bool) -> Literal | None:
             return None
         found.extend(lit)
     ops = {op for op, _ in found}
-    if len(ops) != 1 or len(found) > MAX_BRANCHES:
+    if len(ops) != 1:
         return None
     return Literal(ops.pop(), tuple(dict.fromkeys(v for _, v in found)), ci)
 

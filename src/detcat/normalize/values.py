@@ -6,7 +6,11 @@ Applied after the field is known:
   case-insensitively;
 - a regex that is a plain literal -> eq / starts_with / ends_with / contains;
 - a wildcard pattern left unclassified (``*x*``) -> contains, …;
-- Sysmon ``Hashes`` values ``ALGO=digest`` -> the field of that algorithm;
+- Sysmon ``Hashes`` values ``ALGO=digest`` -> the field of that algorithm (also
+  when the value was a regex literal, as in the SecOps backend's ``/IMPHASH=…/``);
+- an enumerated value spelled differently per vendor -> one spelling, from the
+  ``values.toml`` vocabularies (``OUTBOUND``, ``outgoing``, Sysmon ``Initiated``
+  ``true`` -> ``network.direction`` ``egress``);
 - a path ``ends_with \\name`` (or ``eq`` a full path) -> ``And(original, <name field>
   eq name)``, the second predicate of kind ``"implied"``.
 """
@@ -16,9 +20,11 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from detcat.model import And, Expr, Op, Predicate, or_, replace
+from detcat.model import And, Expr, Op, Predicate, map_predicates, or_, replace
 from detcat.normalize.regex import regex_literal
 from detcat.normalize.tables import FIELDS, load
+
+VALUES = "values.toml"
 
 _CASE_FN = re.compile(
     r"^\s*(?:lower|upper|to_lower|to_upper|tolower|toupper|lcase|ucase|strings\.to_lower"
@@ -76,7 +82,15 @@ def hash_fields() -> dict[str, str]:
     return {k.upper(): v for k, v in load(FIELDS)["hashes"].items()}
 
 
+@cache
+def vocabularies() -> dict[str, dict[str, str]]:
+    """canonical field -> {case-folded vendor spelling: canonical value}."""
+    return {f: {k.casefold(): v for k, v in t.items()} for f, t in load(VALUES).items()}
+
+
 _PRESENCE: dict[Op, bool | None] = {Op.EXISTS: True, Op.IS_NULL: None}
+# A substring of a hash list "MD5=…,IMPHASH=…" is still one whole digest.
+_WHOLE_VALUE = (Op.EQ, Op.CONTAINS, Op.STARTS_WITH, Op.ENDS_WITH)
 
 
 def normalize_value(p: Predicate, full_match: bool) -> Expr:
@@ -84,14 +98,28 @@ def normalize_value(p: Predicate, full_match: bool) -> Expr:
     if p.op in _PRESENCE and p.value is not _PRESENCE[p.op]:
         return replace(p, value=_PRESENCE[p.op])  # one spelling: exists True, is_null None
     if not isinstance(p.value, str):
-        return p
+        return _vocabulary(p)  # Sigma `Initiated: true` is a boolean
     if p.op is Op.REGEX_MATCH:
-        return _from_regex(p, full_match)
+        out = _from_regex(p, full_match)
+        return p if out is p else map_predicates(out, _string_value)
     if p.op is Op.WILDCARD:
         p = _classify_wildcard(p)
+    return _string_value(p)
+
+
+def _string_value(p: Predicate) -> Predicate:
     if p.field and p.field.endswith(".hash"):
         p = _split_hash(p)
-    return p
+    return _vocabulary(p)
+
+
+def _vocabulary(p: Predicate) -> Predicate:
+    table = vocabularies().get(p.field or "")
+    if table is None or p.op is not Op.EQ or not isinstance(p.value, str | bool):
+        return p
+    key = ("true" if p.value else "false") if isinstance(p.value, bool) else p.value.casefold()
+    value = table.get(key)
+    return p if value is None else replace(p, value=value)
 
 
 def _from_regex(p: Predicate, full_match: bool) -> Expr:
@@ -114,12 +142,14 @@ def _classify_wildcard(p: Predicate) -> Predicate:
 
 
 def _split_hash(p: Predicate) -> Predicate:
+    if p.op is Op.REGEX_MATCH:
+        return p  # "MD5=a|MD5=b" is no single ALGO=digest pair
     algo, sep, digest = p.value.partition("=")  # type: ignore[union-attr]
     target = hash_fields().get(algo.strip().upper())
     if not sep or target is None or not digest:
         return p
     base = p.field[: -len(".hash")]  # type: ignore[index]
-    op = Op.EQ if p.op in (Op.CONTAINS, Op.EQ, Op.STARTS_WITH, Op.ENDS_WITH) else p.op
+    op = Op.EQ if p.op in _WHOLE_VALUE else p.op
     return replace(p, field=f"{base}.{target}", op=op, value=digest.strip())
 
 
