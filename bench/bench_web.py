@@ -32,8 +32,10 @@ from detcat.web.export import export_site
 URLS = {"/techniques/T1219": 50.0, "/search?q=anydesk": 100.0}
 SERVER = """
 import sys, uvicorn
-from detcat.web.app import create_app
-uvicorn.run(create_app(sys.argv[1], cache_bytes=int(sys.argv[2])), host="127.0.0.1",
+from detcat.web.app import create_app, settle_gc
+app = create_app(sys.argv[1], cache_bytes=int(sys.argv[2]))
+settle_gc()  # as `detcat serve` does
+uvicorn.run(app, host="127.0.0.1",
             port=int(sys.argv[3]), log_level="warning")
 """
 

@@ -30,12 +30,14 @@ def serve(db: Path, host: str, port: int) -> None:
     """Serve the catalog as a web site with a JSON API (read-only)."""
     import uvicorn
 
-    from detcat.web.app import create_app
+    from detcat.web.app import create_app, settle_gc
 
     err = Console(stderr=True)
     _require(db, err)
     err.print(f"detcat: serving {escape(str(db))} on http://{escape(host)}:{port}/ (Ctrl-C stops)")
-    uvicorn.run(create_app(db), host=host, port=port, log_level="warning")
+    app = create_app(db)
+    settle_gc()
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @click.command("export-site")
