@@ -500,3 +500,22 @@ def test_damaged_queries_raise_query_errors_only(corpora: Path) -> None:
                     assert exc.column is not None and exc.column >= 1
     print(f"\n{rejected} damaged queries rejected with a position")
     assert rejected > 0
+
+
+def test_corpus_reads_the_same_on_both_lark_engines(
+    corpora: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parser runs on lark-cython when installed: lark's own engine must give
+    exactly the same stages for every corpus query."""
+    pytest.importorskip("lark_cython", reason="lark-cython not installed: one engine only")
+    queries = [q for _, q in elastic_eql_queries(corpora)]
+    fast = [eql.parse(q) for q in queries]
+    from detcat.languages import lalr
+
+    monkeypatch.setattr(lalr, "_PLUGINS", {})
+    eql._parser.cache_clear()
+    try:
+        slow = [eql.parse(q) for q in queries]
+    finally:
+        eql._parser.cache_clear()
+    assert slow == fast

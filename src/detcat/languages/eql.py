@@ -54,6 +54,7 @@ from detcat.languages.eql_values import (
     unescape_string,
     unquote_field,
 )
+from detcat.languages.lalr import lalr
 from detcat.model import (
     And,
     Expr,
@@ -87,9 +88,9 @@ def parse(text: str) -> list[Stage]:
 def _parser() -> Lark:
     # Built on first use: importing detcat does no work. The callbacks run inside the
     # LALR parser, which is much faster than building a tree and transforming it.
-    return Lark(
+    return lalr(
         _GRAMMAR.read_text(encoding="utf-8"),
-        parser="lalr",
+        accelerate=True,
         lexer="contextual",
         transformer=_Builder(),
         maybe_placeholders=False,

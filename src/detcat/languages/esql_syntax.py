@@ -22,6 +22,8 @@ from typing import Any, NamedTuple, TypeAlias
 
 from lark import Lark, Token, Transformer
 
+from detcat.languages.lalr import lalr
+
 _STRING_ESCAPE = re.compile(r"\\([tnr\"\\])")
 _ESCAPES = {"t": "\t", "n": "\n", "r": "\r"}
 # The items of a CONST_LIST token (comments between them skipped).
@@ -288,4 +290,4 @@ def unquote_name(s: str) -> str:
 @cache
 def _parser() -> Lark:
     grammar = Path(__file__).with_name("esql.lark").read_text()
-    return Lark(grammar, parser="lalr", start=list(STARTS), transformer=_ToIR())
+    return lalr(grammar, start=list(STARTS), transformer=_ToIR())

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple, TypeAlias
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
+from detcat.languages.lalr import lalr
 from detcat.model import Expr, Not, Op, Predicate, QueryError, and_, map_predicates, or_
 
 SYNTAX = ":"
@@ -285,7 +286,7 @@ def _parser(value_lists: bool = True) -> Lark:
     grammar = (Path(__file__).with_name("kql.lark")).read_text()
     if not value_lists:
         grammar = grammar.replace("| VALUE_LIST", "")
-    return Lark(grammar, parser="lalr", transformer=_ToExpr(), maybe_placeholders=False)
+    return lalr(grammar, transformer=_ToExpr(), maybe_placeholders=False)
 
 
 def parse(text: str, *, value_lists: bool = True) -> Expr:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from detcat.languages.lalr import lalr
 from detcat.model import (
     Expr,
     Not,
@@ -39,9 +40,8 @@ from detcat.model import (
 def _parser() -> Lark:
     # Built on first use: importing detcat must not do work.
     grammar = Path(__file__).with_name("spl.lark").read_text(encoding="utf-8")
-    return Lark(
+    return lalr(
         grammar,
-        parser="lalr",
         start=["search", "eval", "evals"],
         maybe_placeholders=False,
     )

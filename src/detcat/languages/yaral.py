@@ -28,6 +28,7 @@ from typing import Any
 
 from lark import Lark, Token, Transformer, UnexpectedInput
 
+from detcat.languages.lalr import lalr
 from detcat.languages.yaral_events import (
     Arith,
     Bool,
@@ -48,7 +49,7 @@ def _parser(lenient: bool) -> Lark:
     grammar, _, modes = text.partition("//@strict\n")
     strict, _, lenient_terminals = modes.partition("//@lenient\n")
     grammar += lenient_terminals if lenient else strict
-    return Lark(grammar, parser="lalr", lexer="contextual", transformer=_ToAst())
+    return lalr(grammar, lexer="contextual", transformer=_ToAst())
 
 
 # -- syntax tree (node types in yaral_events) ----------------------------------

@@ -1,0 +1,26 @@
+"""One way to build our lark LALR parsers.
+
+lark-cython (by lark's author) reimplements lark's LALR parser and lexer in
+Cython. A grammar whose callbacks use tokens only through ``.value``/``.type``/
+positions (its tokens are not ``str``) may ask for it with ``accelerate=True``;
+where lark-cython is not installed lark's own engine gives the same results,
+only slower. Today the EQL parser, the hottest, uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lark import Lark
+
+try:
+    import lark_cython
+
+    _PLUGINS: dict[str, Any] = lark_cython.plugins
+except ImportError:  # pragma: no cover - the accelerator is optional
+    _PLUGINS = {}
+
+
+def lalr(grammar: str, *, accelerate: bool = False, **options: Any) -> Lark:
+    """A LALR ``Lark`` parser for ``grammar``, on lark-cython when asked and present."""
+    return Lark(grammar, parser="lalr", _plugins=_PLUGINS if accelerate else {}, **options)
