@@ -3,7 +3,7 @@ detcat's own parsers, compared with detcat's reading of the Sigma rule.
 
 Each target converts every rule once (``convert_all``). A comparison reduces both
 readings to a set of ``Key`` = (canonical field, op, case-folded value, negated),
-applies the equivalences of ``fidelity_classes`` (same meaning, other spelling),
+applies the equivalences of ``fidelity_equivalences`` (same meaning, other spelling),
 then explains what still differs by named classes. Nothing is dropped silently:
 every equivalence and every class is counted in the ``Report``.
 """
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fidelity_classes import (
+from fidelity_classes import explain
+from fidelity_equivalences import (
     LOGSOURCE_FIELDS,
     Key,
-    explain,
     logsource_added,
     match_all,
     same_meaning,

@@ -91,7 +91,6 @@ from typing import Any
 
 import pytest
 from fidelity_classes import (
-    Key,
     esql_eq_escaped_wildcard,
     esql_like_backslash,
     flag_tested_in_tstats,
@@ -100,11 +99,11 @@ from fidelity_classes import (
     not_without_parentheses,
     regex_backslash_doubled,
     regex_out_of_not,
-    same_meaning,
     searching_regex_anchored,
     single_wildcard_widened,
     splunk_escaped_star,
 )
+from fidelity_equivalences import Key, same_meaning
 from fidelity_oracle import TARGETS, Comparison, Report, SigmaDoc, run
 
 THRESHOLD = 0.97
