@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput
+from lark.exceptions import UnexpectedInput
 
 from detcat.languages import kql
 from detcat.languages.esql_syntax import (
@@ -52,6 +52,7 @@ from detcat.languages.esql_syntax import (
     split_items,
 )
 from detcat.languages.kql import Wild
+from detcat.languages.lalr import position, unexpected
 from detcat.model import (
     Expr,
     Not,
@@ -147,7 +148,7 @@ def parse(text: str) -> list[Stage]:
         name = " ".join(m.group(1).lower().split()) if m else ""
         if not name or (i == 0) != (name in _SOURCES):
             expected = "FROM, ROW or SHOW" if i == 0 else "a processing command"
-            line, col = _position(text, offset + LEAD.match(command).end())  # type: ignore[union-attr]
+            line, col = position(text, offset + LEAD.match(command).end())  # type: ignore[union-attr]
             raise QueryError(f"ES|QL: expected {expected}", line, col)
         handler = _HANDLERS.get(name, _unknown)
         handler(_Command(pipe, name, command[m.end() :], offset + m.end()))
@@ -165,7 +166,7 @@ class _Command:
         try:
             return parse_body(start, self.body)
         except UnexpectedInput as e:
-            message = _message(e, self.body)
+            message = unexpected(e, self.body, "ES|QL", "command")
             at_end = message.endswith("end of command")
             pos = len(TRIM.sub("", self.body)) if at_end else max(e.pos_in_stream or 0, 0)
             if at_end:
@@ -182,7 +183,7 @@ class _Command:
             self.fail(f"ES|QL: {self.name.upper()}: {e.message}", e.pos)
 
     def fail(self, message: str, pos: int) -> NoReturn:
-        raise QueryError(message, *_position(self.pipe.text, self.offset + pos))
+        raise QueryError(message, *position(self.pipe.text, self.offset + pos))
 
 
 def _from(cmd: _Command) -> None:
@@ -563,17 +564,3 @@ def _first_call(n: N) -> str | None:
         if isinstance(a, N) and (name := _first_call(a)):
             return name
     return None
-
-
-def _position(text: str, offset: int) -> tuple[int, int]:
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
-
-
-def _message(e: UnexpectedInput, body: str) -> str:
-    if isinstance(e, UnexpectedCharacters):
-        return f"ES|QL: unexpected character {body[e.pos_in_stream]!r}"
-    token = getattr(e, "token", None)
-    if token is None or token.type == "$END":
-        return "ES|QL: unexpected end of command"
-    return f"ES|QL: unexpected {token!s}"

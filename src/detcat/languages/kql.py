@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeAlias
 
 from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
+from lark.exceptions import UnexpectedInput
 
-from detcat.languages.lalr import lalr
+from detcat.languages.lalr import lalr, unexpected
 from detcat.model import Expr, Not, Op, Predicate, QueryError, and_, map_predicates, or_
 
 SYNTAX = ":"
@@ -300,7 +300,7 @@ def parse(text: str, *, value_lists: bool = True) -> Expr:
     try:
         return _parser(value_lists).parse(text)  # type: ignore[no-any-return]
     except UnexpectedInput as e:
-        message = _message(e, text)
+        message = unexpected(e, text, "KQL")
         line, col = _end(text) if message.endswith("end of query") else (e.line, e.column)
         raise QueryError(message, line, col) from None
 
@@ -309,14 +309,3 @@ def _end(text: str) -> tuple[int, int]:
     """Line and column just past the last character of a query."""
     body = text.rstrip()
     return body.count("\n") + 1, len(body) - (body.rfind("\n") + 1) + 1
-
-
-def _message(e: UnexpectedInput, text: str) -> str:
-    if isinstance(e, UnexpectedEOF):
-        return "KQL: unexpected end of query"
-    if isinstance(e, UnexpectedCharacters):
-        return f"KQL: unexpected character {text[e.pos_in_stream]!r}"
-    token = getattr(e, "token", None)
-    if token is None or token.type == "$END":
-        return "KQL: unexpected end of query"
-    return f"KQL: unexpected {token!s}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lark import Lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 try:
     import lark_cython
@@ -24,3 +25,20 @@ except ImportError:  # pragma: no cover - the accelerator is optional
 def lalr(grammar: str, *, accelerate: bool = False, **options: Any) -> Lark:
     """A LALR ``Lark`` parser for ``grammar``, on lark-cython when asked and present."""
     return Lark(grammar, parser="lalr", _plugins=_PLUGINS if accelerate else {}, **options)
+
+
+def position(text: str, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of ``offset`` in ``text``."""
+    offset = max(0, min(offset, len(text)))
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def unexpected(e: UnexpectedInput, text: str, language: str, unit: str = "query") -> str:
+    """The message of a lark syntax error: "KQL: unexpected character ';'"."""
+    if isinstance(e, UnexpectedCharacters):
+        return f"{language}: unexpected character {text[e.pos_in_stream]!r}"
+    token = getattr(e, "token", None)
+    if isinstance(e, UnexpectedEOF) or token is None or token.type == "$END":
+        return f"{language}: unexpected end of {unit}"
+    return f"{language}: unexpected {token!s}"

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from detcat.languages.lalr import lalr
+from detcat.languages.lalr import lalr, position
 from detcat.model import (
     Expr,
     Not,
@@ -45,13 +45,6 @@ def _parser() -> Lark:
         start=["search", "eval", "evals"],
         maybe_placeholders=False,
     )
-
-
-def position(src: str, offset: int) -> tuple[int, int]:
-    """1-based (line, column) of ``offset`` in ``src``."""
-    offset = max(0, min(offset, len(src)))
-    line = src.count("\n", 0, offset) + 1
-    return line, offset - (src.rfind("\n", 0, offset) + 1) + 1
 
 
 def parse_tree(text: str, start: str, src: str, offset: int) -> Tree:

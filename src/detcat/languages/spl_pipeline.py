@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from detcat.languages.lalr import position
 from detcat.languages.spl_eval import where_conjuncts
-from detcat.languages.spl_expr import Conjunct, FieldRef, classify, position, search_conjuncts
+from detcat.languages.spl_expr import Conjunct, FieldRef, classify, search_conjuncts
 from detcat.languages.spl_fields import Agg, FieldScope
 from detcat.languages.spl_scan import Command, scan
 from detcat.model import (

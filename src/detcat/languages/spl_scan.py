@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from detcat.languages.spl_expr import position
+from detcat.languages.lalr import position
 from detcat.model import QueryError
 
 _COMMENT = re.compile(r"```.*?```", re.S)
