@@ -7,9 +7,8 @@ ways), two kinds of rules live here, each counted in the round-trip report:
   Sigma rule says, and detcat reads the output faithfully. Each class re-derives
   what the backend wrote from the Sigma key (or the reverse) and removes exactly
   the pairs it explains; a rule whose every difference is explained agrees.
-* **suspects** (``SUSPECTS``): known differences where detcat's reading is in
-  question (a parser limitation or a disputed language rule). They only label a
-  disagreement; it still counts against the target.
+Suspects (known differences where detcat's reading is in question) and
+``explain``, which applies both, live in ``fidelity_explain``.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fidelity_equivalences import SUBSTRING_OPS, Key, encodings_equivalent, same_meaning
+from fidelity_equivalences import SUBSTRING_OPS, Key, same_meaning
 
 from detcat.model import Predicate, replace
 from detcat.normalize.regex import regex_literal
@@ -572,74 +571,3 @@ DEFECTS = [
 
 
 ALL_TARGETS = frozenset({"splunk", "splunk_data_model", "eql", "esql", "secops_yara_l"})
-
-# -- suspects: labels only -----------------------------------------------------------
-
-
-def _macro_in_quotes(c: Comparison) -> bool:
-    """Splunk: "Macros inside of quoted values are not expanded" (Knowledge Manager
-    Manual, "Use search macros in searches"). detcat's macro expansion
-    (sources/splunk.py, ``_expand_in_string``) expands a backquoted word inside a
-    quoted value, so ``"*I`E`X*"`` reads ``*IX*`` plus Opaque "undefined macro E"."""
-    quoted = re.search(r'"[^"\n]*`[^"\n`]+`[^"\n]*"', c.query)
-    return bool(quoted) and any(r.startswith("undefined macro") for r in c.opaque)
-
-
-def _escaped_wildcard(c: Comparison) -> bool:
-    literal = any(k.op != "wildcard" and ("*" in k.value or "?" in k.value) for k in c.missing)
-    escaped = any("\\*" in k.value or "\\?" in k.value or k.value.endswith("\\")
-                  for k in c.extra)  # fmt: skip
-    return literal or escaped
-
-
-def _sigma_regex_unconverted(c: Comparison) -> bool:
-    """sources/sigma.py stores a ``|re`` value as pySigma's SigmaString, not a str, so
-    normalize leaves literal regexes unconverted on the Sigma side only."""
-    return any(k.op == "regex_match" and regex_literal(k.value, False) for k in c.missing)
-
-
-def _value_vocabulary(c: Comparison) -> bool:
-    fields = {(k.field, k.op, k.negated) for k in c.missing}
-    return any((k.field, k.op, k.negated) in fields for k in c.extra)
-
-
-def _crash(c: Comparison) -> bool:
-    return c.error.startswith("parser crashed")
-
-
-SUSPECTS = [
-    Explanation(
-        "splunk source: macro expanded inside a quoted value",
-        frozenset({"splunk", "splunk_data_model"}),
-        _macro_in_quotes,
-    ),
-    Explanation(
-        "eql parser: escaped wildcard read as backslash + wildcard",
-        frozenset({"eql"}),
-        _escaped_wildcard,
-    ),
-    Explanation("parser crash", ALL_TARGETS, _crash),
-    Explanation(
-        "sigma source: literal regex left unconverted (SigmaString value)",
-        ALL_TARGETS,
-        _sigma_regex_unconverted,
-    ),
-    Explanation("same field and operator, other value", ALL_TARGETS, _value_vocabulary),
-]
-
-
-def explain(target: str, c: Comparison) -> None:
-    """Apply the backend-defect classes of ``target``, then label what remains."""
-    if encodings_equivalent(c):
-        c.equivalences.append("encoded values (base64, utf16) read as their decoded text")
-    if c.settled:
-        return
-    for d in DEFECTS:
-        if target in d.targets and d.apply(c):
-            c.classes.append(d.name)
-    c.classes[:] = list(dict.fromkeys(c.classes))
-    if c.settled:
-        return
-    for s in SUSPECTS:
-        if target in s.targets and s.apply(c):
-            c.classes.append("suspect: " + s.name)

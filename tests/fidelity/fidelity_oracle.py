@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fidelity_classes import explain
 from fidelity_equivalences import (
     LOGSOURCE_FIELDS,
     Key,
@@ -27,6 +26,7 @@ from fidelity_equivalences import (
     match_all,
     same_meaning,
 )
+from fidelity_explain import explain
 
 from detcat.model import (
     Opaque,
