@@ -67,14 +67,25 @@ def _const(value: bool | None) -> Test:
 
 
 def _all(tests: list[Test]) -> Test:
+    return _short_circuit(tests, decisive=False)
+
+
+def _any(tests: list[Test]) -> Test:
+    return _short_circuit(tests, decisive=True)
+
+
+def _short_circuit(tests: list[Test], decisive: bool) -> Test:
+    """Three-valued And (``decisive=False``) or Or (``True``): the first test giving
+    the decisive value settles it; otherwise any unknown (None) makes it unknown."""
+
     def run(ev: Event) -> bool | None:
         unknown = False
         for t in tests:
             r = t(ev)
-            if r is False:
-                return False
+            if r is decisive:
+                return decisive
             unknown = unknown or r is None
-        return None if unknown else True
+        return None if unknown else not decisive
 
     return run
 
@@ -126,19 +137,6 @@ def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
     options.never_capture = True
     rx = re2.compile("|".join(re2.escape(v) for v in values), options)
     return lambda ev: any(rx.search(t) is not None for t in ev.texts(name, fold))
-
-
-def _any(tests: list[Test]) -> Test:
-    def run(ev: Event) -> bool | None:
-        unknown = False
-        for t in tests:
-            r = t(ev)
-            if r is True:
-                return True
-            unknown = unknown or r is None
-        return None if unknown else False
-
-    return run
 
 
 # -- predicates -------------------------------------------------------------------------
