@@ -196,3 +196,10 @@ def test_cli_exit_codes_and_json(sources: Path, tmp_path: Path) -> None:
 def test_every_command_has_help(cmd: list[str]) -> None:
     out = CliRunner().invoke(main, [*cmd, "--help"])
     assert out.exit_code == 0 and "Usage" in out.output
+
+
+def test_a_vendor_without_reader_is_a_problem_not_a_crash(sources: Path, tmp_path: Path) -> None:
+    (sources / "acme").mkdir()
+    report = catalog.build(sources, tmp_path / "c.sqlite", vendors=("sigma", "acme"), workers=2)
+    assert report.vendors["sigma"]["rules"] == 4
+    assert any("no reader for acme" in p.message for p in report.problems)

@@ -1,8 +1,9 @@
 """The build pipeline: sources -> parse -> normalize -> store.
 
-Each vendor is read (and its rules normalized) in a worker process, so the
-vendors parse in parallel; the parent writes everything to a temporary catalog
-in one transaction and swaps it in at the end (see ``store.writing``).
+Vendors are read (and their rules normalized) in worker processes; a reader
+that works file by file (``rule_files`` + ``read_file``) is split across the
+workers. The parent writes each vendor's rules to a temporary catalog as soon as
+they arrive, in one transaction, and swaps it in at the end (``store.writing``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from detcat.sources import VENDORS
 
 ATTACK_FILE = Path("attack") / "enterprise-attack.json"
 
-# (vendor, event) -> None; events: "start", "done"
+# (vendor, event, rules) -> None; events: "start", "done" (per vendor read),
+# "vendor" (one vendor written to the store)
 Progress = Callable[[str, str, int], None]
 
 
@@ -94,7 +96,10 @@ def read_vendor(
 def _shards(vendor: str, root: Path, include_deprecated: bool, n: int) -> list[list[Path]] | None:
     """Split a vendor's files into ``n`` parts when its reader works file by file
     (``rule_files`` + ``read_file``); None when it must read the folder whole."""
-    module = importlib.import_module(f"detcat.sources.{vendor}")
+    try:
+        module = importlib.import_module(f"detcat.sources.{vendor}")
+    except ImportError:
+        return None  # read_vendor records the missing reader as a problem
     if n < 2 or not (hasattr(module, "rule_files") and hasattr(module, "read_file")):
         return None
     files = module.rule_files(root, include_deprecated)
@@ -214,10 +219,7 @@ def _resolve_techniques(
             rule.problems.append(Problem(rule.source_path, f"unknown ATT&CK technique {name!r}"))
     rule.techniques = list(dict.fromkeys(t.upper() for t in rule.techniques))
     for tid in rule.techniques:
-        if attack.get(tid) is None:
-            attack.add_unknown(tid)
-            unknown[tid] += 1
-        elif tid in attack.techniques and not attack.techniques[tid].known:
+        if not (attack.get(tid) or attack.add_unknown(tid)).known:
             unknown[tid] += 1
 
 
