@@ -1,5 +1,8 @@
-"""Per-technique authoring guides and catalog statistics, as SQL over the store.
+"""Per-technique authoring guides and catalog statistics, over the store.
 
+SQL selects (a technique's rules, events, event-stage predicates, corpus reach);
+the field and indicator sections are aggregated from one fetch of the
+technique's predicates, which is faster than one grouped query per section.
 Everything here speaks canonical terms only: no vendor-specific branches.
 """
 
