@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from detcat import catalog
 from detcat.cli import main
 from detcat.match import Matcher, RulePlan, StagePlan, required_fields
-from detcat.match_eval import compile_expr
-from detcat.match_events import canonical_event, flatten, read_documents, windows_argv
+from detcat.match.evaluate import compile_expr
+from detcat.match.events import canonical_event, flatten, read_documents, windows_argv
 from detcat.model import And, Not, Op, Opaque, Or, Predicate, StageRole
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from detcat import attack as attack_mod
 from detcat import store
+from detcat.errors import DetcatError
 from detcat.model import Problem, Rule
 from detcat.sources import VENDORS
 
@@ -29,7 +30,7 @@ ATTACK_FILE = Path("attack") / "enterprise-attack.json"
 Progress = Callable[[str, str, int], None]
 
 
-class BuildError(Exception):
+class BuildError(DetcatError):
     """The build cannot start or cannot finish; the previous catalog is kept."""
 
 

@@ -20,10 +20,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from detcat.errors import DetcatError
+
 ATTACK_FILE = Path("attack") / "enterprise-attack.json"
 
 
-class FetchError(Exception):
+class FetchError(DetcatError):
     pass
 
 

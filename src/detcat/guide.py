@@ -13,6 +13,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from typing import Any
 
+from detcat.errors import DetcatError
 from detcat.sources import VENDORS
 
 # Operators that say a field is present or absent carry no indicator value.
@@ -20,7 +21,7 @@ _NO_VALUE_OPS = ("exists", "is_null")
 _SAMPLES = 5
 
 
-class UnknownTechnique(LookupError):
+class UnknownTechnique(DetcatError, LookupError):
     pass
 
 

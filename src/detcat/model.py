@@ -31,6 +31,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeAlias
 
+from detcat.errors import DetcatError
+
 
 class Op(StrEnum):
     EQ = "eq"
@@ -182,7 +184,7 @@ class Rule:
         return self.has_query and not any(opaques(s.expr) for s in self.stages)
 
 
-class QueryError(Exception):
+class QueryError(DetcatError):
     """A query a parser cannot read at all; position is 1-based when known."""
 
     def __init__(self, message: str, line: int | None = None, column: int | None = None):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from detcat.errors import DetcatError
 from detcat.model import Opaque, Predicate, Problem, QueryError, Rule, Stage, and_, leaves
 
 LANGUAGES = ("sigma", "kql", "eql", "esql", "spl", "yaral")
@@ -30,7 +31,7 @@ VENDOR_OF = {
 }
 
 
-class UnknownLanguage(ValueError):
+class UnknownLanguage(DetcatError, ValueError):
     pass
 
 

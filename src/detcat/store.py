@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from detcat.attack import Attack
+from detcat.errors import DetcatError
 from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json
 from detcat.normalize import fold_value, indicator_key
 
@@ -232,7 +233,7 @@ def writing(db: Path) -> Iterator[CatalogWriter]:
         tmp.unlink(missing_ok=True)
 
 
-class MissingCatalog(FileNotFoundError):
+class MissingCatalog(DetcatError, FileNotFoundError):
     pass
 
 

@@ -401,7 +401,7 @@ def splunk_read_back(field: str, chars: Chars, negated: bool) -> set[Key]:
     """What Splunk reads in the backend's spelling of ``chars``: a literal ``\\``
     is written ``\\\\`` (one backslash), a literal ``*`` ``\\*`` (which Splunk
     reads as a backslash and a wildcard), a wildcard ``?`` as ``*``."""
-    from detcat.languages.spl_expr import classify
+    from detcat.languages.spl.expr import classify
 
     spl: Chars = []
     for ch, wild in chars:

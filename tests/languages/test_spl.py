@@ -682,7 +682,7 @@ def test_syntax_error(text: str, line: int, column: int, message: str) -> None:
 
 def test_import_does_no_work() -> None:
     code = (
-        "import detcat.languages.spl, detcat.languages.spl_expr as e; print(e._parser.cache_info())"
+        "import detcat.languages.spl, detcat.languages.spl.expr as e; print(e._parser.cache_info())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "currsize=0" in out.stdout  # the grammar is built on first parse, not on import

@@ -59,7 +59,7 @@ from sigma.types import (  # noqa: E402
 )
 
 from detcat.languages import spl  # noqa: E402
-from detcat.languages.spl_expr import classify, plain  # noqa: E402
+from detcat.languages.spl.expr import classify, plain  # noqa: E402
 from detcat.model import And, Expr, Not, Or, Predicate, QueryError, opaques  # noqa: E402
 
 BACKENDS: dict[str, tuple[Callable[[], Any], str]] = {

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, TypeAlias
 
 from lark import Lark, Token, Transformer
 
+from detcat.errors import DetcatError
 from detcat.languages.lalr import lalr
 
 _STRING_ESCAPE = re.compile(r"\\([tnr\"\\])")
@@ -67,7 +68,7 @@ class N(NamedTuple):
     value: Any = None
 
 
-class BodyError(Exception):
+class BodyError(DetcatError):
     """What the item scanner finds wrong, at ``pos`` in the body."""
 
     def __init__(self, message: str, pos: int):

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from detcat.errors import DetcatError
 from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, Problem
 
 Row = dict[str, str]
@@ -44,7 +45,7 @@ class Table:
     rows: list[Row]
 
 
-class Unresolvable(Exception):
+class Unresolvable(DetcatError):
     """A filter the resolver cannot evaluate against CSV rows."""
 
 

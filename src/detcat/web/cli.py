@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from detcat.cli_options import EXIT_FAILED, EXIT_NOT_FOUND, db_option
+from detcat.cli.options import EXIT_FAILED, EXIT_NOT_FOUND, db_option
 
 
 def _require(db: Path, err: Console) -> None:

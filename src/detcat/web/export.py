@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from detcat import store
+from detcat.errors import DetcatError
 from detcat.web import pages, queries
 from detcat.web.templating import render
 from detcat.web.urls import Links
@@ -36,7 +37,7 @@ Builder = Callable[[sqlite3.Connection], pages.Page]
 Progress = Callable[[int, int], None]
 
 
-class ExportError(Exception):
+class ExportError(DetcatError):
     pass
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 from detcat import guide
 from detcat import search as search_mod
+from detcat.errors import DetcatError
 from detcat.web import queries
 
 DEFAULT_LIMIT = 50  # rows per section, the CLI's default
 
 
-class NotFound(LookupError):
+class NotFound(DetcatError, LookupError):
     pass
 
 

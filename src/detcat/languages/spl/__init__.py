@@ -15,17 +15,17 @@
 * subsearches, ``join``, ``append``, ``appendpipe`` and ``map`` become stages
   "subsearch[n]"; triple-backtick comments are ignored.
 
-Module layout: ``spl_scan`` (pipes, subsearches, macros), ``spl_expr`` (the
-search and eval expression languages, grammar in ``spl.lark``), ``spl_fields``
-(field scope), ``spl_pipeline`` (stage assembly, lookups), ``spl_commands``
+Package layout: ``scan`` (pipes, subsearches, macros), ``expr`` (the search
+and eval expression languages, grammar in ``spl.lark``), ``eval`` (eval/where),
+``fields`` (field scope), ``pipeline`` (stage assembly, lookups), ``commands``
 (one method per command).
 """
 
 from __future__ import annotations
 
-from detcat.languages.spl_commands import SplPipeline
-from detcat.languages.spl_pipeline import IGNORED, LookupResolver
-from detcat.languages.spl_scan import scan, strip_comments
+from detcat.languages.spl.commands import SplPipeline
+from detcat.languages.spl.pipeline import IGNORED, LookupResolver
+from detcat.languages.spl.scan import scan, strip_comments
 from detcat.model import Stage
 
 __all__ = ["IGNORED", "LookupResolver", "parse"]

@@ -1,7 +1,7 @@
 """SPL's search language -> ``Expr``, and what both expression languages share.
 
-``spl_pipeline`` splits a query into commands and hands the expression parts
-here (and to ``spl_eval``), together with a ``Scope`` that knows what each
+``spl.pipeline`` splits a query into commands and hands the expression parts
+here (and to ``spl.eval``), together with a ``Scope`` that knows what each
 field name means at that point of the pipeline (renames, eval-derived fields,
 aggregation outputs, lookup outputs). Field names are resolved while the tree
 is built, so a predicate on ``b`` written after ``| rename a AS b`` carries

@@ -1,7 +1,7 @@
 """``detcat match``: which catalog rules fire on which events.
 
 Every rule's stages are read back from the catalog (``model.expr_from_json``) and
-evaluated on canonical events (``match_events``) by ``match_eval``. A rule is a
+evaluated on canonical events (``match.events``) by ``match.evaluate``. A rule is a
 full match only when it is a single event filter that holds; a multi-stage rule
 (EQL sequence, YARA-L multi-event rule, SPL/ES|QL filter after an aggregation,
 Elastic threshold / new-terms, Sigma correlation) reports the stages that
@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detcat.match_eval import Test, compile_expr
-from detcat.match_events import Event
+from detcat.match.evaluate import Test, compile_expr
+from detcat.match.events import Event
 from detcat.model import (
     And,
     Expr,

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from detcat.match_events import Event, Scalar
+from detcat.match.events import Event, Scalar
 from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate
 
 Test = Callable[[Event], bool | None]

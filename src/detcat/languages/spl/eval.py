@@ -14,7 +14,7 @@ from typing import Any
 
 from lark import Token, Tree
 
-from detcat.languages.spl_expr import (
+from detcat.languages.spl.expr import (
     CASE_FOLDS,
     FLIPPED,
     ORDERING,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from detcat.languages.spl_eval import analyze_assignment, eval_assignments
-from detcat.languages.spl_expr import FieldRef, eval_string, unquote
-from detcat.languages.spl_fields import Agg, Rename
-from detcat.languages.spl_pipeline import Lookup, Pipeline
-from detcat.languages.spl_scan import Command, arg_tokens
+from detcat.languages.spl.eval import analyze_assignment, eval_assignments
+from detcat.languages.spl.expr import FieldRef, eval_string, unquote
+from detcat.languages.spl.fields import Agg, Rename
+from detcat.languages.spl.pipeline import Lookup, Pipeline
+from detcat.languages.spl.scan import Command, arg_tokens
 from detcat.model import Not, Op, Opaque, Predicate
 
 _TRANSACTION_OUT = ("duration", "eventcount", "closed_txn", "field_match_sum", "linecount")

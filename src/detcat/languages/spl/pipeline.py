@@ -6,7 +6,7 @@ means. Every filter (base search, ``| search``, ``| where``, ``| regex``,
 goes to the stage of the aggregation level of the fields it reads: filters on
 raw-event fields land in "main" wherever they are written, filters on
 aggregation outputs in "aggregate[n]". Subsearches become their own stages.
-The commands themselves are read by ``spl_commands``.
+The commands themselves are read by ``spl.commands``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from detcat.languages.lalr import position
-from detcat.languages.spl_eval import where_conjuncts
-from detcat.languages.spl_expr import Conjunct, FieldRef, classify, search_conjuncts
-from detcat.languages.spl_fields import Agg, FieldScope
-from detcat.languages.spl_scan import Command, scan
+from detcat.languages.spl.eval import where_conjuncts
+from detcat.languages.spl.expr import Conjunct, FieldRef, classify, search_conjuncts
+from detcat.languages.spl.fields import Agg, FieldScope
+from detcat.languages.spl.scan import Command, scan
 from detcat.model import (
     Expr,
     Not,

@@ -14,14 +14,14 @@ from typing import Any
 
 import click
 
-from detcat.cli_options import (
+from detcat.cli.options import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     VENDOR_CHOICE,
     db_option,
     json_option,
 )
-from detcat.cli_options import dump_json as _dump
+from detcat.cli.options import dump_json as _dump
 from detcat.model import And, Expr, Not, Opaque, Or, Predicate, QueryError, Stage
 from detcat.parse import LANGUAGES
 
@@ -186,7 +186,7 @@ def match(event_files: tuple[Path, ...], db: Path, vendor: str | None, as_json: 
     hold but that depends on something detcat cannot evaluate is "undetermined".
     """
     from detcat.match import Matcher
-    from detcat.match_events import EventFileError, read_events
+    from detcat.match.events import EventFileError, read_events
     from detcat.store import MissingCatalog, connect
 
     missing = [str(f) for f in event_files if not f.is_file()]

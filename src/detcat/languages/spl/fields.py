@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from detcat.languages.spl_expr import FieldRef
+from detcat.languages.spl.expr import FieldRef
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from detcat import render
-from detcat.cli_options import (
+from detcat.cli import render
+from detcat.cli.options import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     VENDOR_CHOICE,
@@ -190,7 +190,7 @@ def search(query: str, db: Path, limit: int, as_json: bool) -> None:
 def _register_optional_commands() -> None:
     """Commands that live with their layer (fidelity tools, the web site)."""
     for module, names in (
-        ("detcat.cli_fidelity", ("parse", "match")),
+        ("detcat.cli.fidelity", ("parse", "match")),
         ("detcat.web.cli", ("serve", "export_site")),
     ):
         if importlib.util.find_spec(module) is None:

@@ -22,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from detcat.errors import DetcatError
 from detcat.normalize import get_event
 from detcat.normalize.fields import ANY, canonical_field, in_fieldset
 from detcat.normalize.tables import EVENT_SOURCES, load
@@ -109,7 +110,7 @@ def as_text(v: Scalar) -> str:
 # -- reading files ------------------------------------------------------------------
 
 
-class EventFileError(ValueError):
+class EventFileError(DetcatError, ValueError):
     """A file that holds no readable JSON event."""
 
 
