@@ -66,6 +66,7 @@ from detcat.model import (
     QueryError,
     Stage,
     and_,
+    map_predicates,
     or_,
     replace,
 )
@@ -98,7 +99,7 @@ def _parser() -> Lark:
 
 
 @cache
-def _list_item() -> re.Pattern[str]:
+def list_item() -> re.Pattern[str]:
     """Reads the items of a LITERALS token with the grammar's own STRING and NUMBER."""
     terminal = _parser().get_terminal
     string = terminal("STRING").pattern.to_regexp()
@@ -283,16 +284,16 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         return Not(as_bool(child))
 
     def compare(self, left: Node, op: Token, right: Node) -> Expr:
-        return _compare(left, "==" if op.value == "=" else op.value, right)
+        return _indexed(left, _compare(left, "==" if op.value == "=" else op.value, right))
 
     def string_op(self, left: Node, op: Token, right: Node) -> Expr:
-        return _string_op(left, op.value, right)
+        return _indexed(left, _string_op(left, op.value, right))
 
     def in_(self, left: Node, op: Token, values: Node) -> Expr:
-        return _in(left, op.value, values)
+        return _indexed(left, _in(left, op.value, values))
 
     def not_in(self, left: Node, _not: Token, op: Token, values: Node) -> Expr:
-        expr = _in(left, "not " + op.value, values)
+        expr = _indexed(left, _in(left, "not " + op.value, values))
         return expr if isinstance(expr, Opaque) else Not(expr)
 
     # -- values --------------------------------------------------------------
@@ -324,7 +325,7 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         return Field(unquote_field(tok.value), tok.start_pos, tok.end_pos)  # type: ignore[arg-type]
 
     def literals(self, tok: Token) -> Node:
-        items = literal_list(tok.value, tok.start_pos, _list_item())  # type: ignore[arg-type]
+        items = literal_list(tok.value, tok.start_pos, list_item())  # type: ignore[arg-type]
         return items[0] if len(items) == 1 else Tuple(items, tok.start_pos, tok.end_pos)  # type: ignore[arg-type]
 
     def call(self, name: Token, _lpar: Token, *rest: Any) -> Call:
@@ -403,9 +404,13 @@ def _of_one_field(call: Call) -> bool:
 def _derived(expr: Expr) -> Expr:
     """A comparison of a value computed from one field (``length(f) > 3``): a
     predicate on the expression, marked derived, rather than Opaque."""
-    if isinstance(expr, Not):
-        return Not(_derived(expr.child))
-    return replace(expr, kind="derived") if isinstance(expr, Predicate) else expr
+    return map_predicates(expr, lambda p: replace(p, kind="derived"))  # type: ignore[return-value]
+
+
+def _indexed(left: Node, expr: Expr) -> Expr:
+    """A test of an array item (``args[0] == "x"``, legacy EQL that Elasticsearch
+    rejects) is not a test of the field's values: derived."""
+    return _derived(expr) if isinstance(left, Field) and "[" in left.raw else expr
 
 
 def _compare_value(left: Field, op: str, lit: Lit) -> Expr:

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detcat.match.evaluate import Test, compile_expr
+from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
 from detcat.match.events import Event
 from detcat.model import (
     And,
@@ -38,7 +38,6 @@ from detcat.model import (
     Stage,
     StageRole,
     expr_from_json,
-    opaques,
     predicates,
 )
 from detcat.normalize import FULL_MATCH_REGEX
@@ -65,6 +64,7 @@ class StagePlan:
     # reads, one of which the event must have (see Matcher.candidates).
     reads: frozenset[str] = frozenset()
     _test: Test | None = None
+    _dialect: Dialect | None = None
 
     @property
     def filters_events(self) -> bool:
@@ -81,10 +81,18 @@ class StagePlan:
         return True
 
     def test(self) -> Test:
+        """The stage's filter: True, False or None (unknown); EQL's null is False."""
         if self._test is None:
-            full = self.rule.language in FULL_MATCH_REGEX
-            self._test = compile_expr(self.expr, full, self.rule.ref_resolver(self))
+            self._dialect = self.rule.dialect(self)
+            inner = compile_expr(self.expr, self._dialect.full_match, dialect=self._dialect)
+            self._test = lambda ev: False if (r := inner(ev)) is NULL else r
         return self._test
+
+    def unknown_reasons(self, ev: Event) -> list[str]:
+        """Why the stage's filter is unknown on ``ev``."""
+        self.test()
+        assert self._dialect is not None
+        return self._dialect.explain(ev) or ["undetermined"]
 
 
 @dataclass(eq=False)
@@ -95,6 +103,15 @@ class RulePlan:
     language: str
     context: dict[str, Any] = field(default_factory=dict)
     stages: list[StagePlan] = field(default_factory=list)
+
+    @classmethod
+    def from_rule(cls, rule: Rule) -> RulePlan:
+        """A normalized rule as the catalog would give it back (tests, one-off runs)."""
+        plan = cls(rule.vendor, rule.id, rule.title, rule.language, dict(rule.context))
+        for s in rule.stages:
+            events = frozenset(s.events)
+            plan.stages.append(StagePlan(plan, s.name, s.role, s.negated, s.params, s.expr, events))
+        return plan
 
     @property
     def single_event(self) -> bool:
@@ -107,6 +124,16 @@ class RulePlan:
     def stage_scopes(self, stage: StagePlan) -> tuple[str, ...]:
         rule = Rule(self.vendor, self.id, self.title, "", self.language, context=self.context)
         return stage_scopes(rule, Stage(stage.name, expr=stage.expr, params=stage.params))
+
+    def dialect(self, stage: StagePlan) -> Dialect:
+        """How the rule's language evaluates the stage (see ``match.evaluate``)."""
+        full = self.language in FULL_MATCH_REGEX
+        d = Dialect(full, self.ref_resolver(stage), computed=stage.params.get("derived") or {})
+        if self.language == "eql":
+            from detcat.match.eql import eql_dialect
+
+            eql_dialect(d)
+        return d
 
     def ref_resolver(self, stage: StagePlan) -> Any:
         """field_ref values are raw vendor names: canonicalize them like the rule's."""
@@ -200,8 +227,8 @@ class Matcher:
             elif key in hits:
                 result.partial.append(_partial(rule, hits[key]))
             elif rule.single_event:
-                reasons = sorted({o.reason for o in opaques(unknown[key].expr)})
-                result.undetermined.append({**rule.ref(), "unknown": reasons or ["in_list"]})
+                reasons = unknown[key].unknown_reasons(ev)
+                result.undetermined.append({**rule.ref(), "unknown": reasons})
         result.partial += self._correlations(full_ids)
         for lst in (result.matches, result.partial, result.undetermined):
             lst.sort(key=lambda d: (d["vendor"], d["title"], d["id"]))
@@ -240,7 +267,9 @@ def required_fields(expr: Expr | None) -> frozenset[str]:
     """Canonical fields without which ``expr`` cannot be true (nor unknown)."""
     match expr:
         case Predicate():
-            if expr.kind == "implied" or expr.op in (Op.IS_NULL, Op.KEYWORD) or not expr.field:
+            if expr.kind in ("implied", "derived") or expr.op in (Op.IS_NULL, Op.KEYWORD):
+                return frozenset()
+            if not expr.field:
                 return frozenset()
             return frozenset({expr.field})
         case And(children):
@@ -255,10 +284,10 @@ def required_fields(expr: Expr | None) -> frozenset[str]:
 
 def read_fields(expr: Expr | None) -> frozenset[str]:
     """Every canonical field ``expr`` tests (not keywords, which read the whole
-    event: a stage with one is never skipped)."""
+    event, nor computed values: a stage with one is never skipped)."""
     out: set[str] = set()
     for p in predicates(expr):
-        if p.op is Op.KEYWORD or not p.field:
+        if p.op is Op.KEYWORD or not p.field or p.kind == "derived":
             return frozenset()
         if p.kind != "implied":
             out.add(p.field)
