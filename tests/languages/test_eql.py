@@ -380,6 +380,14 @@ STRUCTURE = [
             ("sample[2]", False, ["host.id"], {"category": "network"}),
         ],
     ),
+    (  # legacy: the subqueries' events in any order
+        "join by user.name [process where true] [file where true] until [file where true]",
+        [
+            ("join[1]", False, ["user.name"], {"category": "process"}),
+            ("join[2]", False, ["user.name"], {"category": "file"}),
+            ("until", True, ["user.name"], {"category": "file"}),
+        ],
+    ),
     (
         "sequence by ?process.entity_id, `odd-key` [process where true] [file where true]",
         [

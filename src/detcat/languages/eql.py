@@ -1,8 +1,9 @@
 """Elastic EQL -> detcat stages.
 
 ``parse(text)`` returns one ``Stage`` per event query: a plain ``<category> where
-<expr>`` is one stage named "main"; ``sequence`` and ``sample`` give one stage per
-subquery ("sequence[1]", …, "until"; "sample[1]", …) with their join keys.
+<expr>`` is one stage named "main"; ``sequence``, ``sample`` and the legacy
+``join`` give one stage per subquery ("sequence[1]", …, "until"; "sample[1]", …;
+"join[1]", …) with their join keys.
 
 Reading choices (the model asks for one; these are ours):
 
@@ -240,6 +241,12 @@ class _Builder(Transformer):  # type: ignore[type-arg]
     def sample(self, *items: Any) -> list[Stage]:
         keys, params, subs = _header(items)
         return [_stage(f"sample[{i}]", s, keys, params) for i, s in enumerate(subs, 1)]
+
+    def join(self, *items: Any) -> list[Stage]:
+        keys, params, subs = _header(items)
+        stages = [_stage(f"join[{i}]", s, keys, params) for i, s in enumerate(subs, 1)]
+        until = [i.sub for i in items if isinstance(i, _Until)]
+        return stages + [_stage("until", s._replace(negated=True), keys, params) for s in until]
 
     def maxspan(self, _eq: Token, number: Token, unit: Token | None = None) -> _MaxSpan:
         return _MaxSpan(number.value + (unit.value if unit else ""))

@@ -24,8 +24,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from detcat.match.aggregates import correlation_engine
 from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
 from detcat.match.events import Event
+from detcat.match.stateful import Engine, Results, engine_for
 from detcat.model import (
     And,
     Expr,
@@ -59,6 +61,7 @@ class StagePlan:
     params: dict[str, Any]
     expr: Expr | None
     events: frozenset[str]
+    join_keys: tuple[str, ...] = ()
     gates: tuple[tuple[str, frozenset[str]], ...] = ()  # (scope kind, the stage's scopes)
     # Set for stages no field is required by (``not a``, ``a or b``): the fields it
     # reads, one of which the event must have (see Matcher.candidates).
@@ -103,14 +106,26 @@ class RulePlan:
     language: str
     context: dict[str, Any] = field(default_factory=dict)
     stages: list[StagePlan] = field(default_factory=list)
+    rule_type: str = ""  # the vendor's rule type: threshold, correlation, eql…
 
     @classmethod
     def from_rule(cls, rule: Rule) -> RulePlan:
         """A normalized rule as the catalog would give it back (tests, one-off runs)."""
         plan = cls(rule.vendor, rule.id, rule.title, rule.language, dict(rule.context))
+        plan.rule_type = rule.type
         for s in rule.stages:
-            events = frozenset(s.events)
-            plan.stages.append(StagePlan(plan, s.name, s.role, s.negated, s.params, s.expr, events))
+            plan.stages.append(
+                StagePlan(
+                    plan,
+                    s.name,
+                    s.role,
+                    s.negated,
+                    s.params,
+                    s.expr,
+                    frozenset(s.events),
+                    tuple(s.join_keys),
+                )  # fmt: skip
+            )
         return plan
 
     @property
@@ -165,9 +180,8 @@ class Matcher:
 
     def __init__(self, rules: Iterable[RulePlan]):
         self.rules = list(rules)
-        self.correlations = [
-            r for r in self.rules if any(s.role is StageRole.CORRELATION for s in r.stages)
-        ]
+        self.by_key = {id(r): r for r in self.rules}
+        self._engines()
         stages = [s for r in self.rules for s in r.stages if s.filters_events]
         required = {id(s): required_fields(s.expr) for s in stages}
         freq = Counter(f for fields in required.values() for f in fields)
@@ -207,42 +221,102 @@ class Matcher:
             if (not s.gates or s.admits(ev)) and (not s.reads or not s.reads.isdisjoint(ev.fields))
         ]
 
+    def _engines(self) -> None:
+        """An engine for each multi-event rule detcat evaluates over the stream (see
+        ``match.stateful``), the reason for the others."""
+        self.engines: dict[int, Engine] = {}
+        self.no_engine: dict[int, str] = {}
+        # referenced rule id -> the correlation rules referencing it
+        self.correlations: dict[str, list[RulePlan]] = defaultdict(list)
+        self._watch: dict[int, Engine] = {}  # open engines fed every event
+        single = {r.id: r for r in self.rules if r.single_event}
+        for r in self.rules:
+            if r.single_event:
+                continue
+            refs = [
+                str(s.params.get("rule", "")) for s in r.stages if s.role is StageRole.CORRELATION
+            ]
+            for ref in refs:
+                self.correlations[ref].append(r)
+            engine = correlation_engine(r, single) if refs else engine_for(r)
+            if isinstance(engine, str):
+                self.no_engine[id(r)] = engine
+            else:
+                self.engines[id(r)] = engine
+
     def match(self, ev: Event) -> EventResult:
+        """The rules ``ev`` fires, is undetermined for, or takes a step of; and the
+        multi-event rules it completes with the events before it (the matcher keeps
+        their open state: feed events in time order)."""
         result = EventResult(ev.label)
-        hits: dict[int, list[StagePlan]] = defaultdict(list)
+        per_rule: dict[int, Results] = defaultdict(dict)
         unknown: dict[int, StagePlan] = {}
         for s in self.candidates(ev):
             r = s.test()(ev)
             if r is True:
-                hits[id(s.rule)].append(s)
+                per_rule[id(s.rule)][s.name] = True
             elif r is None:
+                per_rule[id(s.rule)].setdefault(s.name, None)
                 unknown[id(s.rule)] = s
-        rules = {id(s.rule): s.rule for group in hits.values() for s in group}
-        rules.update({key: s.rule for key, s in unknown.items()})
-        full_ids: set[str] = set()
-        for key, rule in rules.items():
-            if key in hits and rule.single_event:
-                result.matches.append(rule.ref())
-                full_ids.add(rule.id)
-            elif key in hits:
-                result.partial.append(_partial(rule, hits[key]))
-            elif rule.single_event:
-                reasons = unknown[key].unknown_reasons(ev)
-                result.undetermined.append({**rule.ref(), "unknown": reasons})
-        result.partial += self._correlations(full_ids)
+        fired: Results = {}
+        for key, results in per_rule.items():
+            rule = self.by_key[key]
+            if rule.single_event:
+                self._single(rule, ev, results, unknown.get(key), result, fired)
+            elif key in self.engines:
+                self._feed(key, self.engines[key], ev, results, result)
+            elif any(results.values()):
+                hits = [s for s in rule.stages if results.get(s.name)]
+                result.partial.append({**_partial(rule, hits), "reason": self.no_engine[key]})
+        for key, engine in list(self._watch.items()):
+            if key not in per_rule:
+                self._feed(key, engine, ev, {}, result)
+        self._correlate(ev, fired, result)
         for lst in (result.matches, result.partial, result.undetermined):
             lst.sort(key=lambda d: (d["vendor"], d["title"], d["id"]))
         return result
 
-    def _correlations(self, fired: set[str]) -> list[dict[str, Any]]:
-        """Correlation rules whose referenced rules fired on this event."""
-        out = []
-        for rule in self.correlations if fired else ():
-            refs = [s for s in rule.stages if s.role is StageRole.CORRELATION]
-            got = [s for s in refs if str(s.params.get("rule", "")) in fired]
+    def _correlate(self, ev: Event, fired: Results, result: EventResult) -> None:
+        """Sigma correlations over the single-event rules ``ev`` fired (or may have)."""
+        rules = {id(r): r for ref in fired for r in self.correlations.get(ref, ())}
+        for key, rule in rules.items():
+            engine = self.engines.get(key)
+            if engine is not None:
+                self._feed(key, engine, ev, fired, result)
+                continue
+            got = [s for s in rule.stages if fired.get(str(s.params.get("rule", "")))]
             if got:
-                out.append(_partial(rule, got))
-        return out
+                result.partial.append({**_partial(rule, got), "reason": self.no_engine[key]})
+
+    def _single(
+        self,
+        rule: RulePlan,
+        ev: Event,
+        results: Results,
+        unknown: StagePlan | None,
+        result: EventResult,
+        fired: Results,
+    ) -> None:
+        if any(results.values()):
+            result.matches.append(rule.ref())
+            fired[rule.id] = True
+        elif unknown is not None:
+            result.undetermined.append({**rule.ref(), "unknown": unknown.unknown_reasons(ev)})
+            fired[rule.id] = None
+
+    def _feed(
+        self, key: int, engine: Engine, ev: Event, results: Results, out: EventResult
+    ) -> None:
+        for d in engine.feed(ev, results):
+            found = {**engine.rule.ref(), "events": d.events}
+            if d.certain:
+                out.matches.append(found)
+            else:
+                out.undetermined.append({**found, "unknown": [d.reason]})
+        if engine.watches and engine.is_open():
+            self._watch[key] = engine
+        else:
+            self._watch.pop(key, None)
 
 
 def _gates(scopes: tuple[str, ...]) -> tuple[tuple[str, frozenset[str]], ...]:
@@ -302,15 +376,18 @@ def load_rules(conn: sqlite3.Connection, vendor: str | None = None) -> list[Rule
     where, args = ("WHERE vendor = ?", (vendor,)) if vendor else ("", ())
     rules: dict[int, RulePlan] = {}
     for r in conn.execute(
-        f"SELECT pk, vendor, id, title, language, context FROM rules {where}", args
+        f"SELECT pk, vendor, id, title, language, context, type FROM rules {where}", args
     ):
         context = json.loads(r["context"] or "{}")
-        rules[r["pk"]] = RulePlan(r["vendor"], r["id"], r["title"], r["language"], context)
+        plan = RulePlan(r["vendor"], r["id"], r["title"], r["language"], context)
+        plan.rule_type = r["type"] or ""
+        rules[r["pk"]] = plan
     events: dict[tuple[int, int], set[str]] = defaultdict(set)
     for pk, event, idx in conn.execute("SELECT rule_pk, event, stage_idx FROM rule_events"):
         events[(pk, idx)].add(event)
     for s in conn.execute(
-        "SELECT rule_pk, idx, name, role, negated, params, expr FROM stages ORDER BY rule_pk, idx"
+        "SELECT rule_pk, idx, name, role, negated, join_keys, params, expr FROM stages"
+        " ORDER BY rule_pk, idx"
     ):
         rule = rules.get(s["rule_pk"])
         if rule is None:
@@ -324,6 +401,7 @@ def load_rules(conn: sqlite3.Connection, vendor: str | None = None) -> list[Rule
                 params=json.loads(s["params"] or "{}"),
                 expr=expr_from_json(json.loads(s["expr"])) if s["expr"] else None,
                 events=frozenset(events.get((s["rule_pk"], s["idx"]), ())),
+                join_keys=tuple(json.loads(s["join_keys"] or "[]")),
             )
         )
     return list(rules.values())
