@@ -8,7 +8,6 @@ they arrive, in one transaction, and swaps it in at the end (``store.writing``).
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from collections import Counter
@@ -21,7 +20,7 @@ from detcat import attack as attack_mod
 from detcat import store
 from detcat.errors import DetcatError
 from detcat.model import Problem, Rule
-from detcat.sources import VENDORS
+from detcat.sources import registry
 
 ATTACK_FILE = Path("attack") / "enterprise-attack.json"
 
@@ -65,14 +64,14 @@ def read_vendor(
     started = time.perf_counter()
     result = VendorResult(vendor)
     try:
-        module = importlib.import_module(f"detcat.sources.{vendor}")
-    except ImportError as e:
+        reader = registry.get(vendor)
+    except (ImportError, DetcatError) as e:
         result.problems.append(Problem(str(root), f"no reader for {vendor}: {e}", vendor=vendor))
         return result
     if files is None:
-        items = module.read(root, include_deprecated=include_deprecated)
+        items = reader.read(root, include_deprecated=include_deprecated)
     else:
-        items = (module.read_file(f, root) for f in files)
+        items = (reader.read_file(f, root) for f in files)
     try:
         for item in items:
             if isinstance(item, Problem):
@@ -98,13 +97,11 @@ def _shards(vendor: str, root: Path, include_deprecated: bool, n: int) -> list[l
     """Split a vendor's files into ``n`` parts when its reader works file by file
     (``rule_files`` + ``read_file``); None when it must read the folder whole."""
     try:
-        module = importlib.import_module(f"detcat.sources.{vendor}")
-    except ImportError:
+        reader = registry.get(vendor)
+    except (ImportError, DetcatError):
         return None  # read_vendor records the missing reader as a problem
-    if n < 2 or not (hasattr(module, "rule_files") and hasattr(module, "read_file")):
-        return None
-    files = module.rule_files(root, include_deprecated)
-    return [files[i::n] for i in range(n)]
+    files = reader.rule_files(root, include_deprecated) if n > 1 else None
+    return None if files is None else [files[i::n] for i in range(n)]
 
 
 def build(
@@ -112,7 +109,7 @@ def build(
     db: Path,
     *,
     include_deprecated: bool = False,
-    vendors: tuple[str, ...] = VENDORS,
+    vendors: tuple[str, ...] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> BuildReport:
@@ -121,6 +118,7 @@ def build(
     attack_path = sources / ATTACK_FILE
     if not attack_path.exists():
         raise BuildError(f"{attack_path} not found: the sources directory needs the ATT&CK bundle")
+    vendors = vendors or registry.names()
     present = [v for v in vendors if (sources / v).is_dir()]
     if not present:
         raise BuildError(f"{sources} holds none of the vendor folders {', '.join(vendors)}")
