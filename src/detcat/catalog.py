@@ -8,7 +8,6 @@ they arrive, in one transaction, and swaps it in at the end (``store.writing``).
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import time
@@ -22,7 +21,7 @@ from detcat import attack as attack_mod
 from detcat import store
 from detcat.errors import DetcatError
 from detcat.model import Problem, Rule
-from detcat.sources import VENDORS
+from detcat.sources import registry
 
 ATTACK_FILE = Path("attack") / "enterprise-attack.json"
 
@@ -67,14 +66,14 @@ def read_vendor(
     started = time.perf_counter()
     result = VendorResult(vendor)
     try:
-        module = importlib.import_module(f"detcat.sources.{vendor}")
-    except ImportError as e:
+        reader = registry.get(vendor)
+    except (ImportError, DetcatError) as e:
         result.problems.append(Problem(str(root), f"no reader for {vendor}: {e}", vendor=vendor))
         return result
     if files is None:
-        items = module.read(root, include_deprecated=include_deprecated)
+        items = reader.read(root, include_deprecated=include_deprecated)
     else:
-        items = (module.read_file(f, root) for f in files)
+        items = (reader.read_file(f, root) for f in files)
     try:
         for item in items:
             if isinstance(item, Problem):
@@ -100,13 +99,11 @@ def _shards(vendor: str, root: Path, include_deprecated: bool, n: int) -> list[l
     """Split a vendor's files into ``n`` parts when its reader works file by file
     (``rule_files`` + ``read_file``); None when it must read the folder whole."""
     try:
-        module = importlib.import_module(f"detcat.sources.{vendor}")
-    except ImportError:
+        reader = registry.get(vendor)
+    except (ImportError, DetcatError):
         return None  # read_vendor records the missing reader as a problem
-    if n < 2 or not (hasattr(module, "rule_files") and hasattr(module, "read_file")):
-        return None
-    files = module.rule_files(root, include_deprecated)
-    return [files[i::n] for i in range(n)]
+    files = reader.rule_files(root, include_deprecated) if n > 1 else None
+    return None if files is None else [files[i::n] for i in range(n)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +139,7 @@ def build(
     db: Path,
     *,
     include_deprecated: bool = False,
-    vendors: tuple[str, ...] = VENDORS,
+    vendors: tuple[str, ...] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> BuildReport:
@@ -157,6 +154,7 @@ def build(
     if attack_path is None:
         where = ", ".join(str(c.root / ATTACK_FILE) for c in colls)
         raise BuildError(f"{where} not found: the sources directory needs the ATT&CK bundle")
+    vendors = vendors or registry.names()
     jobs = [(c, v) for c in colls for v in vendors if (c.root / v).is_dir()]
     if not jobs:
         roots = ", ".join(str(c.root) for c in colls)
