@@ -42,7 +42,7 @@ from detcat.model import (
     expr_from_json,
     predicates,
 )
-from detcat.normalize import FULL_MATCH_REGEX
+from detcat.normalize import full_match_regex
 from detcat.normalize.fields import canonical_field
 from detcat.normalize.scopes import stage_scopes
 
@@ -142,7 +142,7 @@ class RulePlan:
 
     def dialect(self, stage: StagePlan) -> Dialect:
         """How the rule's language evaluates the stage (see ``match.evaluate``)."""
-        full = self.language in FULL_MATCH_REGEX
+        full = full_match_regex(self.language)
         d = Dialect(full, self.ref_resolver(stage), computed=stage.params.get("derived") or {})
         if self.language == "eql":
             from detcat.match.eql import eql_dialect
