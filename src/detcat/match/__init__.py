@@ -222,27 +222,28 @@ class Matcher:
         ]
 
     def _engines(self) -> None:
-        """An engine for each multi-event rule detcat evaluates over the stream (see
-        ``match.stateful``), the reason for the others."""
-        self.engines: dict[int, Engine] = {}
-        self.no_engine: dict[int, str] = {}
+        """Multi-event rules get an engine (see ``match.stateful``) when one of their
+        stages first holds: most never do, and building one compiles join keys."""
+        self._engine: dict[int, Engine | str] = {}  # an engine, or why there is none
         # referenced rule id -> the correlation rules referencing it
         self.correlations: dict[str, list[RulePlan]] = defaultdict(list)
         self._watch: dict[int, Engine] = {}  # open engines fed every event
-        single = {r.id: r for r in self.rules if r.single_event}
         for r in self.rules:
-            if r.single_event:
-                continue
-            refs = [
-                str(s.params.get("rule", "")) for s in r.stages if s.role is StageRole.CORRELATION
-            ]
-            for ref in refs:
-                self.correlations[ref].append(r)
-            engine = correlation_engine(r, single) if refs else engine_for(r)
-            if isinstance(engine, str):
-                self.no_engine[id(r)] = engine
+            for s in r.stages:
+                if s.role is StageRole.CORRELATION:
+                    self.correlations[str(s.params.get("rule", ""))].append(r)
+
+    def engine(self, rule: RulePlan) -> Engine | str:
+        """The rule's engine, or the reason it has none."""
+        got = self._engine.get(id(rule))
+        if got is None:
+            if any(s.role is StageRole.CORRELATION for s in rule.stages):
+                single = {r.id: r for r in self.rules if r.single_event}
+                got = correlation_engine(rule, single)
             else:
-                self.engines[id(r)] = engine
+                got = engine_for(rule)
+            self._engine[id(rule)] = got
+        return got
 
     def match(self, ev: Event) -> EventResult:
         """The rules ``ev`` fires, is undetermined for, or takes a step of; and the
@@ -263,11 +264,11 @@ class Matcher:
             rule = self.by_key[key]
             if rule.single_event:
                 self._single(rule, ev, results, unknown.get(key), result, fired)
-            elif key in self.engines:
-                self._feed(key, self.engines[key], ev, results, result)
+            elif not isinstance(engine := self.engine(rule), str):
+                self._feed(key, engine, ev, results, result)
             elif any(results.values()):
                 hits = [s for s in rule.stages if results.get(s.name)]
-                result.partial.append({**_partial(rule, hits), "reason": self.no_engine[key]})
+                result.partial.append({**_partial(rule, hits), "reason": engine})
         for key, engine in list(self._watch.items()):
             if key not in per_rule:
                 self._feed(key, engine, ev, {}, result)
@@ -280,13 +281,13 @@ class Matcher:
         """Sigma correlations over the single-event rules ``ev`` fired (or may have)."""
         rules = {id(r): r for ref in fired for r in self.correlations.get(ref, ())}
         for key, rule in rules.items():
-            engine = self.engines.get(key)
-            if engine is not None:
+            engine = self.engine(rule)
+            if not isinstance(engine, str):
                 self._feed(key, engine, ev, fired, result)
                 continue
             got = [s for s in rule.stages if fired.get(str(s.params.get("rule", "")))]
             if got:
-                result.partial.append({**_partial(rule, got), "reason": self.no_engine[key]})
+                result.partial.append({**_partial(rule, got), "reason": engine})
 
     def _single(
         self,
