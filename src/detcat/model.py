@@ -209,6 +209,8 @@ class Rule:
     context: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # other vendor metadata
     upstream_url: str = ""
+    # The sources folder the rule came from: "public", or a private one ("mycompany").
+    collection: str = "public"
 
     @property
     def has_query(self) -> bool:
