@@ -223,3 +223,52 @@ def test_sigma_correlation_over_the_stream(
     why: str, rules: list[Rule], events: list[Any], expected: list[str]
 ) -> None:
     assert run(rules, events) == expected
+
+
+def yaral(events: str, condition: str, match: str = "$user over 5m") -> Rule:
+    from detcat.languages.yaral import parse_rules
+    from detcat.sources.chronicle import build_rule as chronicle_rule
+
+    text = f"rule r {{\n events:\n {events}\n match:\n {match}\n condition:\n {condition}\n}}"
+    return chronicle_rule(parse_rules(text)[0], "r.yaral")
+
+
+FAILS = """
+    $fail.metadata.event_type = "USER_LOGIN"
+    $fail.security_result.action = "BLOCK"
+    $fail.target.user.userid = $user
+"""
+FAIL_THEN_OK = (
+    FAILS
+    + """
+    $ok.metadata.event_type = "USER_LOGIN"
+    $ok.security_result.action = "ALLOW"
+    $ok.target.user.userid = $user
+"""
+)
+
+
+def udm(label: str, t: int, action: str, user: str = "bob") -> Any:
+    return ev(label, t, metadata__event_type="USER_LOGIN", security_result__action=action,
+              target__user__userid=user)  # fmt: skip
+
+
+YARAL = [
+    ("#e > 2 within the window", yaral(FAILS, "#fail > 2"),
+     [udm("a", 0, "BLOCK"), udm("b", 60, "BLOCK"), udm("c", 120, "BLOCK")], ["match a,b,c"]),
+    ("spread over more than the window", yaral(FAILS, "#fail > 2", "$user over 1m"),
+     [udm("a", 0, "BLOCK"), udm("b", 50, "BLOCK"), udm("c", 100, "BLOCK")], []),
+    ("per match variable", yaral(FAILS, "#fail >= 2"),
+     [udm("a", 0, "BLOCK"), udm("b", 1, "BLOCK", "eve"), udm("c", 2, "BLOCK")], ["match a,c"]),
+    ("two variables joined by a placeholder", yaral(FAIL_THEN_OK, "$fail and $ok"),
+     [udm("a", 0, "BLOCK"), udm("b", 1, "ALLOW", "eve"), udm("c", 2, "ALLOW")], ["match a,c"]),
+    ("an outcome condition is not evaluated", yaral(FAILS, "$fail and $risk > 3"),
+     [udm("a", 0, "BLOCK")], ["partial"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("why", "rule", "events", "expected"), YARAL, ids=[c[0] for c in YARAL])
+def test_yaral_over_the_stream(
+    why: str, rule: Rule, events: list[Any], expected: list[str]
+) -> None:
+    assert run([rule], events) == expected

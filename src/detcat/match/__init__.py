@@ -28,6 +28,7 @@ from detcat.match.aggregates import correlation_engine
 from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
 from detcat.match.events import Event
 from detcat.match.stateful import Engine, Results, engine_for
+from detcat.match.yaral import condition_needs as _needs
 from detcat.model import (
     And,
     Expr,
@@ -107,12 +108,14 @@ class RulePlan:
     context: dict[str, Any] = field(default_factory=dict)
     stages: list[StagePlan] = field(default_factory=list)
     rule_type: str = ""  # the vendor's rule type: threshold, correlation, eql…
+    condition: dict[str, Any] | None = None  # a YARA-L rule's condition (JSON tree)
 
     @classmethod
     def from_rule(cls, rule: Rule) -> RulePlan:
         """A normalized rule as the catalog would give it back (tests, one-off runs)."""
         plan = cls(rule.vendor, rule.id, rule.title, rule.language, dict(rule.context))
         plan.rule_type = rule.type
+        plan.condition = rule.extra.get("condition") if rule.language == "yaral" else None
         for s in rule.stages:
             plan.stages.append(
                 StagePlan(
@@ -134,6 +137,8 @@ class RulePlan:
         if len(self.stages) != 1:
             return False
         s = self.stages[0]
+        if self.condition is not None and _needs(self.condition) != {s.name: 1}:
+            return False  # a YARA-L condition beyond "$e" (#e > 5, $risk > 50, !$e)
         return s.filters_events and int(s.params.get(_MIN_COUNT, 1) or 1) <= 1
 
     def stage_scopes(self, stage: StagePlan) -> tuple[str, ...]:
@@ -377,11 +382,15 @@ def load_rules(conn: sqlite3.Connection, vendor: str | None = None) -> list[Rule
     where, args = ("WHERE vendor = ?", (vendor,)) if vendor else ("", ())
     rules: dict[int, RulePlan] = {}
     for r in conn.execute(
-        f"SELECT pk, vendor, id, title, language, context, type FROM rules {where}", args
+        f"SELECT pk, vendor, id, title, language, context, type, "
+        f"CASE WHEN language = 'yaral' THEN extra END AS extra FROM rules {where}",
+        args,
     ):
         context = json.loads(r["context"] or "{}")
         plan = RulePlan(r["vendor"], r["id"], r["title"], r["language"], context)
         plan.rule_type = r["type"] or ""
+        if r["extra"]:
+            plan.condition = json.loads(r["extra"]).get("condition")
         rules[r["pk"]] = plan
     events: dict[tuple[int, int], set[str]] = defaultdict(set)
     for pk, event, idx in conn.execute("SELECT rule_pk, event, stage_idx FROM rule_events"):

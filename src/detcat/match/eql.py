@@ -56,7 +56,7 @@ from detcat.match.evaluate import (
     wildcard_regex,
 )
 from detcat.match.events import Event
-from detcat.model import Op, Opaque, Predicate
+from detcat.model import Op, Opaque, Predicate, Reason
 
 # A value: the candidates an expression takes on an event (empty: null).
 Values = Callable[[Event], list[Any]]
@@ -90,8 +90,8 @@ def eql_dialect(d: Dialect) -> Dialect:
     resolve = d.refs or (lambda raw: (raw,))
 
     def opaque(o: Opaque) -> Test | None:
-        if o.reason.startswith("parse error"):
-            return None
+        if o.reason in (Reason.SYNTAX_ERROR, Reason.PARSER_FAILURE):
+            return None  # not an expression at all: the query could not be read
         try:
             return compile_condition(o.text, resolve)
         except NotEvaluated:

@@ -102,7 +102,7 @@ def _compile(expr: Expr, d: Dialect) -> Test:
         case Not(child):
             return negate(_compile(child, d))
         case Opaque():
-            return _unknown_unless(d.opaque(expr) if d.opaque else None, expr.reason, d)
+            return _unknown_unless(d.opaque(expr) if d.opaque else None, expr.why(), d)
         case Predicate():
             return compile_predicate(expr, d.full_match, d.refs, d)
     raise TypeError(f"not an Expr: {expr!r}")

@@ -10,7 +10,8 @@ detection undetermined, never a match).
 Engines: EQL ``sequence`` (``by``, ``maxspan``, ``until``, ``with runs``), EQL
 ``sample`` and legacy ``join`` (``match.sequences``); Elastic threshold rules and
 Sigma correlations (``event_count``, ``value_count``, ``temporal``,
-``temporal_ordered``) (``match.aggregates``). Any other multi-stage rule stays
+``temporal_ordered``) (``match.aggregates``); YARA-L multi-event rules with
+``match … over`` windows (``match.yaral``). Any other multi-stage rule stays
 "partial" with the reason it is not evaluated.
 
 Memory is bounded: an open sequence holds at most one event label per stage,
@@ -68,7 +69,7 @@ class Engine(Protocol):
 
 def engine_for(rule: RulePlan) -> Engine | str:
     """The rule's engine, or why it has none."""
-    from detcat.match import aggregates, sequences
+    from detcat.match import aggregates, sequences, yaral
 
     names = [s.name for s in rule.stages]
     if rule.language == "eql" and any(
@@ -77,15 +78,19 @@ def engine_for(rule: RulePlan) -> Engine | str:
         return sequences.eql_engine(rule)
     if rule.vendor == "elastic" and rule.rule_type == "threshold":
         return aggregates.threshold_engine(rule)
+    if rule.language == "yaral":
+        return yaral.yaral_engine(rule)
     return _no_engine_reason(rule)
 
 
 def _no_engine_reason(rule: RulePlan) -> str:
-    if rule.language == "yaral":
-        return "YARA-L multi-event rules are not evaluated over the stream yet"
-    roles = {str(s.role) for s in rule.stages}
-    if "aggregate" in roles:
-        return "an aggregation (stats, new terms) over the stream is not evaluated"
+    names = {s.name for s in rule.stages}
+    if "new_terms" in names:
+        return "new terms rules compare with the history before the input: not evaluated"
+    if rule.language == "none" or not any(s.expr is not None for s in rule.stages):
+        return "no query to evaluate (a machine learning job)"
+    if any(str(s.role) == "aggregate" for s in rule.stages):
+        return "an aggregation (stats, eventstats, STATS …) over the stream is not evaluated"
     return "a multi-stage rule of this kind is not evaluated over the stream"
 
 
