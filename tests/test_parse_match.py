@@ -80,6 +80,11 @@ SEMANTICS = [
     (P("destination.port", Op.GT, 1024), {"destination.port": "8080"}, True),
     (P("destination.port", Op.LTE, 1024), {"destination.port": 8080}, False),
     (P("destination.port", Op.GTE, 80), {"destination.port": "http"}, False),
+    (P("destination.port", Op.LT, 1024), {"destination.port": 443}, True),
+    # a string bound orders text by code point (EQL, KQL ranges), folded unless cased
+    (P("process.name", Op.GTE, "System", cased=True), {"process.name": "System Idle"}, True),
+    (P("process.name", Op.LT, "system", cased=True), {"process.name": "System"}, True),
+    (P("process.name", Op.LT, "system"), {"process.name": "System"}, False),
     # presence
     (P("process.parent.executable", Op.EXISTS, True), {"process.parent.executable": ""}, True),
     (P("process.parent.executable", Op.EXISTS, True), {}, False),

@@ -1,12 +1,19 @@
 """``detcat match``: which catalog rules fire on which events.
 
 Every rule's stages are read back from the catalog (``model.expr_from_json``) and
-evaluated on canonical events (``match.events``) by ``match.evaluate``. A rule is a
-full match only when it is a single event filter that holds; a multi-stage rule
-(EQL sequence, YARA-L multi-event rule, SPL/ES|QL filter after an aggregation,
-Elastic threshold / new-terms, Sigma correlation) reports the stages that
-matched instead. A rule whose known parts hold but that depends on something
-detcat cannot evaluate (an Opaque part, a deployer's list) is *undetermined*.
+evaluated on canonical events (``match.events``) by ``match.evaluate`` (EQL's
+computed conditions by ``match.eql``). A single-event rule matches an event when
+its filter holds, and is *undetermined* when its known parts hold but it depends
+on something detcat cannot evaluate (an Opaque part, a deployer's list, a regex
+out of time): never a "no" it does not know.
+
+Multi-event rules are evaluated over the stream of events, taken in the order
+given (``match.stateful``: EQL sequences, samples and joins, Elastic threshold
+rules, Sigma correlations, YARA-L match windows): the event that completes one
+reports it, with the events that make it up. The matcher keeps their open state,
+bounded per rule. Multi-stage rules without an engine (aggregations, new terms,
+YARA-L joins across events) report the stages an event matched as *partial*,
+with the reason they are not evaluated.
 
 Speed: 3,000+ rules per event would be slow one by one, so each stage is
 indexed by one field it cannot match without (the rarest of its required

@@ -250,11 +250,17 @@ def _resolved(p: Predicate, d: Dialect) -> bool:
 
 
 def regex_reason(p: Predicate) -> str:
-    """Why a regex test may be unknown: only patterns RE2 refuses run on the
-    backtracking engine, under a time limit."""
+    """Why a regex test may be unknown: only patterns RE2 refuses run on Python's
+    backtracking engine, under a time limit (none outside the main thread)."""
+    pattern = wildcard_regex(str(p.value)) if p.op is Op.WILDCARD else str(p.value)
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        return f"regex {p.value!r} cannot be compiled (RE2 nor Python's re: {e})"
     return (
         f"regex {p.value!r} needs backtracking (look-around or back-reference) and ran "
-        f"out of its {REGEX_TIME_LIMIT:g} s time limit, or cannot be compiled"
+        f"out of its {REGEX_TIME_LIMIT:g} s time limit (or ran outside the main thread, "
+        "where no limit can be set)"
     )
 
 
