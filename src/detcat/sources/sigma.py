@@ -39,6 +39,7 @@ from sigma.types import (
     SigmaNumber,
     SigmaRegularExpression,
     SigmaString,
+    SigmaTimestampPart,
     SpecialChars,
 )
 
@@ -256,11 +257,10 @@ def _item(item: SigmaDetectionItem) -> Expr:
     else:
         preds = [_value(item.field, v, syntax) for v in item.value]
     combine = and_ if item.value_linking is ConditionAND else or_
-    return (
-        combine(*preds)
-        if preds
-        else Opaque(str(item.field), Reason.EMPTY, "detection item without values")
-    )
+    if not preds:
+        return Opaque(str(item.field), Reason.EMPTY, "detection item without values")
+    # |neq negates the whole item (pySigma: NOT of the values' Or/And)
+    return Not(combine(*preds)) if item.negated else combine(*preds)
 
 
 def _op_for_modifiers(mods: list[str]) -> Op:
@@ -283,14 +283,16 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
         case SigmaString():
             return _string(field, v, syntax)
         case SigmaRegularExpression():
-            flags = {f.name for f in v.flags}
-            return Predicate(
-                field, Op.REGEX_MATCH, str(v.regexp), syntax, "IGNORECASE" not in flags
-            )
+            return _regex(field, v, syntax)
         case SigmaCIDRExpression():
             return Predicate(field, Op.CIDR, v.cidr, syntax)
-        case SigmaCompareExpression():
+        case SigmaCompareExpression() if v.op in _COMPARE_OPS:
             return Predicate(field, _COMPARE_OPS[v.op], v.number.number, syntax)
+        case SigmaCompareExpression():  # NEQ
+            return Not(Predicate(field, Op.EQ, v.number.number, syntax))
+        case SigmaTimestampPart():  # before SigmaNumber, its base class
+            text = f"{field}{syntax}: {v.number}"
+            return Opaque(text, Reason.UNSUPPORTED_MODIFIER, f"timestamp {v.timestamp_part.name}")
         case SigmaBool():
             return Predicate(field, Op.EQ, v.boolean, syntax)
         case SigmaNumber():
@@ -305,6 +307,18 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
     return Opaque(
         f"{field}{syntax}: {v}", Reason.UNSUPPORTED_SYNTAX, f"value type {type(v).__name__}"
     )
+
+
+# |re|m and |re|s change what the pattern means: kept as inline flags (RE2 and PCRE
+# read both); |re|i is the predicate's case-insensitivity.
+_REGEX_FLAGS = {"MULTILINE": "m", "DOTALL": "s"}
+
+
+def _regex(field: str | None, v: SigmaRegularExpression, syntax: str) -> Predicate:
+    flags = {f.name for f in v.flags}
+    inline = "".join(c for name, c in _REGEX_FLAGS.items() if name in flags)
+    pattern = f"(?{inline}){v.regexp}" if inline else str(v.regexp)
+    return Predicate(field, Op.REGEX_MATCH, pattern, syntax, "IGNORECASE" not in flags)
 
 
 def _string(field: str | None, s: SigmaString, syntax: str) -> Expr:
