@@ -43,6 +43,8 @@ from sigma.types import (
     SpecialChars,
 )
 
+from detcat.languages import wildcards
+from detcat.languages.wildcards import Wild
 from detcat.model import (
     Expr,
     Not,
@@ -325,24 +327,13 @@ def _string(field: str | None, s: SigmaString, syntax: str) -> Expr:
     if s.contains_placeholder():
         return _placeholder(field, s, syntax)
     cased = isinstance(s, SigmaCasedString)
-    parts = list(s.s)
+    pattern = tuple(_WILD.get(p, p) for p in s.s)  # type: ignore[call-overload]
     if field is None:
-        # Keywords match anywhere in the event; surrounding wildcards add nothing.
-        while parts and parts[0] is SpecialChars.WILDCARD_MULTI:
-            parts.pop(0)
-        while parts and parts[-1] is SpecialChars.WILDCARD_MULTI:
-            parts.pop()
-        return Predicate(None, Op.KEYWORD, _render(parts), syntax, cased)
-    if parts == [SpecialChars.WILDCARD_MULTI]:
-        return Predicate(field, Op.EXISTS, True, syntax)
-    op, core = classify_wildcards(parts)
-    if op is not Op.WILDCARD:
-        return Predicate(field, op, "".join(core), syntax, cased)
-    if any("*" in p or "?" in p for p in core if isinstance(p, str)):
-        # A literal * or ? cannot be told from a wildcard in our wildcard
-        # spelling (DESIGN: wildcard values have no escapes): say it as a regex.
-        return Predicate(field, Op.REGEX_MATCH, _as_regex(core), syntax, cased)
-    return Predicate(field, op, _render(core), syntax, cased)
+        return Predicate(None, Op.KEYWORD, wildcards.keyword(pattern), syntax, cased)
+    op, value = wildcards.classify(pattern)
+    if op is Op.EXISTS:
+        return Predicate(field, op, True, syntax)
+    return Predicate(field, op, value, syntax, cased)
 
 
 def _placeholder(field: str | None, s: SigmaString, syntax: str) -> Expr:
@@ -356,35 +347,7 @@ def _placeholder(field: str | None, s: SigmaString, syntax: str) -> Expr:
     return Opaque(f"{field}{syntax}: {s}", Reason.PLACEHOLDER, f"%{names}% inside a value")
 
 
-def classify_wildcards(parts: list[Any]) -> tuple[Op, list[Any]]:
-    """``*x`` -> ends_with, ``x*`` -> starts_with, ``*x*`` -> contains, else wildcard."""
-    star = SpecialChars.WILDCARD_MULTI
-    lead = bool(parts) and parts[0] is star
-    trail = len(parts) > 1 and parts[-1] is star
-    core = parts[int(lead) : len(parts) - int(trail)]
-    if any(not isinstance(p, str) for p in core):
-        return Op.WILDCARD, parts
-    if lead and trail:
-        return Op.CONTAINS, core
-    if lead:
-        return Op.ENDS_WITH, core
-    if trail:
-        return Op.STARTS_WITH, core
-    return Op.EQ, core
-
-
-def _render(parts: list[Any]) -> str:
-    """Our wildcard spelling: ``*`` any run, ``?`` one character, no escapes."""
-    return "".join(p if isinstance(p, str) else _WILDCARD_TEXT[p] for p in parts)
-
-
-def _as_regex(parts: list[Any]) -> str:
-    body = "".join(re.escape(p) if isinstance(p, str) else _WILDCARD_RE[p] for p in parts)
-    return f"^{body}$"
-
-
-_WILDCARD_TEXT = {SpecialChars.WILDCARD_MULTI: "*", SpecialChars.WILDCARD_SINGLE: "?"}
-_WILDCARD_RE = {SpecialChars.WILDCARD_MULTI: ".*", SpecialChars.WILDCARD_SINGLE: "."}
+_WILD = {SpecialChars.WILDCARD_MULTI: Wild.ANY, SpecialChars.WILDCARD_SINGLE: Wild.ONE}
 
 
 # -- correlations -----------------------------------------------------------------
