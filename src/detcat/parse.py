@@ -16,7 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Predicate, Problem, QueryError, Rule, Stage, and_, leaves
+from detcat.model import (
+    Opaque,
+    Predicate,
+    Problem,
+    QueryError,
+    Rule,
+    Stage,
+    and_,
+    expr_to_json,
+    leaves,
+)
 
 LANGUAGES = ("sigma", "kql", "eql", "esql", "spl", "yaral")
 
@@ -134,6 +144,16 @@ _READERS: dict[str, Callable[[str], list[Rule]]] = {
 
 
 # -- the JSON shape of `detcat parse --json/--jsonl` -----------------------------------
+
+
+def parse_json(language: str, text: str) -> dict[str, Any]:
+    """``detcat parse --json`` (and the MCP ``parse_query`` tool): per stage its flat
+    predicates, Opaque parts and the predicate ``tree``. Raises like ``parse_query``."""
+    stages = parse_query(language, text)
+    out = stages_json(stages)
+    for doc, stage in zip(out, stages, strict=True):
+        doc["tree"] = expr_to_json(stage.expr)
+    return {"language": language, "stages": out, "error": None}
 
 
 def stages_json(stages: list[Stage]) -> list[dict[str, Any]]:

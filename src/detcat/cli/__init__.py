@@ -188,10 +188,11 @@ def search(query: str, db: Path, limit: int, as_json: bool) -> None:
 
 
 def _register_optional_commands() -> None:
-    """Commands that live with their layer (fidelity tools, the web site)."""
+    """Commands that live with their layer (fidelity tools, the web site, MCP)."""
     for module, names in (
         ("detcat.cli.fidelity", ("parse", "match")),
         ("detcat.web.cli", ("serve", "export_site")),
+        ("detcat.cli.mcp", ("mcp",)),
     ):
         if importlib.util.find_spec(module) is None:
             continue
