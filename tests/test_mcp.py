@@ -277,15 +277,25 @@ def test_similar_rules_scores_are_jaccard_of_indicators(small_db: Path) -> None:
     assert got["total"] == len(got["similar"])
 
 
-def test_coverage_layer_counts_tagged_rules(small_db: Path) -> None:
-    got = answer(small_db, "coverage_layer", {})
-    rules = answer(small_db, "search_rules", {"query": "remote"})["rules"]
-    tags = [t for r in rules for t in r["techniques"]]
-    assert {t["id"]: t["rules"] for t in got["techniques"]} == {t: tags.count(t) for t in tags}
-    assert [t["id"] for t in got["techniques"]][0] == "T1219"  # most rules first
-    assert "provisional" in got["method"]
-    only = answer(small_db, "coverage_layer", {"events": ["sysmon:1"], "limit": 1})
-    assert only["techniques"] == got["techniques"][:1] and only["left_out"] == {"techniques": 2}
+LAYERS = [  # arguments, the same as `detcat layer` options
+    ({}, []),
+    ({"vendor": "sigma", "events": ["sysmon:1"]}, ["--vendor", "sigma", "--events", "sysmon:1"]),
+    ({"events": ["sysmon:3"]}, ["--events", "sysmon:3"]),  # no rule reads it: scores 0
+]
+
+
+@pytest.mark.parametrize(("args", "options"), LAYERS)
+def test_coverage_layer_equals_cli(
+    small_db: Path, args: dict[str, Any], options: list[str]
+) -> None:
+    got = answer(small_db, "coverage_layer", args)
+    res = CliRunner().invoke(main, ["layer", *options, "--db", str(small_db)])
+    assert got == {**json.loads(res.output), "left_out": {}}
+    scores = {t["techniqueID"]: t["score"] for t in got["techniques"]}
+    if args.get("events") == ["sysmon:3"]:
+        assert set(scores.values()) == {0}
+    else:
+        assert scores == {"T1219": 3, "T1219.002": 1}  # exact tags; T1105 is not in the bundle
 
 
 def test_technique_guide_of_one_vendor(corpus_db: Path) -> None:
@@ -385,7 +395,7 @@ BAD_CALLS = [  # tool, arguments, part of the error message
     ("match_events", {"events": [{"a": 1}] * 10_000}, f"at most {MAX_EVENTS:,} per call"),
     ("match_events", {"events": [{"a": "x" * 6_000_000}]}, "bytes of JSON"),
     ("match_events", {"events": [{"a": 1}, 7]}, "events[1] is not a JSON object"),
-    ("coverage_layer", {"events": ["sysmon:999"]}, "unknown catalog event(s): sysmon:999"),
+    ("coverage_layer", {"events": ["sysmon:999"]}, "sysmon:999"),
     ("technique_guide", {"technique_id": "T1219", "limit": 0}, "greater than or equal to 1"),
 ]
 

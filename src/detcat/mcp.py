@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from detcat import schemas
 from detcat.errors import DetcatError
 from detcat.mcp_answers import DEFAULT_BUDGET, Answers, dumps
-from detcat.parse import LANGUAGES
+from detcat.parse import languages
 
 # -- output models: the CLI's JSON shapes plus what was left out -------------------------
 
@@ -69,7 +69,7 @@ class SimilarAnswer(schemas.SimilarRules, _Cut):
     pass
 
 
-class CoverageAnswer(schemas.TechniqueCounts, _Cut):
+class LayerAnswer(schemas.NavigatorLayer, _Cut):
     pass
 
 
@@ -93,7 +93,7 @@ SearchText = Annotated[
 ]
 FieldName = Annotated[str | None, _text("canonical field (ECS) or as the vendor wrote it", 512)]
 ValueText = Annotated[str | None, _text("text a predicate's value contains (any case)")]
-Language = Annotated[str, _text(" | ".join(LANGUAGES), 16)]
+Language = Annotated[str, _text(" | ".join(sorted(languages())), 16)]
 Query = Annotated[str, Field(description="the query; for sigma and yaral a whole rule")]
 Events = Annotated[
     list[Any],
@@ -102,7 +102,7 @@ Events = Annotated[
 ]  # fmt: skip
 EventIds = Annotated[
     list[str] | None,
-    Field(max_length=1000, description="catalog event ids (sysmon:1, security:4688)"),
+    Field(max_length=1000, description="catalog event ids you collect (sysmon:1, security:4688)"),
 ]
 Value = Annotated[str, _text("the value (any case)")]
 Operator = Annotated[str | None, _text("eq, contains, starts_with, ends_with, …; any if none", 32)]
@@ -224,14 +224,12 @@ def _add_tools(server: MCPServer, answers: Answers) -> None:
 
     @tool
     def coverage_layer(
-        vendor: Vendor = None,
-        events: EventIds = None,
-        limit: Annotated[int, _limit(1000)] = 200,
-    ) -> Annotated[CallToolResult, CoverageAnswer]:
-        """PROVISIONAL coverage: per ATT&CK technique, how many rules (of the vendor,
-        reading one of the events, when given) are tagged with it, most first. Not yet an
-        ATT&CK Navigator layer."""
-        return _respond(lambda: answers.coverage_layer(vendor, events, limit))
+        vendor: Vendor = None, events: EventIds = None
+    ) -> Annotated[CallToolResult, LayerAnswer]:
+        """An ATT&CK Navigator layer (format 4.5), as `detcat layer`: one entry per
+        technique id, scored by the rules tagged with it; with `events` (the catalog
+        event kinds you collect), by the rules runnable on them, gaps scored 0."""
+        return _respond(lambda: answers.coverage_layer(vendor, events))
 
 
 # -- resources and the prompt ---------------------------------------------------------------
@@ -271,8 +269,8 @@ def _add_prompt(server: MCPServer, answers: Answers) -> None:
     @server.prompt()
     def draft_rule(technique_id: str, language: str) -> str:
         """Draft a detection rule for an ATT&CK technique in one language, from the guide."""
-        if language not in LANGUAGES:
-            message = f"unknown language {language!r}: one of {', '.join(LANGUAGES)}"
+        if language not in languages():
+            message = f"unknown language {language!r}: one of {', '.join(languages())}"
             raise MCPError(code=INVALID_PARAMS, message=message)
         try:
             guide = answers.technique_guide(technique_id, limit=5)

@@ -22,7 +22,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from detcat import coverage, guide, similar
+from detcat import guide, navigator, similar
 from detcat.errors import DetcatError
 from detcat.match import Matcher
 from detcat.match.events import canonical_event
@@ -178,12 +178,12 @@ class Answers:
         return self.fit(data, {"similar": data["total"] - len(data["similar"])})
 
     def coverage_layer(
-        self, vendor: str | None = None, events: list[str] | None = None, limit: int = 200
+        self, vendor: str | None = None, events: list[str] | None = None
     ) -> dict[str, Any]:
         with self.conn() as conn:
             _check_vendor(conn, vendor)
-            data = coverage.technique_counts(conn, vendor, events, limit)
-        return self.fit(data, {"techniques": data["total"] - len(data["techniques"])})
+            data = navigator.layer(conn, vendors=[vendor] if vendor else None, events=events or ())
+        return self.fit(data, {})
 
     def stats(self) -> dict[str, Any]:
         with self.conn() as conn:

@@ -385,7 +385,7 @@ class EventMatches(_Strict):
     undetermined: list[Undetermined] = Field(default_factory=list)
 
 
-# -- guide.indicator_reach, similar.similar_rules, coverage.technique_counts --------------
+# -- guide.indicator_reach, similar.similar_rules, navigator.layer ------------------------
 
 
 class FieldOpCount(_Strict):
@@ -419,16 +419,20 @@ class SimilarRules(_Strict):
     method: str
 
 
-class TechniqueCoverage(_Strict):
-    id: str
-    name: str | None
-    rules: int
-    by_vendor: dict[str, int]
+class LayerTechnique(_Strict):
+    techniqueID: str
+    score: int
+    comment: str
+    enabled: bool
 
 
-class TechniqueCounts(_Strict):
-    vendor: str | None
-    events: list[str] | None
-    total: int
-    techniques: list[TechniqueCoverage]
-    method: str
+class NavigatorLayer(BaseModel):
+    """navigator.layer: an ATT&CK Navigator layer (format 4.5); the format's own
+    optional keys are allowed."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    versions: dict[str, str]
+    domain: str
+    description: str
+    techniques: list[LayerTechnique]
