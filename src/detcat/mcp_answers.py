@@ -1,11 +1,11 @@
 """The answers of ``detcat mcp``'s tools, as plain dicts, within a budget.
 
 Each answer is what the CLI prints with ``--json`` for the same question (the same
-functions compute it: ``guide``, ``search``, ``parse``, ``match``), plus
+functions compute it: ``guide``, ``search``, ``parse``, ``match``, ``navigator``), plus
 ``left_out``: for every list that was cut, how many items were left out. Lists are
 cut twice: first to the caller's ``limit`` (the totals stay in the answer), then,
-while the JSON is still over the byte budget, by halving the biggest list
-anywhere in it (``left_out`` names it by path, ``"stages[0].expr.or"``). Text
+while the JSON is still over the byte budget, by cutting the tail of the biggest
+list anywhere in it (``left_out`` names it by path, ``"stages[0].expr.or"``). Text
 fields are never cut; a rule's source query is only sent when asked for.
 
 Every failure a caller can cause raises a ``DetcatError`` with a message saying
@@ -180,9 +180,12 @@ class Answers:
     def coverage_layer(
         self, vendor: str | None = None, events: list[str] | None = None
     ) -> dict[str, Any]:
+        """``detcat layer``'s layer, its techniques ranked by score (Navigator does not
+        care about their order) so that a cut keeps the best covered."""
         with self.conn() as conn:
             _check_vendor(conn, vendor)
             data = navigator.layer(conn, vendors=[vendor] if vendor else None, events=events or ())
+        data["techniques"].sort(key=lambda t: (-t["score"], t["techniqueID"]))
         return self.fit(data, {})
 
     def stats(self) -> dict[str, Any]:
@@ -259,22 +262,27 @@ def dumps(data: Any) -> str:
 
 
 def fit_budget(data: Any, budget: int, left_out: dict[str, int]) -> None:
-    """Halve the biggest list in ``data`` until its JSON fits ``budget`` characters
-    or no list is left to cut, counting what went in ``left_out`` (by path). Lists
-    are ranked, so what is kept of each is its head."""
+    """Cut the tail of the biggest list in ``data`` until its JSON fits ``budget``
+    characters or no list is left to cut, counting what went in ``left_out`` (by
+    path). Lists are ranked, so what is kept of each is its head; one round cuts at
+    most half a list, so a big answer loses some of several lists, not all of one."""
     while True:
         lists: list[tuple[int, str, list[Any]]] = []
-        if _size(data, "", lists) <= budget:
+        overflow = _size(data, "", lists) - budget
+        if overflow <= 0:
             return
         # A list of one (a rule's only stage) goes only when no longer list is left:
-        # halving the long lists inside it keeps the answer's shape.
+        # cutting the long lists inside it keeps the answer's shape.
         cuttable = [t for t in lists if len(t[2]) > 1] or [t for t in lists if t[2]]
         if not cuttable:
             return
         _, path, biggest = max(cuttable, key=lambda t: t[0])
-        keep = len(biggest) // 2
-        left_out[path] = left_out.get(path, 0) + len(biggest) - keep
-        del biggest[keep:]
+        most, cut, freed = max(1, len(biggest) // 2), 0, 0
+        while cut < most and freed < overflow:
+            cut += 1
+            freed += len(dumps(biggest[-cut])) + 1  # the item and its comma
+        left_out[path] = left_out.get(path, 0) + cut
+        del biggest[-cut:]
 
 
 def _size(node: Any, path: str, lists: list[tuple[int, str, list[Any]]]) -> int:
