@@ -36,7 +36,8 @@ class PredicateNode(_Strict):
 
 class OpaqueNode(_Strict):
     opaque: str = Field(description="source text the parser did not turn into predicates")
-    reason: str
+    reason: str = Field(description="why, one of a fixed vocabulary (detcat.model.Reason)")
+    detail: str = Field("", description="the particulars: which command, function, error")
 
 
 class AndNode(_Strict):
@@ -172,6 +173,7 @@ class OpaqueRow(_Strict):
     stage_idx: int
     text: str | None
     reason: str | None
+    detail: str | None
 
 
 class RuleProblem(_Strict):
@@ -385,7 +387,7 @@ class EventMatches(_Strict):
     undetermined: list[Undetermined] = Field(default_factory=list)
 
 
-# -- guide.indicator_reach, similar.similar_rules, navigator.layer ------------------------
+# -- guide.indicator_reach, similar.similar_rules ----------------------------------------
 
 
 class FieldOpCount(_Strict):
@@ -419,16 +421,56 @@ class SimilarRules(_Strict):
     method: str
 
 
+# -- coverage (detcat coverage --json) and Navigator layers (detcat layer) -------
+
+
+class VendorCoverage(_Strict):
+    rules: int
+    runnable: int
+
+
+class TechniqueCoverage(_Strict):
+    id: str
+    name: str
+    rules: int = Field(description="rules tagged with exactly this technique id")
+    runnable: int = Field(description="of those, rules every events stage of which reads "
+                          "one of the chosen events")  # fmt: skip
+    vendors: dict[str, VendorCoverage]
+
+
+class Unlock(_Strict):
+    event: str
+    title: str
+    techniques_gained: int = Field(description="techniques that would get a first runnable rule")
+    rules_gained: int
+    techniques: list[str]
+
+
+class CoverageSummary(_Strict):
+    rules: int
+    runnable_rules: int
+    rules_without_events: int
+    techniques: int
+    runnable_techniques: int
+
+
+class Coverage(_Strict):
+    events: list[str]
+    summary: CoverageSummary
+    techniques: list[TechniqueCoverage]
+    unlock: list[Unlock] = Field(description="events that would add the most runnable "
+                                 "techniques, best first")  # fmt: skip
+
+
 class LayerTechnique(_Strict):
-    techniqueID: str
+    techniqueID: str  # noqa: N815 (the Navigator's spelling)
     score: int
     comment: str
     enabled: bool
 
 
 class NavigatorLayer(BaseModel):
-    """navigator.layer: an ATT&CK Navigator layer (format 4.5); the format's own
-    optional keys are allowed."""
+    """ATT&CK Navigator layer format 4.5 (the properties detcat writes)."""
 
     model_config = ConfigDict(extra="allow")
     name: str
@@ -436,3 +478,4 @@ class NavigatorLayer(BaseModel):
     domain: str
     description: str
     techniques: list[LayerTechnique]
+    gradient: dict[str, Any]
