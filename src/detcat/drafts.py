@@ -24,10 +24,16 @@ import yaml
 
 from detcat.errors import DetcatError
 from detcat.model import Opaque, Predicate, Problem, QueryError, Rule
-from detcat.parse import LANGUAGES, parse_rules
+from detcat.parse import languages, parse_rules
 
-# Formats a file can be in: a whole-rule format of a vendor, or a bare query.
-FORMATS = ("sigma", "elastic", "splunk", "yaral", "kql", "eql", "esql", "spl")
+# Whole-rule file formats read here besides ``detcat.parse``'s languages (which
+# cover Sigma and YARA-L rules and bare kql/eql/esql/spl queries).
+RULE_FILES = ("elastic", "splunk")
+
+
+def formats() -> tuple[str, ...]:
+    """Every value ``--language`` accepts."""
+    return tuple(dict.fromkeys((*languages(), *RULE_FILES)))
 _YARAL_HEAD = re.compile(r"^\s*rule\s+[\w.-]+\s*\{", re.MULTILINE)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -57,14 +63,14 @@ def read_draft(path: Path, language: str | None = None) -> Draft:
         raise DraftError(f"cannot read {path}: {e}", path=str(path)) from None
     fmt = language or detect_format(Path(path), text)
     draft = Draft(str(path), text, fmt)
-    if fmt in LANGUAGES:
+    if fmt in languages():
         _read_query(draft)
     elif fmt == "elastic":
         _read_elastic(draft, Path(path))
     elif fmt == "splunk":
         _read_splunk(draft)
     else:
-        raise DraftError(f"unknown draft format {fmt!r} (one of {', '.join(FORMATS)})")
+        raise DraftError(f"unknown draft format {fmt!r} (one of {', '.join(formats())})")
     return draft
 
 
@@ -86,7 +92,7 @@ def detect_format(path: Path, text: str) -> str:
         )
     raise DraftError(
         f"{path}: cannot tell the rule format from the file; pass --language "
-        f"({', '.join(LANGUAGES)}) for a bare query",
+        f"({', '.join(languages())}) for a bare query",
         path=str(path),
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from detcat import similar
 from detcat.errors import DetcatError
-from detcat.sources import VENDORS
+from detcat.sources import registry
 
 # Operators that say a field is present or absent carry no indicator value.
 _NO_VALUE_OPS = ("exists", "is_null")
@@ -45,7 +45,7 @@ def technique_guide(conn: sqlite3.Connection, technique_id: str, limit: int = 50
     header = _technique_header(conn, tid)
     args = {"tid": tid, "sub": sub, "limit": limit}
     rules = _rules(conn, args)
-    vendors = {v: 0 for v in VENDORS}
+    vendors = {v: 0 for v in registry.names()}
     for r in rules:
         vendors[r["vendor"]] = vendors.get(r["vendor"], 0) + 1
     rows = _event_predicates(conn, args)
@@ -279,7 +279,7 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
         ],
         "indicators": indicators,
         "opaque": [dict(o) for o in conn.execute(
-            "SELECT stage_idx, text, reason FROM opaque WHERE rule_pk = ?", (pk,))],
+            "SELECT stage_idx, text, reason, detail FROM opaque WHERE rule_pk = ?", (pk,))],
         "problems": [dict(p) for p in conn.execute(
             "SELECT path, line, col, message FROM problems WHERE vendor = ? AND rule_id = ?",
             (r["vendor"], r["id"]))],

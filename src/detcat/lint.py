@@ -32,7 +32,7 @@ from typing import Any
 from detcat import lint_peers, similar
 from detcat.drafts import Draft, locate, position, query_offset, read_draft
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Predicate, Problem, Rule, Stage, StageRole, leaves
+from detcat.model import Opaque, Predicate, Problem, Reason, Rule, Stage, StageRole, leaves
 from detcat.normalize.tables import load
 
 SEVERITIES = ("error", "warning", "note")
@@ -171,16 +171,17 @@ def _opaque(ctx: lint_peers.Context, problems: list[Problem]) -> list[Finding]:
             node = lf.node
             if not isinstance(node, Opaque) or _restates(node, problems, ctx.rule):
                 continue
-            msg = f"detcat does not understand this part ({node.reason}): advice below is partial"
+            msg = f"detcat does not understand this part ({node.why()}): advice below is partial"
             out.append(_finding(ctx, "opaque", node=node, message=msg, value=node.text[:200]))
     return out
 
 
 def _restates(node: Opaque, problems: list[Problem], rule: Rule) -> bool:
+    """An Opaque node standing for text that failed to parse (reported as such)."""
     if not problems:
         return False
-    whole = node.text.strip() in (rule.query.strip(), "")
-    return whole or any(p.message in node.reason for p in problems)
+    failed = node.reason in (Reason.SYNTAX_ERROR, Reason.PARSER_FAILURE)
+    return failed or node.text.strip() in (rule.query.strip(), "")
 
 
 # -- unknown fields ---------------------------------------------------------------------

@@ -9,7 +9,8 @@ then handed to ``SigmaRule.from_dict``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,16 @@ from detcat.model import (
     Opaque,
     Predicate,
     Problem,
+    QueryError,
+    Reason,
     Rule,
     Stage,
     StageRole,
     and_,
     or_,
 )
+from detcat.sources.registry import ANY, Hints, Vendor
+from detcat.tables import EVENT_SOURCES, load
 
 VENDOR = "sigma"
 UPSTREAM = "https://github.com/SigmaHQ/sigma/blob/master/"
@@ -78,11 +83,6 @@ def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
     if include_deprecated:
         dirs += [root / d for d in INACTIVE_DIRS if (root / d).is_dir()]
     return [f for d in dirs for f in sorted(d.rglob("*.yml"))]
-
-
-def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
-    for path in rule_files(root, include_deprecated):
-        yield read_file(path, root)
 
 
 def read_file(path: Path, root: Path) -> Rule | Problem:
@@ -189,9 +189,10 @@ def _condition_expr(sr: SigmaRule, rule: Rule) -> Expr | None:
         try:
             tree = cond.parse(postprocess=False)
         except SigmaError as e:
-            message = f"broken condition {cond.condition!r}: {_condition_error(e)}"
+            detail = _condition_error(e)
+            message = f"broken condition {cond.condition!r}: {detail}"
             rule.problems.append(Problem(rule.source_path, message, vendor=VENDOR))
-            exprs.append(Opaque(cond.condition, message))
+            exprs.append(Opaque(cond.condition, Reason.SYNTAX_ERROR, f"condition: {detail}"))
             continue
         exprs.append(_condition_node(tree, detections, rule))
     # Several conditions in one rule (a list) are alternatives.
@@ -238,8 +239,10 @@ def _condition_node(node: Any, detections: dict[str, SigmaDetection], rule: Rule
             parts = [_detection(detections[n]) for n in names]
             return and_(*parts) if node.cond_class is ConditionAND else or_(*parts)
     if isinstance(node, ConditionItem):
-        return Opaque(str(node), f"condition element {type(node).__name__}")
-    return Opaque(str(node), "unknown condition element")
+        return Opaque(
+            str(node), Reason.UNSUPPORTED_SYNTAX, f"condition element {type(node).__name__}"
+        )
+    return Opaque(str(node), Reason.UNSUPPORTED_SYNTAX, "unknown condition element")
 
 
 class _Dets:
@@ -251,7 +254,7 @@ class _Dets:
 
 def _broken(rule: Rule, message: str) -> Opaque:
     rule.problems.append(Problem(rule.source_path, message, vendor=VENDOR, rule_id=rule.id))
-    return Opaque("", message)
+    return Opaque("", Reason.SYNTAX_ERROR, message)
 
 
 # -- detections -------------------------------------------------------------------
@@ -275,7 +278,11 @@ def _item(item: SigmaDetectionItem) -> Expr:
     else:
         preds = [_value(item.field, v, syntax) for v in item.value]
     combine = and_ if item.value_linking is ConditionAND else or_
-    return combine(*preds) if preds else Opaque(str(item.field), "detection item without values")
+    return (
+        combine(*preds)
+        if preds
+        else Opaque(str(item.field), Reason.EMPTY, "detection item without values")
+    )
 
 
 def _op_for_modifiers(mods: list[str]) -> Op:
@@ -317,7 +324,9 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
             return p if v.exists else Not(p)
         case SigmaFieldReference():
             return Predicate(field, Op.FIELD_REF, v.field, syntax)
-    return Opaque(f"{field}{syntax}: {v}", f"value type {type(v).__name__}")
+    return Opaque(
+        f"{field}{syntax}: {v}", Reason.UNSUPPORTED_SYNTAX, f"value type {type(v).__name__}"
+    )
 
 
 def _string(field: str | None, s: SigmaString, syntax: str) -> Expr:
@@ -352,7 +361,7 @@ def _placeholder(field: str | None, s: SigmaString, syntax: str) -> Expr:
     if len(core) == 1 and isinstance(core[0], Placeholder):
         return Predicate(field, Op.IN_LIST, core[0].name, syntax)
     names = ", ".join(p.name for p in s.s if isinstance(p, Placeholder))
-    return Opaque(f"{field}{syntax}: {s}", f"placeholder %{names}% inside a value")
+    return Opaque(f"{field}{syntax}: {s}", Reason.PLACEHOLDER, f"%{names}% inside a value")
 
 
 def classify_wildcards(parts: list[Any]) -> tuple[Op, list[Any]]:
@@ -419,3 +428,75 @@ def _correlation_rule(doc: dict[str, Any], text: str, rel: str) -> Rule | Proble
         ],
         upstream_url=UPSTREAM + rel,
     )
+
+
+# -- the vendor ---------------------------------------------------------------------
+
+
+class Sigma(Vendor):
+    """SigmaHQ rules: one language (the rule itself), scopes from ``logsource``."""
+
+    name = VENDOR
+    display_name = "Sigma"
+    languages = ("sigma",)
+
+    rule_files = staticmethod(rule_files)
+    read_file = staticmethod(read_file)
+
+    def parse_text(self, language: str, text: str) -> list[Rule]:
+        got = parse_rule_text(text)
+        if isinstance(got, Problem):
+            raise QueryError(got.message, got.line, got.column)
+        if got.problems and not got.has_query:
+            first = got.problems[0]
+            raise QueryError(first.message, first.line, first.column)
+        return [got]
+
+    def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
+        return logsource_scopes(rule.context.get("logsource") or {})
+
+    def hints(self, rule: Rule, stage: Stage, classes: Sequence[str]) -> Hints:
+        return logsource_hints(rule.context.get("logsource") or {})
+
+    def event_scopes(
+        self, raw: Mapping[str, Sequence[Any]], log_scopes: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        return log_scopes  # Sigma names raw Windows fields as the event spells them
+
+    def catalog_event_scopes(self, event_id: str) -> tuple[str, ...]:
+        return _catalog_event_scopes(event_id)
+
+
+def logsource_scopes(logsource: dict[str, Any]) -> tuple[str, ...]:
+    keys = ("category", "service", "product")
+    return tuple(f"{k}:{logsource[k]}" for k in keys if logsource.get(k)) + (ANY,)
+
+
+def _event_sources() -> dict[str, Any]:
+    return load(EVENT_SOURCES)[VENDOR]
+
+
+def logsource_hints(logsource: dict[str, Any]) -> Hints:
+    table = _event_sources()
+    by_product = table["category"].get(logsource.get("category") or "", {})
+    implied = by_product.get(logsource.get("product") or "*", by_product.get("*", []))
+    service, product = logsource.get("service"), logsource.get("product")
+    provider = table["service"].get(f"{product}/{service}") or table["service"].get(service or "")
+    return Hints(tuple(implied), (provider,) if provider else ())
+
+
+@cache
+def _catalog_event_scopes(event_id: str) -> tuple[str, ...]:
+    """The log-source categories that imply the event, then the services of its
+    provider (the inverse of ``logsource_hints``)."""
+    table = _event_sources()
+    categories = [
+        f"category:{cat}"
+        for cat, by_product in table["category"].items()
+        if any(event_id in ids for ids in by_product.values())
+    ]
+    provider = event_id.split(":", 1)[0]
+    services = [
+        f"service:{s.rsplit('/', 1)[-1]}" for s, p in table["service"].items() if p == provider
+    ]
+    return (*categories, *services)
