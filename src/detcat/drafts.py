@@ -34,6 +34,8 @@ RULE_FILES = ("elastic", "splunk")
 def formats() -> tuple[str, ...]:
     """Every value ``--language`` accepts."""
     return tuple(dict.fromkeys((*languages(), *RULE_FILES)))
+
+
 _YARAL_HEAD = re.compile(r"^\s*rule\s+[\w.-]+\s*\{", re.MULTILINE)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
