@@ -266,25 +266,14 @@ def test_indicator_reach_counts(small_db: Path) -> None:
     assert cut["left_out"]["rules"] == 2
 
 
-def indicator_set(db: Path, n: int) -> set[tuple[Any, ...]]:
-    """A rule's indicators as get_rule lists them, without normalization's implied ones."""
-    rule = answer(db, "get_rule", {"rule_id": rule_id(n)})
-    return {(i["field"], i["op"], str(i["value"]).casefold())
-            for i in rule["indicators"] if i["kind"] != "implied"}  # fmt: skip
-
-
-def test_similar_rules_scores_are_jaccard_of_indicators(small_db: Path) -> None:
+def test_similar_rules_equals_cli(small_db: Path) -> None:
     got = answer(small_db, "similar_rules", {"rule_id": rule_id(1)})
-    mine = indicator_set(small_db, 1)
-    assert got["indicators"] == len(mine)
-    assert "provisional" in got["method"]
-    for row in got["similar"]:
-        theirs = indicator_set(small_db, int(row["id"][-1]))
-        assert row["shared"] == len(mine & theirs) > 0
-        assert row["score"] == round(len(mine & theirs) / len(mine | theirs), 4)
-    scores = {row["id"][-1]: row["score"] for row in got["similar"]}
-    assert scores["2"] == 1.0 and 0 < scores["3"] < 1 and "4" not in scores
-    assert got["total"] == len(got["similar"])
+    cli = cli_json("similar", rule_id(1), "--db", str(small_db))
+    assert got == {"rule": {"vendor": "sigma", "id": rule_id(1)}, "similar": cli, "left_out": {}}
+    scores = {r["id"]: r["score"] for r in cli}
+    assert scores[rule_id(2)] == 1.0 and rule_id(4) not in scores  # same features; none shared
+    cut = answer(small_db, "similar_rules", {"rule_id": rule_id(1), "limit": 1})
+    assert cut["similar"] == cli[:1] and cut["left_out"] == {"similar": len(cli) - 1}
 
 
 LAYERS = [  # arguments, the same as `detcat layer` options

@@ -13,6 +13,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from typing import Any
 
+from detcat import similar
 from detcat.errors import DetcatError
 from detcat.normalize import fold_value
 from detcat.sources import registry
@@ -365,7 +366,10 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
     for v, rs in reasons.items():
         vendors[v]["opaque"] = rs
     techniques = conn.execute("SELECT COUNT(DISTINCT technique_id) FROM rule_techniques")
-    return {"vendors": dict(vendors), "techniques": techniques.fetchone()[0]}
+    out = {"vendors": dict(vendors), "techniques": techniques.fetchone()[0]}
+    if similar.available(conn):  # computed by `detcat build` or on first use
+        out["near_duplicates"] = similar.cluster_summary(conn)
+    return out
 
 
 def _empty_vendor_stats() -> dict[str, Any]:

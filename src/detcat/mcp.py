@@ -217,9 +217,8 @@ def _add_tools(server: MCPServer, answers: Answers) -> None:
     def similar_rules(
         rule_id: RuleId, vendor: Vendor = None, limit: Annotated[int, _limit(200)] = 10
     ) -> Annotated[CallToolResult, SimilarAnswer]:
-        """PROVISIONAL near-duplicates: the rules sharing the most indicators (field,
-        operator, value) with this one, scored by the Jaccard index of the two indicator
-        sets in [0, 1]. Logic (and/or/not) is not compared yet."""
+        """Near-duplicates of a rule across vendors, as `detcat similar --json`: weighted
+        Jaccard over indicators, exclusions and events, with the features they share."""
         return _respond(lambda: answers.similar_rules(rule_id, vendor, limit))
 
     @tool

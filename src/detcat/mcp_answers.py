@@ -36,6 +36,7 @@ MAX_QUERY_CHARS = 1_000_000  # the longest rule in the public corpora is ~300 KB
 MAX_EVENTS = 1_000
 MAX_EVENT_BYTES = 5_000_000  # all events of one call, as JSON
 MAX_ECHO = 80  # characters of a caller's argument quoted back in an error
+_ALL = 1_000_000  # "every similar rule": scored anyway, so that left_out can count them
 
 
 class InvalidCatalog(DetcatError):
@@ -171,11 +172,15 @@ class Answers:
     def similar_rules(
         self, rule_id: str, vendor: str | None = None, limit: int = 10
     ) -> dict[str, Any]:
+        """``detcat similar --json``; the similarity tables are computed into the catalog
+        on first use, as the CLI does."""
         with self.conn() as conn:
-            vendor, pk = self.find_rule(conn, rule_id, vendor)
-            data = similar.similar_rules(conn, pk, limit)
-        data = {"rule": {"vendor": vendor, "id": rule_id}, **data}
-        return self.fit(data, {"similar": data["total"] - len(data["similar"])})
+            vendor, _pk = self.find_rule(conn, rule_id, vendor)
+        similar.ensure(self.db)
+        with self.conn() as conn:
+            found = similar.similar_rules(conn, vendor, rule_id, limit=_ALL) or []
+        data = {"rule": {"vendor": vendor, "id": rule_id}, "similar": found[:limit]}
+        return self.fit(data, {"similar": len(found) - limit})
 
     def coverage_layer(
         self, vendor: str | None = None, events: list[str] | None = None

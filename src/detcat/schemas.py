@@ -407,18 +407,22 @@ class IndicatorReach(_Strict):
     rules: list[RuleRow]
 
 
-class SimilarRow(RuleRow):
-    shared: int = Field(description="indicators both rules check")
-    indicators: int = Field(description="indicators of this rule")
-    score: float = Field(ge=0, le=1, description="Jaccard index of the two indicator sets")
+class SharedFeature(_Strict):
+    kind: str = Field(description="indicator, exclusion or event")
+    field: str | None = None
+    op: str | None = None
+    value: str | None = None
+    event: str | None = None
+
+
+class Neighbour(MatchRef):
+    score: float = Field(ge=0, le=1, description="weighted Jaccard of the two feature sets")
+    shared: list[SharedFeature]
 
 
 class SimilarRules(_Strict):
     rule: RuleRef
-    indicators: int = Field(description="indicators of the rule asked about")
-    total: int
-    similar: list[SimilarRow]
-    method: str
+    similar: list[Neighbour] = Field(description="as `detcat similar --json`, best first")
 
 
 # -- coverage (detcat coverage --json) and Navigator layers (detcat layer) -------
