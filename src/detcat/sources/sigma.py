@@ -192,12 +192,34 @@ def _condition_expr(sr: SigmaRule, rule: Rule) -> Expr | None:
         try:
             tree = cond.parse(postprocess=False)
         except SigmaError as e:
-            rule.problems.append(Problem(rule.source_path, f"broken condition: {e}", vendor=VENDOR))
-            exprs.append(Opaque(cond.condition, Reason.SYNTAX_ERROR, f"condition: {e}"))
+            detail = _condition_error(e)
+            message = f"broken condition {cond.condition!r}: {detail}"
+            rule.problems.append(Problem(rule.source_path, message, vendor=VENDOR))
+            exprs.append(Opaque(cond.condition, Reason.SYNTAX_ERROR, f"condition: {detail}"))
             continue
         exprs.append(_condition_node(tree, detections, rule))
     # Several conditions in one rule (a list) are alternatives.
     return or_(*exprs) if exprs else None
+
+
+# pyparsing's expectations, in the words of the Sigma specification.
+_CONDITION_EXPECTED = (
+    ("'of'", "a detection name, '1 of …', 'all of …' or 'not'"),
+    ("Unbalanced parentheses", "a closing ')' or a detection name after the operator"),
+    ("end of text", "'and', 'or' or the end of the condition"),
+)
+
+
+def _condition_error(e: SigmaError) -> str:
+    """A condition syntax error without grammar token names, with its column."""
+    cause = e.__context__
+    loc, text, msg = (getattr(cause, k, None) for k in ("loc", "pstr", "msg"))
+    if not isinstance(loc, int) or not isinstance(text, str):
+        return str(e)
+    want = next((words for key, words in _CONDITION_EXPECTED if key in str(msg)), None)
+    rest = text[loc:].split()
+    where = f"found {rest[0]!r}" if rest else "found the end of the condition"
+    return f"expected {want or msg}, {where} (column {loc + 1})"
 
 
 def _condition_node(node: Any, detections: dict[str, SigmaDetection], rule: Rule) -> Expr:
