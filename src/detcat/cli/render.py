@@ -201,6 +201,11 @@ def stats(console: Console, data: dict[str, Any]) -> None:
     for v, s in data["vendors"].items():
         for reason, n in list(s["opaque"].items())[:10]:
             console.print(f"  {v}: {n} rules with Opaque: {_E(reason)}")
+    if dup := data.get("near_duplicates"):
+        console.print(
+            f"  near-duplicate clusters: {dup['clusters']} ({dup['cross_vendor']} cross-vendor,"
+            f" biggest {dup['biggest']} rules)"
+        )
 
 
 def unmapped(console: Console, rows: list[dict[str, Any]]) -> None:
