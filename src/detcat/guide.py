@@ -340,7 +340,7 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
         ],
         "indicators": indicators,
         "opaque": [dict(o) for o in conn.execute(
-            "SELECT stage_idx, text, reason FROM opaque WHERE rule_pk = ?", (pk,))],
+            "SELECT stage_idx, text, reason, detail FROM opaque WHERE rule_pk = ?", (pk,))],
         "problems": [dict(p) for p in conn.execute(
             "SELECT path, line, col, message FROM problems WHERE vendor = ? AND rule_id = ?",
             (r["vendor"], r["id"]))],

@@ -23,7 +23,7 @@ from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json
 from detcat.normalize import fold_value, indicator_key
 
 DEFAULT_DB = Path("detcat.sqlite")
-SCHEMA_VERSION = "2"  # 2: rules.collection, ATT&CK analytics
+SCHEMA_VERSION = "4"  # 2: rules.collection; 3: opaque.detail; 4: ATT&CK analytics
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -52,7 +52,7 @@ CREATE TABLE predicates (
 );
 CREATE TABLE opaque (
     rule_pk INTEGER NOT NULL REFERENCES rules(pk), stage_idx INTEGER NOT NULL,
-    text TEXT, reason TEXT
+    text TEXT, reason TEXT, detail TEXT
 );
 CREATE TABLE tactics (id TEXT, shortname TEXT PRIMARY KEY, name TEXT, ord INTEGER);
 CREATE TABLE techniques (
@@ -183,9 +183,9 @@ class CatalogWriter:
                         int(lf.negated), int(lf.exclusion), n.kind,
                     ))  # fmt: skip
                 else:
-                    opaque.append((pk, i, n.text, n.reason))
+                    opaque.append((pk, i, n.text, str(n.reason), n.detail))
         self.conn.executemany("INSERT INTO predicates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", preds)
-        self.conn.executemany("INSERT INTO opaque VALUES (?,?,?,?)", opaque)
+        self.conn.executemany("INSERT INTO opaque VALUES (?,?,?,?,?)", opaque)
         self.conn.executemany("INSERT OR IGNORE INTO rule_events VALUES (?,?,?)", events)
 
     def add_problem(self, p: Problem) -> None:

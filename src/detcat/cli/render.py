@@ -199,7 +199,8 @@ def expr_lines(e: Any, depth: int = 0) -> list[str]:
     if "not" in e:
         return [pad + "NOT"] + expr_lines(e["not"], depth + 1)
     if "opaque" in e:
-        return [f"{pad}OPAQUE ({e['reason']}): {e['opaque']}"]
+        why = f"{e['reason']}: {e['detail']}" if e.get("detail") else e["reason"]
+        return [f"{pad}OPAQUE ({why}): {e['opaque']}"]
     field = e["field"] or "(keyword)"
     raw = f" [{e['field_raw']}]" if e["field_raw"] and e["field_raw"] != e["field"] else ""
     case = " (case-sensitive)" if e.get("case_sensitive") else ""
