@@ -264,6 +264,33 @@ def writing(db: Path) -> Iterator[CatalogWriter]:
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def deriving(db: Path) -> Iterator[sqlite3.Connection]:
+    """A read-write connection for tables derived from a built catalog (computed
+    on first use and cached in the file), inside one transaction. ``BEGIN
+    IMMEDIATE`` makes a second process wait, then see the first one's tables."""
+    if not Path(db).exists():
+        raise MissingCatalog(f"no catalog at {db}: run `detcat build` first")
+    conn = sqlite3.connect(db, timeout=120, isolation_level=None)
+    try:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:  # read-only file or directory
+            raise CatalogReadOnly(f"cannot add derived tables to {db}: {e}") from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+class CatalogReadOnly(DetcatError):
+    """The catalog file cannot be written to cache derived tables."""
+
+
 class MissingCatalog(DetcatError, FileNotFoundError):
     pass
 

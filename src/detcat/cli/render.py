@@ -229,6 +229,11 @@ def stats(console: Console, data: dict[str, Any]) -> None:
         f"ATT&CK analytics' log-source references mapped to catalog events: {ls['mapped']} of "
         f"{ls['references']} ({_pct(ls['mapped'], ls['references'])})"
     )
+    if dup := data.get("near_duplicates"):
+        console.print(
+            f"  near-duplicate clusters: {dup['clusters']} ({dup['cross_vendor']} cross-vendor,"
+            f" biggest {dup['biggest']} rules)"
+        )
 
 
 def unmapped(console: Console, rows: list[dict[str, Any]]) -> None:
