@@ -8,7 +8,7 @@ documentation cannot drift from the data.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -181,6 +181,22 @@ class RuleProblem(_Strict):
     message: str | None
 
 
+class SharedFeature(_Strict):
+    kind: Literal["indicator", "exclusion", "event"]
+    field: str | None = None
+    op: str | None = None
+    value: str | None = None
+    event: str | None = None
+
+
+class SimilarRule(_Strict):
+    vendor: str
+    id: str
+    title: str
+    score: float = Field(description="weighted Jaccard over indicators, exclusions, events")
+    shared: list[SharedFeature]
+
+
 class RuleDetail(_Strict):
     vendor: str
     id: str
@@ -204,6 +220,8 @@ class RuleDetail(_Strict):
     stages: list[StageJSON]
     exclusions: list[RuleExclusion]
     indicators: list[RuleIndicator]
+    similar: list[SimilarRule] = Field(description="stored near pairs, best first")
+    cluster: int | None = Field(description="its near-duplicate cluster, if any")
     opaque: list[OpaqueRow]
     problems: list[RuleProblem]
 
@@ -223,9 +241,34 @@ class VendorStats(_Strict):
     opaque: dict[str, int] = Field(default_factory=dict, description="Opaque reason -> rules")
 
 
+class ClusterSummary(_Strict):
+    clusters: int
+    cross_vendor: int
+    biggest: int
+
+
 class Stats(_Strict):
     vendors: dict[str, VendorStats]
     techniques: int
+    near_duplicates: ClusterSummary | None = None
+
+
+class ClusterRule(_Strict):
+    vendor: str
+    id: str
+    title: str
+
+
+class Cluster(_Strict):
+    cluster: int
+    size: int
+    vendors: list[str]
+    rules: list[ClusterRule]
+
+
+class Clusters(_Strict):
+    summary: ClusterSummary
+    clusters: list[Cluster]
 
 
 class MatrixCell(_Strict):
