@@ -24,9 +24,8 @@ from web_helpers import (
     write_sources,
 )
 
-from detcat import catalog
+from detcat import catalog, schemas
 from detcat.cli import main
-from detcat.web import schemas
 from detcat.web.app import create_app
 from detcat.web.urls import Links
 

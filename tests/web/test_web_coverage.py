@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from click.testing import CliRunner
 
+from detcat import schemas
 from detcat.cli import main
-from detcat.web import schemas
 
 pytestmark = pytest.mark.usefixtures("browser")
 

@@ -27,8 +27,8 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from detcat import similar, store
-from detcat.web import pages, schemas
+from detcat import schemas, similar, store
+from detcat.web import pages
 from detcat.web.templating import CSP, render
 from detcat.web.urls import Links
 
