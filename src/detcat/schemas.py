@@ -510,3 +510,7 @@ class NavigatorLayer(BaseModel):
     description: str
     techniques: list[LayerTechnique]
     gradient: dict[str, Any]
+
+
+# RuleDetail names Neighbour, defined further down with the MCP answers.
+RuleDetail.model_rebuild()
