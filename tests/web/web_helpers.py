@@ -288,11 +288,15 @@ def expected_technique_facts(g: dict[str, Any]) -> dict[str, Any]:
     for r in g["rules"]:
         by_vendor.setdefault(r["vendor"], []).append(squash(r["title"]))
     n = len(g["events"])
+    analytics = g["attack_detection"]["summary"]["analytics"]  # the section shows when > 0
     return {
         "h1": squash(f"{h['id']} {h['name']}"),
-        "headings": ["Events covered", "Fields filtered most", "Top indicator values",
+        "headings": ["Events covered",
+                     *(["What ATT&CK's detection strategy watches"] if analytics else []),
+                     "Fields filtered most", "Top indicator values",
                      "Exclusions", "Rules under this technique"],
-        "counts": [f"({n})", f"({len(g['fields'])} of {g['field_count']} distinct)",
+        "counts": [f"({n})", *([f"({analytics} analytics)"] if analytics else []),
+                   f"({len(g['fields'])} of {g['field_count']} distinct)",
                    f"({len(g['indicators'])} of {g['indicator_count']} distinct)",
                    f"({len(g['exclusions'])} of {g['exclusion_count']} distinct)",
                    f"({len(g['rules'])})"],
