@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from detcat import schemas, store
+from detcat import schemas, similar, store
 from detcat.web import pages
 from detcat.web.templating import CSP, render
 from detcat.web.urls import Links
@@ -203,6 +203,7 @@ def settle_gc() -> None:
 def create_app(db: Path, *, cache_bytes: int = CACHE_BYTES) -> FastAPI:
     """The site over the catalog at ``db`` (raises store.MissingCatalog when absent);
     ``cache_bytes=0`` renders every request afresh."""
+    similar.try_ensure(db)  # near-duplicate tables, once per catalog (if writable)
     catalog = Catalog(db, cache_bytes)
     app = FastAPI(
         title="detcat",
@@ -268,6 +269,11 @@ def _problems() -> Builder:
     return pages.problems
 
 
+def _clusters() -> Builder:
+    """Exactly `detcat clusters --json --limit 0` (every cluster)."""
+    return pages.clusters
+
+
 def _coverage(
     events: list[str] = EVENTS, vendor: list[str] = VENDORS, collection: str | None = None
 ) -> Builder:
@@ -308,6 +314,7 @@ PAGES = (
     Route("/indicators", _indicator, schemas.IndicatorPage, "Rules checking one indicator"),
     Route("/search", _search, schemas.SearchResult, "Search"),
     Route("/problems", _problems, list[schemas.ProblemRow], "Problems"),
+    Route("/clusters", _clusters, schemas.Clusters, "Near-duplicate clusters"),
     Route("/coverage", _coverage, schemas.Coverage, "Coverage of a set of events"),
     Route(
         "/layer", _layer, schemas.NavigatorLayer, "ATT&CK Navigator layer (4.5)",
