@@ -379,7 +379,7 @@ def _compare(op: Op, want: Any, case_sensitive: bool) -> Callable[[str], bool]:
     bound = number(want)
     cmp = _COMPARE[op]
     if bound is None:
-        text = _fold(_text(want), case_sensitive)
+        text = _fold(value_text(want), case_sensitive)
         return lambda v: number(v) is None and cmp(v, text)
     return lambda v: (got := number(v)) is not None and cmp(got, bound)
 
