@@ -37,7 +37,7 @@ from detcat.sources import registry
 
 class _Cut(BaseModel):
     left_out: dict[str, int] = Field(
-        description="items left out of each cut list (by limit, then by the byte budget), "
+        description="items left out of each cut list (by limit, then by the size budget), "
         'by JSON path ("rules", "stages[0].expr.or"); empty when nothing was cut'
     )
 
