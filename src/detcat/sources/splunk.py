@@ -20,7 +20,7 @@ import yaml
 from detcat.model import Opaque, Problem, QueryError, Reason, Rule, Stage, and_
 from detcat.sources.registry import ANY, NO_HINTS, Hints, Vendor, query_rule, tagged
 from detcat.sources.splunk_lookups import LookupResolver, LookupTables
-from detcat.tables import EVENT_SOURCES, FIELDS, load
+from detcat.tables import EVENT_SOURCES, FIELDS, SPL, load
 
 VENDOR = "splunk"
 UPSTREAM = "https://github.com/splunk/security_content/blob/develop/"
@@ -30,11 +30,8 @@ SplParse = Callable[..., list[Stage]]  # spl.parse(text, *, lookup=resolver)
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SEARCH_KEY = re.compile(r"^search\s*:", re.MULTILINE)
 
-# CIM / utility macros that shape output but never filter events. Upstream
-# security_content relies on Splunk_SA_CIM for the ones it does not define.
-NO_FILTER_MACROS = frozenset(
-    {"drop_dm_object_name", "security_content_ctime", "security_content_summariesonly"}
-)
+# CIM / utility macros that shape output but never filter events (data/spl.toml).
+NO_FILTER_MACROS = frozenset(load(SPL)["macros"]["no_filter"])
 
 
 def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
@@ -387,6 +384,26 @@ class Splunk(Vendor):
             first = [stages[0].expr] if stages[0].expr is not None else []
             stages[0].expr = and_(*first, *expansion.opaques)
         return [query_rule(VENDOR, language, stages)]
+
+    reads_rule_file_drafts = True
+
+    def draft_format(self, path: Path, text: str) -> str | None:
+        yaml_file = path.suffix.lower() in (".yml", ".yaml")
+        return VENDOR if yaml_file and _SEARCH_KEY.search(text) else None
+
+    def read_draft(self, path: Path, text: str) -> list[Rule | Problem]:
+        """One detection, its macros undefined and its lookups unknown (as
+        ``detcat parse spl`` reads a search)."""
+        try:
+            doc = yaml.load(text, Loader=_LOADER)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+            return [Problem(str(path), f"invalid YAML: {e}", line, col, VENDOR)]
+        key = _SEARCH_KEY.search(text)
+        line = text.count("\n", 0, key.start()) + 1 if key else None
+        no_lookup: LookupResolver = lambda *_: None  # noqa: E731
+        return [detection_rule(doc, str(path), Macros(), no_lookup, _parser(), search_line=line)]
 
     def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
         platforms = data_source_platforms(tuple(rule.context.get("data_source") or ()))
