@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from detcat.model import Opaque, Problem, QueryError, Rule, Stage, and_
+from detcat.sources import files
+from detcat.sources.files import SourceFileError
 from detcat.sources.splunk_lookups import LookupResolver, LookupTables
 
 VENDOR = "splunk"
@@ -24,7 +26,6 @@ UPSTREAM = "https://github.com/splunk/security_content/blob/develop/"
 
 SplParse = Callable[..., list[Stage]]  # spl.parse(text, *, lookup=resolver)
 
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SEARCH_KEY = re.compile(r"^search\s*:", re.MULTILINE)
 
 # CIM / utility macros that shape output but never filter events. Upstream
@@ -34,23 +35,58 @@ NO_FILTER_MACROS = frozenset(
 )
 
 
+def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
+    files = sorted((root / "detections").rglob("*.yml"))
+    if include_deprecated:
+        return files
+    return [f for f in files if f.relative_to(root).parts[1:2] != ("deprecated",)]
+
+
 def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
     root = Path(root)
-    macros, problems = Macros.load(root / "macros")
-    lookups, lookup_problems = LookupTables.load(root / "lookups")
-    yield from problems + lookup_problems
-    parse = _parser()
-    for path in sorted((root / "detections").rglob("*.yml")):
-        rel = path.relative_to(root).as_posix()
-        if not include_deprecated and rel.startswith("detections/deprecated/"):
-            continue
-        loaded = _load_detection(path, rel)
-        if isinstance(loaded, Problem):
-            yield loaded
-            continue
-        doc, line = loaded
-        if include_deprecated or str(doc.get("status", "")).lower() != "deprecated":
-            yield detection_rule(doc, rel, macros, lookups.resolve, parse, search_line=line)
+    yield from prepare(root)
+    for path in rule_files(root, include_deprecated):
+        yield from read_file(path, root, include_deprecated=include_deprecated)
+
+
+def prepare(root: Path) -> list[Problem]:
+    """Read the macros and lookups every detection of ``root`` shares (again, if
+    they were read before) and return their problems. ``read_file`` prepares
+    a folder on first use by itself; a build calls this once per worker."""
+    root = Path(root)
+    macros, problems = Macros.load(root / "macros", root)
+    lookups, lookup_problems = LookupTables.load(root / "lookups", root)
+    _prepared.clear()  # one folder at a time: a build reads one Splunk folder
+    _prepared[root] = _Support(macros, lookups, problems + lookup_problems)
+    return _prepared[root].problems
+
+
+def read_file(path: Path, root: Path, *, include_deprecated: bool = False) -> list[Rule | Problem]:
+    """One detection file: a rule, a problem, or nothing (a deprecated status)."""
+    root = Path(root)
+    rel = path.relative_to(root).as_posix()
+    loaded = _load_detection(path, root, rel)
+    if isinstance(loaded, Problem):
+        return [loaded]
+    doc, line = loaded
+    if not include_deprecated and str(doc.get("status", "")).lower() == "deprecated":
+        return []
+    if root not in _prepared:
+        prepare(root)
+    ctx = _prepared[root]
+    return [detection_rule(doc, rel, ctx.macros, ctx.lookups.resolve, _parser(), search_line=line)]
+
+
+@dataclass(slots=True)
+class _Support:
+    """What the detections of one folder share."""
+
+    macros: Macros
+    lookups: LookupTables
+    problems: list[Problem]
+
+
+_prepared: dict[Path, _Support] = {}
 
 
 def _parser() -> SplParse:
@@ -60,18 +96,20 @@ def _parser() -> SplParse:
     return spl.parse
 
 
-def _load_detection(path: Path, rel: str) -> tuple[dict[str, Any], int | None] | Problem:
+def _load_detection(
+    path: Path, root: Path, rel: str
+) -> tuple[dict[str, Any], int | None] | Problem:
     """The YAML document and the file line where its ``search`` starts."""
     try:
-        text = path.read_text(encoding="utf-8")
-        doc = yaml.load(text, Loader=_LOADER)
+        text = files.read_text(path, root)
+        doc = files.load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         msg = " ".join(str(getattr(e, "problem", None) or e).split())
         return Problem(rel, f"malformed YAML: {msg}", line, col, VENDOR)
-    except (OSError, UnicodeDecodeError) as e:
-        return Problem(rel, f"unreadable file: {e}", vendor=VENDOR)
+    except SourceFileError as e:
+        return Problem(rel, e.message, e.line, vendor=VENDOR)
     if not isinstance(doc, dict):
         return Problem(rel, "not a detection: the YAML document is not a mapping", vendor=VENDOR)
     key = _SEARCH_KEY.search(text)
@@ -92,6 +130,11 @@ def detection_rule(
 ) -> Rule:
     tags = doc.get("tags") or {}
     search = doc.get("search")
+    if not isinstance(tags, dict):  # a list or a string: its ids cannot be told apart
+        shape = type(tags).__name__
+        tags = {}
+    else:
+        shape = ""
     rule = Rule(
         vendor=VENDOR,
         id=_text(doc.get("id")),
@@ -109,6 +152,8 @@ def detection_rule(
         extra=_extra(doc, tags),
         upstream_url=UPSTREAM + rel,
     )
+    if shape:
+        rule.problems.append(_problem(rule, f"tags is a {shape}, not a mapping: ignored"))
     if "datamodel" in doc:
         rule.context["datamodel"] = _texts(doc["datamodel"])
     if not rule.query.strip():
@@ -173,6 +218,16 @@ def _texts(value: Any) -> list[str]:
     return [s for s in (_text(v) for v in items) if s]
 
 
+def _support_problem(path: Path, root: Path, message: str, line: int | None = None) -> Problem:
+    return Problem(path.relative_to(root).as_posix(), message, line, vendor=VENDOR)
+
+
+def _brief(e: Exception) -> str:
+    """An exception in one short line (messages may quote the file)."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}"
+
+
 # -- macros -------------------------------------------------------------------------
 
 _SPECIAL = re.compile(r'```|\\.|["`]', re.DOTALL)
@@ -208,16 +263,23 @@ class Macros:
     defs: dict[tuple[str, int], Macro] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, folder: Path) -> tuple[Macros, list[Problem]]:
+    def load(cls, folder: Path, root: Path | None = None) -> tuple[Macros, list[Problem]]:
+        """Every macro file of ``folder``; a bad one is a problem, whatever is wrong.
+        Paths in problems are relative to ``root`` (default: the folder's parent)."""
+        root = root or folder.parent
         macros, problems = cls(), []
         for path in sorted(folder.glob("*.yml")) if folder.is_dir() else ():
             try:
-                macros.add(yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER))
-            except (yaml.YAMLError, KeyError, TypeError) as e:
-                problems.append(Problem(f"macros/{path.name}", f"bad macro: {e}", vendor=VENDOR))
+                macros.add(files.load_yaml(files.read_text(path, root)))
+            except SourceFileError as e:
+                problems.append(_support_problem(path, root, e.message, e.line))
+            except Exception as e:  # YAML errors, wrong shapes: one macro, not the vendor
+                problems.append(_support_problem(path, root, f"bad macro: {_brief(e)}"))
         return macros, problems
 
-    def add(self, d: dict[str, Any]) -> None:
+    def add(self, d: Any) -> None:
+        if not isinstance(d, dict):
+            raise TypeError("the document is not a mapping")
         name, args = str(d["name"]).strip(), tuple(_texts(d.get("arguments")))
         if stanza := _STANZA.fullmatch(name):  # "name(n)" with the arity in the name
             name = stanza.group(1)
