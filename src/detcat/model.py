@@ -27,9 +27,11 @@ For ``contains``/``starts_with``/``ends_with`` the value is the literal text;
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from detcat.errors import DetcatError
 
@@ -54,6 +56,7 @@ class Op(StrEnum):
 
 
 Value: TypeAlias = str | int | float | bool | None
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +307,23 @@ def check_depth(expr: Expr | None, limit: int = MAX_DEPTH) -> None:
         raise QueryError(f"query nested {d} levels deep; detcat reads at most {limit}")
 
 
+def depth_limited(parse: F) -> F:
+    """A parser entry point that reports over-deep input as a ``QueryError``.
+    Parsers build trees by recursion, which Python stops near 1,000 frames:
+    such a query (``not not not …`` hundreds deep) is a problem of the query,
+    not a crash; anything shallower is bounded by ``check_depth``."""
+
+    @functools.wraps(parse)
+    def parse_bounded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return parse(*args, **kwargs)
+        except RecursionError:
+            message = f"query nested too deeply: detcat reads at most {MAX_DEPTH} levels"
+            raise QueryError(message) from None
+
+    return parse_bounded  # type: ignore[return-value]
+
+
 # -- JSON ---------------------------------------------------------------------
 
 
@@ -405,6 +425,7 @@ __all__ = [
     "MAX_DEPTH",
     "check_depth",
     "depth",
+    "depth_limited",
     "leaves",
     "map_predicates",
     "opaques",

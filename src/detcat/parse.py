@@ -16,7 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Predicate, Problem, QueryError, Rule, Stage, and_, leaves
+from detcat.model import (
+    Opaque,
+    Predicate,
+    Problem,
+    QueryError,
+    Rule,
+    Stage,
+    and_,
+    check_depth,
+    leaves,
+)
 
 LANGUAGES = ("sigma", "kql", "eql", "esql", "spl", "yaral")
 
@@ -52,6 +62,8 @@ def parse_rules(language: str, text: str, *, normalize: bool = True) -> list[Rul
     if reader is None:
         raise UnknownLanguage(f"unknown language {language!r} (one of {', '.join(LANGUAGES)})")
     rules = reader(text)
+    for stage in (s for rule in rules for s in rule.stages):
+        check_depth(stage.expr)  # before anything walks the tree (see MAX_DEPTH)
     for rule in rules if normalize else ():
         normalize_rule(rule)
     return rules
