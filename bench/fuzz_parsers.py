@@ -12,6 +12,7 @@ language the inputs tried, the crashes and one (shortest) input per crash.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import traceback
@@ -55,10 +56,8 @@ def fuzz(language: str, examples: int, seed: int, minutes: float) -> tuple[int, 
         except Exception as e:  # the crash being looked for
             crashes.setdefault(_signature(e), []).append(text)
 
-    try:
+    with contextlib.suppress(_TimeUp):
         _seeded(run, seed)()
-    except _TimeUp:
-        pass
     return tried, crashes
 
 
@@ -86,9 +85,7 @@ def main() -> None:
         tried, crashes = fuzz(language, args.examples, args.seed, args.minutes)
         seconds = time.perf_counter() - started
         n = sum(len(v) for v in crashes.values())
-        print(
-            f"{language}: {tried} inputs in {seconds:.0f} s, {n} crashes, {len(crashes)} distinct"
-        )
+        print(f"{language}: {tried} inputs in {seconds:.0f} s, {n} crashes ({len(crashes)} kinds)")
         for sig, texts in crashes.items():
             print(f"  {len(texts)} x {sig}\n    shortest: {min(texts, key=len)[:300]!r}")
         sys.stdout.flush()
