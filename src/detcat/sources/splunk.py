@@ -291,6 +291,8 @@ class Macros:
     def add(self, d: Any) -> None:
         if not isinstance(d, dict):
             raise TypeError("the document is not a mapping")
+        if not isinstance(d.get("arguments") or [], list):
+            raise TypeError("arguments is not a list")
         name, args = str(d["name"]).strip(), tuple(_texts(d.get("arguments")))
         if stanza := _STANZA.fullmatch(name):  # "name(n)" with the arity in the name
             name = stanza.group(1)
