@@ -8,11 +8,11 @@ they arrive, in one transaction, and swaps it in at the end (``store.writing``).
 
 from __future__ import annotations
 
-import importlib
 import os
+import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,9 +22,9 @@ from typing import Any
 from detcat import attack as attack_mod
 from detcat import store
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Problem, QueryError, Rule, check_depth
-from detcat.sources import VENDORS
+from detcat.model import Opaque, Problem, QueryError, Reason, Rule, check_depth
 from detcat.sources import files as source_files
+from detcat.sources import registry
 from detcat.workers import workers_pool
 
 ATTACK_FILE = Path("attack") / "enterprise-attack.json"
@@ -44,6 +44,7 @@ class VendorResult:
     rules: list[Rule] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
+    collection: str = "public"
 
 
 @dataclass
@@ -77,26 +78,47 @@ def read_vendor(
     result = VendorResult(vendor)
     source_files.set_max_bytes(max_file_bytes)
     try:
-        module = importlib.import_module(f"detcat.sources.{vendor}")
-    except ImportError as e:
+        reader = registry.get(vendor)
+    except (ImportError, DetcatError) as e:
         result.problems.append(Problem(str(root), f"no reader for {vendor}: {e}", vendor=vendor))
         return result
-    shared = _guarded(vendor, root, root, lambda: getattr(module, "prepare", lambda _: [])(root))
+    shared = _guarded(
+        vendor, root, root, lambda: reader.prepare(root, include_deprecated=include_deprecated)
+    )
     if report_shared:
         result.problems += [p for p in shared if isinstance(p, Problem)]
     if files is None:
-        files = module.rule_files(root, include_deprecated)
-    for path in files:
-        for item in read_one(module, vendor, path, root):
-            if isinstance(item, Problem):
-                result.problems.append(item)
-            else:
-                result.rules.append(item)
+        listed = _guarded(vendor, root, root, lambda: [reader.rule_files(root, include_deprecated)])
+        files = listed[0] if not isinstance(listed[0], Problem) else listed
+    if files is None:  # a vendor that reads its folder whole: isolated per rule only
+        items: Iterable[Rule | Problem] = _read_whole(reader, vendor, root, include_deprecated)
+    else:
+        items = (
+            x
+            for f in files
+            for x in ([f] if isinstance(f, Problem) else read_one(reader, vendor, f, root))
+        )
+    for item in items:
+        (result.problems if isinstance(item, Problem) else result.rules).append(item)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def read_one(module: Any, vendor: str, path: Path, root: Path) -> list[Rule | Problem]:
+def _read_whole(
+    reader: Any, vendor: str, root: Path, include_deprecated: bool
+) -> Iterator[Rule | Problem]:
+    """A folder read whole (no ``rule_files``): an exception ends the folder's
+    remaining rules (the vendor cannot say which file failed), with a problem."""
+    try:
+        for item in reader.read(root, include_deprecated=include_deprecated):
+            yield _finish(item, vendor)
+    except Exception as e:
+        yield _clean(
+            Problem(str(root), f"{vendor} reader failed: {type(e).__name__}: {e}", vendor=vendor)
+        )
+
+
+def read_one(reader: Any, vendor: str, path: Path, root: Path) -> list[Rule | Problem]:
     """The rules of one file, bounded and normalized, or problems naming it.
 
     This is the one place a file is isolated: whatever goes wrong while it is
@@ -104,7 +126,7 @@ def read_one(module: Any, vendor: str, path: Path, root: Path) -> list[Rule | Pr
     only (``RecursionError`` and ``MemoryError`` included)."""
 
     def work() -> list[Rule | Problem]:
-        got = module.read_file(path, root)
+        got = reader.read_file(path, root)
         items = [got] if isinstance(got, Rule | Problem) else list(got)
         return [_finish(item, vendor) for item in items]
 
@@ -148,7 +170,7 @@ def _bound_depth(rule: Rule) -> None:
         try:
             check_depth(stage.expr)
         except QueryError as e:
-            stage.expr = Opaque(rule.query, "nested too deeply")
+            stage.expr = Opaque(rule.query, Reason.SYNTAX_ERROR, e.message)
             rule.problems.append(Problem(rule.source_path, e.message, rule_id=rule.id))
 
 
@@ -175,34 +197,75 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _shards(files: list[Path], n: int) -> list[list[Path]]:
-    """``n`` interleaved parts of a vendor's files (rule files are sorted by folder,
-    and folders differ in cost)."""
-    return [files[i::n] for i in range(n)]
+def _shards(vendor: str, root: Path, include_deprecated: bool, n: int) -> list[list[Path]] | None:
+    """Split a vendor's files into ``n`` interleaved parts (rule files are sorted by
+    folder, and folders differ in cost); None when it must read the folder whole."""
+    try:
+        reader = registry.get(vendor)
+        files = reader.rule_files(root, include_deprecated) if n > 1 else None
+    except Exception:  # read_vendor records a missing reader (or listing failure) itself
+        return None
+    return None if files is None else [files[i::n] for i in range(n)]
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """One sources folder and the name its rules keep (``public``, ``mycompany``)."""
+
+    name: str
+    root: Path
+
+
+def collections(specs: Sequence[str | Path]) -> list[Collection]:
+    """``--sources`` values: ``DIR`` or ``NAME=DIR``. The first bare ``DIR`` is the
+    ``public`` collection; later bare ones are named after their folder."""
+    out: list[Collection] = []
+    for spec in specs:
+        text = str(spec)
+        name, sep, path = text.partition("=")
+        if not sep or not _COLLECTION_NAME.match(name):
+            path = text
+            public = any(c.name == "public" for c in out)
+            name = Path(text).resolve().name if public else "public"
+        if any(c.name == name for c in out):
+            raise BuildError(f"two sources folders named {name!r}: name them with NAME=DIR")
+        out.append(Collection(name, Path(path)))
+    return out
+
+
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def build(
-    sources: Path,
+    sources: Path | Sequence[Collection],
     db: Path,
     *,
     include_deprecated: bool = False,
-    vendors: tuple[str, ...] = VENDORS,
+    vendors: tuple[str, ...] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
     max_file_bytes: int = source_files.DEFAULT_MAX_BYTES,
 ) -> BuildReport:
+    """Build the catalog from one sources folder, or several collections (each
+    rule keeps its collection's name; the ATT&CK bundle comes from the first
+    collection that has one)."""
     started = time.perf_counter()
-    sources = Path(sources)
-    attack_path = sources / ATTACK_FILE
-    if not attack_path.exists():
-        raise BuildError(f"{attack_path} not found: the sources directory needs the ATT&CK bundle")
-    present = [v for v in vendors if (sources / v).is_dir()]
-    if not present:
-        raise BuildError(f"{sources} holds none of the vendor folders {', '.join(vendors)}")
-    before = store.rule_counts(db)
+    colls = [Collection("public", Path(sources))] if isinstance(sources, (str, Path)) else sources
+    attack_path = next(
+        (c.root / ATTACK_FILE for c in colls if (c.root / ATTACK_FILE).exists()), None
+    )
+    if attack_path is None:
+        where = ", ".join(str(c.root / ATTACK_FILE) for c in colls)
+        raise BuildError(f"{where} not found: the sources directory needs the ATT&CK bundle")
+    vendors = vendors or registry.names()
+    jobs = [(c, v) for c in colls for v in vendors if (c.root / v).is_dir()]
+    if not jobs:
+        roots = ", ".join(str(c.root) for c in colls)
+        raise BuildError(f"{roots} holds none of the vendor folders {', '.join(vendors)}")
+    before = {_label(Collection(c, Path()), v): n for (c, v), n in store.rule_counts(db).items()}
     attack = attack_mod.load(attack_path)
     options = ReadOptions(include_deprecated, max_file_bytes)
-    results = _read_all(sources, present, options, workers, progress)
+    results = _read_all(jobs, options, workers, progress)
     report = _write(db, attack, results, started, progress)
     report.dropped = _drops(before, report.vendors)
     return report
@@ -220,9 +283,13 @@ def _drops(before: dict[str, int], after: dict[str, dict[str, int]]) -> dict[str
     return {v: (n, now.get(v, 0)) for v, n in before.items() if now.get(v, 0) < n}
 
 
+def _label(c: Collection, vendor: str) -> str:
+    """How progress and the build summary name one collection's vendor."""
+    return vendor if c.name == "public" else f"{c.name}/{vendor}"
+
+
 def _read_all(
-    sources: Path,
-    vendors: list[str],
+    jobs: list[tuple[Collection, str]],
     options: ReadOptions,
     workers: int | None,
     progress: Progress | None,
@@ -230,28 +297,30 @@ def _read_all(
     """Each vendor's result in order, as soon as it is read: the caller writes one
     vendor to the store while the workers still parse the next."""
     notify = progress or (lambda *_: None)
-    for v in vendors:
-        notify(v, "start", 0)
+    for c, v in jobs:
+        notify(_label(c, v), "start", 0)
     workers = workers or os.cpu_count() or 1
     read = partial(_read_shard, options=options)
     if workers == 1:
-        for v in vendors:
-            result = read(v, sources / v, None, True)
-            notify(v, "done", len(result.rules))
+        for c, v in jobs:
+            result = read(v, c.root / v, None, True)
+            result.collection = c.name
+            notify(_label(c, v), "done", len(result.rules))
             yield result
         return
     with workers_pool(workers) as pool:
-        futures: dict[str, list[tuple[list[Path] | None, Future[VendorResult]]]] = {}
-        for v in vendors:  # the largest vendor first, split across the workers
-            shards = _vendor_shards(v, sources / v, options, workers)
-            futures[v] = [
-                (shard, pool.submit(read, v, sources / v, shard, i == 0))
-                for i, shard in enumerate(shards)
-            ]
-        for v, futs in futures.items():
-            result = _merge(v, [_shard_result(read, v, sources / v, s, i == 0, f)
-                                for i, (s, f) in enumerate(futs)])  # fmt: skip
-            notify(v, "done", len(result.rules))
+        futures: list[tuple[Collection, str, list[tuple[Any, Future[VendorResult]]]]] = []
+        for c, v in jobs:  # the largest vendor first, split across the workers
+            root = c.root / v
+            shards = _shards(v, root, options.include_deprecated, workers) or [None]
+            futs = [(s, pool.submit(read, v, root, s, i == 0)) for i, s in enumerate(shards)]
+            futures.append((c, v, futs))
+        for c, v, futs in futures:
+            root = c.root / v
+            parts = [_shard_result(read, v, root, s, i == 0, f) for i, (s, f) in enumerate(futs)]
+            result = _merge(v, parts)
+            result.collection = c.name
+            notify(_label(c, v), "done", len(result.rules))
             yield result
 
 
@@ -266,17 +335,6 @@ def _read_shard(
         report_shared=first,
         max_file_bytes=options.max_file_bytes,
     )
-
-
-def _vendor_shards(
-    vendor: str, root: Path, options: ReadOptions, n: int
-) -> list[list[Path] | None]:
-    try:
-        module = importlib.import_module(f"detcat.sources.{vendor}")
-        files = module.rule_files(root, options.include_deprecated)
-    except Exception:  # read_vendor reports a missing reader (or listing failure) itself
-        return [None]
-    return list(_shards(files, n))
 
 
 def _shard_result(
@@ -313,30 +371,38 @@ def _write(
     progress: Progress | None,
 ) -> BuildReport:
     from detcat.normalize import event_catalog
+    from detcat.normalize.attack_sources import log_source_events
 
     names = attack.ids_by_name()
     unknown: Counter[str] = Counter()
     problems: list[Problem] = []
     summary: dict[str, dict[str, int]] = {}
     seconds: dict[str, float] = {}
+    names_seen: set[str] = set()
     with store.writing(db) as w:
         for res in results:
+            names_seen.add(res.collection)
             for rule in res.rules:
+                rule.collection = res.collection
                 _resolve_techniques(rule, attack, names, unknown)
             res.rules = [r for r in res.rules if _store(w, r, res.problems)]
             problems += [p for r in res.rules for p in r.problems]
             for p in res.problems:
                 w.add_problem(p)
             problems += res.problems
-            summary[res.vendor] = _vendor_summary(res)
-            seconds[res.vendor] = round(res.seconds, 3)
+            label = _label(Collection(res.collection, Path()), res.vendor)
+            summary[label] = _vendor_summary(res)
+            seconds[label] = round(res.seconds, 3)
             if progress:
                 progress("store", "vendor", len(res.rules))
         w.add_attack(attack)
+        w.add_analytics(attack.analytics, log_source_events)
         w.add_events(store.EventRow(e.id, e.provider, e.event_id, e.title) for e in event_catalog())
         w.set_meta(
             built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             unknown_techniques=dict(unknown),
+            attack_version=attack.version,
+            collections=sorted(names_seen),
             vendor_seconds=seconds,
         )
     return BuildReport(db, summary, problems, dict(unknown), time.perf_counter() - started)

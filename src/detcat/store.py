@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detcat.attack import Attack
+from detcat.attack import Analytic, Attack
 from detcat.errors import DetcatError
 from detcat.model import Opaque, Predicate, Problem, Rule, Stage, leaves, stage_to_json
 from detcat.normalize import fold_value, indicator_key
 
 DEFAULT_DB = Path("detcat.sqlite")
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "4"  # 2: rules.collection; 3: opaque.detail; 4: ATT&CK analytics
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -34,6 +34,7 @@ CREATE TABLE rules (
     source_path TEXT, query TEXT, upstream_url TEXT,
     refs TEXT, tags TEXT, context TEXT, extra TEXT,
     has_query INTEGER NOT NULL, fully_parsed INTEGER NOT NULL, n_opaque INTEGER NOT NULL,
+    collection TEXT NOT NULL DEFAULT 'public',
     UNIQUE (vendor, id)
 );
 CREATE TABLE stages (
@@ -51,7 +52,7 @@ CREATE TABLE predicates (
 );
 CREATE TABLE opaque (
     rule_pk INTEGER NOT NULL REFERENCES rules(pk), stage_idx INTEGER NOT NULL,
-    text TEXT, reason TEXT
+    text TEXT, reason TEXT, detail TEXT
 );
 CREATE TABLE tactics (id TEXT, shortname TEXT PRIMARY KEY, name TEXT, ord INTEGER);
 CREATE TABLE techniques (
@@ -61,6 +62,16 @@ CREATE TABLE techniques (
 CREATE TABLE rule_techniques (
     rule_pk INTEGER NOT NULL REFERENCES rules(pk), technique_id TEXT NOT NULL,
     PRIMARY KEY (rule_pk, technique_id)
+);
+-- ATT&CK detection strategies' analytics, per technique the strategy detects, and
+-- their log-source references with the catalog events they map to (JSON list).
+CREATE TABLE analytics (
+    id TEXT NOT NULL, technique_id TEXT NOT NULL, strategy_id TEXT, strategy TEXT,
+    platforms TEXT, description TEXT, PRIMARY KEY (id, technique_id)
+);
+CREATE TABLE analytic_sources (
+    analytic_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT, channel TEXT, events TEXT,
+    PRIMARY KEY (analytic_id, idx)
 );
 CREATE TABLE events (id TEXT PRIMARY KEY, provider TEXT, event_id TEXT, title TEXT);
 CREATE TABLE rule_events (
@@ -81,6 +92,7 @@ CREATE INDEX predicates_rule ON predicates (rule_pk);
 CREATE INDEX rule_techniques_technique ON rule_techniques (technique_id);
 CREATE INDEX rule_events_event ON rule_events (event);
 CREATE INDEX opaque_rule ON opaque (rule_pk);
+CREATE INDEX analytics_technique ON analytics (technique_id);
 """
 
 
@@ -118,7 +130,7 @@ def _rule_row(rule: Rule) -> tuple[Any, ...]:
         rule.severity, rule.type, rule.language, rule.source_path, rule.query,
         rule.upstream_url, _dump(rule.references), _dump(rule.tags),
         _dump(rule.context), _dump(rule.extra), int(rule.has_query),
-        int(rule.fully_parsed), n_opaque,
+        int(rule.fully_parsed), n_opaque, rule.collection,
     )  # fmt: skip
 
 
@@ -138,7 +150,7 @@ def _stage_rows(i: int, stage: Stage) -> tuple[tuple[Any, ...], list[Any], list[
                 int(lf.negated), int(lf.exclusion), n.kind,
             ))  # fmt: skip
         else:
-            opaque.append((i, n.text, n.reason))
+            opaque.append((i, n.text, str(n.reason), n.detail))
     events = [(e, i) for e in dict.fromkeys(stage.events)]
     return row, preds, opaque, events
 
@@ -148,28 +160,32 @@ class CatalogWriter:
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        self.seen: set[tuple[str, str]] = set()
+        self.seen: dict[tuple[str, str], str] = {}  # (vendor, id) -> collection
 
     def add_rule(self, rule: Rule) -> bool:
-        """Insert a rule; a duplicate (vendor, id) becomes a problem instead. Every
-        row is prepared before the first insert, so a rule that cannot be
-        serialized raises with nothing of it written."""
+        """Insert a rule; a duplicate (vendor, id) becomes a problem instead (the
+        first one read is kept, whatever its collection). Every row is prepared
+        before the first insert, so a rule that cannot be serialized raises with
+        nothing of it written."""
         key = (rule.vendor, rule.id)
         if key in self.seen:
-            self.add_problem(
-                Problem(rule.source_path, f"duplicate rule id {rule.id}", vendor=rule.vendor)
-            )
+            first = self.seen[key]
+            where = "" if first == rule.collection else f" (collection {rule.collection} "
+            where += f"clashes with collection {first})" if where else ""
+            msg = f"duplicate rule id {rule.id}{where}"
+            self.add_problem(Problem(rule.source_path, msg, vendor=rule.vendor))
             return False
         try:
             row = _rule_row(rule)
             stages = [_stage_rows(i, stage) for i, stage in enumerate(rule.stages)]
         except Exception as e:  # e.g. metadata JSON cannot encode
             raise UnstorableRule(f"cannot be stored: {type(e).__name__}: {e}") from e
-        self.seen.add(key)
+        self.seen[key] = rule.collection
         cur = self.conn.execute(
             "INSERT INTO rules (vendor, id, title, description, author, status, severity, type,"
             " language, source_path, query, upstream_url, refs, tags, context, extra,"
-            " has_query, fully_parsed, n_opaque) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " has_query, fully_parsed, n_opaque, collection)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             row,
         )
         pk = cur.lastrowid
@@ -179,7 +195,9 @@ class CatalogWriter:
                 "INSERT INTO predicates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(pk, *r) for r in preds],
             )
-            self.conn.executemany("INSERT INTO opaque VALUES (?,?,?,?)", [(pk, *r) for r in opaque])
+            self.conn.executemany(
+                "INSERT INTO opaque VALUES (?,?,?,?,?)", [(pk, *r) for r in opaque]
+            )
             self.conn.executemany(
                 "INSERT OR IGNORE INTO rule_events VALUES (?,?,?)", [(pk, *r) for r in events]
             )
@@ -212,6 +230,21 @@ class CatalogWriter:
                 for t in attack.techniques.values()
             ],
         )  # fmt: skip
+
+    def add_analytics(self, analytics: Iterable[Analytic], events: Any) -> None:
+        """Analytics with the catalog events of each log-source reference
+        (``events(name, channel) -> list[str]``)."""
+        for a in analytics:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO analytics VALUES (?,?,?,?,?,?)",
+                [(a.id, t, a.strategy_id, a.strategy, _dump(a.platforms), a.description)
+                 for t in a.techniques],
+            )  # fmt: skip
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO analytic_sources VALUES (?,?,?,?,?)",
+                [(a.id, i, s.name, s.channel, _dump(events(s.name, s.channel)))
+                 for i, s in enumerate(a.log_sources)],
+            )  # fmt: skip
 
     def add_events(self, events: Iterable[EventRow]) -> None:
         self.conn.executemany(
@@ -289,17 +322,46 @@ def _owner_alive(suffix: str) -> bool:
     return True
 
 
-def rule_counts(db: Path) -> dict[str, int]:
-    """Rules per vendor in the catalog at ``db``; empty when there is none (or it
-    is not one this version can read)."""
+def rule_counts(db: Path) -> dict[tuple[str, str], int]:
+    """Rules per (collection, vendor) in the catalog at ``db``; empty when there is
+    none (or it is not one this version can read)."""
     if not Path(db).is_file():
         return {}
     try:
         with closing(connect(db)) as conn:
-            rows = conn.execute("SELECT vendor, count(*) FROM rules GROUP BY vendor").fetchall()
-    except sqlite3.Error:
+            rows = conn.execute(
+                "SELECT collection, vendor, count(*) FROM rules GROUP BY collection, vendor"
+            ).fetchall()
+    except (sqlite3.Error, DetcatError):
         return {}
-    return {str(v): int(n) for v, n in rows}
+    return {(str(c), str(v)): int(n) for c, v, n in rows}
+
+
+@contextmanager
+def deriving(db: Path) -> Iterator[sqlite3.Connection]:
+    """A read-write connection for tables derived from a built catalog (computed
+    on first use and cached in the file), inside one transaction. ``BEGIN
+    IMMEDIATE`` makes a second process wait, then see the first one's tables."""
+    if not Path(db).exists():
+        raise MissingCatalog(f"no catalog at {db}: run `detcat build` first")
+    conn = sqlite3.connect(db, timeout=120, isolation_level=None)
+    try:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:  # read-only file or directory
+            raise CatalogReadOnly(f"cannot add derived tables to {db}: {e}") from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+class CatalogReadOnly(DetcatError):
+    """The catalog file cannot be written to cache derived tables."""
 
 
 class MissingCatalog(DetcatError, FileNotFoundError):

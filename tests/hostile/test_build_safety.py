@@ -143,7 +143,7 @@ def test_macro_growth_stops_at_the_budget() -> None:
         macros.add({"name": f"m{i}", "definition": body})
     exp = macros.expand("`m0`")
     assert exp.over_budget and exp.calls <= 2 * MAX_MACRO_CALLS
-    assert [o.reason for o in exp.opaques] == ["macro expansion over budget"]
+    assert [o.why() for o in exp.opaques] == ["unresolved macro: expansion over budget"]
     assert Macros().expand("a=1").over_budget is False
 
 

@@ -207,7 +207,9 @@ def test_kibana_filters(tmp_path: Path) -> None:
                 ),
             )
         ),
-        Opaque('{"query_string": {"query": "a:b"}}', "Kibana filter query_string"),
+        Opaque(
+            '{"query_string": {"query": "a:b"}}', "unsupported syntax", "Kibana filter query_string"
+        ),
     )
     excluded = {(p.field_raw, p.op) for p in exclusions(stage.expr)}
     assert ("file.path", Op.WILDCARD) in excluded
@@ -382,7 +384,7 @@ def test_lucene_is_opaque(tmp_path: Path) -> None:
     rule = read_one(
         tmp_path, "rules/lucene.toml", 'type = "query"\nlanguage = "lucene"\nquery = "a:b AND c"\n'
     )
-    assert rule.stages == [Stage(expr=Opaque("a:b AND c", "lucene query language not parsed"))]
+    assert rule.stages == [Stage(expr=Opaque("a:b AND c", "unsupported language", "lucene"))]
     assert rule.has_query and not rule.fully_parsed and not rule.problems
 
 
@@ -405,7 +407,7 @@ def test_query_error_is_a_problem_with_file_position(tmp_path: Path) -> None:
     assert problem.message == "KQL: unexpected end of query"
     assert (problem.vendor, problem.rule_id) == ("elastic", "broken")
     assert rule.stages == [
-        Stage(expr=Opaque(rule.query, "parse error: KQL: unexpected end of query"))
+        Stage(expr=Opaque(rule.query, "syntax error", "KQL: unexpected end of query"))
     ]
 
 
@@ -431,11 +433,15 @@ def test_folders(tmp_path: Path) -> None:
     write(tmp_path, "rules/windows/a.toml", KQL_RULE)
     write(tmp_path, "rules/_deprecated/old.toml", KQL_RULE)
     write(tmp_path, "rules_building_block/bb.toml", 'building_block_type = "default"\n' + KQL_RULE)
-    active = {r.id: r for r in elastic.read(tmp_path) if isinstance(r, Rule)}
+    active = {r.id: r for r in elastic.Elastic().read(tmp_path) if isinstance(r, Rule)}
     assert sorted(active) == ["a", "bb"]
     assert active["bb"].context["building_block"] is True
     assert active["bb"].extra["building_block_type"] == "default"
-    every = [r.id for r in elastic.read(tmp_path, include_deprecated=True) if isinstance(r, Rule)]
+    every = [
+        r.id
+        for r in elastic.Elastic().read(tmp_path, include_deprecated=True)
+        if isinstance(r, Rule)
+    ]
     assert sorted(every) == ["a", "bb", "old"]
 
 
@@ -444,7 +450,7 @@ def test_folders(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def corpus(corpora: Path) -> list[Rule | Problem]:
-    return list(elastic.read(corpora / "elastic"))
+    return list(elastic.Elastic().read(corpora / "elastic"))
 
 
 def test_corpus_every_active_rule_loads(corpora: Path, corpus: list[Rule | Problem]) -> None:

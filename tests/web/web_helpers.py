@@ -15,6 +15,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from detcat.sources.registry import display_name
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -283,11 +285,15 @@ def expected_technique_facts(g: dict[str, Any]) -> dict[str, Any]:
     for r in g["rules"]:
         by_vendor.setdefault(r["vendor"], []).append(squash(r["title"]))
     n = len(g["events"])
+    analytics = g["attack_detection"]["summary"]["analytics"]  # the section shows when > 0
     return {
         "h1": squash(f"{h['id']} {h['name']}"),
-        "headings": ["Events covered", "Fields filtered most", "Top indicator values",
+        "headings": ["Events covered",
+                     *(["What ATT&CK's detection strategy watches"] if analytics else []),
+                     "Fields filtered most", "Top indicator values",
                      "Exclusions", "Rules under this technique"],
-        "counts": [f"({n})", f"({len(g['fields'])} of {g['field_count']} distinct)",
+        "counts": [f"({n})", *([f"({analytics} analytics)"] if analytics else []),
+                   f"({len(g['fields'])} of {g['field_count']} distinct)",
                    f"({len(g['indicators'])} of {g['indicator_count']} distinct)",
                    f"({len(g['exclusions'])} of {g['exclusion_count']} distinct)",
                    f"({len(g['rules'])})"],
@@ -300,7 +306,7 @@ def expected_technique_facts(g: dict[str, Any]) -> dict[str, Any]:
                         "" if i["specific"] else str(i["corpus_reach"])] for i in g["indicators"]],
         "exclusions": [[field(i["field"]), op(i), show(i["value"]), str(i["rules"])]
                        for i in g["exclusions"]],
-        "vendors": [f"{v} ({len(ts)})" for v, ts in sorted(by_vendor.items())],
+        "vendors": [f"{display_name(v)} ({len(ts)})" for v, ts in sorted(by_vendor.items())],
         "rules": [t for _, ts in sorted(by_vendor.items()) for t in ts],
     }  # fmt: skip
 

@@ -55,10 +55,11 @@ def main() -> None:
 @main.command()
 @click.option(
     "--sources",
-    type=click.Path(path_type=Path, file_okay=False),
+    multiple=True,
     envvar="DETCAT_SOURCES",
-    help="Sources directory (sigma/ elastic/ splunk/ chronicle/ attack/). "
-    "Default: $DETCAT_SOURCES, else download pinned snapshots into a cache.",
+    help="Sources directory (sigma/ elastic/ splunk/ chronicle/ attack/); repeat it, as "
+    "DIR or NAME=DIR, to add private rule folders as named collections (the first bare "
+    "DIR is 'public'). Default: $DETCAT_SOURCES, else download pinned snapshots into a cache.",
 )
 @db_option
 @click.option("--include-deprecated", is_flag=True, help="Also read deprecated/unsupported rules.")
@@ -77,7 +78,7 @@ def main() -> None:
 )
 @json_option
 def build(
-    sources: Path | None,
+    sources: tuple[str, ...],
     db: Path,
     include_deprecated: bool,
     strict: bool,
@@ -88,27 +89,38 @@ def build(
     """Build the catalog from a sources directory into --db (atomically)."""
     from detcat import catalog, fetch
 
-    if sources is None:
+    if not sources:
         try:
-            sources = fetch.ensure_sources(console=err)
+            sources = (str(fetch.ensure_sources(console=err)),)
         except fetch.FetchError as e:
             err.print(f"[red]{escape(str(e))}[/red]")
             sys.exit(EXIT_FAILED)
     try:
+        collections = catalog.collections(sources)
         with render.build_progress(err) as progress:
             report = catalog.build(
-                sources, db, include_deprecated=include_deprecated, workers=workers,
+                collections, db, include_deprecated=include_deprecated, workers=workers,
                 progress=progress, max_file_bytes=max_file_size * 1024,
             )  # fmt: skip
     except catalog.BuildError as e:
         err.print(f"[red]build failed: {escape(str(e))}[/red] (the previous catalog is unchanged)")
         sys.exit(EXIT_FAILED)
+    _derive(db)
     if as_json:
         _print_json(render.build_report_json(report))
     else:
         render.build_summary(console, report)
     if strict and (report.problem_count or report.dropped):
         sys.exit(EXIT_FAILED)
+
+
+def _derive(db: Path) -> None:
+    """Tables computed from a fresh catalog (near-duplicate clusters), so that
+    ``similar``, ``lint`` and the site find them ready."""
+    from detcat import similar
+
+    with err.status("near-duplicate rules"):
+        similar.ensure(db)
 
 
 @main.command()
@@ -200,10 +212,16 @@ def search(query: str, db: Path, limit: int, as_json: bool) -> None:
 
 
 def _register_optional_commands() -> None:
-    """Commands that live with their layer (fidelity tools, the web site)."""
+    """Commands that live with their layer (fidelity tools, the web site, MCP)."""
     for module, names in (
         ("detcat.cli.fidelity", ("parse", "match")),
+        ("detcat.cli.lint", ("lint",)),
+        ("detcat.cli.similar", ("similar", "clusters")),
+        ("detcat.cli.coverage", ("coverage", "layer")),
+        ("detcat.cli.diff", ("diff",)),
+        ("detcat.cli.export_csv", ("export_csv",)),
         ("detcat.web.cli", ("serve", "export_site")),
+        ("detcat.cli.mcp", ("mcp",)),
     ):
         if importlib.util.find_spec(module) is None:
             continue

@@ -17,19 +17,19 @@ import click
 from detcat.cli.options import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
+    LANGUAGE_CHOICE,
     VENDOR_CHOICE,
     db_option,
     json_option,
 )
 from detcat.cli.options import dump_json as _dump
 from detcat.model import And, Expr, Not, Opaque, Or, Predicate, QueryError, Stage
-from detcat.parse import LANGUAGES
 
 # -- detcat parse ----------------------------------------------------------------------
 
 
 @click.command()
-@click.argument("language", type=click.Choice(LANGUAGES))
+@click.argument("language", type=LANGUAGE_CHOICE)
 @click.argument("query", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the stages as JSON.")
 @click.option(
@@ -49,21 +49,17 @@ def parse(language: str, query: str | None, as_json: bool, jsonl: bool) -> None:
     if jsonl:
         sys.exit(_parse_batch(language, query))
     text = _read_query(query)
-    from detcat.parse import parse_query, stages_json
+    from detcat.parse import parse_json, parse_query
 
     try:
-        stages = parse_query(language, text)
+        if as_json:
+            click.echo(_dump(parse_json(language, text)))
+        else:
+            click.echo(render_stages(parse_query(language, text)))
     except QueryError as e:
         at = f" at line {e.line}, column {e.column}" if e.line else ""
         click.echo(f"error: {e.message}{at}", err=True)
         sys.exit(EXIT_FAILED)
-    if as_json:
-        out = stages_json(stages)
-        for doc, stage in zip(out, stages, strict=True):
-            doc["tree"] = _tree_json(stage)
-        click.echo(_dump({"language": language, "stages": out, "error": None}))
-    else:
-        click.echo(render_stages(stages))
 
 
 def _read_query(query: str | None) -> str:
@@ -122,12 +118,6 @@ def _batch_stage(stage: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _tree_json(stage: Stage) -> Any:
-    from detcat.model import expr_to_json
-
-    return expr_to_json(stage.expr)
-
-
 def render_stages(stages: list[Stage]) -> str:
     """A readable tree: one block per stage, AND/OR/NOT nesting, one predicate a line."""
     lines: list[str] = []
@@ -153,8 +143,8 @@ def _render(expr: Expr, depth: int, lines: list[str]) -> None:
         case Not(child):
             lines.append(pad + "NOT")
             _render(child, depth + 1, lines)
-        case Opaque(text, reason):
-            lines.append(f"{pad}? opaque ({reason}): {' '.join(text.split())[:120]}")
+        case Opaque(text):
+            lines.append(f"{pad}? opaque ({expr.why()}): {' '.join(text.split())[:120]}")
         case Predicate():
             lines.append(pad + _predicate_line(expr))
 

@@ -97,6 +97,7 @@ def technique(console: Console, g: dict[str, Any]) -> None:
     counts = ", ".join(f"{v} {n}" for v, n in g["vendors"].items())
     console.print(f"[bold]{len(g['rules'])} rules[/bold] ({counts})")
     _events(console, g["events"])
+    _attack_detection(console, g["attack_detection"])
     _fields(console, g)
     _indicator_table(console, "Top indicator values", g["indicators"], g["indicator_count"])
     _indicator_table(console, "Exclusions", g["exclusions"], g["exclusion_count"])
@@ -110,6 +111,28 @@ def _events(console: Console, events: list[dict[str, Any]]) -> None:
         t.add_column(col)
     for e in events:
         t.add_row(_E(e["provider"]), _E(str(e["event_id"])), _E(e["title"]), str(e["rules"]))
+    console.print(t)
+
+
+def _attack_detection(console: Console, d: dict[str, Any]) -> None:
+    """ATT&CK's analytics for the technique, the gap first: log sources they
+    recommend that no rule of the technique reads."""
+    s = d["summary"]
+    if not s["analytics"]:
+        return
+    gap = "; ".join(f"{r['name']} {r['channel']}" for r in d["gap"])
+    console.print(
+        f"[bold]What ATT&CK's detection strategy watches[/bold]: {s['analytics']} analytics, "
+        f"{s['log_sources']} log sources ({s['mapped']} mapped to catalog events, "
+        f"{s['covered']} read by these rules)."
+    )
+    console.print(f"No rule here reads: {_E(gap)}" if gap else "Every mapped log source is read.")
+    t = Table("analytic", "platforms", "log source", "channel", "covered by")
+    for a in d["analytics"]:
+        for src in a["log_sources"]:
+            covered = ", ".join(src["vendors"]) or ("-" if src["events"] else "(unmapped)")
+            t.add_row(f"{a['id']} ({a['strategy_id']})", _E(", ".join(a["platforms"])),
+                      _E(src["name"]), _E(src["channel"]), _E(covered))  # fmt: skip
     console.print(t)
 
 
@@ -182,7 +205,8 @@ def expr_lines(e: Any, depth: int = 0) -> list[str]:
     if "not" in e:
         return [pad + "NOT"] + expr_lines(e["not"], depth + 1)
     if "opaque" in e:
-        return [f"{pad}OPAQUE ({e['reason']}): {e['opaque']}"]
+        why = f"{e['reason']}: {e['detail']}" if e.get("detail") else e["reason"]
+        return [f"{pad}OPAQUE ({why}): {e['opaque']}"]
     field = e["field"] or "(keyword)"
     raw = f" [{e['field_raw']}]" if e["field_raw"] and e["field_raw"] != e["field"] else ""
     case = " (case-sensitive)" if e.get("case_sensitive") else ""
@@ -206,6 +230,16 @@ def stats(console: Console, data: dict[str, Any]) -> None:
     for v, s in data["vendors"].items():
         for reason, n in list(s["opaque"].items())[:10]:
             console.print(f"  {v}: {n} rules with Opaque: {_E(reason)}")
+    ls = data["attack_log_sources"]
+    console.print(
+        f"ATT&CK analytics' log-source references mapped to catalog events: {ls['mapped']} of "
+        f"{ls['references']} ({_pct(ls['mapped'], ls['references'])})"
+    )
+    if dup := data.get("near_duplicates"):
+        console.print(
+            f"  near-duplicate clusters: {dup['clusters']} ({dup['cross_vendor']} cross-vendor,"
+            f" biggest {dup['biggest']} rules)"
+        )
 
 
 def unmapped(console: Console, rows: list[dict[str, Any]]) -> None:

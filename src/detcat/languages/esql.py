@@ -39,7 +39,7 @@ from typing import Any, NoReturn
 
 from lark.exceptions import UnexpectedInput
 
-from detcat.languages import kql
+from detcat.languages import kql, wildcards
 from detcat.languages.esql_syntax import (
     LEAD,
     QNAME,
@@ -51,7 +51,6 @@ from detcat.languages.esql_syntax import (
     split_commands,
     split_items,
 )
-from detcat.languages.kql import Wild
 from detcat.languages.lalr import position, unexpected
 from detcat.model import (
     Expr,
@@ -60,6 +59,7 @@ from detcat.model import (
     Opaque,
     Predicate,
     QueryError,
+    Reason,
     Stage,
     StageRole,
     and_,
@@ -287,7 +287,7 @@ def _neutral(cmd: _Command) -> None:
 
 def _unknown(cmd: _Command) -> None:
     text = f"{cmd.name.upper()} {cmd.body.strip()}".strip()
-    cmd.pipe.add_filter(Opaque(text, f"unsupported ES|QL command {cmd.name.upper()}"))
+    cmd.pipe.add_filter(Opaque(text, Reason.UNSUPPORTED_COMMAND, cmd.name.upper()))
 
 
 _HANDLERS: dict[str, Callable[[_Command], None]] = {
@@ -363,10 +363,10 @@ class _Cond:
                 return self.call(n)
             case "field":
                 return Predicate(n.value, Op.EQ, True, "", True)
-        return self.opaque(n, "expression used as a condition")
+        return self.opaque(n, Reason.NOT_A_CONDITION, "expression")
 
-    def opaque(self, n: N, reason: str) -> Opaque:
-        return Opaque(self.cmd.source(n), reason)
+    def opaque(self, n: N, reason: Reason, detail: str = "") -> Opaque:
+        return Opaque(self.cmd.source(n), reason, detail)
 
     @staticmethod
     def negate(n: N, expr: Expr) -> Expr:
@@ -377,10 +377,10 @@ class _Cond:
         for side in sides:
             call = _first_call(side)
             if call is not None:
-                return self.opaque(n, f"function {call}() compares a computed value")
+                return self.opaque(n, Reason.COMPUTED_VALUE, f"{call}()")
         if all(_constant(s) is not None for s in sides):
-            return self.opaque(n, "compares constants")
-        return self.opaque(n, "arithmetic compares a computed value")
+            return self.opaque(n, Reason.CONSTANTS)
+        return self.opaque(n, Reason.COMPUTED_VALUE, "arithmetic")
 
     def compare(self, n: N) -> Expr:
         lhs, op, rhs = n.args
@@ -466,11 +466,11 @@ class _Cond:
         if name == "kql" and args and _constant(args[0]) is not None:
             return self.kql(n, args[0])
         if name == "qstr":
-            return self.opaque(n, "QSTR() Lucene query string")
+            return self.opaque(n, Reason.FUNCTION, "QSTR() Lucene query string")
         target = _operand(args[0]) if args else None
         consts = [_constant(a) for a in args[1:] if a.kind != "map"]
         if target is None or not consts or any(c is None for c in consts):
-            return self.opaque(n, f"function {name}() used as a condition")
+            return self.opaque(n, Reason.FUNCTION, f"{name}()")
         syntax = f"{name}()"
         if name in _STRING_FUNCS:
             return Predicate(target[0], _STRING_FUNCS[name], consts[0][0], syntax, not target[1])  # type: ignore[index]
@@ -478,7 +478,7 @@ class _Cond:
             return or_(*(Predicate(target[0], Op.CIDR, c[0], syntax) for c in consts))  # type: ignore[index]
         if name in _MATCH_FUNCS:
             return Predicate(target[0], Op.EQ, consts[0][0], syntax, name == "mv_contains")  # type: ignore[index]
-        return self.opaque(n, f"function {name}() used as a condition")
+        return self.opaque(n, Reason.FUNCTION, f"{name}()")
 
     def kql(self, n: N, arg: N) -> Expr:
         try:
@@ -493,34 +493,14 @@ class _Cond:
 
 def like_predicate(field_raw: str, pattern: str, case_sensitive: bool) -> Predicate:
     """A LIKE pattern: ``*`` any run, ``?`` one character, ``\\`` escapes."""
-    parts: list[kql.Part] = []
-    buf: list[str] = []
-    chars = iter(pattern)
-    for ch in chars:
-        if ch == "\\":
-            buf.append(next(chars, "\\"))
-        elif ch in "*?":
-            parts.extend(("".join(buf), Wild(ch)))
-            buf = []
-        else:
-            buf.append(ch)
-    parts.append("".join(buf))
-    clean = tuple(p for p in parts if p != "")
-    if clean and all(p is Wild.ANY for p in clean):
+    chars: list[tuple[str, bool]] = []
+    it = iter(pattern)
+    for ch in it:
+        chars.append((next(it, "\\"), False) if ch == "\\" else (ch, ch in "*?"))
+    op, value = wildcards.classify(wildcards.parts(chars))
+    if op is Op.EXISTS:
         return Predicate(field_raw, Op.EXISTS, True, "LIKE")
-    op, value = kql.classify(clean)
-    if op is Op.WILDCARD and any(isinstance(p, str) and ("*" in p or "?" in p) for p in clean):
-        # model.py: wildcard values have no escapes, so a literal */? needs a regex
-        return Predicate(field_raw, Op.REGEX_MATCH, _like_regex(clean), "LIKE", case_sensitive)
     return Predicate(field_raw, op, value, "LIKE", case_sensitive)
-
-
-def _like_regex(parts: tuple[kql.Part, ...]) -> str:
-    """The anchored regex of a LIKE pattern (re.escape, as the Sigma source spells it)."""
-    body = "".join(
-        re.escape(p) if isinstance(p, str) else ".*" if p is Wild.ANY else "." for p in parts
-    )
-    return f"^{body}$"
 
 
 def _operand(n: N, null_safe: bool = False) -> tuple[str, bool] | None:

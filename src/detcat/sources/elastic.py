@@ -24,7 +24,8 @@ import importlib
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from detcat.model import (
     Predicate,
     Problem,
     QueryError,
+    Reason,
     Rule,
     Stage,
     StageRole,
@@ -45,6 +47,8 @@ from detcat.model import (
 )
 from detcat.sources import files
 from detcat.sources.files import SourceFileError
+from detcat.sources.registry import ANY, Hints, Vendor, query_rule, tagged
+from detcat.tables import EVENT_SOURCES, load
 
 VENDOR = "elastic"
 UPSTREAM = "https://github.com/elastic/detection-rules/blob/main/"
@@ -81,11 +85,6 @@ def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
             if include_deprecated or rel[0] != DEPRECATED_DIR:
                 files.append(f)
     return files
-
-
-def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
-    for path in rule_files(root, include_deprecated):
-        yield read_file(path, root)
 
 
 def read_file(path: Path, root: Path) -> Rule | Problem:
@@ -205,7 +204,7 @@ def _add_stages(out: Rule, rule: dict[str, Any], raw: str) -> None:
 
 def _fail(out: Rule, message: str, line: int | None, col: int | None) -> None:
     out.problems.append(Problem(out.source_path, message, line, col, VENDOR, out.id))
-    out.stages = [Stage(expr=Opaque(out.query, f"parse error: {message}"))]
+    out.stages = [Stage(expr=Opaque(out.query, Reason.SYNTAX_ERROR, message))]
 
 
 def parse_query(language: str, query: str) -> list[Stage]:
@@ -216,7 +215,7 @@ def parse_query(language: str, query: str) -> list[Stage]:
         return esql.parse(query)
     if language == "eql":
         return _eql().parse(query)  # type: ignore[no-any-return]
-    return [Stage(expr=Opaque(query, f"{language or 'unknown'} query language not parsed"))]
+    return [Stage(expr=Opaque(query, Reason.UNSUPPORTED_LANGUAGE, language or "unknown"))]
 
 
 def _eql() -> Any:
@@ -313,11 +312,19 @@ def _filter_query(f: dict[str, Any]) -> dict[str, Any]:
 def es_query(q: dict[str, Any]) -> Expr:
     """One Elasticsearch query DSL clause (as Kibana filters use it) -> Expr."""
     if len(q) != 1:
-        return Opaque(json.dumps(q, sort_keys=True), "Kibana filter with several clauses")
+        return Opaque(
+            json.dumps(q, sort_keys=True),
+            Reason.UNSUPPORTED_SYNTAX,
+            "Kibana filter with several clauses",
+        )
     kind, body = next(iter(q.items()))
     handler = _DSL.get(kind)
     expr = handler(body) if handler and isinstance(body, dict) else None
-    return expr if expr is not None else Opaque(json.dumps(q), f"Kibana filter {kind}")
+    return (
+        expr
+        if expr is not None
+        else Opaque(json.dumps(q), Reason.UNSUPPORTED_SYNTAX, f"Kibana filter {kind}")
+    )
 
 
 def _field_value(body: dict[str, Any], key: str) -> tuple[str, Any, dict[str, Any]] | None:
@@ -416,3 +423,90 @@ _DSL: dict[str, Callable[[dict[str, Any]], Expr | None]] = {
     "range": _range,
     "bool": _bool,
 }
+
+
+# -- the vendor ---------------------------------------------------------------------
+
+# Multi-field suffixes: a sub-field of the ECS field, same meaning.
+_SUBFIELD = re.compile(r"\.(?:caseless|text|keyword|wildcard)$")
+
+
+class Elastic(Vendor):
+    """elastic/detection-rules: ECS field names; scopes and events from the EQL
+    category and the index patterns."""
+
+    name = VENDOR
+    display_name = "Elastic"
+    languages = ("kql", "eql", "esql")
+    full_match_languages = frozenset({"kql", "eql", "esql"})  # Lucene regexp, RLIKE
+    writes_ecs = True
+    dotted_event_names = True
+
+    rule_files = staticmethod(rule_files)
+    read_file = staticmethod(read_file)
+
+    def parse_text(self, language: str, text: str) -> list[Rule]:
+        return [query_rule(VENDOR, language, parse_query(language, text))]
+
+    def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
+        return tagged("category", [stage.params.get("category")])
+
+    def hints(self, rule: Rule, stage: Stage, classes: Sequence[str]) -> Hints:
+        category = stage.params.get("category")
+        return index_hints(rule_index(rule, stage), category, list(classes))
+
+    def strip_subfield(self, raw: str) -> str:
+        return _SUBFIELD.sub("", raw)
+
+    def event_scopes(
+        self, raw: Mapping[str, Sequence[Any]], log_scopes: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        return (ANY,)
+
+
+def _event_sources() -> dict[str, Any]:
+    return load(EVENT_SOURCES)[VENDOR]
+
+
+@cache
+def _index_prefixes() -> list[tuple[str, list[str]]]:
+    items = _event_sources()["index"].items()
+    return sorted(items, key=lambda kv: -len(kv[0]))  # longest prefix first
+
+
+def index_providers(patterns: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for pattern in patterns:
+        for prefix, providers in _index_prefixes():
+            if pattern.startswith(prefix):
+                out.extend(providers)
+                break
+    return list(dict.fromkeys(out))
+
+
+def rule_index(rule: Rule, stage: Stage) -> list[str]:
+    """Index patterns: the rule's, else those of the ES|QL ``FROM`` command."""
+    found = rule.context.get("index") or stage.params.get("from")
+    if not found and rule.stages:
+        found = rule.stages[0].params.get("from")
+    return [str(x) for x in found or []]
+
+
+def _index_categories(index: Iterable[str]) -> list[str]:
+    by_prefix = _event_sources().get("index_category", {})
+    found = (c for pattern in index for pre, c in by_prefix.items() if pattern.startswith(pre))
+    return list(dict.fromkeys(found))
+
+
+def index_hints(index: list[str], category: str | None, classes: list[str]) -> Hints:
+    providers = index_providers(index)
+    table = _event_sources()["category"]
+    cats = [category] if category and category != "any" else [c for c in classes if c in table]
+    cats = cats or _index_categories(index)
+    implied: list[str] = []
+    for cat in cats:
+        keyed = [f"{cat}/{t}" for t in classes if f"{cat}/{t}" in table] or [cat]
+        for key in keyed:
+            for provider in providers:
+                implied.extend(table.get(key, {}).get(provider, []))
+    return Hints(tuple(dict.fromkeys(implied)), tuple(providers))

@@ -9,7 +9,8 @@ then handed to ``SigmaRule.from_dict``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,12 @@ from sigma.types import (
     SigmaNumber,
     SigmaRegularExpression,
     SigmaString,
+    SigmaTimestampPart,
     SpecialChars,
 )
 
+from detcat.languages import wildcards
+from detcat.languages.wildcards import Wild
 from detcat.model import (
     Expr,
     Not,
@@ -48,6 +52,8 @@ from detcat.model import (
     Opaque,
     Predicate,
     Problem,
+    QueryError,
+    Reason,
     Rule,
     Stage,
     StageRole,
@@ -56,6 +62,8 @@ from detcat.model import (
 )
 from detcat.sources import files
 from detcat.sources.files import SourceFileError
+from detcat.sources.registry import ANY, Hints, Vendor
+from detcat.tables import EVENT_SOURCES, load
 
 VENDOR = "sigma"
 UPSTREAM = "https://github.com/SigmaHQ/sigma/blob/master/"
@@ -79,11 +87,6 @@ def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
     if include_deprecated:
         dirs += [root / d for d in INACTIVE_DIRS if (root / d).is_dir()]
     return [f for d in dirs for f in sorted(d.rglob("*.yml"))]
-
-
-def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
-    for path in rule_files(root, include_deprecated):
-        yield read_file(path, root)
 
 
 def read_file(path: Path, root: Path) -> Rule | Problem:
@@ -192,12 +195,34 @@ def _condition_expr(sr: SigmaRule, rule: Rule) -> Expr | None:
         try:
             tree = cond.parse(postprocess=False)
         except SigmaError as e:
-            rule.problems.append(Problem(rule.source_path, f"broken condition: {e}", vendor=VENDOR))
-            exprs.append(Opaque(cond.condition, f"broken condition: {e}"))
+            detail = _condition_error(e)
+            message = f"broken condition {cond.condition!r}: {detail}"
+            rule.problems.append(Problem(rule.source_path, message, vendor=VENDOR))
+            exprs.append(Opaque(cond.condition, Reason.SYNTAX_ERROR, f"condition: {detail}"))
             continue
         exprs.append(_condition_node(tree, detections, rule))
     # Several conditions in one rule (a list) are alternatives.
     return or_(*exprs) if exprs else None
+
+
+# pyparsing's expectations, in the words of the Sigma specification.
+_CONDITION_EXPECTED = (
+    ("'of'", "a detection name, '1 of …', 'all of …' or 'not'"),
+    ("Unbalanced parentheses", "a closing ')' or a detection name after the operator"),
+    ("end of text", "'and', 'or' or the end of the condition"),
+)
+
+
+def _condition_error(e: SigmaError) -> str:
+    """A condition syntax error without grammar token names, with its column."""
+    cause = e.__context__
+    loc, text, msg = (getattr(cause, k, None) for k in ("loc", "pstr", "msg"))
+    if not isinstance(loc, int) or not isinstance(text, str):
+        return str(e)
+    want = next((words for key, words in _CONDITION_EXPECTED if key in str(msg)), None)
+    rest = text[loc:].split()
+    where = f"found {rest[0]!r}" if rest else "found the end of the condition"
+    return f"expected {want or msg}, {where} (column {loc + 1})"
 
 
 def _condition_node(node: Any, detections: dict[str, SigmaDetection], rule: Rule) -> Expr:
@@ -220,8 +245,10 @@ def _condition_node(node: Any, detections: dict[str, SigmaDetection], rule: Rule
             parts = [_detection(detections[n]) for n in names]
             return and_(*parts) if node.cond_class is ConditionAND else or_(*parts)
     if isinstance(node, ConditionItem):
-        return Opaque(str(node), f"condition element {type(node).__name__}")
-    return Opaque(str(node), "unknown condition element")
+        return Opaque(
+            str(node), Reason.UNSUPPORTED_SYNTAX, f"condition element {type(node).__name__}"
+        )
+    return Opaque(str(node), Reason.UNSUPPORTED_SYNTAX, "unknown condition element")
 
 
 class _Dets:
@@ -233,7 +260,7 @@ class _Dets:
 
 def _broken(rule: Rule, message: str) -> Opaque:
     rule.problems.append(Problem(rule.source_path, message, vendor=VENDOR, rule_id=rule.id))
-    return Opaque("", message)
+    return Opaque("", Reason.SYNTAX_ERROR, message)
 
 
 # -- detections -------------------------------------------------------------------
@@ -257,7 +284,10 @@ def _item(item: SigmaDetectionItem) -> Expr:
     else:
         preds = [_value(item.field, v, syntax) for v in item.value]
     combine = and_ if item.value_linking is ConditionAND else or_
-    return combine(*preds) if preds else Opaque(str(item.field), "detection item without values")
+    if not preds:
+        return Opaque(str(item.field), Reason.EMPTY, "detection item without values")
+    # |neq negates the whole item (pySigma: NOT of the values' Or/And)
+    return Not(combine(*preds)) if item.negated else combine(*preds)
 
 
 def _op_for_modifiers(mods: list[str]) -> Op:
@@ -280,14 +310,16 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
         case SigmaString():
             return _string(field, v, syntax)
         case SigmaRegularExpression():
-            flags = {f.name for f in v.flags}
-            return Predicate(
-                field, Op.REGEX_MATCH, str(v.regexp), syntax, "IGNORECASE" not in flags
-            )
+            return _regex(field, v, syntax)
         case SigmaCIDRExpression():
             return Predicate(field, Op.CIDR, v.cidr, syntax)
-        case SigmaCompareExpression():
+        case SigmaCompareExpression() if v.op in _COMPARE_OPS:
             return Predicate(field, _COMPARE_OPS[v.op], v.number.number, syntax)
+        case SigmaCompareExpression():  # NEQ
+            return Not(Predicate(field, Op.EQ, v.number.number, syntax))
+        case SigmaTimestampPart():  # before SigmaNumber, its base class
+            text = f"{field}{syntax}: {v.number}"
+            return Opaque(text, Reason.UNSUPPORTED_MODIFIER, f"timestamp {v.timestamp_part.name}")
         case SigmaBool():
             return Predicate(field, Op.EQ, v.boolean, syntax)
         case SigmaNumber():
@@ -299,31 +331,34 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
             return p if v.exists else Not(p)
         case SigmaFieldReference():
             return Predicate(field, Op.FIELD_REF, v.field, syntax)
-    return Opaque(f"{field}{syntax}: {v}", f"value type {type(v).__name__}")
+    return Opaque(
+        f"{field}{syntax}: {v}", Reason.UNSUPPORTED_SYNTAX, f"value type {type(v).__name__}"
+    )
+
+
+# |re|m and |re|s change what the pattern means: kept as inline flags (RE2 and PCRE
+# read both); |re|i is the predicate's case-insensitivity.
+_REGEX_FLAGS = {"MULTILINE": "m", "DOTALL": "s"}
+
+
+def _regex(field: str | None, v: SigmaRegularExpression, syntax: str) -> Predicate:
+    flags = {f.name for f in v.flags}
+    inline = "".join(c for name, c in _REGEX_FLAGS.items() if name in flags)
+    pattern = f"(?{inline}){v.regexp}" if inline else str(v.regexp)
+    return Predicate(field, Op.REGEX_MATCH, pattern, syntax, "IGNORECASE" not in flags)
 
 
 def _string(field: str | None, s: SigmaString, syntax: str) -> Expr:
     if s.contains_placeholder():
         return _placeholder(field, s, syntax)
     cased = isinstance(s, SigmaCasedString)
-    parts = list(s.s)
+    pattern = tuple(_WILD.get(p, p) for p in s.s)  # type: ignore[call-overload]
     if field is None:
-        # Keywords match anywhere in the event; surrounding wildcards add nothing.
-        while parts and parts[0] is SpecialChars.WILDCARD_MULTI:
-            parts.pop(0)
-        while parts and parts[-1] is SpecialChars.WILDCARD_MULTI:
-            parts.pop()
-        return Predicate(None, Op.KEYWORD, _render(parts), syntax, cased)
-    if parts == [SpecialChars.WILDCARD_MULTI]:
-        return Predicate(field, Op.EXISTS, True, syntax)
-    op, core = classify_wildcards(parts)
-    if op is not Op.WILDCARD:
-        return Predicate(field, op, "".join(core), syntax, cased)
-    if any("*" in p or "?" in p for p in core if isinstance(p, str)):
-        # A literal * or ? cannot be told from a wildcard in our wildcard
-        # spelling (DESIGN: wildcard values have no escapes): say it as a regex.
-        return Predicate(field, Op.REGEX_MATCH, _as_regex(core), syntax, cased)
-    return Predicate(field, op, _render(core), syntax, cased)
+        return Predicate(None, Op.KEYWORD, wildcards.keyword(pattern), syntax, cased)
+    op, value = wildcards.classify(pattern)
+    if op is Op.EXISTS:
+        return Predicate(field, op, True, syntax)
+    return Predicate(field, op, value, syntax, cased)
 
 
 def _placeholder(field: str | None, s: SigmaString, syntax: str) -> Expr:
@@ -334,38 +369,10 @@ def _placeholder(field: str | None, s: SigmaString, syntax: str) -> Expr:
     if len(core) == 1 and isinstance(core[0], Placeholder):
         return Predicate(field, Op.IN_LIST, core[0].name, syntax)
     names = ", ".join(p.name for p in s.s if isinstance(p, Placeholder))
-    return Opaque(f"{field}{syntax}: {s}", f"placeholder %{names}% inside a value")
+    return Opaque(f"{field}{syntax}: {s}", Reason.PLACEHOLDER, f"%{names}% inside a value")
 
 
-def classify_wildcards(parts: list[Any]) -> tuple[Op, list[Any]]:
-    """``*x`` -> ends_with, ``x*`` -> starts_with, ``*x*`` -> contains, else wildcard."""
-    star = SpecialChars.WILDCARD_MULTI
-    lead = bool(parts) and parts[0] is star
-    trail = len(parts) > 1 and parts[-1] is star
-    core = parts[int(lead) : len(parts) - int(trail)]
-    if any(not isinstance(p, str) for p in core):
-        return Op.WILDCARD, parts
-    if lead and trail:
-        return Op.CONTAINS, core
-    if lead:
-        return Op.ENDS_WITH, core
-    if trail:
-        return Op.STARTS_WITH, core
-    return Op.EQ, core
-
-
-def _render(parts: list[Any]) -> str:
-    """Our wildcard spelling: ``*`` any run, ``?`` one character, no escapes."""
-    return "".join(p if isinstance(p, str) else _WILDCARD_TEXT[p] for p in parts)
-
-
-def _as_regex(parts: list[Any]) -> str:
-    body = "".join(re.escape(p) if isinstance(p, str) else _WILDCARD_RE[p] for p in parts)
-    return f"^{body}$"
-
-
-_WILDCARD_TEXT = {SpecialChars.WILDCARD_MULTI: "*", SpecialChars.WILDCARD_SINGLE: "?"}
-_WILDCARD_RE = {SpecialChars.WILDCARD_MULTI: ".*", SpecialChars.WILDCARD_SINGLE: "."}
+_WILD = {SpecialChars.WILDCARD_MULTI: Wild.ANY, SpecialChars.WILDCARD_SINGLE: Wild.ONE}
 
 
 # -- correlations -----------------------------------------------------------------
@@ -401,3 +408,75 @@ def _correlation_rule(doc: dict[str, Any], text: str, rel: str) -> Rule | Proble
         ],
         upstream_url=UPSTREAM + rel,
     )
+
+
+# -- the vendor ---------------------------------------------------------------------
+
+
+class Sigma(Vendor):
+    """SigmaHQ rules: one language (the rule itself), scopes from ``logsource``."""
+
+    name = VENDOR
+    display_name = "Sigma"
+    languages = ("sigma",)
+
+    rule_files = staticmethod(rule_files)
+    read_file = staticmethod(read_file)
+
+    def parse_text(self, language: str, text: str) -> list[Rule]:
+        got = parse_rule_text(text)
+        if isinstance(got, Problem):
+            raise QueryError(got.message, got.line, got.column)
+        if got.problems and not got.has_query:
+            first = got.problems[0]
+            raise QueryError(first.message, first.line, first.column)
+        return [got]
+
+    def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
+        return logsource_scopes(rule.context.get("logsource") or {})
+
+    def hints(self, rule: Rule, stage: Stage, classes: Sequence[str]) -> Hints:
+        return logsource_hints(rule.context.get("logsource") or {})
+
+    def event_scopes(
+        self, raw: Mapping[str, Sequence[Any]], log_scopes: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        return log_scopes  # Sigma names raw Windows fields as the event spells them
+
+    def catalog_event_scopes(self, event_id: str) -> tuple[str, ...]:
+        return _catalog_event_scopes(event_id)
+
+
+def logsource_scopes(logsource: dict[str, Any]) -> tuple[str, ...]:
+    keys = ("category", "service", "product")
+    return tuple(f"{k}:{logsource[k]}" for k in keys if logsource.get(k)) + (ANY,)
+
+
+def _event_sources() -> dict[str, Any]:
+    return load(EVENT_SOURCES)[VENDOR]
+
+
+def logsource_hints(logsource: dict[str, Any]) -> Hints:
+    table = _event_sources()
+    by_product = table["category"].get(logsource.get("category") or "", {})
+    implied = by_product.get(logsource.get("product") or "*", by_product.get("*", []))
+    service, product = logsource.get("service"), logsource.get("product")
+    provider = table["service"].get(f"{product}/{service}") or table["service"].get(service or "")
+    return Hints(tuple(implied), (provider,) if provider else ())
+
+
+@cache
+def _catalog_event_scopes(event_id: str) -> tuple[str, ...]:
+    """The log-source categories that imply the event, then the services of its
+    provider (the inverse of ``logsource_hints``)."""
+    table = _event_sources()
+    categories = [
+        f"category:{cat}"
+        for cat, by_product in table["category"].items()
+        if any(event_id in ids for ids in by_product.values())
+    ]
+    provider = event_id.split(":", 1)[0]
+    services = [
+        f"service:{s.rsplit('/', 1)[-1]}" for s, p in table["service"].items() if p == provider
+    ]
+    return (*categories, *services)

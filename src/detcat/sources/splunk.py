@@ -9,17 +9,20 @@ through ``LookupTables.resolve``. Both folders are read once per ``read()``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from detcat.model import Opaque, Problem, QueryError, Rule, Stage, and_
+from detcat.model import Opaque, Problem, QueryError, Reason, Rule, Stage, and_
 from detcat.sources import files
 from detcat.sources.files import SourceFileError
+from detcat.sources.registry import ANY, NO_HINTS, Hints, Vendor, query_rule, tagged
 from detcat.sources.splunk_lookups import LookupResolver, LookupTables
+from detcat.tables import EVENT_SOURCES, FIELDS, SPL, load
 
 VENDOR = "splunk"
 UPSTREAM = "https://github.com/splunk/security_content/blob/develop/"
@@ -28,11 +31,8 @@ SplParse = Callable[..., list[Stage]]  # spl.parse(text, *, lookup=resolver)
 
 _SEARCH_KEY = re.compile(r"^search\s*:", re.MULTILINE)
 
-# CIM / utility macros that shape output but never filter events. Upstream
-# security_content relies on Splunk_SA_CIM for the ones it does not define.
-NO_FILTER_MACROS = frozenset(
-    {"drop_dm_object_name", "security_content_ctime", "security_content_summariesonly"}
-)
+# CIM / utility macros that shape output but never filter events (data/spl.toml).
+NO_FILTER_MACROS = frozenset(load(SPL)["macros"]["no_filter"])
 
 
 def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
@@ -44,12 +44,12 @@ def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
 
 def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
     root = Path(root)
-    yield from prepare(root)
+    yield from prepare(root, include_deprecated=include_deprecated)
     for path in rule_files(root, include_deprecated):
-        yield from read_file(path, root, include_deprecated=include_deprecated)
+        yield from read_file(path, root)
 
 
-def prepare(root: Path) -> list[Problem]:
+def prepare(root: Path, *, include_deprecated: bool = False) -> list[Problem]:
     """Read the macros and lookups every detection of ``root`` shares (again, if
     they were read before) and return their problems. ``read_file`` prepares
     a folder on first use by itself; a build calls this once per worker."""
@@ -57,23 +57,25 @@ def prepare(root: Path) -> list[Problem]:
     macros, problems = Macros.load(root / "macros", root)
     lookups, lookup_problems = LookupTables.load(root / "lookups", root)
     _prepared.clear()  # one folder at a time: a build reads one Splunk folder
-    _prepared[root] = _Support(macros, lookups, problems + lookup_problems)
-    return _prepared[root].problems
+    support = _Support(macros, lookups, problems + lookup_problems, include_deprecated)
+    _prepared[root] = support
+    return support.problems
 
 
-def read_file(path: Path, root: Path, *, include_deprecated: bool = False) -> list[Rule | Problem]:
-    """One detection file: a rule, a problem, or nothing (a deprecated status)."""
+def read_file(path: Path, root: Path) -> list[Rule | Problem]:
+    """One detection file: a rule, a problem, or nothing (a deprecated status,
+    unless the folder was prepared with ``include_deprecated``)."""
     root = Path(root)
     rel = path.relative_to(root).as_posix()
     loaded = _load_detection(path, root, rel)
     if isinstance(loaded, Problem):
         return [loaded]
     doc, line = loaded
-    if not include_deprecated and str(doc.get("status", "")).lower() == "deprecated":
-        return []
     if root not in _prepared:
         prepare(root)
     ctx = _prepared[root]
+    if not ctx.include_deprecated and str(doc.get("status", "")).lower() == "deprecated":
+        return []
     return [detection_rule(doc, rel, ctx.macros, ctx.lookups.resolve, _parser(), search_line=line)]
 
 
@@ -84,6 +86,7 @@ class _Support:
     macros: Macros
     lookups: LookupTables
     problems: list[Problem]
+    include_deprecated: bool = False
 
 
 _prepared: dict[Path, _Support] = {}
@@ -177,10 +180,10 @@ def _stages(
         # within the search after macro expansion, so it goes into the message.
         at = f" at {e.line}:{e.column} of the expanded search" if e.line else ""
         rule.problems.append(_problem(rule, f"parse error{at}: {e.message}", line))
-        return [Stage(expr=Opaque(rule.query, f"parse error: {e.message}"))]
+        return [Stage(expr=Opaque(rule.query, Reason.SYNTAX_ERROR, e.message))]
     except Exception as e:  # a parser bug must cost one rule, not the build
         rule.problems.append(_problem(rule, f"parser crashed: {type(e).__name__}: {e}"))
-        return [Stage(expr=Opaque(rule.query, f"parser crashed: {type(e).__name__}"))]
+        return [Stage(expr=Opaque(rule.query, Reason.PARSER_FAILURE, type(e).__name__))]
     if exp.opaques:  # undefined macros and cycles: unknown logic, ANDed to the first stage
         stages = stages or [Stage()]
         stages[0].expr = and_(*([stages[0].expr] if stages[0].expr else []), *exp.opaques)
@@ -340,7 +343,7 @@ class Macros:
     def _call(self, ref: str, stack: tuple[str, ...], exp: Expansion) -> str:
         call = _CALL.fullmatch(ref)
         if call is None:
-            exp.opaques.append(Opaque(f"`{ref}`", "malformed macro reference"))
+            exp.opaques.append(Opaque(f"`{ref}`", Reason.UNRESOLVED_MACRO, "malformed reference"))
             return ""
         name, args = call.group(1), _split_args(call.group(2))
         macro = self.defs.get((name, len(args)))
@@ -349,7 +352,7 @@ class Macros:
         _note(exp.macros, name)
         if name in stack:
             exp.problems.append("macro cycle: " + " -> ".join((*stack, name)))
-            exp.opaques.append(Opaque(f"`{ref}`", "macro cycle"))
+            exp.opaques.append(Opaque(f"`{ref}`", Reason.UNRESOLVED_MACRO, "cycle"))
             return ""
         if not _within_budget(exp, ref, len(stack), len(macro.definition)):
             return ""
@@ -372,7 +375,7 @@ def _within_budget(exp: Expansion, ref: str, nesting: int, size: int) -> bool:
             f"macro expansion stopped at `{ref[:80]}`: over {MAX_MACRO_CALLS:,} calls, "
             f"{MAX_MACRO_NESTING} levels or {MAX_EXPANDED_CHARS:,} characters"
         )
-        exp.opaques.append(Opaque(f"`{ref}`", "macro expansion over budget"))
+        exp.opaques.append(Opaque(f"`{ref}`", Reason.UNRESOLVED_MACRO, "expansion over budget"))
         return False
     return True
 
@@ -385,7 +388,7 @@ def _undefined(name: str, ref: str, exp: Expansion) -> str:
         return ""
     _note(exp.macros, name)
     if name not in NO_FILTER_MACROS:
-        exp.opaques.append(Opaque(f"`{ref}`", f"undefined macro {name}"))
+        exp.opaques.append(Opaque(f"`{ref}`", Reason.UNRESOLVED_MACRO, f"{name} undefined"))
     return ""
 
 
@@ -454,3 +457,99 @@ def _split_args(text: str | None) -> list[str]:
 def _note(names: list[str], name: str) -> None:
     if name not in names:
         names.append(name)
+
+
+# -- the vendor ---------------------------------------------------------------------
+
+
+class Splunk(Vendor):
+    """splunk/security_content: SPL over CIM data models; scopes and events from
+    the data model and the ``data_source`` names."""
+
+    name = VENDOR
+    display_name = "Splunk"
+    languages = ("spl",)
+
+    read = staticmethod(read)
+    rule_files = staticmethod(rule_files)
+    read_file = staticmethod(read_file)
+    prepare = staticmethod(prepare)
+
+    def parse_text(self, language: str, text: str) -> list[Rule]:
+        """Macros expand as ``read`` expands them, with no definitions at hand: CIM
+        utility and ``*_filter`` macros vanish, any other is an Opaque condition."""
+        expansion = Macros().expand(text)
+        stages = _parser()(expansion.text)
+        if expansion.opaques:
+            stages = stages or [Stage()]
+            first = [stages[0].expr] if stages[0].expr is not None else []
+            stages[0].expr = and_(*first, *expansion.opaques)
+        return [query_rule(VENDOR, language, stages)]
+
+    def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
+        platforms = data_source_platforms(tuple(rule.context.get("data_source") or ()))
+        return tagged("datamodel", [stage.params.get("datamodel")])[:-1] + platforms
+
+    def hints(self, rule: Rule, stage: Stage, classes: Sequence[str]) -> Hints:
+        return data_source_hints(
+            rule.context.get("data_source") or [], stage.params.get("datamodel")
+        )
+
+    def event_scopes(
+        self, raw: Mapping[str, Sequence[Any]], log_scopes: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        return (ANY, "platform:windows")  # CIM names of the Windows add-on
+
+
+@cache
+def _platform_prefixes() -> list[tuple[str, str]]:
+    table = load(FIELDS).get(VENDOR, {}).get("platforms", {})
+    return sorted(table.items(), key=lambda kv: -len(kv[0]))
+
+
+@cache
+def data_source_platforms(data_sources: tuple[str, ...]) -> tuple[str, ...]:
+    """Platform scopes of a search from its data_source names."""
+    found: list[str] = []
+    for name in data_sources:
+        hit = next((p for pre, p in _platform_prefixes() if str(name).startswith(pre)), None)
+        if hit:
+            found.append(f"platform:{hit}")
+    return (*dict.fromkeys(found), ANY)
+
+
+def _event_sources() -> dict[str, Any]:
+    return load(EVENT_SOURCES)[VENDOR]
+
+
+@cache
+def _data_source_patterns() -> list[tuple[re.Pattern[str], dict[str, Any]]]:
+    return [(re.compile(e["pattern"]), e) for e in _event_sources()["data_source"]]
+
+
+@cache
+def data_source(name: str) -> Hints:
+    for rx, entry in _data_source_patterns():
+        m = rx.match(name.strip())
+        if m is None:
+            continue
+        arg = m.group(1) if rx.groups else ""
+        # auditd record types: "Linux Auditd Add User" -> ADD_USER
+        arg = arg.upper().replace(" ", "_") if entry.get("upper") else arg
+        events = tuple(e.replace("{1}", arg) for e in entry.get("events", []))
+        return Hints(events, tuple(entry.get("providers", [])))
+    return NO_HINTS
+
+
+def data_source_hints(data_sources: Iterable[str], datamodel: str | None) -> Hints:
+    implied: list[str] = []
+    providers: list[str] = []
+    for name in data_sources:
+        # "Sysmon EventID 1 AND Sysmon EventID 3" names two sources
+        for part in re.split(r"\s+AND\s+", str(name)):
+            hint = data_source(part)
+            implied.extend(hint.implied)
+            providers.extend(hint.providers)
+    if not implied and datamodel:
+        implied.extend(_event_sources()["datamodel"].get(datamodel, []))
+    return Hints(tuple(dict.fromkeys(implied)), tuple(dict.fromkeys(providers)))
