@@ -68,6 +68,7 @@ from detcat.model import (
     Reason,
     Stage,
     and_,
+    depth_limited,
     map_predicates,
     or_,
     replace,
@@ -76,6 +77,7 @@ from detcat.model import (
 _GRAMMAR = Path(__file__).with_name("eql.lark")
 
 
+@depth_limited
 def parse(text: str) -> list[Stage]:
     """Parse one EQL query; raise ``QueryError`` for text that is not EQL."""
     token = source.set(text)
@@ -106,7 +108,7 @@ def list_item() -> re.Pattern[str]:
     terminal = _parser().get_terminal
     string = terminal("STRING").pattern.to_regexp()
     number = terminal("NUMBER").pattern.to_regexp()
-    return re.compile(rf"(?P<s>{string})|(?P<n>-?{number})|//[^\n]*|/\*(?:[^*]|\*(?!/))*\*/")
+    return re.compile(rf"(?P<s>{string})|(?P<n>-?{number})|//[^\n]*|/\*[^*]*\*+(?:[^/*][^*]*\*+)*/")
 
 
 def _query_error(exc: UnexpectedInput, text: str) -> QueryError:
