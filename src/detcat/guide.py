@@ -17,6 +17,9 @@ from detcat import similar
 from detcat.errors import DetcatError
 from detcat.normalize import fold_value
 from detcat.sources import registry
+from detcat.tables import load
+
+GUIDE = "guide.toml"  # ranking settings and the prose of a guide (guide_text.py)
 
 # Operators that say a field is present or absent carry no indicator value.
 _NO_VALUE_OPS = ("exists", "is_null")
@@ -51,13 +54,14 @@ def technique_guide(
     header = _technique_header(conn, tid)
     args = {"tid": tid, "sub": sub, "limit": limit, "vendor": vendor}
     rules = _rules(conn, args)
-    vendors = {v: 0 for v in registry.names()}
-    for r in rules:
-        vendors[r["vendor"]] = vendors.get(r["vendor"], 0) + 1
+    counts = Counter(r["vendor"] for r in rules)
+    vendors = {v: counts[v] for v in registry.display_order({*registry.names(), *counts})}
     rows = _event_predicates(conn, args)
     fields = _fields(rows, limit)
-    indicators = _indicators(conn, rows, limit, exclusion=False)
-    exclusions = _indicators(conn, rows, limit, exclusion=True)
+    # Ties among indicators go to the fields most filtered (all of them, not the top only).
+    field_rank = {f: i for i, f in enumerate(fields["order"])}
+    indicators = _indicators(conn, rows, limit, exclusion=False, field_rank=field_rank)
+    exclusions = _indicators(conn, rows, limit, exclusion=True, field_rank=field_rank)
     return {
         "technique": header,
         "vendors": vendors,
@@ -99,7 +103,7 @@ def attack_detection(conn: sqlite3.Connection, args: dict[str, Any]) -> dict[str
             "log_sources": [],
         })  # fmt: skip
         events = json.loads(row["events"])
-        vendors = sorted(set().union(*(readers.get(e, set()) for e in events)))
+        vendors = registry.display_order(set().union(*(readers.get(e, set()) for e in events)))
         a["log_sources"].append({"name": row["name"], "channel": row["channel"],
                                  "events": events, "covered": bool(vendors),
                                  "vendors": vendors})  # fmt: skip
@@ -162,9 +166,11 @@ def _rules(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any
                group_concat(rt.technique_id, ' ') AS techniques
         FROM (SELECT * FROM rule_techniques WHERE {_IN_FAMILY}) rt
         JOIN rules r ON r.pk = rt.rule_pk
-        GROUP BY r.pk ORDER BY r.vendor, r.title""",
+        GROUP BY r.pk ORDER BY r.title""",
         args,
     ).fetchall()
+    vendors = registry.display_order({r["vendor"] for r in rows})
+    rows.sort(key=lambda r: vendors.index(r["vendor"]))  # stable: titles stay sorted
     return [
         {
             "vendor": r["vendor"],
@@ -182,13 +188,16 @@ def _rules(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any
 def _events(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
     rows = conn.execute(
         f"""WITH {_HERE}
-        SELECT e.id, e.provider, e.event_id, e.title, COUNT(DISTINCT re.rule_pk) AS rules
+        SELECT e.id, e.provider, e.event_id, e.title, COUNT(DISTINCT re.rule_pk) AS rules,
+               group_concat(DISTINCT r.vendor) AS vendors
         FROM here JOIN rule_events re ON re.rule_pk = here.rule_pk
-        JOIN events e ON e.id = re.event
+        JOIN events e ON e.id = re.event JOIN rules r ON r.pk = re.rule_pk
         GROUP BY e.id ORDER BY rules DESC, e.provider, e.event_id""",
         args,
     ).fetchall()
-    return [dict(r) for r in rows]
+    # Which vendors' rules read the event, in page order.
+    return [{**dict(r), "vendors": registry.display_order(r["vendors"].split(","))}
+            for r in rows]  # fmt: skip
 
 
 _PredRow = tuple[str, str, str, Any, str, int, int, str, int, str, str]
@@ -221,7 +230,7 @@ def _fields(rows: list[_PredRow], limit: int) -> dict[str, Any]:
     aliases: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
     ops: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
     samples: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    spelling: dict[tuple[str, str], str] = {}
+    spelling: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for f, raw, op, value, vkey, negated, _excl, kind, pk, vendor, _id in rows:
         if f is None or kind == "implied":
             continue
@@ -230,50 +239,90 @@ def _fields(rows: list[_PredRow], limit: int) -> dict[str, Any]:
         ops[f][op].add(pk)
         if not negated and value is not None:
             samples[f][vkey].add(pk)
-            spelling[(f, vkey)] = min(spelling.get((f, vkey), value), value)
+            spelling[(f, vkey)][value] += 1
+    order = _ranked(rules)
     out = []
-    for f in _ranked(rules)[:limit]:
+    for f in order[:limit]:
         by_vendor: dict[str, list[str]] = {}
-        for (vendor, raw), _n in sorted(
-            aliases[f].items(), key=lambda i: (i[0][0], -i[1], i[0][1])
-        ):
+        for (vendor, raw), _n in sorted(aliases[f].items(), key=lambda i: (-i[1], i[0][1])):
             by_vendor.setdefault(vendor, []).append(raw)
         out.append({
             "field": f,
-            "aliases": by_vendor,
+            "aliases": {v: by_vendor[v] for v in registry.display_order(by_vendor)},
             "rules": len(rules[f]),
             "operators": {op: len(ops[f][op]) for op in _ranked(ops[f])},
-            "samples": [spelling[(f, k)] for k in _ranked(samples[f])[:_SAMPLES]],
+            "samples": [_spelling(spelling[(f, k)]) for k in _ranked(samples[f])[:_SAMPLES]],
         })  # fmt: skip
-    return {"rows": out, "distinct": len(rules)}
+    return {"rows": out, "distinct": len(rules), "order": order}
+
+
+def _spelling(written: Counter[str]) -> str:
+    """How a value is shown: the spelling rules write most often (values that
+    differ only in case are one indicator), ties by sort order."""
+    return min(written, key=lambda v: (-written[v], v))
+
+
+_Key = tuple[str | None, str, str]
+
+
+def _screen_first(ranked: list[_Key]) -> list[_Key]:
+    """``ranked`` with its first screen spread over fields: in the first ``screen``
+    rows, at most ``per_field`` rows of one field; the rows held back follow in
+    their rank order, so one field with many equally used values (tool names)
+    does not fill the screen."""
+    conf = load(GUIDE)["ranking"]
+    screen: list[_Key] = []
+    held: list[_Key] = []
+    used: Counter[str | None] = Counter()
+    for i, key in enumerate(ranked):
+        if len(screen) == conf["screen"]:
+            return screen + held + ranked[i:]  # held rows all rank before ranked[i:]
+        if used[key[0]] < conf["per_field"]:
+            screen.append(key)
+            used[key[0]] += 1
+        else:
+            held.append(key)
+    return screen + held
 
 
 def _indicators(
-    conn: sqlite3.Connection, rows: list[_PredRow], limit: int, exclusion: bool
+    conn: sqlite3.Connection,
+    rows: list[_PredRow],
+    limit: int,
+    exclusion: bool,
+    field_rank: dict[str | None, int],
 ) -> dict[str, Any]:
-    """Top (field, op, value) combinations; exclusions are those under top-level NOTs."""
-    rules: dict[tuple[str, str, str], set[tuple[str, str]]] = defaultdict(set)
-    spelling: dict[tuple[str, str, str], str] = {}
-    written: set[tuple[str, str, str]] = set()  # keys some rule writes (not only implied)
+    """Top (field, op, value) combinations by rules, ties to the fields ranked first
+    in ``field_rank``; exclusions are those under top-level NOTs."""
+    rules: dict[_Key, set[tuple[str, str]]] = defaultdict(set)
+    spelling: dict[_Key, Counter[str]] = defaultdict(Counter)
+    written: set[_Key] = set()  # keys some rule writes (not only implied)
     for f, _raw, op, value, vkey, negated, excl, kind, _pk, vendor, rid in rows:
         if (excl if exclusion else not negated) and op not in _NO_VALUE_OPS:
             key = (f, op, vkey)
             rules[key].add((vendor, rid))
             if value is not None:
-                spelling[key] = min(spelling.get(key, value), value)
+                spelling[key][value] += 1
             if kind != "implied":
                 written.add(key)
+    last = len(field_rank)
+    ranked = _ranked(rules, tie=lambda k: (field_rank.get(k[0], last), k[0] or "", k[1], k[2]))
+    if not exclusion:
+        ranked = _screen_first(ranked)
+    selectors = set(load(GUIDE)["ranking"]["selector_fields"])
+    vendors = registry.display_order({v for refs in rules.values() for v, _ in refs})
     out = []
-    for key in _ranked(rules, tie=lambda k: (k[0] or "", k[1], k[2]))[:limit]:
-        refs = sorted(rules[key])
+    for key in ranked[:limit]:
+        refs = sorted(rules[key], key=lambda r: (vendors.index(r[0]), r[1]))
         item: dict[str, Any] = {
             "field": key[0],
             "op": key[1],
-            "value": spelling.get(key),
+            "value": _spelling(spelling[key]) if spelling[key] else None,
             "rules": len(refs),
             "rule_ids": [i for _, i in refs],
             "rule_refs": [{"vendor": v, "id": i} for v, i in refs],
             "implied": key not in written,
+            "selector": key[0] in selectors,
         }
         if not exclusion:
             item["corpus_reach"] = corpus_reach(conn, *key)

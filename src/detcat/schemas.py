@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from detcat.guide_text import schema as guide_text
+
 Scalar = str | int | float | bool | None
 
 
@@ -108,6 +110,7 @@ class GuideRule(RuleRow):
 
 class EventCount(Event):
     rules: int
+    vendors: list[str] = Field(description="vendors whose rules read the event, in page order")
 
 
 class FieldRow(_Strict):
@@ -115,13 +118,15 @@ class FieldRow(_Strict):
     aliases: dict[str, list[str | None]] = Field(description="vendor -> fields as written")
     rules: int
     operators: dict[str, int] = Field(description="operator -> rules using it on the field")
-    samples: list[str | None]
+    samples: list[str | None] = Field(
+        description="values most rules check: a starting point, not an exhaustive list"
+    )
 
 
 class Exclusion(_Strict):
     field: str | None
     op: str
-    value: str | None
+    value: str | None = Field(description="as most rules write it (case variants are one value)")
     rules: int = Field(description="rules under the technique")
     rule_ids: list[str]
     rule_refs: list[RuleRef]
@@ -129,8 +134,14 @@ class Exclusion(_Strict):
 
 
 class Indicator(Exclusion):
-    corpus_reach: int = Field(description="rules in the whole catalog checking the same value")
+    corpus_reach: int = Field(
+        description="rules anywhere in the catalog (any technique) checking the same field, "
+        "operator and value; high reach: noisy on its own, combine it with another condition"
+    )
     specific: bool = Field(description="no rule outside the technique checks it")
+    selector: bool = Field(
+        description="the field chooses the kind of event or platform: a scope, not an indicator"
+    )
 
 
 class AnalyticSource(_Strict):
@@ -172,16 +183,17 @@ class AttackDetection(_Strict):
 
 
 class TechniqueGuide(_Strict):
+    __doc__ = guide_text("guide")
     technique: TechniqueHeader
-    vendors: dict[str, int]
-    rules: list[GuideRule]
-    events: list[EventCount]
-    fields: list[FieldRow]
-    field_count: int
-    indicators: list[Indicator]
-    indicator_count: int
-    exclusions: list[Exclusion]
-    exclusion_count: int
+    vendors: dict[str, int] = Field(description="vendor -> rules, in page order (Sigma first)")
+    rules: list[GuideRule] = Field(description=guide_text("rules"))
+    events: list[EventCount] = Field(description=guide_text("events"))
+    fields: list[FieldRow] = Field(description=guide_text("fields"))
+    field_count: int = Field(description="distinct fields the rules filter on")
+    indicators: list[Indicator] = Field(description=guide_text("indicators"))
+    indicator_count: int = Field(description="distinct (field, operator, value) combinations")
+    exclusions: list[Exclusion] = Field(description=guide_text("exclusions"))
+    exclusion_count: int = Field(description="distinct excluded combinations")
     attack_detection: AttackDetection
 
 

@@ -4,6 +4,7 @@ trees, the matrix filter, and hostile rule content staying inert."""
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import shutil
@@ -88,6 +89,55 @@ def test_t1219_page_shows_the_cli_json(
     expected = expected_technique_facts(cli_json(corpus_db, "technique", "T1219"))
     assert facts == expected
     assert len(facts["rules"]) >= 52 and facts["events"] and facts["indicators"]
+
+
+# What issue 17 asks of the page: each section says how to read it, with the
+# page's own numbers; the first screen of indicators spans fields; vendors in order.
+GUIDE_JS = """() => {
+  const t = el => el ? el.textContent.replace(/\\s+/g, ' ').trim() : '';
+  const h2 = [...document.querySelectorAll('main h2')].find(h => t(h) === 'Authoring guide');
+  const fields = document.querySelector('#fields table');
+  return {
+    guide_first: !!h2 && !!fields &&
+      !!(h2.compareDocumentPosition(fields) & Node.DOCUMENT_POSITION_FOLLOWING),
+    guide: t(document.querySelector('#guide .explain')),
+    explain: Object.fromEntries(['events', 'fields', 'indicators', 'exclusions', 'rules']
+      .map(id => [id, t(document.querySelector(`#${id} .explain`))])),
+    top20: [...document.querySelectorAll('#indicators tbody tr')].slice(0, 20)
+      .map(tr => [t(tr.children[0]), t(tr.children[1]), t(tr.querySelector('summary'))]),
+    vendor_groups: [...document.querySelectorAll('#rules h3')].map(h => t(h.firstChild)),
+  };
+}"""
+
+
+def test_t1219_page_reads_like_a_guide(
+    watched: tuple[Any, Watch], corpus_site: Site, corpus_db: Path
+) -> None:
+    page, _ = watched
+    g = cli_json(corpus_db, "technique", "T1219")
+    page.goto(corpus_site.url("technique", "T1219"))
+    facts = page.evaluate(GUIDE_JS)
+    assert facts["guide_first"]
+    assert f"{len(g['rules'])} rules" in facts["guide"]
+    assert "Sigma's Image" in facts["guide"] and "Elastic's process.executable" in facts["guide"]
+    top_field = g["fields"][0]
+    noisy = max((i for i in g["indicators"] if not i["selector"] and not i["specific"]),
+                key=lambda i: i["corpus_reach"] - i["rules"])  # fmt: skip
+    numbers = {  # section -> numbers of this page its paragraph must state
+        "events": [f"{len(g['events'])} catalog events", f"by {g['events'][0]['rules']} rules"],
+        "fields": [f"{g['field_count']} distinct fields", f"({top_field['rules']} rules)"],
+        "indicators": [f"{g['indicator_count']} distinct", f"{noisy['corpus_reach']} overall",
+                       f"({sum(i['specific'] for i in g['indicators'])} of "
+                       f"{len(g['indicators'])} rows)"],
+        "exclusions": [f"{g['exclusion_count']} distinct"],
+        "rules": [f"The {len(g['rules'])} rules", f"Sigma {g['vendors']['sigma']}"],
+    }  # fmt: skip
+    for section, wanted in numbers.items():
+        for n in wanted:
+            assert n in facts["explain"][section], (section, n)
+    per_field = collections.Counter(f for f, _, _ in facts["top20"])
+    assert len(facts["top20"]) == 20 and max(per_field.values()) <= 10, per_field
+    assert facts["vendor_groups"] == ["Sigma", "Elastic", "Splunk", "Google SecOps"]
 
 
 def test_expanding_an_indicator_shows_its_rules(
@@ -200,6 +250,10 @@ def test_screenshot_of_the_t1219_page(page: Any, corpus_server: str, tmp_path: P
     assert (width, height) >= (1400, 2000)
     assert save_artifact(shot).read_bytes() == shot.read_bytes()
     shutil.copyfile(shot, tmp_path / "kept.png")
+    top = page.locator("#indicators tbody tr").all_inner_texts()[:20]  # listed beside the shot
+    listing = tmp_path / "t1219-top20.txt"
+    listing.write_text("\n".join(" ".join(row.split()) for row in top) + "\n")
+    assert len(save_artifact(listing).read_text().splitlines()) == 20
 
 
 # -- hostile content -------------------------------------------------------------

@@ -263,7 +263,7 @@ TECHNIQUE_FACTS_JS = """() => {
     h1: t(document.querySelector('h1')),
     headings: [...document.querySelectorAll('main h2')].map(h => t(h.firstChild)),
     counts: [...document.querySelectorAll('main h2 .count')].map(t),
-    lead: t(document.querySelector('#events .lead')),
+    lead: t(document.querySelector('#events .explain')).split(';')[0],
     events: rows('events', cells),
     fields: rows('fields', tr => [t(tr.children[0]), t(tr.children[2]),
       [...tr.querySelectorAll('.bars li')].map(li => [t(li.querySelector('.op')),
@@ -278,20 +278,25 @@ TECHNIQUE_FACTS_JS = """() => {
 }"""
 
 
+# The order pages show vendors in (issue 17: Sigma first, as the seed lists them).
+VENDOR_ORDER = ["sigma", "elastic", "splunk", "chronicle"]
+
+
 def expected_technique_facts(g: dict[str, Any]) -> dict[str, Any]:
     """The same facts computed from ``detcat technique ID --json``."""
     h = g["technique"]
     show = lambda v: "(none)" if v is None else squash(v)  # noqa: E731
     field = lambda f: "(keyword)" if f is None else squash(f)  # noqa: E731
-    op = lambda i: i["op"] + (" implied" if i.get("implied") else "")  # noqa: E731
+    flags = lambda i: [k for k in ("implied", "selector") if i.get(k)]  # noqa: E731
+    op = lambda i: " ".join([i["op"], *flags(i)])  # noqa: E731
     by_vendor: dict[str, list[str]] = {}
-    for r in g["rules"]:
+    for r in sorted(g["rules"], key=lambda r: VENDOR_ORDER.index(r["vendor"])):
         by_vendor.setdefault(r["vendor"], []).append(squash(r["title"]))
     n = len(g["events"])
     analytics = g["attack_detection"]["summary"]["analytics"]  # the section shows when > 0
     return {
         "h1": squash(f"{h['id']} {h['name']}"),
-        "headings": ["Events covered",
+        "headings": ["Authoring guide", "Events covered",
                      *(["What ATT&CK's detection strategy watches"] if analytics else []),
                      "Fields filtered most", "Top indicator values",
                      "Exclusions", "Rules under this technique"],
@@ -302,15 +307,16 @@ def expected_technique_facts(g: dict[str, Any]) -> dict[str, Any]:
                    f"({len(g['rules'])})"],
         "lead": f"{n} catalog events are tagged with this technique by at least one rule",
         "events": [[squash(e["provider"]), squash(e["event_id"]), squash(e["title"]),
-                    str(e["rules"])] for e in g["events"]],
+                    str(e["rules"]), ", ".join(map(display_name, e["vendors"]))]
+                   for e in g["events"]],
         "fields": [[field(f["field"]), str(f["rules"]), [list(kv) for kv in f["operators"].items()]]
                    for f in g["fields"]],
         "indicators": [[field(i["field"]), op(i), show(i["value"]), str(i["rules"]),
                         "" if i["specific"] else str(i["corpus_reach"])] for i in g["indicators"]],
         "exclusions": [[field(i["field"]), op(i), show(i["value"]), str(i["rules"])]
                        for i in g["exclusions"]],
-        "vendors": [f"{display_name(v)} ({len(ts)})" for v, ts in sorted(by_vendor.items())],
-        "rules": [t for _, ts in sorted(by_vendor.items()) for t in ts],
+        "vendors": [f"{display_name(v)} ({len(ts)})" for v, ts in by_vendor.items()],
+        "rules": [t for ts in by_vendor.values() for t in ts],
     }  # fmt: skip
 
 

@@ -17,7 +17,9 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from detcat import guide_text
 from detcat.catalog import BuildReport
+from detcat.sources.registry import display_name
 
 _E = escape
 
@@ -94,23 +96,34 @@ def technique(console: Console, g: dict[str, Any]) -> None:
         f"{_E(h['description'])}"
     )
     console.print(Panel(body, title="Technique"))
-    counts = ", ".join(f"{v} {n}" for v, n in g["vendors"].items())
-    console.print(f"[bold]{len(g['rules'])} rules[/bold] ({counts})")
-    _events(console, g["events"])
+    about = guide_text.explain(g, "short")
+    counts = ", ".join(f"{display_name(v)} {n}" for v, n in g["vendors"].items())
+    console.print(f"[bold]{len(g['rules'])} rules[/bold] ({_E(counts)})")
+    console.print(f"[bold]Authoring guide[/bold]: {_prose(about['guide'])}")
+    _events(console, g["events"], about["events"])
     _attack_detection(console, g["attack_detection"])
-    _fields(console, g)
-    _indicator_table(console, "Top indicator values", g["indicators"], g["indicator_count"])
-    _indicator_table(console, "Exclusions", g["exclusions"], g["exclusion_count"])
+    _fields(console, g, about["fields"])
+    _indicator_table(console, "Top indicator values", g["indicators"], g["indicator_count"],
+                     about["indicators"])  # fmt: skip
+    _indicator_table(console, "Exclusions", g["exclusions"], g["exclusion_count"],
+                     about["exclusions"])  # fmt: skip
     _rules_by_vendor(console, g["rules"])
 
 
-def _events(console: Console, events: list[dict[str, Any]]) -> None:
-    t = Table(title=f"Events covered: {len(events)} catalog events are tagged with this "
-                    "technique by at least one rule")  # fmt: skip
-    for col in ("provider", "event id", "title", "rules"):
+def _prose(text: str) -> str:
+    """Guide prose as Rich markup: escaped, `code` spans in cyan."""
+    parts = _E(text).split("`")
+    return "".join(f"[cyan]{p}[/cyan]" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _events(console: Console, events: list[dict[str, Any]], about: str) -> None:
+    t = Table(title="Events covered", caption=_prose(about))
+    for col in ("provider", "event id", "title", "rules", "vendors"):
         t.add_column(col)
     for e in events:
-        t.add_row(_E(e["provider"]), _E(str(e["event_id"])), _E(e["title"]), str(e["rules"]))
+        vendors = ", ".join(display_name(v) for v in e["vendors"])
+        t.add_row(_E(e["provider"]), _E(str(e["event_id"])), _E(e["title"]), str(e["rules"]),
+                  _E(vendors))  # fmt: skip
     console.print(t)
 
 
@@ -130,31 +143,36 @@ def _attack_detection(console: Console, d: dict[str, Any]) -> None:
     t = Table("analytic", "platforms", "log source", "channel", "covered by")
     for a in d["analytics"]:
         for src in a["log_sources"]:
-            covered = ", ".join(src["vendors"]) or ("-" if src["events"] else "(unmapped)")
+            covered = ", ".join(map(display_name, src["vendors"]))
+            covered = covered or ("-" if src["events"] else "(unmapped)")
             t.add_row(f"{a['id']} ({a['strategy_id']})", _E(", ".join(a["platforms"])),
                       _E(src["name"]), _E(src["channel"]), _E(covered))  # fmt: skip
     console.print(t)
 
 
-def _fields(console: Console, g: dict[str, Any]) -> None:
-    t = Table(title=f"Fields filtered most ({g['field_count']} distinct)")
+def _fields(console: Console, g: dict[str, Any], about: str) -> None:
+    t = Table(title=f"Fields filtered most ({g['field_count']} distinct)", caption=_prose(about))
     for col in ("field", "aliases", "rules", "how", "samples"):
         t.add_column(col, overflow="fold")
     for f in g["fields"]:
-        aliases = "; ".join(f"{v}: {', '.join(a)}" for v, a in f["aliases"].items())
+        aliases = "; ".join(f"{display_name(v)}: {', '.join(map(str, a))}"
+                            for v, a in f["aliases"].items())  # fmt: skip
         how = ", ".join(f"{op} {n}" for op, n in f["operators"].items())
         samples = ", ".join(str(s) for s in f["samples"])
         t.add_row(_E(f["field"]), _E(aliases), str(f["rules"]), _E(how), _E(samples))
     console.print(t)
 
 
-def _indicator_table(console: Console, title: str, rows: list[dict[str, Any]], n: int) -> None:
-    t = Table(title=f"{title} ({n} distinct)")
+def _indicator_table(
+    console: Console, title: str, rows: list[dict[str, Any]], n: int, about: str
+) -> None:
+    t = Table(title=f"{title} ({n} distinct)", caption=_prose(about))
     reach = rows and "corpus_reach" in rows[0]
     for col in ("field", "op", "value", "rules") + (("corpus reach",) if reach else ()):
         t.add_column(col, overflow="fold")
     for r in rows:
-        cells = [_E(str(r["field"] or "(keyword)")), r["op"], _E(str(r["value"])), str(r["rules"])]
+        op = r["op"] + (" (selector)" if r.get("selector") else "")
+        cells = [_E(str(r["field"] or "(keyword)")), op, _E(str(r["value"])), str(r["rules"])]
         if reach:
             cells.append("" if r["specific"] else str(r["corpus_reach"]))
         t.add_row(*cells)
@@ -166,7 +184,7 @@ def _rules_by_vendor(console: Console, rules: list[dict[str, Any]]) -> None:
     for r in rules:
         by_vendor.setdefault(r["vendor"], []).append(r)
     for vendor, rs in by_vendor.items():
-        t = Table(title=f"{vendor} ({len(rs)} rules)")
+        t = Table(title=f"{_E(display_name(vendor))} ({len(rs)} rules)")
         for col in ("title", "techniques", "language", "id"):
             t.add_column(col, overflow="fold")
         for r in rs:

@@ -215,6 +215,13 @@ def display_name(name: str) -> str:
     return found.display_name if found else name
 
 
+def display_order(vendor_names: Iterable[str]) -> list[str]:
+    """``vendor_names`` in the order pages show vendors: the order the pinned
+    snapshots list them (Sigma first), then any other vendor by name."""
+    seed = [r["folder"] for r in load("sources.toml")["repo"]]
+    return sorted(vendor_names, key=lambda n: (seed.index(n) if n in seed else len(seed), n))
+
+
 def register(vendor: Vendor) -> None:
     """Add a vendor at run time (programs embedding detcat, tests). In a parallel
     build the worker processes must see it too: register it at import time of a

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detcat import coverage as cov
-from detcat import guide, navigator, similar
+from detcat import guide, guide_text, navigator, similar
 from detcat import search as search_mod
 from detcat.errors import DetcatError
 from detcat.web import queries
@@ -45,7 +45,8 @@ def technique(conn: sqlite3.Connection, tid: str, limit: int = DEFAULT_LIMIT) ->
     titles = {(r["vendor"], r["id"]): r["title"] for r in g["rules"]}
     h = g["technique"]
     parent = queries.technique_names(conn, [h["parent"]]) if h["parent"] else {}
-    return Page("technique.html", f"{h['id']} {h['name']}", g, {"titles": titles, "parent": parent})
+    context = {"titles": titles, "parent": parent, "about": guide_text.explain(g)}
+    return Page("technique.html", f"{h['id']} {h['name']}", g, context)
 
 
 def rule(conn: sqlite3.Connection, vendor: str, rule_id: str) -> Page:

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+import markupsafe
 
 from detcat.model import value_text
 from detcat.sources import registry
@@ -49,6 +50,21 @@ def paragraphs(text: str | None) -> list[str]:
     return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
+def prose(text: str) -> markupsafe.Markup:
+    """Guide prose (guide_text) as HTML: escaped, `backtick` spans as <code>."""
+    parts = str(markupsafe.escape(text)).split("`")
+    return markupsafe.Markup("".join(
+        f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)))  # fmt: skip
+
+
+def by_vendor(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Rows grouped by their ``vendor`` key, vendors in page order (Sigma first)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["vendor"], []).append(r)
+    return [(v, groups[v]) for v in registry.display_order(groups)]
+
+
 def heat(n: int) -> int:
     return next((i for i, top in enumerate(HEAT) if n <= top), len(HEAT))
 
@@ -72,7 +88,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        http_url=http_url, paragraphs=paragraphs, heat=heat, show=show,
+        http_url=http_url, paragraphs=paragraphs, heat=heat, show=show, prose=prose,
+        by_vendor=by_vendor,
         vendor_label=registry.display_name,
     )  # fmt: skip
     env.globals.update(
