@@ -244,7 +244,7 @@ def _fields(rows: list[_PredRow], limit: int) -> dict[str, Any]:
     out = []
     for f in order[:limit]:
         by_vendor: dict[str, list[str]] = {}
-        for (vendor, raw), _n in sorted(aliases[f].items(), key=lambda i: (-i[1], i[0][1])):
+        for (vendor, raw), _n in sorted(aliases[f].items(), key=lambda i: (-i[1], i[0][1] or "")):
             by_vendor.setdefault(vendor, []).append(raw)
         out.append({
             "field": f,

@@ -131,6 +131,9 @@ class Exclusion(_Strict):
     rule_ids: list[str]
     rule_refs: list[RuleRef]
     implied: bool = Field(description="only normalization's implied predicates check it")
+    selector: bool = Field(
+        description="the field chooses the kind of event or platform: a scope, not an indicator"
+    )
 
 
 class Indicator(Exclusion):
@@ -139,9 +142,6 @@ class Indicator(Exclusion):
         "operator and value; high reach: noisy on its own, combine it with another condition"
     )
     specific: bool = Field(description="no rule outside the technique checks it")
-    selector: bool = Field(
-        description="the field chooses the kind of event or platform: a scope, not an indicator"
-    )
 
 
 class AnalyticSource(_Strict):

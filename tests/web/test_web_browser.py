@@ -127,7 +127,7 @@ def test_t1219_page_reads_like_a_guide(
         "events": [f"{len(g['events'])} catalog events", f"by {g['events'][0]['rules']} rules"],
         "fields": [f"{g['field_count']} distinct fields", f"({top_field['rules']} rules)"],
         "indicators": [f"{g['indicator_count']} distinct", f"{noisy['corpus_reach']} overall",
-                       f"({sum(i['specific'] for i in g['indicators'])} of "
+                       f"({sum(i['specific'] for i in g['indicators'])} of the "
                        f"{len(g['indicators'])} rows)"],
         "exclusions": [f"{g['exclusion_count']} distinct"],
         "rules": [f"The {len(g['rules'])} rules", f"Sigma {g['vendors']['sigma']}"],
