@@ -65,9 +65,7 @@ def main() -> None:
             found = run()  # warm
             ours = best(run)
             row = f"{path.name:<24} {ours * 1e3:8.1f} {len(found.findings):8d}"
-            if found.format == "sigma" and not any(
-                f.code == "parse-error" for f in found.findings
-            ):
+            if found.format == "sigma" and not any(f.code == "parse-error" for f in found.findings):
                 read, convert = pysigma_reference(path.read_text())
                 row += f" {read * 1e3:10.1f}ms {convert * 1e3:10.1f}ms {ours / convert:12.1f}"
             print(row)
