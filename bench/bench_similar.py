@@ -41,7 +41,7 @@ def exact_pairs(feats: dict[int, set[str]], weighted: dict[int, dict[str, float]
 
 
 def recall(conn: sqlite3.Connection) -> None:
-    feats = similar._catalog_features(conn)
+    feats = similar.catalog_features(conn)
     df: Counter[str] = Counter(f for fs in feats.values() for f in fs)
     n = len(feats)
     weighted = {pk: {f: similar.weight(f, df[f], n) for f in fs} for pk, fs in feats.items()}
