@@ -146,6 +146,24 @@ def coverage(
     }
 
 
+def report(
+    conn: sqlite3.Connection,
+    events: Iterable[str],
+    vendors: Sequence[str] | None = None,
+    collection: str | None = None,
+) -> tuple[Catalog, dict[str, Any]]:
+    """The catalog facts and the coverage document for ``events`` (what the CLI
+    prints and the web twin returns); with a collection, ``adopt`` lists the
+    techniques only the other collections cover."""
+    cat = load(conn, vendors, collection)
+    data = coverage(cat, check_events(cat, events))
+    if collection:
+        others = load(conn, vendors)
+        others.rules = [r for r in others.rules if r.collection != collection]
+        data["adopt"] = adopt(cat, others)
+    return cat, data
+
+
 def _techniques(cat: Catalog, runnable: set[int]) -> list[dict[str, Any]]:
     rules: dict[str, Counter[str]] = defaultdict(Counter)
     ready: dict[str, Counter[str]] = defaultdict(Counter)
