@@ -389,6 +389,8 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
             for p in preds if p["exclusion"] and p["kind"] != "implied"
         ],
         "indicators": indicators,
+        "similar": similar.stored_neighbours(conn, pk) if similar.available(conn) else [],
+        "cluster": similar.rule_cluster(conn, pk) if similar.available(conn) else None,
         "opaque": [dict(o) for o in conn.execute(
             "SELECT stage_idx, text, reason, detail FROM opaque WHERE rule_pk = ?", (pk,))],
         "problems": [dict(p) for p in conn.execute(

@@ -246,6 +246,8 @@ class RuleDetail(_Strict):
     stages: list[StageJSON]
     exclusions: list[RuleExclusion]
     indicators: list[RuleIndicator]
+    similar: list[Neighbour] = Field(description="stored near pairs, best first")
+    cluster: int | None = Field(description="its near-duplicate cluster, if any")
     opaque: list[OpaqueRow]
     problems: list[RuleProblem]
 
@@ -265,6 +267,12 @@ class VendorStats(_Strict):
     opaque: dict[str, int] = Field(default_factory=dict, description="Opaque reason -> rules")
 
 
+class ClusterSummary(_Strict):
+    clusters: int
+    cross_vendor: int
+    biggest: int
+
+
 class LogSourceShare(_Strict):
     references: int = Field(description="log-source references of ATT&CK analytics")
     mapped: int = Field(description="of those, mapped to catalog events")
@@ -274,6 +282,25 @@ class Stats(_Strict):
     vendors: dict[str, VendorStats]
     techniques: int
     attack_log_sources: LogSourceShare
+    near_duplicates: ClusterSummary | None = None
+
+
+class ClusterRule(_Strict):
+    vendor: str
+    id: str
+    title: str
+
+
+class Cluster(_Strict):
+    cluster: int
+    size: int
+    vendors: list[str]
+    rules: list[ClusterRule]
+
+
+class Clusters(_Strict):
+    summary: ClusterSummary
+    clusters: list[Cluster]
 
 
 class MatrixCell(_Strict):
@@ -539,3 +566,7 @@ class NavigatorLayer(BaseModel):
     description: str
     techniques: list[LayerTechnique]
     gradient: dict[str, Any]
+
+
+# RuleDetail names Neighbour, defined further down with the MCP answers.
+RuleDetail.model_rebuild()
