@@ -442,15 +442,22 @@ class MatchRef(_Strict):
     vendor: str
     id: str
     title: str
+    events: list[str] | None = Field(
+        None, description="a multi-event rule this event completes: its events, in order"
+    )
 
 
 class PartialMatch(MatchRef):
     stages: list[str | None] = Field(description="the stages that matched")
     of: list[str | None] = Field(description="all stages of the rule")
+    reason: str | None = Field(None, description="why the rule is not evaluated over events")
 
 
 class Undetermined(MatchRef):
-    unknown: list[str] = Field(description="why: Opaque reasons, or in_list for value lists")
+    unknown: list[str] = Field(
+        description="why: the parts detcat cannot evaluate on this event (Opaque reasons, "
+        "deployer's lists, regexes out of time, unknown steps of a sequence)"
+    )
 
 
 class EventMatches(_Strict):
