@@ -81,6 +81,11 @@ EQL = [
     ("until of another key does not",
      SEQ + '\nuntil [process where process.name == "exit.exe"]',
      [proc("a", 0, "cmd.exe", 1), proc("x", 5, "exit.exe", 2), file("b", 9, 1)], ["match a,b"]),
+    ("an until of another category does not",
+     'sequence by process.pid [process where process.name == "cmd.exe"] [network where true]'
+     ' until [process where process.pid == 1]',
+     [proc("a", 0, "cmd.exe", 1), file("x", 5, 1), ev("b", 9, event__category="network",
+                                                      process__pid=1)], ["match a,b"]),
     ("with runs repeats a step",
      "sequence by process.pid [file where true] with runs=2 [process where true]",
      [file("a", 0, 1), file("b", 1, 1), proc("c", 2, "x", 1)], ["match a,b,c"]),
