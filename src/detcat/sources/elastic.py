@@ -244,6 +244,8 @@ def _threshold(stages: list[Stage], rule: dict[str, Any]) -> list[Stage]:
         "by": _strings(cfg.get("field")),
         "threshold": value,
         "cardinality": [dict(c) for c in cfg.get("cardinality") or []],
+        # The look-back of each run ("now-9m"): the window the count is taken over.
+        "window": str(rule.get("from") or "now-6m"),
     }
     expr = Predicate("_count", Op.GTE, value, "threshold") if value is not None else None
     return [*stages, Stage("threshold", expr, StageRole.AGGREGATE, params=params)]
