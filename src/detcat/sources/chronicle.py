@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 from detcat.languages.yaral import MetaValue, YaraLRule, parse_rules
 from detcat.model import Opaque, Problem, QueryError, Reason, Rule, Stage, positive_values
+from detcat.sources import files
+from detcat.sources.files import SourceFileError
 from detcat.sources.registry import Hints, Vendor, tagged
 from detcat.tables import EVENT_SOURCES, load
 
@@ -35,20 +37,28 @@ _NAME_KEY = "mitre_attack_technique"
 _CONTEXT_META = ("data_source", "platform", "product", "service", "category")
 
 
+def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
+    files = sorted((root / "rules").rglob("*.yaral"))
+    return [f for f in files if include_deprecated or not _deprecated(f, root)]
+
+
 def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
-    for path in sorted((root / "rules").rglob("*.yaral")):
-        rel = path.relative_to(root).as_posix()
-        deprecated = DEPRECATED_DIR in path.relative_to(root).parts
-        if include_deprecated or not deprecated:
-            yield from read_file(path, rel, deprecated=deprecated)
+    for path in rule_files(root, include_deprecated):
+        yield from read_file(path, root)
 
 
-def read_file(path: Path, rel: str, *, deprecated: bool = False) -> Iterator[Rule | Problem]:
+def _deprecated(path: Path, root: Path) -> bool:
+    return DEPRECATED_DIR in path.relative_to(root).parts
+
+
+def read_file(path: Path, root: Path) -> Iterator[Rule | Problem]:
     """The rules of one file; a file that does not parse is one rule with a problem."""
+    rel = path.relative_to(root).as_posix()
+    deprecated = _deprecated(path, root)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        yield Problem(rel, f"cannot read: {e}", vendor=VENDOR)
+        text = files.read_text(path, root)
+    except SourceFileError as e:
+        yield Problem(rel, e.message, e.line, vendor=VENDOR)
         return
     try:
         parsed = parse_rules(text)
@@ -187,6 +197,8 @@ class Chronicle(Vendor):
     dotted_event_names = True
 
     read = staticmethod(read)
+    rule_files = staticmethod(rule_files)
+    read_file = staticmethod(read_file)
 
     def parse_text(self, language: str, text: str) -> list[Rule]:
         try:

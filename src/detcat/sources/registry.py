@@ -82,8 +82,17 @@ class Vendor(ABC):
         across workers); None when the folder must be read whole (shared macros)."""
         return None
 
-    def read_file(self, path: Path, root: Path) -> Rule | Problem:
+    def read_file(self, path: Path, root: Path) -> Rule | Problem | Iterable[Rule | Problem]:
+        """One file's rule (or problem); a format holding several rules per file
+        (or none, when a file is skipped) returns them all. The build isolates each
+        call: whatever it raises costs this file only."""
         raise NotImplementedError(f"{self.name} reads its folder whole")
+
+    def prepare(self, root: Path, *, include_deprecated: bool = False) -> list[Problem]:
+        """Read what every rule of ``root`` shares (Splunk's macros and lookups)
+        before ``read_file`` is called, and return its problems. Called once per
+        build and worker process; the default: nothing shared."""
+        return []
 
     def draft_format(self, path: Path, text: str) -> str | None:
         """The format of a user's draft file if this vendor writes it: one of its
