@@ -81,6 +81,15 @@ EQL = [
     ("until of another key does not",
      SEQ + '\nuntil [process where process.name == "exit.exe"]',
      [proc("a", 0, "cmd.exe", 1), proc("x", 5, "exit.exe", 2), file("b", 9, 1)], ["match a,b"]),
+    ("an until of another category does not",
+     'sequence by process.pid [process where process.name == "cmd.exe"] [network where true]'
+     ' until [process where process.pid == 1]',
+     [proc("a", 0, "cmd.exe", 1), file("x", 5, 1), ev("b", 9, event__category="network",
+                                                      process__pid=1)], ["match a,b"]),
+    ("a backquoted key is a field, not arithmetic",
+     "sequence by `my.odd-key` [process where true] [file where true]",
+     [proc("a", 0, "x", 1, **{"my__odd-key": 7}), file("b", 1, 2, **{"my__odd-key": 7})],
+     ["match a,b"]),
     ("with runs repeats a step",
      "sequence by process.pid [file where true] with runs=2 [process where true]",
      [file("a", 0, 1), file("b", 1, 1), proc("c", 2, "x", 1)], ["match a,b,c"]),
@@ -272,3 +281,53 @@ def test_yaral_over_the_stream(
     why: str, rule: Rule, events: list[Any], expected: list[str]
 ) -> None:
     assert run([rule], events) == expected
+
+
+SEQUENCE_RULE = '''\
+[metadata]
+maturity = "production"
+
+[rule]
+rule_id = "seq-1"
+name = "Shell then file"
+type = "eql"
+language = "eql"
+query = """
+sequence by process.pid with maxspan=1m
+  [process where process.name == "cmd.exe"]
+  [file where true]
+"""
+'''
+
+
+def test_detcat_match_reports_a_sequence_with_its_events(tmp_path: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from detcat import catalog
+    from detcat.cli import main
+
+    src = tmp_path / "sources"
+    (src / "attack").mkdir(parents=True)
+    (src / "attack" / "enterprise-attack.json").write_text('{"type": "bundle", "objects": []}')
+    (src / "elastic" / "rules").mkdir(parents=True)
+    (src / "elastic" / "rules" / "seq.toml").write_text(SEQUENCE_RULE)
+    db = tmp_path / "catalog.sqlite"
+    catalog.build(src, db, vendors=("elastic",), workers=1)
+    docs = [
+        {"@timestamp": "2024-01-01T00:00:00Z", "event": {"category": "process"},
+         "process": {"name": "cmd.exe", "pid": 7}},
+        {"@timestamp": "2024-01-01T00:00:10Z", "event": {"category": "file"},
+         "process": {"pid": 7}},
+    ]  # fmt: skip
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    res = CliRunner().invoke(main, ["match", "--db", str(db), "--json", str(events)])
+    assert res.exit_code == 0, res.output
+    second = json.loads(res.output)[1]["matches"]
+    labels = [f"{events}:1", f"{events}:2"]
+    assert second == [{"vendor": "elastic", "id": "seq-1", "title": "Shell then file",
+                       "events": labels}]  # fmt: skip
+    text = CliRunner().invoke(main, ["match", "--db", str(db), str(events)]).output
+    assert f"seq-1  Shell then file  (events {', '.join(labels)})" in text

@@ -247,6 +247,7 @@ class RuleDetail(_Strict):
     source_path: str | None
     upstream_url: str | None
     query: str | None
+    collection: str = Field(description="the sources folder it came from: public or a private name")
     references: list[str]
     tags: list[str]
     context: dict[str, Any]
@@ -549,12 +550,22 @@ class CoverageSummary(_Strict):
     runnable_techniques: int
 
 
+class Adopt(_Strict):
+    id: str
+    name: str
+    rules: int
+    collections: dict[str, int]
+    vendors: dict[str, int]
+
+
 class Coverage(_Strict):
     events: list[str]
     summary: CoverageSummary
     techniques: list[TechniqueCoverage]
     unlock: list[Unlock] = Field(description="events that would add the most runnable "
                                  "techniques, best first")  # fmt: skip
+    adopt: list[Adopt] | None = Field(None, description="with a collection: techniques only "
+                                      "the other collections cover")  # fmt: skip
 
 
 class LayerTechnique(_Strict):

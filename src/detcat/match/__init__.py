@@ -201,8 +201,11 @@ class Matcher:
         self.index: dict[str | None, dict[str | None, list[StagePlan]]] = defaultdict(
             lambda: defaultdict(list)
         )
+        for r in self.rules:  # also the stages stream engines test themselves (until)
+            for s in r.stages:
+                if s.role is StageRole.EVENTS and s.expr is not None:
+                    s.gates = _gates(r.stage_scopes(s))
         for s in stages:
-            s.gates = _gates(s.rule.stage_scopes(s))
             fields = required[id(s)]
             anchor = min(fields, key=lambda f: (freq[f], f)) if fields else None
             if anchor is None:

@@ -21,6 +21,8 @@ reason): missing-event steps ``![…]``, ``fork``, and pipes after a sequence.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,10 +70,18 @@ def eql_engine(rule: RulePlan) -> Engine | str:
     return Join(rule, expanded, keys, until, until_key)
 
 
+# A join key that is a field's name as the parser keeps it: unquoted, so
+# `odd-key` is no subtraction. Anything else is an expression (`pid * 2`).
+_FIELD_NAME = re.compile(r"^[^\s()*/%+,\"'`]+$")
+
+
 def eql_key(stage: StagePlan) -> KeyFn:
     """The stage's join key values on an event (None: a key is null)."""
     resolve = stage.rule.ref_resolver(stage)
-    values = [compile_value(text, resolve) for text in stage.join_keys]
+    values = [
+        _field_values(resolve(text)) if _FIELD_NAME.match(text) else compile_value(text, resolve)
+        for text in stage.join_keys
+    ]
 
     def key(ev: Event) -> Key | None:
         """Raises ``Undetermined`` for a key Elasticsearch could not compute either
@@ -85,6 +95,10 @@ def eql_key(stage: StagePlan) -> KeyFn:
         return tuple(out)
 
     return key
+
+
+def _field_values(names: tuple[str, ...]) -> Callable[[Event], list[Any]]:
+    return lambda ev: [v for n in names for v in ev.get(n) or () if v is not None]
 
 
 @dataclass
