@@ -97,7 +97,7 @@ EQL = [
      "[process where true] by process.parent.pid * 2",
      [file("a", 0, 3), proc("b", 1, "x", 9, process__parent__pid=3)], ["match a,b"]),
     ("a step unknown on its event",
-     "sequence [file where true] [process where arraySearch(a, x, true)]",
+     "sequence [file where true] [process where arrayCount(a, x, true) > 0]",
      [file("a", 0, 1), proc("b", 1, "x", 1, a="y")], ["undetermined a,b"]),
     ("sample: any order", "sample by process.pid [process where true] [file where true]",
      [file("a", 0, 1), proc("b", 1, "x", 1)], ["match b,a"]),
