@@ -1,0 +1,68 @@
+"""``detcat build``: the catalog from a sources directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from detcat.cli import render
+from detcat.cli.options import EXIT_FAILED, db_option, err, json_option, out
+from detcat.cli.options import print_json as _print_json
+from detcat.errors import UsageProblem
+
+
+@click.command()
+@click.option(
+    "--sources",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="DETCAT_SOURCES",
+    help="Sources directory (sigma/ elastic/ splunk/ chronicle/ attack/). "
+    "Default: $DETCAT_SOURCES, else download pinned snapshots into a cache.",
+)
+@db_option
+@click.option("--include-deprecated", is_flag=True, help="Also read deprecated/unsupported rules.")
+@click.option("--strict", is_flag=True, help="Exit 1 when any problem was recorded.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: CPUs).")  # fmt: skip
+@click.option("--force", is_flag=True,
+              help="Replace --db even when it is not a detcat catalog.")  # fmt: skip
+@json_option
+def build(
+    sources: Path | None,
+    db: Path,
+    include_deprecated: bool,
+    strict: bool,
+    workers: int | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Build the catalog from a sources directory into --db (atomically)."""
+    from detcat import catalog, fetch
+    from detcat.store import replaceable
+
+    if not force and not replaceable(db):
+        raise UsageProblem(
+            f"{db} exists and is not a detcat catalog: not replacing it "
+            "(choose another --db, or pass --force)"
+        )
+    if sources is None:
+        sources = fetch.ensure_sources(console=err())
+    try:
+        with render.build_progress(err()) as progress:
+            report = catalog.build(
+                sources, db, include_deprecated=include_deprecated, workers=workers,
+                progress=progress,
+            )  # fmt: skip
+    except catalog.BuildError as e:
+        raise catalog.BuildError(f"build failed: {e} (the previous catalog is unchanged)") from e
+    if as_json:
+        _print_json(render.build_report_json(report))
+    else:
+        render.build_summary(out(), report)
+    if strict and report.problem_count:
+        sys.exit(EXIT_FAILED)
+
+
+COMMANDS = [build]
