@@ -22,8 +22,9 @@ from detcat.normalize.fields import Entry, explain
 from detcat.normalize.scopes import stage_scopes
 from detcat.normalize.tables import EVENT_SOURCES, FIELDS, load
 from detcat.normalize.values import lookup_name
+from detcat.sources import registry
 
-VENDORS = ("sigma", "elastic", "splunk", "chronicle")
+VENDORS = registry.names()  # every installed vendor, detcat's own four included
 MIN_MAPPED = 0.95
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from detcat.cli import build, guide, match, parse, serve, stats
+from detcat.cli import build, coverage, diff, export_csv, guide, match, parse, serve, stats
 from detcat.cli.options import EXIT_FAILED, exit_code
 from detcat.errors import DetcatError
 
@@ -62,7 +62,7 @@ def main() -> None:
     Splunk and Google SecOps."""
 
 
-for _module in (build, guide, stats, parse, match, serve):
+for _module in (build, guide, stats, parse, match, coverage, diff, export_csv, serve):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

@@ -16,10 +16,11 @@ from detcat.errors import UsageProblem
 @click.command()
 @click.option(
     "--sources",
-    type=click.Path(path_type=Path, file_okay=False),
+    multiple=True,
     envvar="DETCAT_SOURCES",
-    help="Sources directory (sigma/ elastic/ splunk/ chronicle/ attack/). "
-    "Default: $DETCAT_SOURCES, else download pinned snapshots into a cache.",
+    help="Sources directory (sigma/ elastic/ splunk/ chronicle/ attack/); repeat it, as "
+    "DIR or NAME=DIR, to add private rule folders as named collections (the first bare "
+    "DIR is 'public'). Default: $DETCAT_SOURCES, else download pinned snapshots into a cache.",
 )
 @db_option
 @click.option("--include-deprecated", is_flag=True, help="Also read deprecated/unsupported rules.")
@@ -30,7 +31,7 @@ from detcat.errors import UsageProblem
               help="Replace --db even when it is not a detcat catalog.")  # fmt: skip
 @json_option
 def build(
-    sources: Path | None,
+    sources: tuple[str, ...],
     db: Path,
     include_deprecated: bool,
     strict: bool,
@@ -47,12 +48,13 @@ def build(
             f"{db} exists and is not a detcat catalog: not replacing it "
             "(choose another --db, or pass --force)"
         )
-    if sources is None:
-        sources = fetch.ensure_sources(console=err())
+    if not sources:
+        sources = (str(fetch.ensure_sources(console=err())),)
     try:
+        collections = catalog.collections(sources)
         with render.build_progress(err()) as progress:
             report = catalog.build(
-                sources, db, include_deprecated=include_deprecated, workers=workers,
+                collections, db, include_deprecated=include_deprecated, workers=workers,
                 progress=progress,
             )  # fmt: skip
     except catalog.BuildError as e:

@@ -10,7 +10,7 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,13 +18,33 @@ import click
 from rich.console import Console
 
 from detcat.errors import DetcatError, UsageProblem
+from detcat.sources import registry
 from detcat.store import DEFAULT_DB
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 
-VENDOR_CHOICE = click.Choice(["sigma", "elastic", "splunk", "chronicle"])
+
+class RegistryChoice(click.Choice):
+    """A choice among the names the vendor registry knows when the command runs
+    (so an installed or registered vendor counts without a change here)."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]) -> None:
+        super().__init__(())
+        self._names = names
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, _: Any) -> None:  # click.Choice.__init__ assigns it
+        pass
+
+
+VENDOR_CHOICE = RegistryChoice(registry.names)
+LANGUAGE_CHOICE = RegistryChoice(registry.languages)
 
 # Piped output is read by programs and pasted into commands: lay tables out this
 # wide instead of the 80 columns rich assumes, so that long cells do not fold.

@@ -13,15 +13,14 @@ from typing import Any
 
 import click
 
-from detcat.cli.options import EXIT_FAILED, dump_json
+from detcat.cli.options import EXIT_FAILED, LANGUAGE_CHOICE, dump_json
 from detcat.cli.render import plural, tree_lines
 from detcat.errors import UsageProblem
 from detcat.model import QueryError
-from detcat.parse import LANGUAGES
 
 
 @click.command()
-@click.argument("language", type=click.Choice(LANGUAGES))
+@click.argument("language", type=LANGUAGE_CHOICE)
 @click.argument("query", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the stages as JSON.")
 @click.option(

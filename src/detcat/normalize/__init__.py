@@ -18,15 +18,12 @@ from detcat.normalize.events import Event, event_catalog, get_event, stage_event
 from detcat.normalize.fields import canonical_field, explain, is_mapped, namespaced
 from detcat.normalize.scopes import stage_scopes
 from detcat.normalize.values import add_implied, lookup_name, normalize_value
-
-# Languages whose regex operator must match the whole value (Lucene regexp in EQL,
-# ES|QL RLIKE); the others search (RE2 in YARA-L, PCRE in SPL and Sigma).
-FULL_MATCH_REGEX = frozenset({"eql", "esql", "kql"})
+from detcat.sources.registry import full_match as full_match_regex
 
 
 def normalize_rule(rule: Rule) -> None:
     """Fill canonical fields, normalize ops/values, add implied predicates and events."""
-    full_match = rule.language in FULL_MATCH_REGEX
+    full_match = full_match_regex(rule.language)
     for stage in rule.stages:
         if stage.expr is None:
             continue
@@ -85,6 +82,7 @@ def fold_value(value: object) -> str:
 
 __all__ = [
     "fold_value",
+    "full_match_regex",
     "Event",
     "event_catalog",
     "get_event",

@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from detcat.normalize.tables import FIELDS, load
+from detcat.sources import registry
 
+ANY = registry.ANY  # the scope every stage has
 KEYWORD_FIELD = "message"  # field-less keywords / search terms search the whole event
-ANY = "any"
-
-# Elastic multi-field suffixes: a sub-field of the ECS field, same meaning.
-_ELASTIC_SUBFIELD = re.compile(r"\.(?:caseless|text|keyword|wildcard)$")
 _NON_TABLE_SECTIONS = frozenset({"fallback", "platforms", "regex"})
 
 
@@ -91,7 +89,8 @@ def compile_vendor(section: dict[str, dict[str, str]]) -> VendorTable:
 
 @cache
 def vendor_table(vendor: str) -> VendorTable:
-    return compile_vendor(load(FIELDS).get(vendor, {}))
+    found = registry.find(vendor)
+    return compile_vendor(dict(found.field_table()) if found else {})
 
 
 @cache
@@ -123,14 +122,13 @@ def canonical_field(vendor: str, scopes: tuple[str, ...], raw: str | None) -> st
     """The canonical name of ``raw`` as ``vendor`` writes it in a stage with ``scopes``."""
     if raw is None or raw == "":
         return KEYWORD_FIELD
-    name = raw
-    if vendor == "elastic":
-        name = _ELASTIC_SUBFIELD.sub("", raw)
+    found = registry.find(vendor)
+    name = found.strip_subfield(raw) if found else raw
     hit = vendor_table(vendor).lookup(scopes, name)
     if hit is not None:
         return hit.canonical
-    if vendor == "elastic" and in_fieldset(name):
-        return name  # Elastic writes ECS: canonical as written
+    if found and found.writes_ecs and in_fieldset(name):
+        return name  # a vendor that writes ECS: canonical as written
     return namespaced(vendor, raw)
 
 
@@ -138,7 +136,8 @@ def explain(vendor: str, scopes: tuple[str, ...], raw: str | None) -> Entry | No
     """The table entry that maps ``raw`` (None when no entry does)."""
     if not raw:
         return None
-    name = _ELASTIC_SUBFIELD.sub("", raw) if vendor == "elastic" else raw
+    found = registry.find(vendor)
+    name = found.strip_subfield(raw) if found else raw
     return vendor_table(vendor).lookup(scopes, name)
 
 
@@ -146,3 +145,6 @@ def cache_clear() -> None:
     """Forget compiled tables (tests that swap table files)."""
     for fn in (vendor_table, fieldsets, documented, canonical_field):
         fn.cache_clear()
+
+
+registry.on_change(cache_clear)  # a vendor registered or removed: its table changes
