@@ -18,11 +18,11 @@ from rich.table import Table
 
 from detcat.cli.options import (
     EXIT_FAILED,
-    EXIT_NOT_FOUND,
     VENDOR_CHOICE,
     db_option,
     dump_json,
     json_option,
+    open_catalog,
 )
 
 console = Console()
@@ -43,13 +43,7 @@ collection_option = click.option(
 
 
 def _connect(db: Path) -> Any:
-    from detcat.store import MissingCatalog, connect
-
-    try:
-        return connect(db)
-    except MissingCatalog as e:
-        click.echo(str(e), err=True)
-        sys.exit(EXIT_NOT_FOUND)
+    return open_catalog(db)  # a missing or foreign catalog: one line, exit 3 (cli/__init__)
 
 
 def _user_events(events: tuple[str, ...], events_file: Path | None) -> tuple[list[str], Any]:
