@@ -60,6 +60,17 @@ COMMANDS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve`` must refuse before it listens: reaching uvicorn is a failure."""
+    import uvicorn
+
+    def run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("serve started on something that is not a catalog")
+
+    monkeypatch.setattr(uvicorn, "run", run)
+
+
 def make(kind: Callable[..., None], path: Path, faces_db: Path) -> None:
     if kind is other_version:
         kind(path, faces_db)

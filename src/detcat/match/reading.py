@@ -37,6 +37,7 @@ STDIN = "-"
 # A JSON string (or the rest of a line after an unterminated one), or a bracket.
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|[\[\]{}]')
 _CLOSE = {"}": "{", "]": "["}
+_DECODER = json.JSONDecoder()
 
 
 class EventFileError(DetcatError, ValueError):
@@ -215,9 +216,14 @@ class _Splitter:
         elif first == "[":
             self.array = number
             return pos + 1, False
-        else:
-            yield number, None, f"expected a JSON object, found {rest[:20]!r}"
-            return len(text), False
+        else:  # a scalar: say so and go on after it (the next array item may be fine)
+            try:
+                value, end = _DECODER.raw_decode(text, pos)
+            except (ValueError, RecursionError):
+                yield number, None, f"expected a JSON object, found {rest[:20]!r}"
+                return len(text), False
+            yield from _not_object(number, value)
+            return end, False
         self.start = number
         return pos, True
 
