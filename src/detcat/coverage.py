@@ -198,6 +198,22 @@ def unlock_events(
     return out
 
 
+def event_choices(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The catalog events some rule reads, with how many rules, grouped by
+    provider: what a user can tick. Providers with the most rules come first,
+    their events in dictionary order."""
+    groups: dict[str, dict[str, Any]] = {}
+    for eid, provider, title, n in conn.execute(
+        """SELECT e.id, e.provider, e.title, COUNT(DISTINCT re.rule_pk)
+        FROM events e JOIN rule_events re ON re.event = e.id
+        GROUP BY e.id ORDER BY e.rowid"""
+    ):
+        group = groups.setdefault(provider, {"provider": provider, "rules": 0, "events": []})
+        group["events"].append({"id": eid, "title": title, "rules": n})
+        group["rules"] += n
+    return sorted(groups.values(), key=lambda g: (-g["rules"], g["provider"]))
+
+
 def family_cells(cat: Catalog, events: Iterable[str]) -> dict[str, dict[str, int]]:
     """Per parent technique (the matrix cells): rules tagged with it or a
     sub-technique, and how many of them are runnable."""

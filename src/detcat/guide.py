@@ -13,7 +13,9 @@ import sqlite3
 from collections import Counter, defaultdict
 from typing import Any
 
+from detcat import similar
 from detcat.errors import DetcatError
+from detcat.normalize import fold_value
 from detcat.sources import registry
 
 # Operators that say a field is present or absent carry no indicator value.
@@ -36,20 +38,26 @@ def _family(technique_id: str) -> tuple[str, str]:
     return tid, (tid + ".") if "." not in tid else tid
 
 
-# Rules tagged with the technique or one of its sub-techniques.
-_IN_FAMILY = "(technique_id = :tid OR (technique_id > :sub AND technique_id < :tid || '/'))"
+# Rules tagged with the technique or one of its sub-techniques (of one vendor, when
+# :vendor is not null).
+_IN_FAMILY = """(technique_id = :tid OR (technique_id > :sub AND technique_id < :tid || '/'))
+    AND (:vendor IS NULL OR rule_pk IN (SELECT pk FROM rules WHERE vendor = :vendor))"""
 _HERE = f"""
 here AS (SELECT DISTINCT rule_pk FROM rule_techniques WHERE {_IN_FAMILY})"""
 
 
 def technique_guide(
-    conn: sqlite3.Connection, technique_id: str, limit: int | None = 50
+    conn: sqlite3.Connection,
+    technique_id: str,
+    limit: int | None = 50,
+    vendor: str | None = None,
 ) -> dict[str, Any]:
-    """The authoring guide of one technique (DESIGN.md, "the page it must produce");
-    ``limit`` rows per section, None for all."""
+    """The authoring guide of one technique (DESIGN.md, "the page it must produce"),
+    from the rules of every vendor or of ``vendor`` only; ``limit`` rows per
+    section, None for all."""
     tid, sub = _family(technique_id)
     header = _technique_header(conn, tid)
-    args = {"tid": tid, "sub": sub, "limit": limit}
+    args = {"tid": tid, "sub": sub, "limit": limit, "vendor": vendor}
     rules = _rules(conn, args)
     vendors = {v: 0 for v in registry.names()}
     for r in rules:
@@ -230,6 +238,49 @@ def corpus_reach(conn: sqlite3.Connection, field: str | None, op: str, key: str)
     ).fetchone()[0]
 
 
+def indicator_reach(
+    conn: sqlite3.Connection,
+    value: str,
+    field: str | None = None,
+    op: str | None = None,
+    limit: int = 20,
+) -> dict[str, Any]:
+    """Rules anywhere checking ``value`` (case-folded), on ``field`` with ``op`` when
+    given, else on any field or operator: ``reach`` is ``corpus_reach`` summed over
+    the (field, op) pairs, counting each rule once. ``by_field`` ranks the pairs."""
+    rows = conn.execute(
+        """SELECT r.vendor, r.id, r.title, p.field, p.op,
+               (SELECT group_concat(technique_id, ' ') FROM rule_techniques t
+                WHERE t.rule_pk = r.pk) AS techniques
+        FROM predicates p JOIN rules r ON r.pk = p.rule_pk
+        WHERE p.value_key = :key AND (:field IS NULL OR p.field = :field)
+          AND (:op IS NULL OR p.op = :op) AND p.negated = 0 AND p.stage_role = 'events'
+        GROUP BY r.pk, p.field, p.op ORDER BY r.vendor, r.title, r.id""",
+        {"key": fold_value(value), "field": field, "op": op},
+    ).fetchall()
+    rules: dict[tuple[str, str], dict[str, Any]] = {}
+    pairs: dict[tuple[str | None, str], set[tuple[str, str]]] = defaultdict(set)
+    for r in rows:
+        ref = (r["vendor"], r["id"])
+        pairs[(r["field"], r["op"])].add(ref)
+        rules.setdefault(ref, {
+            "vendor": r["vendor"], "id": r["id"], "title": r["title"],
+            "techniques": sorted((r["techniques"] or "").split()),
+        })  # fmt: skip
+    by_vendor = Counter(v for v, _ in rules)
+    ranked = _ranked(pairs, tie=lambda k: (k[0] or "", k[1]))
+    return {
+        "value": value,
+        "field": field,
+        "op": op,
+        "reach": len(rules),
+        "by_vendor": dict(sorted(by_vendor.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "by_field": [{"field": f, "op": o, "rules": len(pairs[(f, o)])} for f, o in ranked[:limit]],
+        "by_field_count": len(pairs),
+        "rules": list(rules.values())[:limit],
+    }
+
+
 def rule_detail(conn: sqlite3.Connection, vendor: str | None, rule_id: str) -> list[dict[str, Any]]:
     """Every rule with this id (optionally of one vendor), with stages and indicators."""
     sql = "SELECT * FROM rules WHERE id = ?" + (" AND vendor = ?" if vendor else "")
@@ -285,7 +336,7 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
         ],
         "indicators": indicators,
         "opaque": [dict(o) for o in conn.execute(
-            "SELECT stage_idx, text, reason FROM opaque WHERE rule_pk = ?", (pk,))],
+            "SELECT stage_idx, text, reason, detail FROM opaque WHERE rule_pk = ?", (pk,))],
         "problems": [dict(p) for p in conn.execute(
             "SELECT path, line, col, message FROM problems WHERE vendor = ? AND rule_id = ?",
             (r["vendor"], r["id"]))],
@@ -323,7 +374,10 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
     for v, rs in reasons.items():
         vendors[v]["opaque"] = rs
     techniques = conn.execute("SELECT COUNT(DISTINCT technique_id) FROM rule_techniques")
-    return {"vendors": dict(vendors), "techniques": techniques.fetchone()[0]}
+    out = {"vendors": dict(vendors), "techniques": techniques.fetchone()[0]}
+    if similar.available(conn):  # computed by `detcat build` or on first use
+        out["near_duplicates"] = similar.cluster_summary(conn)
+    return out
 
 
 def _empty_vendor_stats() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Predicate, Rule, Stage, leaves
+from detcat.model import Opaque, Predicate, Rule, Stage, expr_to_json, leaves
 from detcat.sources import registry
 
 
@@ -53,6 +53,16 @@ def parse_rules(language: str, text: str, *, normalize: bool = True) -> list[Rul
 # -- the JSON shape of `detcat parse --json/--jsonl` -----------------------------------
 
 
+def parse_json(language: str, text: str) -> dict[str, Any]:
+    """``detcat parse --json`` (and the MCP ``parse_query`` tool): per stage its flat
+    predicates, Opaque parts and the predicate ``tree``. Raises like ``parse_query``."""
+    stages = parse_query(language, text)
+    out = stages_json(stages)
+    for doc, stage in zip(out, stages, strict=True):
+        doc["tree"] = expr_to_json(stage.expr)
+    return {"language": language, "stages": out, "error": None}
+
+
 def stages_json(stages: list[Stage]) -> list[dict[str, Any]]:
     """Per stage: its predicates (flat, with negated/exclusion) and Opaque parts."""
     return [stage_json(s) for s in stages]
@@ -63,7 +73,8 @@ def stage_json(stage: Stage) -> dict[str, Any]:
     opaque: list[dict[str, Any]] = []
     for lf in leaves(stage.expr):
         if isinstance(lf.node, Opaque):
-            opaque.append({"text": lf.node.text, "reason": lf.node.reason})
+            node = lf.node
+            opaque.append({"text": node.text, "reason": str(node.reason), "detail": node.detail})
         else:
             preds.append(predicate_json(lf.node, lf.negated, lf.exclusion))
     out: dict[str, Any] = {"name": stage.name, "role": str(stage.role)}

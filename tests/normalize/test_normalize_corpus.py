@@ -7,7 +7,6 @@ events rules name, and the cross-vendor AnyDesk indicator of T1219.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from collections import Counter, defaultdict
@@ -50,7 +49,7 @@ def _record_lookups(corpus: Corpus, rule: Rule) -> None:
 def corpus(corpora: Path) -> Corpus:
     out = Corpus()
     for vendor in VENDORS:
-        source = importlib.import_module(f"detcat.sources.{vendor}")
+        source = registry.get(vendor)
         rules = [r for r in source.read(corpora / vendor) if isinstance(r, Rule)]
         for rule in rules:
             _record_lookups(out, rule)

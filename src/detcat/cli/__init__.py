@@ -17,7 +17,20 @@ from typing import Any
 
 import click
 
-from detcat.cli import build, coverage, diff, export_csv, guide, match, parse, serve, stats
+from detcat.cli import (
+    build,
+    coverage,
+    diff,
+    export_csv,
+    guide,
+    lint,
+    match,
+    mcp,
+    parse,
+    serve,
+    similar,
+    stats,
+)
 from detcat.cli.options import EXIT_FAILED, exit_code
 from detcat.errors import DetcatError
 
@@ -62,7 +75,21 @@ def main() -> None:
     Splunk and Google SecOps."""
 
 
-for _module in (build, guide, stats, parse, match, coverage, diff, export_csv, serve):
+_MODULES = (
+    build,
+    guide,
+    stats,
+    parse,
+    match,
+    lint,
+    similar,
+    coverage,
+    diff,
+    export_csv,
+    serve,
+    mcp,
+)
+for _module in _MODULES:
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

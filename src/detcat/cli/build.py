@@ -59,12 +59,22 @@ def build(
             )  # fmt: skip
     except catalog.BuildError as e:
         raise catalog.BuildError(f"build failed: {e} (the previous catalog is unchanged)") from e
+    _derive(db)
     if as_json:
         _print_json(render.build_report_json(report))
     else:
         render.build_summary(out(), report)
     if strict and report.problem_count:
         sys.exit(EXIT_FAILED)
+
+
+def _derive(db: Path) -> None:
+    """Tables computed from a fresh catalog (near-duplicate clusters), so that
+    ``similar``, ``lint`` and the site find them ready."""
+    from detcat import similar
+
+    with err().status("near-duplicate rules"):
+        similar.ensure(db)
 
 
 COMMANDS = [build]

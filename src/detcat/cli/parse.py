@@ -39,16 +39,10 @@ def parse(language: str, query: str | None, as_json: bool, jsonl: bool) -> None:
     """
     if jsonl:
         sys.exit(_parse_batch(language, query))
-    from detcat.parse import parse_query, stages_json
+    from detcat.parse import parse_json
 
-    stages = parse_query(language, _read_query(query))
-    out = stages_json(stages)
-    for doc, stage in zip(out, stages, strict=True):
-        doc["tree"] = _tree_json(stage)
-    if as_json:
-        click.echo(dump_json({"language": language, "stages": out, "error": None}))
-    else:
-        click.echo(render_stages(out))
+    data = parse_json(language, _read_query(query))
+    click.echo(dump_json(data) if as_json else render_stages(data["stages"]))
 
 
 def _read_query(query: str | None) -> str:
@@ -108,12 +102,6 @@ def _batch_stage(stage: dict[str, Any]) -> dict[str, Any]:
         "predicates": [{k: p[k] for k in _BATCH_KEYS} for p in stage["predicates"]],
         "opaque": stage["opaque"],
     }
-
-
-def _tree_json(stage: Any) -> Any:
-    from detcat.model import expr_to_json
-
-    return expr_to_json(stage.expr)
 
 
 def render_stages(stages: list[dict[str, Any]]) -> str:

@@ -242,7 +242,8 @@ def tree_lines(e: Any, depth: int = 0, top: bool = True) -> list[str]:
     if "not" in e:
         return [pad + ("EXCL" if top else "NOT")] + tree_lines(e["not"], depth + 1, False)
     if "opaque" in e:
-        return [f"{pad}? opaque ({e['reason']}): {' '.join(str(e['opaque']).split())[:200]}"]
+        why = f"{e['reason']}: {e['detail']}" if e.get("detail") else e["reason"]
+        return [f"{pad}? opaque ({why}): {' '.join(str(e['opaque']).split())[:200]}"]
     return [pad + predicate_line(e)]
 
 
@@ -277,6 +278,10 @@ def stats(console: Console, data: dict[str, Any]) -> None:
     for v, s in data["vendors"].items():
         for reason, n in list(s["opaque"].items())[:10]:
             console.print(Text(f"  {v}: {plural(n, 'rule')} with Opaque: {reason}"))
+    if dup := data.get("near_duplicates"):
+        clusters = plural(dup["clusters"], "near-duplicate cluster")
+        console.print(Text(f"  {clusters} ({dup['cross_vendor']} cross-vendor, "
+                           f"biggest {plural(dup['biggest'], 'rule')})"))  # fmt: skip
 
 
 def unmapped(console: Console, rows: list[dict[str, Any]]) -> None:

@@ -1,9 +1,11 @@
-"""The JSON API's shapes, for the OpenAPI schema.
+"""The shapes of detcat's JSON answers: the web API's OpenAPI schema and the MCP
+server's tool output schemas.
 
-The API returns the dicts of ``guide.py``/``queries.py`` as they are (the same
-bytes the CLI prints); these models only document them. Every model forbids
-unknown keys, and the tests validate real responses against them, so the
-documentation cannot drift from the data.
+The CLI, the web API and the MCP server return the dicts of ``guide.py``,
+``search.py`` and ``web/queries.py`` as they are (the same bytes the CLI prints);
+these models only document them. Every model forbids unknown keys, and the tests
+validate real responses against them, so the documentation cannot drift from the
+data.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class PredicateNode(_Strict):
 
 class OpaqueNode(_Strict):
     opaque: str = Field(description="source text the parser did not turn into predicates")
-    reason: str
+    reason: str = Field(description="why, one of a fixed vocabulary (detcat.model.Reason)")
+    detail: str = Field("", description="the particulars: which command, function, error")
 
 
 class AndNode(_Strict):
@@ -170,6 +173,7 @@ class OpaqueRow(_Strict):
     stage_idx: int
     text: str | None
     reason: str | None
+    detail: str | None
 
 
 class RuleProblem(_Strict):
@@ -303,10 +307,15 @@ class IndicatorPage(_Strict):
     techniques: dict[str, int]
 
 
+class SearchRow(RuleRow):
+    language: str | None
+    url: str | None = Field(description="the rule in its upstream repository")
+
+
 class SearchResult(_Strict):
     query: str
-    total: int
-    rules: list[RuleRow]
+    total: int = Field(description="rules matching, of which the first `limit` are listed")
+    rules: list[SearchRow]
 
 
 class ProblemRow(_Strict):
@@ -316,3 +325,161 @@ class ProblemRow(_Strict):
     col: int | None
     message: str | None
     rule_id: str | None
+
+
+# -- detcat parse --json: parse.parse_json ----------------------------------------------
+
+
+class FlatPredicate(_Strict):
+    field: str | None
+    field_raw: str | None
+    op: str
+    value: Scalar
+    negated: bool = Field(description="under an odd number of NOTs")
+    exclusion: bool = Field(description="inside a NOT directly under the stage's top-level AND")
+    case_sensitive: bool = False
+    kind: str | None = None
+
+
+class OpaquePart(_Strict):
+    text: str
+    reason: str
+
+
+class ParsedStage(_Strict):
+    name: str | None
+    role: str
+    negated: bool = Field(False, description="the stage must NOT occur (present only when true)")
+    events: list[str]
+    predicates: list[FlatPredicate]
+    opaque: list[OpaquePart]
+    tree: ExprNode | None
+
+
+class ParseResult(_Strict):
+    language: str
+    stages: list[ParsedStage]
+    error: str | None
+
+
+# -- detcat match --json: match.EventResult.to_json -------------------------------------
+
+
+class MatchRef(_Strict):
+    vendor: str
+    id: str
+    title: str
+
+
+class PartialMatch(MatchRef):
+    stages: list[str | None] = Field(description="the stages that matched")
+    of: list[str | None] = Field(description="all stages of the rule")
+
+
+class Undetermined(MatchRef):
+    unknown: list[str] = Field(description="why: Opaque reasons, or in_list for value lists")
+
+
+class EventMatches(_Strict):
+    event: str
+    matches: list[MatchRef]
+    partial: list[PartialMatch] = Field(default_factory=list)
+    undetermined: list[Undetermined] = Field(default_factory=list)
+
+
+# -- guide.indicator_reach, similar.similar_rules ----------------------------------------
+
+
+class FieldOpCount(_Strict):
+    field: str | None
+    op: str
+    rules: int
+
+
+class IndicatorReach(_Strict):
+    value: str
+    field: str | None
+    op: str | None
+    reach: int = Field(description="rules in the whole catalog checking the value")
+    by_vendor: dict[str, int]
+    by_field: list[FieldOpCount]
+    by_field_count: int
+    rules: list[RuleRow]
+
+
+class SharedFeature(_Strict):
+    kind: str = Field(description="indicator, exclusion or event")
+    field: str | None = None
+    op: str | None = None
+    value: str | None = None
+    event: str | None = None
+
+
+class Neighbour(MatchRef):
+    score: float = Field(ge=0, le=1, description="weighted Jaccard of the two feature sets")
+    shared: list[SharedFeature]
+
+
+class SimilarRules(_Strict):
+    rule: RuleRef
+    similar: list[Neighbour] = Field(description="as `detcat similar --json`, best first")
+
+
+# -- coverage (detcat coverage --json) and Navigator layers (detcat layer) -------
+
+
+class VendorCoverage(_Strict):
+    rules: int
+    runnable: int
+
+
+class TechniqueCoverage(_Strict):
+    id: str
+    name: str
+    rules: int = Field(description="rules tagged with exactly this technique id")
+    runnable: int = Field(description="of those, rules every events stage of which reads "
+                          "one of the chosen events")  # fmt: skip
+    vendors: dict[str, VendorCoverage]
+
+
+class Unlock(_Strict):
+    event: str
+    title: str
+    techniques_gained: int = Field(description="techniques that would get a first runnable rule")
+    rules_gained: int
+    techniques: list[str]
+
+
+class CoverageSummary(_Strict):
+    rules: int
+    runnable_rules: int
+    rules_without_events: int
+    techniques: int
+    runnable_techniques: int
+
+
+class Coverage(_Strict):
+    events: list[str]
+    summary: CoverageSummary
+    techniques: list[TechniqueCoverage]
+    unlock: list[Unlock] = Field(description="events that would add the most runnable "
+                                 "techniques, best first")  # fmt: skip
+
+
+class LayerTechnique(_Strict):
+    techniqueID: str  # noqa: N815 (the Navigator's spelling)
+    score: int
+    comment: str
+    enabled: bool
+
+
+class NavigatorLayer(BaseModel):
+    """ATT&CK Navigator layer format 4.5 (the properties detcat writes)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    versions: dict[str, str]
+    domain: str
+    description: str
+    techniques: list[LayerTechnique]
+    gradient: dict[str, Any]
