@@ -98,7 +98,8 @@ def read_documents(
 
 
 def check_event_file(path: Path | str) -> None:
-    """Raise ``EventFileError`` when ``path`` cannot be an event file at all."""
+    """Refuse, before any reading, what cannot be an event file: a directory
+    (``UsageProblem``) or nothing at all (``EventFileNotFound``)."""
     if str(path) == STDIN:
         return
     p = Path(path)
