@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from detcat.cli.options import dump_json, json_option, open_catalog
+from detcat.cli.render import show_value
 
 _SHOWN = 10  # items listed per change in the text output
 
@@ -62,7 +63,7 @@ def _rule(r: dict[str, str]) -> str:
 
 
 def _ind(i: dict[str, Any]) -> str:
-    return f"{i['field'] or '(keyword)'} {i['op']} {i['value']!r}"
+    return f"{i['field'] or '(keyword)'} {i['op']} {show_value(i['value'])}"
 
 
 def _changes(c: dict[str, Any]) -> list[str]:

@@ -12,10 +12,11 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from detcat.cli.options import EXIT_NOT_FOUND, VENDOR_CHOICE, db_option, dump_json, json_option
+from detcat.cli.render import show_value
 
 
 def _catalog(db: Path) -> Any:
@@ -53,8 +54,9 @@ def similar(rule_id: str, vendor: str | None, limit: int, db: Path, as_json: boo
     for n in found:
         shared = "; ".join(_feature(f) for f in n["shared"][:4])
         more = f" (+{len(n['shared']) - 4})" if len(n["shared"]) > 4 else ""
+        # Text, not markup: values are shown exactly as stored (see render.py).
         table.add_row(f"{n['score']:.2f}", n["vendor"],
-                      escape(f"{n['title']} ({n['id']})"), escape(shared + more))  # fmt: skip
+                      Text(f"{n['title']} ({n['id']})"), Text(shared + more))  # fmt: skip
     Console().print(table if found else "no similar rule")
 
 
@@ -62,7 +64,7 @@ def _feature(f: dict[str, str]) -> str:
     if f["kind"] == "event":
         return f"event {f['event']}"
     prefix = "NOT " if f["kind"] == "exclusion" else ""
-    return f"{prefix}{f['field']} {f['op']} {f['value']}"
+    return f"{prefix}{f['field']} {f['op']} {show_value(f['value'])}"
 
 
 @click.command()
@@ -87,7 +89,7 @@ def clusters(limit: int, cross_vendor: bool, db: Path, as_json: bool) -> None:
         console.print(f"\n[bold]cluster {c['cluster']}[/bold] ({c['size']} rules: "
                       f"{', '.join(c['vendors'])})")  # fmt: skip
         for r in c["rules"]:
-            console.print(f"  {r['vendor']:<9} {escape(r['title'])} ({escape(r['id'])})")
+            console.print(Text(f"  {r['vendor']:<9} {r['title']} ({r['id']})"))
 
 
 COMMANDS = [similar, clusters]
