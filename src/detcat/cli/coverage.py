@@ -73,7 +73,8 @@ def _user_events(events: tuple[str, ...], events_file: Path | None) -> tuple[lis
 )
 @vendor_option
 @collection_option
-@click.option("--limit", default=20, show_default=True, help="Rows of the text tables.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Rows of the text tables.")  # fmt: skip
 @db_option
 @json_option
 def coverage(

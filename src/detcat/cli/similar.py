@@ -35,7 +35,8 @@ def _catalog(db: Path) -> Any:
 @click.command()
 @click.argument("rule_id")
 @click.option("--vendor", type=VENDOR_CHOICE, help="The vendor of RULE_ID (when ids collide).")
-@click.option("--limit", default=10, show_default=True, help="Rules to list.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Rules to list.")  # fmt: skip
 @db_option
 @json_option
 def similar(rule_id: str, vendor: str | None, limit: int, db: Path, as_json: bool) -> None:
@@ -68,7 +69,8 @@ def _feature(f: dict[str, str]) -> str:
 
 
 @click.command()
-@click.option("--limit", default=50, show_default=True, help="Clusters to list.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Clusters to list.")  # fmt: skip
 @click.option("--cross-vendor", is_flag=True, help="Only clusters with rules of several vendors.")
 @db_option
 @json_option
