@@ -234,7 +234,9 @@ HOSTILE_URLS = ["/search?q={}", "/api/search?q={}", "/search?q=a&limit={}",
                 "/techniques/{}", "/api/techniques/T1219?limit={}", "/fields/{}",
                 "/api/fields/{}", "/rules/{}/{}", "/events/{}", "/api/events/{}",
                 "/indicators?op={}&value={}&field={}",
-                "/api/indicators?op=eq&value={}"]  # fmt: skip
+                "/api/indicators?op=eq&value={}", "/coverage?events={}&vendor={}&collection={}",
+                "/api/coverage?events={}&vendor={}",
+                "/api/layer?events={}&vendor={}&score={}"]  # fmt: skip
 
 
 @pytest.mark.parametrize("template", HOSTILE_URLS)
