@@ -4,15 +4,14 @@ every command says so in one line with exit code 3, ``serve`` does not start, an
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_helpers import RULES, write_sources
 from click.testing import CliRunner
-from conftest import RULES
 
 from detcat import store
 from detcat.cli import main
@@ -104,14 +103,7 @@ def test_a_build_records_its_schema_version(faces_db: Path) -> None:
 
 @pytest.fixture
 def sources(tmp_path: Path) -> Path:
-    from conftest import BUNDLE
-
-    src = tmp_path / "sources"
-    (src / "attack").mkdir(parents=True)
-    (src / "attack" / "enterprise-attack.json").write_text(json.dumps(BUNDLE))
-    (src / "sigma" / "rules").mkdir(parents=True)
-    (src / "sigma" / "rules" / "transfer.yml").write_text(RULES["transfer.yml"])
-    return src
+    return write_sources(tmp_path / "sources", {"transfer.yml": RULES["transfer.yml"]})
 
 
 def build(sources: Path, db: Path, *extra: str) -> tuple[int, str]:

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from cli_helpers import FLOCK, FLOCK_ID
 from click.testing import CliRunner, Result
-from conftest import FLOCK, FLOCK_ID
 
 from detcat.cli import main
 
