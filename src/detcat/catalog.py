@@ -219,6 +219,7 @@ def _write(
     progress: Progress | None,
 ) -> BuildReport:
     from detcat.normalize import event_catalog
+    from detcat.normalize.attack_sources import log_source_events
 
     names = attack.ids_by_name()
     unknown: Counter[str] = Counter()
@@ -243,6 +244,7 @@ def _write(
             if progress:
                 progress("store", "vendor", len(res.rules))
         w.add_attack(attack)
+        w.add_analytics(attack.analytics, log_source_events)
         w.add_events(store.EventRow(e.id, e.provider, e.event_id, e.title) for e in event_catalog())
         w.set_meta(
             built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -77,7 +77,69 @@ def technique_guide(
         "indicator_count": indicators["distinct"],
         "exclusions": exclusions["rows"],
         "exclusion_count": exclusions["distinct"],
+        "attack_detection": attack_detection(conn, args),
     }
+
+
+def attack_detection(conn: sqlite3.Connection, args: dict[str, Any]) -> dict[str, Any]:
+    """What ATT&CK's detection strategies for this exact technique watch: each
+    analytic's log sources, mapped to catalog events where they map, marked
+    covered when a rule of the technique (sub-techniques included) reads one of
+    those events. ``gap``: mapped log sources no such rule reads."""
+    readers: dict[str, set[str]] = defaultdict(set)
+    for event, vendor in conn.execute(
+        f"""WITH {_HERE} SELECT DISTINCT re.event, r.vendor FROM here
+        JOIN rule_events re USING (rule_pk) JOIN rules r ON r.pk = here.rule_pk""",
+        args,
+    ):
+        readers[event].add(vendor)
+    analytics: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(
+        """SELECT a.id, a.strategy_id, a.strategy, a.platforms, a.description,
+           s.name, s.channel, s.events
+        FROM analytics a JOIN analytic_sources s ON s.analytic_id = a.id
+        WHERE a.technique_id = :tid ORDER BY a.strategy_id, a.id, s.idx""",
+        args,
+    ):
+        a = analytics.setdefault(row["id"], {
+            "id": row["id"], "strategy_id": row["strategy_id"], "strategy": row["strategy"],
+            "platforms": json.loads(row["platforms"]), "description": row["description"],
+            "log_sources": [],
+        })  # fmt: skip
+        events = json.loads(row["events"])
+        vendors = sorted(set().union(*(readers.get(e, set()) for e in events)))
+        a["log_sources"].append({"name": row["name"], "channel": row["channel"],
+                                 "events": events, "covered": bool(vendors),
+                                 "vendors": vendors})  # fmt: skip
+    return {
+        "summary": _detection_summary(analytics),
+        "gap": _refs(analytics, "gap"),
+        "unmapped": _refs(analytics, "unmapped"),
+        "analytics": list(analytics.values()),
+    }
+
+
+def _ref_state(src: dict[str, Any]) -> str:
+    return "unmapped" if not src["events"] else ("covered" if src["covered"] else "gap")
+
+
+def _refs(analytics: dict[str, dict[str, Any]], state: str) -> list[dict[str, Any]]:
+    """Distinct log-source references in one state, with the analytics naming them."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for a in analytics.values():
+        for src in a["log_sources"]:
+            if _ref_state(src) == state:
+                item = out.setdefault((src["name"], src["channel"]), {
+                    "name": src["name"], "channel": src["channel"], "events": src["events"],
+                    "analytics": []})  # fmt: skip
+                item["analytics"].append(a["id"])
+    return list(out.values())
+
+
+def _detection_summary(analytics: dict[str, dict[str, Any]]) -> dict[str, int]:
+    states = Counter(_ref_state(s) for a in analytics.values() for s in a["log_sources"])
+    return {"analytics": len(analytics), "log_sources": sum(states.values()),
+            "mapped": states["covered"] + states["gap"], "covered": states["covered"]}  # fmt: skip
 
 
 def _technique_header(conn: sqlite3.Connection, tid: str) -> dict[str, Any]:
@@ -335,6 +397,8 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
             for p in preds if p["exclusion"] and p["kind"] != "implied"
         ],
         "indicators": indicators,
+        "similar": similar.stored_neighbours(conn, pk) if similar.available(conn) else [],
+        "cluster": similar.rule_cluster(conn, pk) if similar.available(conn) else None,
         "opaque": [dict(o) for o in conn.execute(
             "SELECT stage_idx, text, reason, detail FROM opaque WHERE rule_pk = ?", (pk,))],
         "problems": [dict(p) for p in conn.execute(
@@ -374,7 +438,11 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
     for v, rs in reasons.items():
         vendors[v]["opaque"] = rs
     techniques = conn.execute("SELECT COUNT(DISTINCT technique_id) FROM rule_techniques")
-    out = {"vendors": dict(vendors), "techniques": techniques.fetchone()[0]}
+    refs, mapped = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(events != '[]'), 0) FROM analytic_sources"
+    ).fetchone()
+    out = {"vendors": dict(vendors), "techniques": techniques.fetchone()[0],
+           "attack_log_sources": {"references": refs, "mapped": mapped}}  # fmt: skip
     if similar.available(conn):  # computed by `detcat build` or on first use
         out["near_duplicates"] = similar.cluster_summary(conn)
     return out

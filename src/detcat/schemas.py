@@ -133,6 +133,44 @@ class Indicator(Exclusion):
     specific: bool = Field(description="no rule outside the technique checks it")
 
 
+class AnalyticSource(_Strict):
+    name: str = Field(description="ATT&CK's log source name (WinEventLog:Sysmon)")
+    channel: str
+    events: list[str] = Field(description="catalog events it maps to (empty: unmapped)")
+    covered: bool = Field(description="a rule of the technique reads one of those events")
+    vendors: list[str]
+
+
+class Analytic(_Strict):
+    id: str
+    strategy_id: str
+    strategy: str
+    platforms: list[str]
+    description: str
+    log_sources: list[AnalyticSource]
+
+
+class SourceRef(_Strict):
+    name: str
+    channel: str
+    events: list[str]
+    analytics: list[str]
+
+
+class DetectionSummary(_Strict):
+    analytics: int
+    log_sources: int
+    mapped: int
+    covered: int
+
+
+class AttackDetection(_Strict):
+    summary: DetectionSummary
+    gap: list[SourceRef] = Field(description="mapped log sources no rule of the technique reads")
+    unmapped: list[SourceRef]
+    analytics: list[Analytic]
+
+
 class TechniqueGuide(_Strict):
     technique: TechniqueHeader
     vendors: dict[str, int]
@@ -144,6 +182,7 @@ class TechniqueGuide(_Strict):
     indicator_count: int
     exclusions: list[Exclusion]
     exclusion_count: int
+    attack_detection: AttackDetection
 
 
 # -- /api/rules/{vendor}/{id}: guide.rule_detail --------------------------------
@@ -206,6 +245,8 @@ class RuleDetail(_Strict):
     stages: list[StageJSON]
     exclusions: list[RuleExclusion]
     indicators: list[RuleIndicator]
+    similar: list[Neighbour] = Field(description="stored near pairs, best first")
+    cluster: int | None = Field(description="its near-duplicate cluster, if any")
     opaque: list[OpaqueRow]
     problems: list[RuleProblem]
 
@@ -225,9 +266,40 @@ class VendorStats(_Strict):
     opaque: dict[str, int] = Field(default_factory=dict, description="Opaque reason -> rules")
 
 
+class ClusterSummary(_Strict):
+    clusters: int
+    cross_vendor: int
+    biggest: int
+
+
+class LogSourceShare(_Strict):
+    references: int = Field(description="log-source references of ATT&CK analytics")
+    mapped: int = Field(description="of those, mapped to catalog events")
+
+
 class Stats(_Strict):
     vendors: dict[str, VendorStats]
     techniques: int
+    attack_log_sources: LogSourceShare
+    near_duplicates: ClusterSummary | None = None
+
+
+class ClusterRule(_Strict):
+    vendor: str
+    id: str
+    title: str
+
+
+class Cluster(_Strict):
+    cluster: int
+    size: int
+    vendors: list[str]
+    rules: list[ClusterRule]
+
+
+class Clusters(_Strict):
+    summary: ClusterSummary
+    clusters: list[Cluster]
 
 
 class MatrixCell(_Strict):
@@ -483,3 +555,7 @@ class NavigatorLayer(BaseModel):
     description: str
     techniques: list[LayerTechnique]
     gradient: dict[str, Any]
+
+
+# RuleDetail names Neighbour, defined further down with the MCP answers.
+RuleDetail.model_rebuild()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detcat.attack import Attack
+from detcat.attack import Analytic, Attack
 from detcat.errors import DetcatError
 from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json
 from detcat.normalize import fold_value, indicator_key
@@ -26,7 +26,7 @@ DEFAULT_DB = Path("detcat.sqlite")
 # Recorded in ``meta`` by every build and checked by every reader: change it with
 # any change to the schema or to the meaning of a column, so that a catalog from
 # another detcat version is refused with "run detcat build", never misread.
-SCHEMA_VERSION = "3"  # 2: rules.collection; 3: opaque.detail
+SCHEMA_VERSION = "4"  # 2: rules.collection; 3: opaque.detail; 4: ATT&CK analytics
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -66,6 +66,16 @@ CREATE TABLE rule_techniques (
     rule_pk INTEGER NOT NULL REFERENCES rules(pk), technique_id TEXT NOT NULL,
     PRIMARY KEY (rule_pk, technique_id)
 );
+-- ATT&CK detection strategies' analytics, per technique the strategy detects, and
+-- their log-source references with the catalog events they map to (JSON list).
+CREATE TABLE analytics (
+    id TEXT NOT NULL, technique_id TEXT NOT NULL, strategy_id TEXT, strategy TEXT,
+    platforms TEXT, description TEXT, PRIMARY KEY (id, technique_id)
+);
+CREATE TABLE analytic_sources (
+    analytic_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT, channel TEXT, events TEXT,
+    PRIMARY KEY (analytic_id, idx)
+);
 CREATE TABLE events (id TEXT PRIMARY KEY, provider TEXT, event_id TEXT, title TEXT);
 CREATE TABLE rule_events (
     rule_pk INTEGER NOT NULL REFERENCES rules(pk), event TEXT NOT NULL, stage_idx INTEGER,
@@ -85,6 +95,7 @@ CREATE INDEX predicates_rule ON predicates (rule_pk);
 CREATE INDEX rule_techniques_technique ON rule_techniques (technique_id);
 CREATE INDEX rule_events_event ON rule_events (event);
 CREATE INDEX opaque_rule ON opaque (rule_pk);
+CREATE INDEX analytics_technique ON analytics (technique_id);
 """
 
 
@@ -199,6 +210,21 @@ class CatalogWriter:
                 for t in attack.techniques.values()
             ],
         )  # fmt: skip
+
+    def add_analytics(self, analytics: Iterable[Analytic], events: Any) -> None:
+        """Analytics with the catalog events of each log-source reference
+        (``events(name, channel) -> list[str]``)."""
+        for a in analytics:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO analytics VALUES (?,?,?,?,?,?)",
+                [(a.id, t, a.strategy_id, a.strategy, _dump(a.platforms), a.description)
+                 for t in a.techniques],
+            )  # fmt: skip
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO analytic_sources VALUES (?,?,?,?,?)",
+                [(a.id, i, s.name, s.channel, _dump(events(s.name, s.channel)))
+                 for i, s in enumerate(a.log_sources)],
+            )  # fmt: skip
 
     def add_events(self, events: Iterable[EventRow]) -> None:
         self.conn.executemany(

@@ -44,7 +44,7 @@ LIMITS = [  # (arguments, exit code)
     (["search", "flock", "--limit", "0"], 2),
     (["coverage", "--events", "sysmon:1", "--limit", "0"], 2),
     (["similar", "x", "--limit", "-1"], 2),
-    (["clusters", "--limit", "0"], 2),
+    (["clusters", "--limit", "-1"], 2),
     (["technique", "T1219", "--limit", "1"], 0),
     (["technique", "T1219", "--all"], 0),
 ]

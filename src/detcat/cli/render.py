@@ -128,10 +128,12 @@ def technique(console: Console, g: dict[str, Any]) -> None:
     console.print(Panel(body, title="Technique"))
     if not g["rules"]:
         console.print(Text(f"no rules in the catalog tag {h['id']}"))
+        _attack_detection(console, g["attack_detection"])  # what a first rule could watch
         return
     counts = ", ".join(f"{v} {n}" for v, n in g["vendors"].items())
     console.print(Text.assemble((plural(len(g["rules"]), "rule"), "bold"), f" ({counts})"))
     _events(console, g["events"])
+    _attack_detection(console, g["attack_detection"])
     _fields(console, g)
     _indicator_table(console, "Top indicator values", g["indicators"], g["indicator_count"])
     _indicator_table(console, "Exclusions", g["exclusions"], g["exclusion_count"])
@@ -151,6 +153,28 @@ def _events(console: Console, events: list[dict[str, Any]]) -> None:
                ("provider", "event id", "title", "rules"))  # fmt: skip
     for e in events:
         _row(t, e["provider"], e["event_id"], e["title"], e["rules"])
+    console.print(t)
+
+
+def _attack_detection(console: Console, d: dict[str, Any]) -> None:
+    """ATT&CK's analytics for the technique, the gap first: log sources they
+    recommend that no rule of the technique reads."""
+    s = d["summary"]
+    if not s["analytics"]:
+        return
+    gap = "; ".join(f"{r['name']} {r['channel']}" for r in d["gap"])
+    console.print(Text.assemble(
+        ("What ATT&CK's detection strategy watches", "bold"),
+        f": {plural(s['analytics'], 'analytic')}, {plural(s['log_sources'], 'log source')} "
+        f"({s['mapped']} mapped to catalog events, {s['covered']} read by these rules).",
+    ))  # fmt: skip
+    console.print(Text(f"No rule here reads: {gap}" if gap else "Every mapped log source is read."))
+    t = _table("", ("analytic", "platforms", "log source", "channel", "covered by"))
+    for a in d["analytics"]:
+        for src in a["log_sources"]:
+            covered = ", ".join(src["vendors"]) or ("-" if src["events"] else "(unmapped)")
+            _row(t, f"{a['id']} ({a['strategy_id']})", ", ".join(a["platforms"]),
+                 src["name"], src["channel"], covered)  # fmt: skip
     console.print(t)
 
 
@@ -278,6 +302,11 @@ def stats(console: Console, data: dict[str, Any]) -> None:
     for v, s in data["vendors"].items():
         for reason, n in list(s["opaque"].items())[:10]:
             console.print(Text(f"  {v}: {plural(n, 'rule')} with Opaque: {reason}"))
+    ls = data["attack_log_sources"]
+    console.print(Text(
+        f"ATT&CK analytics' log-source references mapped to catalog events: {ls['mapped']} of "
+        f"{ls['references']} ({_pct(ls['mapped'], ls['references'])})"
+    ))  # fmt: skip
     if dup := data.get("near_duplicates"):
         clusters = plural(dup["clusters"], "near-duplicate cluster")
         console.print(Text(f"  {clusters} ({dup['cross_vendor']} cross-vendor, "

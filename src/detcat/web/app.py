@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from detcat import schemas, store
+from detcat import schemas, similar, store
 from detcat.errors import UsageProblem
 from detcat.web import pages
 from detcat.web.templating import CSP, render
@@ -217,6 +217,7 @@ def settle_gc() -> None:
 def create_app(db: Path, *, cache_bytes: int = CACHE_BYTES) -> FastAPI:
     """The site over the catalog at ``db`` (raises store.MissingCatalog when absent);
     ``cache_bytes=0`` renders every request afresh."""
+    similar.try_ensure(db)  # near-duplicate tables, once per catalog (if writable)
     catalog = Catalog(db, cache_bytes)
     app = FastAPI(
         title="detcat",
@@ -280,6 +281,10 @@ def _add_html_routes(app: FastAPI, catalog: Catalog) -> None:
     def problems_page(request: Request) -> Response:
         return _html(catalog, request, pages.problems)
 
+    @app.get("/clusters", **html)
+    def clusters_page(request: Request) -> Response:
+        return _html(catalog, request, pages.clusters)
+
     @app.get("/coverage", **html)
     def coverage_page(
         request: Request,
@@ -327,6 +332,11 @@ def _add_api_routes(app: FastAPI, catalog: Catalog) -> None:
     def problems(request: Request) -> Response:
         """Exactly `detcat problems --json`."""
         return _json(catalog, request, pages.problems)
+
+    @app.get("/api/clusters", **_doc(schemas.Clusters, "Near-duplicate clusters"))
+    def clusters(request: Request) -> Response:
+        """Exactly `detcat clusters --json --limit 0` (every cluster)."""
+        return _json(catalog, request, pages.clusters)
 
     @app.get("/api/coverage", **_doc(schemas.Coverage, "Coverage of a set of events"))
     def coverage(
