@@ -18,9 +18,10 @@ from detcat.match.reading import BadEvent, EventFileError, read_documents, read_
 DEEP_ARRAY = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECT = '{"a":' * 5_000 + "1" + "}" * 5_000
 BIG_INT = '{"a": ' + "9" * 100_000 + "}"
+PRETTY = '{\n  "a": [\n    1,\n    2\n  ],\n  "b": {"c": 3, "e": [{"d": 4}]}\n}\n{"a": 5}\n'
 
 # (file text, labels of the documents read, (line, start of the message) of each bad one)
-FILES: list[tuple[str, list[str], list[tuple[int, str]]]] = [
+FILES: list[tuple[str | bytes, list[str], list[tuple[int, str]]]] = [
     ('{"a": 1}', ["f"], []),
     ('{"a": 1}\n{"a": 2}\n', ["f:1", "f:2"], []),
     ('[\n  {"a": 1},\n  {"a": 2}\n]', ["f:2", "f:3"], []),
@@ -46,8 +47,11 @@ FILES: list[tuple[str, list[str], list[tuple[int, str]]]] = [
     ('[1, {"a": 2}]', ["f:1"], [(1, "a JSON event is an object, not int")]),
     ('{\n  "a": 1,\n  "b": [1,\n}\n{\n  "a": 2\n}\n', ["f:5"], [(1, "unbalanced '}' on line 4")]),
     ('{"a": 1}\n{"b": [\n', ["f:1"], [(2, "document not terminated at the end of the file")]),
-    ("{not json", [], [(1, "not JSON: Expecting property name")]),
-    (f'{{"a": 1}}\n{"[" * 150}{"{}"}{"]" * 150}\n', ["f:1"], [(2, "a JSON event is an object")]),
+    # a broken pretty-printed document costs one bad event; the next one is read
+    (PRETTY.replace('"c": 3', '"c" 3'), ["f:8"], [(1, "not JSON: Expecting ':' delimiter")]),
+    (PRETTY.replace('{"d"', '"d"'), ["f:8"], [(1, "unbalanced '}' on line 6")]),
+    (PRETTY.replace("  ],", "  ]],"), ["f:8"], [(1, "unbalanced ']' on line 5")]),
+    (PRETTY.encode().replace(b"1,", b"\xff,"), ["f:8"], [(1, "document broken by line 3")]),
 ]  # fmt: skip
 
 
@@ -62,7 +66,7 @@ def read(tmp_path: Path, data: str | bytes) -> tuple[list[str], list[tuple[int, 
 
 @pytest.mark.parametrize(("text", "labels", "bad"), FILES)
 def test_event_files(
-    tmp_path: Path, text: str, labels: list[str], bad: list[tuple[int, str]]
+    tmp_path: Path, text: str | bytes, labels: list[str], bad: list[tuple[int, str]]
 ) -> None:
     got_labels, got_bad = read(tmp_path, text)
     assert got_labels == labels

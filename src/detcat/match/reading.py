@@ -159,6 +159,10 @@ class _Splitter:
         self.stack: list[str] = []  # open brackets of the open document
         self.oversized = False  # the open document is being skipped, not kept
         self.array: int | None = None  # line of an open top-level "[", if any
+        self.indent = 0  # column of the open document's first bracket
+        # After a document broke mid-way, its remaining lines are skipped up to the
+        # next line that starts a document at most this indented (None: not skipping).
+        self.skip_to: int | None = None
 
     def documents(self, lines: Iterator[tuple[int, str | None, str | None]]) -> Iterator[_Item]:
         for number, text, error in lines:
@@ -172,18 +176,39 @@ class _Splitter:
             yield self.array, None, "array not closed at the end of the file"
 
     def _abandon(self, number: int, error: str) -> Iterator[_Item]:
-        """An unreadable line: it ends (spoils) any open document."""
+        """An unreadable line: it spoils any open document, whose rest is skipped."""
         if self.parts or self.oversized:
             yield self.start, None, f"document broken by line {number}: {error}"
-            self._reset()
-        else:
+            self._break()
+        elif self.skip_to is None:
             yield number, None, error
+
+    def _break(self) -> None:
+        self._reset()
+        self.skip_to = self.indent
+
+    def _skipping(self, text: str) -> bool:
+        """Whether ``text`` is still part of a broken document (see ``skip_to``)."""
+        if self.skip_to is None:
+            return False
+        body = text.lstrip(" \t")
+        indent = len(text) - len(body)
+        if (
+            indent <= self.skip_to
+            and body[:1] in ("{", "[")
+            or (self.array is not None and body[:1] == "]" and indent < self.skip_to)
+        ):
+            self.skip_to = None
+            return False
+        return True
 
     def _reset(self) -> None:
         self.parts, self.size, self.stack, self.oversized = [], 0, [], False
 
     def _line(self, number: int, text: str) -> Iterator[_Item]:
         pos = 0
+        if self._skipping(text):
+            return
         if self.parts and text[:1] == "{" and _whole_object(text):
             yield self.start, None, f"document not terminated before line {number}"
             self._reset()
@@ -225,7 +250,7 @@ class _Splitter:
                 return len(text), False
             yield from _not_object(number, value)
             return end, False
-        self.start = number
+        self.start, self.indent = number, pos
         return pos, True
 
     def _continue(self, number: int, text: str, pos: int) -> Generator[_Item, None, int]:
@@ -238,9 +263,8 @@ class _Splitter:
                 self.stack.append(token)
             elif token in "}]":
                 if not self.stack or self.stack.pop() != _CLOSE[token]:
-                    self._keep(text[begin : m.end()])
                     yield self.start, None, f"unbalanced {token!r} on line {number}"
-                    self._reset()
+                    self._break()
                     return len(text)
                 if not self.stack:
                     self._keep(text[begin : m.end()])
@@ -267,19 +291,23 @@ class _Splitter:
             return
         try:
             doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            if at_end and e.pos >= len(text.rstrip()):
-                yield self.start, None, "document not terminated at the end of the file"
-            else:
-                yield self.start + e.lineno - 1, None, f"not JSON: {e.msg} (column {e.colno})"
-            return
-        except RecursionError:
-            yield self.start, None, "JSON nested too deeply"
-            return
-        except ValueError as e:  # e.g. an integer with more digits than Python converts
-            yield self.start, None, f"not readable JSON: {_short(str(e))}"
+        except (ValueError, RecursionError) as e:
+            self.skip_to = self.indent  # its brackets may have closed early: resync
+            yield self.start, None, _why_not(e, text, at_end)
             return
         yield from _emit(self.start, doc)
+
+
+def _why_not(e: Exception, text: str, at_end: bool) -> str:
+    """The message for a document ``json.loads`` refused."""
+    if isinstance(e, RecursionError):
+        return "JSON nested too deeply"
+    if not isinstance(e, json.JSONDecodeError):  # e.g. an integer too long to convert
+        return f"not readable JSON: {_short(str(e))}"
+    if at_end and e.pos >= len(text.rstrip()):
+        return "document not terminated at the end of the file"
+    where = f"line {e.lineno}, column {e.colno}" if e.lineno > 1 else f"column {e.colno}"
+    return f"not JSON: {e.msg} ({where} of the document)"
 
 
 def _emit(number: int, doc: Any) -> Iterator[_Item]:
