@@ -166,3 +166,14 @@ def test_any_text_is_documents_or_bad_events(tmp_path: Path, text: str | list[st
         return
     assert all(isinstance(d, dict) for _, d in docs)
     assert all(b.label.startswith(f"{f}:") for b in bad)
+
+
+def test_the_regex_time_limit_never_escapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the 100 MiB ``detcat match`` run on a loaded machine: the alarm fired
+    between arming the timer and entering the guarded block, and the timeout crashed
+    the command. With a limit shorter than any call, every call must end in None."""
+    from detcat.match import evaluate
+
+    monkeypatch.setattr(evaluate, "REGEX_TIME_LIMIT", 2e-6)
+    results = {evaluate.bounded(lambda: sum(range(20)) > 0) for _ in range(2000)}
+    assert results <= {True, None}
