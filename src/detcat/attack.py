@@ -15,6 +15,8 @@ from typing import Any
 
 TECHNIQUE_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
 ATTACK_URL = "https://attack.mitre.org/techniques/{}/"
+# Where a sources directory holds the ATT&CK Enterprise STIX bundle.
+BUNDLE_FILE = Path("attack") / "enterprise-attack.json"
 
 # ATT&CK prose is markdown with citations and a few HTML tags: the faces show it plain.
 _CITATION = re.compile(r"\s*\(Citation: [^)]*\)")

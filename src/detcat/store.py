@@ -19,7 +19,7 @@ from typing import Any
 
 from detcat.attack import Analytic, Attack
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json
+from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json, value_text
 from detcat.normalize import fold_value, indicator_key
 
 DEFAULT_DB = Path("detcat.sqlite")
@@ -111,11 +111,7 @@ value_key = fold_value  # the indicator identity of a value (case-folded text)
 
 
 def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return None if value is None else value_text(value)
 
 
 def _dump(obj: Any) -> str:

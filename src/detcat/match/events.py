@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any
 
 from detcat.errors import DetcatError
+from detcat.model import value_text
 from detcat.normalize import get_event
 from detcat.normalize.fields import ANY, canonical_field, in_fieldset, namespaced
 from detcat.normalize.values import hash_fields, implied_fields
@@ -62,7 +63,7 @@ class Event:
         key = (name or "", fold)
         got = self._texts.get(key)
         if got is None:
-            got = [as_text(v) for v in self.fields.get(name or "", ())]
+            got = [value_text(v) for v in self.fields.get(name or "", ())]
             got = [t.casefold() for t in got] if fold else got
             self._texts[key] = got
         return got
@@ -77,10 +78,6 @@ class Event:
         return got
 
 
-def as_text(v: Scalar) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return "" if v is None else str(v)
 
 
 # -- flattening -----------------------------------------------------------------------

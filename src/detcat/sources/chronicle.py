@@ -196,6 +196,7 @@ def _extra(y: YaraLRule) -> dict[str, Any]:
 # -- the vendor ---------------------------------------------------------------------
 
 UDM_EVENT_TYPE = "metadata.event_type"
+_RULE_HEAD = re.compile(r"^\s*rule\s+[\w.-]+\s*\{", re.MULTILINE)
 
 
 class Chronicle(Vendor):
@@ -222,6 +223,9 @@ class Chronicle(Vendor):
         if not parsed:
             raise QueryError("no YARA-L rule in the text", 1, 1)
         return [build_rule(y, "<query>") for y in parsed]
+
+    def draft_format(self, path: Path, text: str) -> str | None:
+        return "yaral" if path.suffix.lower() == ".yaral" or _RULE_HEAD.search(text) else None
 
     def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
         return tagged("event", udm_event_types(rule, stage))

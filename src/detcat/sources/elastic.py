@@ -443,6 +443,14 @@ class Elastic(Vendor):
     def parse_text(self, language: str, text: str) -> list[Rule]:
         return [query_rule(VENDOR, language, parse_query(language, text))]
 
+    reads_rule_file_drafts = True
+
+    def draft_format(self, path: Path, text: str) -> str | None:
+        return VENDOR if path.suffix.lower() == ".toml" else None
+
+    def read_draft(self, path: Path, text: str) -> list[Rule | Problem]:
+        return [read_file(path.resolve(), path.resolve().parent)]
+
     def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
         return tagged("category", [stage.params.get("category")])
 

@@ -170,6 +170,11 @@ _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 _QUERY_KEYS = {"logsource", "detection", "correlation"}
 
 
+def top_level_keys(text: str) -> set[str]:
+    """The top-level keys of a YAML document, read line by line (no parse)."""
+    return {m.group(1) for m in re.finditer(_TOP_KEY.pattern, text, re.MULTILINE)}
+
+
 def _detection_text(text: str) -> str:
     """The rule's query as its author wrote it (comments included): the
     top-level ``logsource``, ``detection`` and ``correlation`` blocks."""
@@ -428,6 +433,11 @@ class Sigma(Vendor):
             first = got.problems[0]
             raise QueryError(first.message, first.line, first.column)
         return [got]
+
+    def draft_format(self, path: Path, text: str) -> str | None:
+        yaml_file = path.suffix.lower() in (".yml", ".yaml")
+        rule_keys = {"detection", "correlation"}  # a Splunk detection has "search"
+        return VENDOR if yaml_file and rule_keys & top_level_keys(text) else None
 
     def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
         return logsource_scopes(rule.context.get("logsource") or {})

@@ -385,6 +385,26 @@ class Splunk(Vendor):
             stages[0].expr = and_(*first, *expansion.opaques)
         return [query_rule(VENDOR, language, stages)]
 
+    reads_rule_file_drafts = True
+
+    def draft_format(self, path: Path, text: str) -> str | None:
+        yaml_file = path.suffix.lower() in (".yml", ".yaml")
+        return VENDOR if yaml_file and _SEARCH_KEY.search(text) else None
+
+    def read_draft(self, path: Path, text: str) -> list[Rule | Problem]:
+        """One detection, its macros undefined and its lookups unknown (as
+        ``detcat parse spl`` reads a search)."""
+        try:
+            doc = yaml.load(text, Loader=_LOADER)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+            return [Problem(str(path), f"invalid YAML: {e}", line, col, VENDOR)]
+        key = _SEARCH_KEY.search(text)
+        line = text.count("\n", 0, key.start()) + 1 if key else None
+        no_lookup: LookupResolver = lambda *_: None  # noqa: E731
+        return [detection_rule(doc, str(path), Macros(), no_lookup, _parser(), search_line=line)]
+
     def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
         platforms = data_source_platforms(tuple(rule.context.get("data_source") or ()))
         return tagged("datamodel", [stage.params.get("datamodel")])[:-1] + platforms
