@@ -78,8 +78,6 @@ class Event:
         return got
 
 
-
-
 # -- flattening -----------------------------------------------------------------------
 
 # Real events nest a handful of levels; the walks below are recursive, so a hostile
