@@ -118,12 +118,15 @@ def test_reading_holds_one_document_at_a_time(tmp_path: Path) -> None:
 # -- properties -----------------------------------------------------------------------
 
 scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+
+
+def nested(kids: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3)
+
+
 objects = st.dictionaries(
-    st.text(max_size=10),
-    st.recursive(scalars, lambda kids: st.lists(kids, max_size=3)
-                 | st.dictionaries(st.text(max_size=5), kids, max_size=3), max_leaves=8),
-    max_size=5,
-)  # fmt: skip
+    st.text(max_size=10), st.recursive(scalars, nested, max_leaves=8), max_size=5
+)
 
 
 def layouts(docs: list[dict[str, Any]]) -> list[str]:
