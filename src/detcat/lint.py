@@ -149,16 +149,22 @@ def _finding(ctx: lint_peers.Context, code: str, **kw: Any) -> Finding:
 _QUOTED = re.compile(r"'([^'\n]{1,80})'")
 
 
+_COLUMN_IN = re.compile(r"\(column (\d+)\)")
+
+
 def _parse_error(draft: Draft, p: Problem, cfg: dict[str, Any]) -> Finding:
     """A reading problem where it happened; without a position, at the first
-    quoted token of the message that the text contains (``Unknown modifier
-    'endwith'``), else at the start of the query."""
+    quoted text of the message that the file contains (``Unknown modifier
+    'endwith'``; plus N-1 for a message saying ``(column N)`` of that text, as
+    a broken Sigma condition does), else at the start of the query."""
     line, col = p.line, p.column
     if line is None:
         spots = [draft.text.find(q) for q in _QUOTED.findall(p.message)]
         at = next((s for s in spots if s >= 0), None)
         if at is None:
             at = max((query_offset(draft.text, r) for r in draft.rules), default=0)
+        elif m := _COLUMN_IN.search(p.message):
+            at += int(m.group(1)) - 1
         line, col = position(draft.text, at)
     return Finding("parse-error", cfg["severity"]["parse-error"], p.message, line, col or 1)
 
@@ -231,17 +237,7 @@ def _unknown_field(
 
 def known_fields(conn: sqlite3.Connection, vendor: str, events: tuple[str, ...]) -> frozenset[str]:
     """Field spellings the vendor's catalog rules use on these events (on any
-    event when the draft's events are unknown)."""
-    return _known_fields(conn, vendor, events)
-
-
-_FIELD_CACHE: dict[tuple[int, str, tuple[str, ...]], frozenset[str]] = {}
-
-
-def _known_fields(conn: sqlite3.Connection, vendor: str, events: tuple[str, ...]) -> frozenset[str]:
-    key = (id(conn), vendor, events)
-    if key in _FIELD_CACHE:
-        return _FIELD_CACHE[key]
+    event when the draft's events are unknown, or no rule of the vendor has them)."""
     if events:
         marks = ",".join("?" * len(events))
         rows = conn.execute(
@@ -258,10 +254,7 @@ def _known_fields(conn: sqlite3.Connection, vendor: str, events: tuple[str, ...]
             (vendor,),
         )
     got = frozenset(r[0] for r in rows)
-    if events and not got:  # events no rule of the vendor covers: compare with all
-        got = _known_fields(conn, vendor, ())
-    _FIELD_CACHE[key] = got
-    return got
+    return got if got or not events else known_fields(conn, vendor, ())
 
 
 def closest(word: str, candidates: frozenset[str]) -> tuple[str | None, int]:
@@ -321,11 +314,20 @@ def _similar(ctx: lint_peers.Context) -> list[Finding]:
     for n in found:
         copy_ = n["score"] >= cfg["copy"]
         what = "a near-copy of" if copy_ else "similar to"
+        n["url"] = _upstream(ctx.conn, n["vendor"], n["id"])
         msg = (
             f"{what} {n['vendor']} rule {n['title']!r} ({n['id']}): score {n['score']:.2f}, "
-            f"{len(n['shared'])} shared features"
+            f"{len(n['shared'])} shared features" + (f", {n['url']}" if n["url"] else "")
         )
         f = _finding(ctx, "similar-rule", message=msg, related=[n])
         f.severity = ctx.cfg["severity"]["near-copy" if copy_ else "similar-rule"]
         out.append(f)
     return out
+
+
+def _upstream(conn: sqlite3.Connection, vendor: str, rule_id: str) -> str:
+    """The rule's page in its upstream repository ("" for a private rule)."""
+    row = conn.execute(
+        "SELECT upstream_url FROM rules WHERE vendor = ? AND id = ?", (vendor, rule_id)
+    ).fetchone()
+    return str(row[0] or "") if row else ""

@@ -24,9 +24,20 @@ from detcat.errors import UsageProblem
 )
 @db_option
 @click.option("--include-deprecated", is_flag=True, help="Also read deprecated/unsupported rules.")
-@click.option("--strict", is_flag=True, help="Exit 1 when any problem was recorded.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 when any problem was recorded or a vendor has fewer rules than before.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: CPUs).")  # fmt: skip
+@click.option(
+    "--max-file-size",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Skip (as a problem) source files larger than this many KiB.",
+)
 @click.option("--force", is_flag=True,
               help="Replace --db even when it is not a detcat catalog.")  # fmt: skip
 @json_option
@@ -36,6 +47,7 @@ def build(
     include_deprecated: bool,
     strict: bool,
     workers: int | None,
+    max_file_size: int,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -55,7 +67,7 @@ def build(
         with render.build_progress(err()) as progress:
             report = catalog.build(
                 collections, db, include_deprecated=include_deprecated, workers=workers,
-                progress=progress,
+                progress=progress, max_file_bytes=max_file_size * 1024,
             )  # fmt: skip
     except catalog.BuildError as e:
         raise catalog.BuildError(f"build failed: {e} (the previous catalog is unchanged)") from e
@@ -64,7 +76,7 @@ def build(
         _print_json(render.build_report_json(report))
     else:
         render.build_summary(out(), report)
-    if strict and report.problem_count:
+    if strict and (report.problem_count or report.dropped):
         sys.exit(EXIT_FAILED)
 
 

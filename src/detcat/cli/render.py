@@ -88,6 +88,7 @@ def build_report_json(report: BuildReport) -> dict[str, Any]:
             for p in report.problems
         ],
         "unknown_techniques": report.unknown_techniques,
+        "dropped": {v: {"before": b, "now": n} for v, (b, n) in report.dropped.items()},
     }  # fmt: skip
 
 
@@ -108,6 +109,10 @@ def build_summary(console: Console, report: BuildReport) -> None:
         console.print(Text.assemble(("problem ", "yellow"), f"{p.vendor} {p}"))
     if len(report.problems) > 20:
         console.print(Text(f"… and {len(report.problems) - 20} more: `detcat problems`"))
+    if report.dropped:
+        drops = ", ".join(f"{v} {b} -> {n} (-{b - n})" for v, (b, n) in report.dropped.items())
+        note = ("FEWER RULES than the catalog this build replaced: ", "bold red")
+        console.print(Text.assemble(note, drops))
 
 
 def _pct(n: int, total: int) -> str:

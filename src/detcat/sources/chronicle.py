@@ -17,18 +17,9 @@ from typing import Any
 from urllib.parse import quote
 
 from detcat.languages.yaral import MetaValue, YaraLRule, parse_rules
-from detcat.model import (
-    Op,
-    Opaque,
-    Predicate,
-    Problem,
-    QueryError,
-    Reason,
-    Rule,
-    Stage,
-    leaves,
-    positive_values,
-)
+from detcat.model import Opaque, Problem, QueryError, Reason, Rule, Stage, positive_values
+from detcat.sources import files
+from detcat.sources.files import SourceFileError
 from detcat.sources.registry import Hints, Vendor, tagged
 from detcat.tables import EVENT_SOURCES, load
 
@@ -46,20 +37,28 @@ _NAME_KEY = "mitre_attack_technique"
 _CONTEXT_META = ("data_source", "platform", "product", "service", "category")
 
 
+def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
+    files = sorted((root / "rules").rglob("*.yaral"))
+    return [f for f in files if include_deprecated or not _deprecated(f, root)]
+
+
 def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
-    for path in sorted((root / "rules").rglob("*.yaral")):
-        rel = path.relative_to(root).as_posix()
-        deprecated = DEPRECATED_DIR in path.relative_to(root).parts
-        if include_deprecated or not deprecated:
-            yield from read_file(path, rel, deprecated=deprecated)
+    for path in rule_files(root, include_deprecated):
+        yield from read_file(path, root)
 
 
-def read_file(path: Path, rel: str, *, deprecated: bool = False) -> Iterator[Rule | Problem]:
+def _deprecated(path: Path, root: Path) -> bool:
+    return DEPRECATED_DIR in path.relative_to(root).parts
+
+
+def read_file(path: Path, root: Path) -> Iterator[Rule | Problem]:
     """The rules of one file; a file that does not parse is one rule with a problem."""
+    rel = path.relative_to(root).as_posix()
+    deprecated = _deprecated(path, root)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        yield Problem(rel, f"cannot read: {e}", vendor=VENDOR)
+        text = files.read_text(path, root)
+    except SourceFileError as e:
+        yield Problem(rel, e.message, e.line, vendor=VENDOR)
         return
     try:
         parsed = parse_rules(text)
@@ -139,20 +138,9 @@ def techniques(meta: Iterable[tuple[str, MetaValue]]) -> tuple[list[str], list[s
 
 
 def field_values(stages: list[Stage], field_raw: str) -> list[str]:
-    """Values a rule requires of one field: non-negated ``eq`` predicates, in order."""
-    found = []
-    for stage in stages:
-        for leaf in leaves(stage.expr):
-            node = leaf.node
-            if (
-                isinstance(node, Predicate)
-                and node.field_raw == field_raw
-                and node.op is Op.EQ
-                and isinstance(node.value, str)
-                and not leaf.negated
-            ):
-                found.append(node.value)
-    return list(dict.fromkeys(found))
+    """Text values a rule requires of one field: non-negated ``eq`` predicates, in order."""
+    want = lambda p: p.field_raw == field_raw and isinstance(p.value, str)  # noqa: E731
+    return list(dict.fromkeys(v for s in stages for v in positive_values(s.expr, want)))
 
 
 def _text(value: MetaValue | None) -> str:
@@ -209,6 +197,8 @@ class Chronicle(Vendor):
     dotted_event_names = True
 
     read = staticmethod(read)
+    rule_files = staticmethod(rule_files)
+    read_file = staticmethod(read_file)
 
     def parse_text(self, language: str, text: str) -> list[Rule]:
         try:
