@@ -25,7 +25,7 @@ import dataclasses
 import re
 import sqlite3
 from dataclasses import asdict, dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -235,9 +235,12 @@ def _unknown_field(
     return Finding(code, ctx.cfg["severity"][code], msg, *at, field=raw)
 
 
+@lru_cache(maxsize=32)
 def known_fields(conn: sqlite3.Connection, vendor: str, events: tuple[str, ...]) -> frozenset[str]:
     """Field spellings the vendor's catalog rules use on these events (on any
-    event when the draft's events are unknown, or no rule of the vendor has them)."""
+    event when the draft's events are unknown, or no rule of the vendor has them).
+    Cached per connection (it holds one catalog file open for its lifetime): a
+    query over many rules that every draft of a log source asks again."""
     if events:
         marks = ",".join("?" * len(events))
         rows = conn.execute(
