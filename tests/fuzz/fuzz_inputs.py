@@ -313,7 +313,13 @@ def wrap(language: str, body: str, draw: Any) -> str:
         return f'rule r {{\n meta:\n  a = "b"\n events:\n  {body}\n condition:\n  {condition}\n}}\n'
     if language == "sigma":
         return sigma_rule(body)
+    if language in HEADS and draw(_BOOL):  # past the first token more often
+        return HEADS[language] + body
     return body
+
+
+# A valid start: without one, most inputs end at their first token.
+HEADS = {"eql": "process where ", "esql": "from logs-* | where ", "spl": "index=main "}
 
 
 def sigma_rule(condition: str) -> str:
