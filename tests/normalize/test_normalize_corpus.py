@@ -18,10 +18,11 @@ import pytest
 
 from detcat.model import Predicate, Rule, StageRole, predicates
 from detcat.normalize import event_catalog, indicator_key, is_mapped, normalize_rule
-from detcat.normalize.fields import Entry, explain
+from detcat.normalize.fields import ANY, Entry, explain, windows_table
 from detcat.normalize.scopes import stage_scopes
 from detcat.normalize.tables import EVENT_SOURCES, FIELDS, load
 from detcat.normalize.values import lookup_name
+from detcat.sources import chronicle
 
 VENDORS = ("sigma", "elastic", "splunk", "chronicle")
 MIN_MAPPED = 0.95
@@ -34,13 +35,15 @@ class Corpus:
 
 
 def _record_lookups(corpus: Corpus, rule: Rule) -> None:
-    """The table entry each raw predicate is looked up by (before normalizing)."""
+    """The table entry each predicate's raw name is looked up by, with the stage's
+    events as normalization reads them (call after ``normalize_rule``)."""
+    events = tuple(e for s in rule.stages for e in s.events)
     for stage in rule.stages:
         scopes = stage_scopes(rule, stage)
         derived = stage.params.get("derived") or {}
         for p in predicates(stage.expr):
             raw, _ = lookup_name(p, derived)
-            hit = explain(rule.vendor, scopes, raw)
+            hit = explain(rule.vendor, scopes, raw, events)
             if hit is not None:
                 corpus.entries[rule.vendor].add(hit)
 
@@ -52,8 +55,8 @@ def corpus(corpora: Path) -> Corpus:
         source = importlib.import_module(f"detcat.sources.{vendor}")
         rules = [r for r in source.read(corpora / vendor) if isinstance(r, Rule)]
         for rule in rules:
-            _record_lookups(out, rule)
             normalize_rule(rule)
+            _record_lookups(out, rule)
         out.rules[vendor] = rules
     return out
 
@@ -81,19 +84,43 @@ def test_predicates_have_canonical_fields(corpus: Corpus, vendor: str) -> None:
     assert share >= MIN_MAPPED
 
 
-def test_every_field_entry_is_used_by_the_corpus(corpus: Corpus) -> None:
+def test_every_field_entry_is_used_by_the_corpus(corpus: Corpus, corpora: Path) -> None:
+    """Used by an active rule, or by a deprecated one (``build --include-deprecated``):
+    UDM ``network.direction`` is only in deprecated SecOps rules today."""
+    deprecated = Corpus()
+    for rule in chronicle.read(corpora / "chronicle", include_deprecated=True):
+        if isinstance(rule, Rule):
+            normalize_rule(rule)
+            _record_lookups(deprecated, rule)
     unused = []
     for vendor in VENDORS:
-        used = {(e.section, e.key) for e in corpus.entries[vendor]}
+        used = {(e.section, e.key) for e in corpus.entries[vendor] | deprecated.entries[vendor]}
         section = load(FIELDS).get(vendor, {})
         for scope, entries in section.items():
-            if scope in ("fallback", "platforms"):
+            if scope in ("fallback", "platforms", "by_value"):
                 continue
             for key in entries:
                 if (scope, key) not in used:
                     unused.append((vendor, scope, key))
         unused += [(vendor, "fallback", s) for s in section.get("fallback", {})
                    if ("fallback", s) not in used]  # fmt: skip
+    assert unused == []
+
+
+def test_every_windows_entry_is_used_by_the_corpus(corpus: Corpus) -> None:
+    """Each [windows.*] name decides some rule's field, in its event (or any event);
+    each Splunk add-on alias is written by some rule."""
+    used = {(e.section, e.key) for entries in corpus.entries.values() for e in entries}
+    table = windows_table()
+    unused = [(f"windows:{ANY}", n) for n in table.default if (f"windows:{ANY}", n) not in used]
+    unused += [
+        (f"windows:{event}", n)
+        for event, names in table.by_event.items()
+        for n in names
+        if (f"windows:{event}", n) not in used
+    ]
+    names = {p.field_raw for rules in corpus.rules.values() for r in rules for p in written(r)}
+    unused += [("windows:aliases", a) for a in table.aliases if a not in names]
     assert unused == []
 
 

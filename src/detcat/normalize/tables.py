@@ -10,6 +10,7 @@ from typing import Any
 FIELDS = "fields.toml"
 EVENTS = "events.toml"
 EVENT_SOURCES = "event_sources.toml"
+FIELD_TYPES = "field_types.toml"
 
 
 @cache
