@@ -8,11 +8,11 @@ they arrive, in one transaction, and swaps it in at the end (``store.writing``).
 
 from __future__ import annotations
 
-import importlib
 import os
+import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from detcat import attack as attack_mod
 from detcat import store
 from detcat.errors import DetcatError
 from detcat.model import Problem, Rule
-from detcat.sources import VENDORS
+from detcat.sources import registry
 
 ATTACK_FILE = Path("attack") / "enterprise-attack.json"
 
@@ -40,6 +40,7 @@ class VendorResult:
     rules: list[Rule] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
+    collection: str = "public"
 
 
 @dataclass
@@ -65,14 +66,14 @@ def read_vendor(
     started = time.perf_counter()
     result = VendorResult(vendor)
     try:
-        module = importlib.import_module(f"detcat.sources.{vendor}")
-    except ImportError as e:
+        reader = registry.get(vendor)
+    except (ImportError, DetcatError) as e:
         result.problems.append(Problem(str(root), f"no reader for {vendor}: {e}", vendor=vendor))
         return result
     if files is None:
-        items = module.read(root, include_deprecated=include_deprecated)
+        items = reader.read(root, include_deprecated=include_deprecated)
     else:
-        items = (module.read_file(f, root) for f in files)
+        items = (reader.read_file(f, root) for f in files)
     try:
         for item in items:
             if isinstance(item, Problem):
@@ -98,40 +99,78 @@ def _shards(vendor: str, root: Path, include_deprecated: bool, n: int) -> list[l
     """Split a vendor's files into ``n`` parts when its reader works file by file
     (``rule_files`` + ``read_file``); None when it must read the folder whole."""
     try:
-        module = importlib.import_module(f"detcat.sources.{vendor}")
-    except ImportError:
+        reader = registry.get(vendor)
+    except (ImportError, DetcatError):
         return None  # read_vendor records the missing reader as a problem
-    if n < 2 or not (hasattr(module, "rule_files") and hasattr(module, "read_file")):
-        return None
-    files = module.rule_files(root, include_deprecated)
-    return [files[i::n] for i in range(n)]
+    files = reader.rule_files(root, include_deprecated) if n > 1 else None
+    return None if files is None else [files[i::n] for i in range(n)]
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """One sources folder and the name its rules keep (``public``, ``mycompany``)."""
+
+    name: str
+    root: Path
+
+
+def collections(specs: Sequence[str | Path]) -> list[Collection]:
+    """``--sources`` values: ``DIR`` or ``NAME=DIR``. The first bare ``DIR`` is the
+    ``public`` collection; later bare ones are named after their folder."""
+    out: list[Collection] = []
+    for spec in specs:
+        text = str(spec)
+        name, sep, path = text.partition("=")
+        if not sep or not _COLLECTION_NAME.match(name):
+            path = text
+            public = any(c.name == "public" for c in out)
+            name = Path(text).resolve().name if public else "public"
+        if any(c.name == name for c in out):
+            raise BuildError(f"two sources folders named {name!r}: name them with NAME=DIR")
+        out.append(Collection(name, Path(path)))
+    return out
+
+
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def build(
-    sources: Path,
+    sources: Path | Sequence[Collection],
     db: Path,
     *,
     include_deprecated: bool = False,
-    vendors: tuple[str, ...] = VENDORS,
+    vendors: tuple[str, ...] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> BuildReport:
+    """Build the catalog from one sources folder, or several collections (each
+    rule keeps its collection's name; the ATT&CK bundle comes from the first
+    collection that has one)."""
     started = time.perf_counter()
-    sources = Path(sources)
-    attack_path = sources / ATTACK_FILE
-    if not attack_path.exists():
-        raise BuildError(f"{attack_path} not found: the sources directory needs the ATT&CK bundle")
-    present = [v for v in vendors if (sources / v).is_dir()]
-    if not present:
-        raise BuildError(f"{sources} holds none of the vendor folders {', '.join(vendors)}")
+    colls = [Collection("public", Path(sources))] if isinstance(sources, (str, Path)) else sources
+    attack_path = next(
+        (c.root / ATTACK_FILE for c in colls if (c.root / ATTACK_FILE).exists()), None
+    )
+    if attack_path is None:
+        where = ", ".join(str(c.root / ATTACK_FILE) for c in colls)
+        raise BuildError(f"{where} not found: the sources directory needs the ATT&CK bundle")
+    vendors = vendors or registry.names()
+    jobs = [(c, v) for c in colls for v in vendors if (c.root / v).is_dir()]
+    if not jobs:
+        roots = ", ".join(str(c.root) for c in colls)
+        raise BuildError(f"{roots} holds none of the vendor folders {', '.join(vendors)}")
     attack = attack_mod.load(attack_path)
-    results = _read_all(sources, present, include_deprecated, workers, progress)
+    results = _read_all(jobs, include_deprecated, workers, progress)
     return _write(db, attack, results, started, progress)
 
 
+def _label(c: Collection, vendor: str) -> str:
+    """How progress and the build summary name one collection's vendor."""
+    return vendor if c.name == "public" else f"{c.name}/{vendor}"
+
+
 def _read_all(
-    sources: Path,
-    vendors: list[str],
+    jobs: list[tuple[Collection, str]],
     include_deprecated: bool,
     workers: int | None,
     progress: Progress | None,
@@ -139,24 +178,27 @@ def _read_all(
     """Each vendor's result in order, as soon as it is read: the caller writes one
     vendor to the store while the workers still parse the next."""
     notify = progress or (lambda *_: None)
-    for v in vendors:
-        notify(v, "start", 0)
+    for c, v in jobs:
+        notify(_label(c, v), "start", 0)
     workers = workers or os.cpu_count() or 1
     if workers == 1:
-        for v in vendors:
-            result = read_vendor(v, sources / v, include_deprecated)
-            notify(v, "done", len(result.rules))
+        for c, v in jobs:
+            result = read_vendor(v, c.root / v, include_deprecated)
+            result.collection = c.name
+            notify(_label(c, v), "done", len(result.rules))
             yield result
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures: dict[str, list[Future[VendorResult]]] = {}
-        for v in vendors:  # the largest vendor first, split across the workers
-            shards = _shards(v, sources / v, include_deprecated, workers) or [None]
-            futures[v] = [pool.submit(read_vendor, v, sources / v, include_deprecated, s)
-                          for s in shards]  # fmt: skip
-        for v, futs in futures.items():
+        futures: list[tuple[Collection, str, list[Future[VendorResult]]]] = []
+        for c, v in jobs:  # the largest vendor first, split across the workers
+            root = c.root / v
+            shards = _shards(v, root, include_deprecated, workers) or [None]
+            futures.append((c, v, [pool.submit(read_vendor, v, root, include_deprecated, s)
+                                   for s in shards]))  # fmt: skip
+        for c, v, futs in futures:
             result = _merge(v, [f.result() for f in futs])
-            notify(v, "done", len(result.rules))
+            result.collection = c.name
+            notify(_label(c, v), "done", len(result.rules))
             yield result
 
 
@@ -183,17 +225,21 @@ def _write(
     problems: list[Problem] = []
     summary: dict[str, dict[str, int]] = {}
     seconds: dict[str, float] = {}
+    names_seen: set[str] = set()
     with store.writing(db) as w:
         for res in results:
+            names_seen.add(res.collection)
             for rule in res.rules:
+                rule.collection = res.collection
                 _resolve_techniques(rule, attack, names, unknown)
                 w.add_rule(rule)
                 problems += rule.problems
             for p in res.problems:
                 w.add_problem(p)
             problems += res.problems
-            summary[res.vendor] = _vendor_summary(res)
-            seconds[res.vendor] = round(res.seconds, 3)
+            label = _label(Collection(res.collection, Path()), res.vendor)
+            summary[label] = _vendor_summary(res)
+            seconds[label] = round(res.seconds, 3)
             if progress:
                 progress("store", "vendor", len(res.rules))
         w.add_attack(attack)
@@ -201,6 +247,8 @@ def _write(
         w.set_meta(
             built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             unknown_techniques=dict(unknown),
+            attack_version=attack.version,
+            collections=sorted(names_seen),
             vendor_seconds=seconds,
         )
     return BuildReport(db, summary, problems, dict(unknown), time.perf_counter() - started)

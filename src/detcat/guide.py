@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from detcat.errors import DetcatError
-from detcat.sources import VENDORS
+from detcat.sources import registry
 
 # Operators that say a field is present or absent carry no indicator value.
 _NO_VALUE_OPS = ("exists", "is_null")
@@ -44,7 +44,7 @@ def technique_guide(conn: sqlite3.Connection, technique_id: str, limit: int = 50
     header = _technique_header(conn, tid)
     args = {"tid": tid, "sub": sub, "limit": limit}
     rules = _rules(conn, args)
-    vendors = {v: 0 for v in VENDORS}
+    vendors = {v: 0 for v in registry.names()}
     for r in rules:
         vendors[r["vendor"]] = vendors.get(r["vendor"], 0) + 1
     rows = _event_predicates(conn, args)

@@ -27,6 +27,7 @@ For ``contains``/``starts_with``/``ends_with`` the value is the literal text;
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -173,6 +174,8 @@ class Rule:
     context: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # other vendor metadata
     upstream_url: str = ""
+    # The sources folder the rule came from: "public", or a private one ("mycompany").
+    collection: str = "public"
 
     @property
     def has_query(self) -> bool:
@@ -236,6 +239,17 @@ def opaques(expr: Expr | None) -> list[Opaque]:
 
 def exclusions(expr: Expr | None) -> list[Predicate]:
     return [lf.node for lf in leaves(expr) if lf.exclusion and isinstance(lf.node, Predicate)]
+
+
+def positive_values(expr: Expr | None, want: Callable[[Predicate], bool]) -> list[Any]:
+    """Values of the ``eq`` predicates selected by ``want`` that are not negated
+    (what a stage requires of those fields), in order, without repeats."""
+    out: list[Any] = []
+    for lf in leaves(expr):
+        node = lf.node
+        if isinstance(node, Predicate) and not lf.negated and node.op is Op.EQ and want(node):
+            out.append(node.value)
+    return list(dict.fromkeys(out))
 
 
 def map_predicates(expr: Expr | None, fn: Any) -> Expr | None:

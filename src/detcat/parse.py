@@ -12,27 +12,20 @@ rule (``rule name { … }``); for the others a bare query.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Predicate, Problem, QueryError, Rule, Stage, and_, leaves
-
-LANGUAGES = ("sigma", "kql", "eql", "esql", "spl", "yaral")
-
-# The vendor that writes each language: it picks the field table normalize uses.
-VENDOR_OF = {
-    "sigma": "sigma",
-    "kql": "elastic",
-    "eql": "elastic",
-    "esql": "elastic",
-    "spl": "splunk",
-    "yaral": "chronicle",
-}
+from detcat.model import Opaque, Predicate, Rule, Stage, leaves
+from detcat.sources import registry
 
 
 class UnknownLanguage(DetcatError, ValueError):
     pass
+
+
+def languages() -> tuple[str, ...]:
+    """Every language ``detcat parse`` reads (those of the installed vendors)."""
+    return tuple(registry.languages())
 
 
 def parse_query(language: str, text: str) -> list[Stage]:
@@ -48,89 +41,13 @@ def parse_rules(language: str, text: str, *, normalize: bool = True) -> list[Rul
     normalized unless ``normalize`` is false (vendor terms only, as parsed)."""
     from detcat.normalize import normalize_rule
 
-    reader = _READERS.get(language)
-    if reader is None:
-        raise UnknownLanguage(f"unknown language {language!r} (one of {', '.join(LANGUAGES)})")
-    rules = reader(text)
+    vendor = registry.languages().get(language)
+    if vendor is None:
+        raise UnknownLanguage(f"unknown language {language!r} (one of {', '.join(languages())})")
+    rules = vendor.parse_text(language, text)
     for rule in rules if normalize else ():
         normalize_rule(rule)
     return rules
-
-
-def _rule(language: str, stages: list[Stage], **context: Any) -> Rule:
-    return Rule(
-        vendor=VENDOR_OF[language],
-        id="<query>",
-        title="",
-        source_path="<query>",
-        language=language,
-        stages=stages,
-        context=context,
-    )
-
-
-def _sigma(text: str) -> list[Rule]:
-    from detcat.sources import sigma
-
-    got = sigma.parse_rule_text(text)
-    if isinstance(got, Problem):
-        raise QueryError(got.message, got.line, got.column)
-    if got.problems and not got.has_query:
-        first = got.problems[0]
-        raise QueryError(first.message, first.line, first.column)
-    return [got]
-
-
-def _elastic(language: str) -> Callable[[str], list[Rule]]:
-    def read(text: str) -> list[Rule]:
-        from detcat.sources import elastic
-
-        return [_rule(language, elastic.parse_query(language, text))]
-
-    return read
-
-
-def _spl(text: str) -> list[Rule]:
-    """Macros expand as the Splunk source expands them, with no definitions at hand:
-    CIM utility and ``*_filter`` macros vanish, any other is an Opaque condition."""
-    from detcat.languages import spl
-    from detcat.sources.splunk import Macros
-
-    expansion = Macros().expand(text)
-    stages = spl.parse(expansion.text)
-    if expansion.opaques:
-        stages = stages or [Stage()]
-        first = [stages[0].expr] if stages[0].expr is not None else []
-        stages[0].expr = and_(*first, *expansion.opaques)
-    return [_rule("spl", stages)]
-
-
-def _yaral(text: str) -> list[Rule]:
-    from detcat.languages import yaral
-    from detcat.sources import chronicle
-
-    try:
-        parsed = yaral.parse_rules(text)
-    except QueryError as strict:
-        # Generated rules (pySigma's SecOps backend) carry known flaws the lenient
-        # grammar accepts; hand-written text that fails both reports the strict error.
-        try:
-            parsed = yaral.parse_rules(text, lenient=True)
-        except QueryError:
-            raise strict from None
-    if not parsed:
-        raise QueryError("no YARA-L rule in the text", 1, 1)
-    return [chronicle.build_rule(y, "<query>") for y in parsed]
-
-
-_READERS: dict[str, Callable[[str], list[Rule]]] = {
-    "sigma": _sigma,
-    "kql": _elastic("kql"),
-    "eql": _elastic("eql"),
-    "esql": _elastic("esql"),
-    "spl": _spl,
-    "yaral": _yaral,
-}
 
 
 # -- the JSON shape of `detcat parse --json/--jsonl` -----------------------------------

@@ -23,7 +23,7 @@ from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json
 from detcat.normalize import fold_value, indicator_key
 
 DEFAULT_DB = Path("detcat.sqlite")
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: rules.collection
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -34,6 +34,7 @@ CREATE TABLE rules (
     source_path TEXT, query TEXT, upstream_url TEXT,
     refs TEXT, tags TEXT, context TEXT, extra TEXT,
     has_query INTEGER NOT NULL, fully_parsed INTEGER NOT NULL, n_opaque INTEGER NOT NULL,
+    collection TEXT NOT NULL DEFAULT 'public',
     UNIQUE (vendor, id)
 );
 CREATE TABLE stages (
@@ -112,28 +113,32 @@ class CatalogWriter:
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        self.seen: set[tuple[str, str]] = set()
+        self.seen: dict[tuple[str, str], str] = {}  # (vendor, id) -> collection
 
     def add_rule(self, rule: Rule) -> bool:
-        """Insert a rule; a duplicate (vendor, id) becomes a problem instead."""
+        """Insert a rule; a duplicate (vendor, id) becomes a problem instead (the
+        first one read is kept, whatever its collection)."""
         key = (rule.vendor, rule.id)
         if key in self.seen:
-            self.add_problem(
-                Problem(rule.source_path, f"duplicate rule id {rule.id}", vendor=rule.vendor)
-            )
+            first = self.seen[key]
+            where = "" if first == rule.collection else f" (collection {rule.collection} "
+            where += f"clashes with collection {first})" if where else ""
+            msg = f"duplicate rule id {rule.id}{where}"
+            self.add_problem(Problem(rule.source_path, msg, vendor=rule.vendor))
             return False
-        self.seen.add(key)
+        self.seen[key] = rule.collection
         n_opaque = sum(isinstance(lf.node, Opaque) for s in rule.stages for lf in leaves(s.expr))
         cur = self.conn.execute(
             "INSERT INTO rules (vendor, id, title, description, author, status, severity, type,"
             " language, source_path, query, upstream_url, refs, tags, context, extra,"
-            " has_query, fully_parsed, n_opaque) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " has_query, fully_parsed, n_opaque, collection)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 rule.vendor, rule.id, rule.title, rule.description, rule.author, rule.status,
                 rule.severity, rule.type, rule.language, rule.source_path, rule.query,
                 rule.upstream_url, _dump(rule.references), _dump(rule.tags),
                 _dump(rule.context), _dump(rule.extra), int(rule.has_query),
-                int(rule.fully_parsed), n_opaque,
+                int(rule.fully_parsed), n_opaque, rule.collection,
             ),
         )  # fmt: skip
         pk = cur.lastrowid

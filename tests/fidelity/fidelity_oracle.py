@@ -39,10 +39,11 @@ from detcat.model import (
     or_,
     replace,
 )
-from detcat.normalize import FULL_MATCH_REGEX, indicator_key, normalize_predicate
+from detcat.normalize import full_match_regex, indicator_key, normalize_predicate
 from detcat.normalize.fields import canonical_field
-from detcat.normalize.scopes import sigma_scopes, stage_scopes
+from detcat.normalize.scopes import stage_scopes
 from detcat.parse import parse_query, parse_rules
+from detcat.sources.sigma import logsource_scopes
 
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -265,10 +266,10 @@ def _read_aligned(
     reading has its value.
     """
     logsource = LOGSOURCE_FIELDS.get(target.name, frozenset())
-    align = _Align(aliases, sigma_scopes(doc.get("logsource") or {}), ours, logsource)
+    align = _Align(aliases, logsource_scopes(doc.get("logsource") or {}), ours, logsource)
     stages: list[Stage] = []
     for rule in parse_rules(target.language, text, normalize=False):
-        full = rule.language in FULL_MATCH_REGEX
+        full = full_match_regex(rule.language)
         for stage in rule.stages:
             scopes = stage_scopes(rule, stage)
             stage.expr = map_predicates(

@@ -22,9 +22,9 @@ from detcat.normalize.fields import ANY, Entry, explain, windows_table
 from detcat.normalize.scopes import stage_scopes
 from detcat.normalize.tables import EVENT_SOURCES, FIELDS, load
 from detcat.normalize.values import lookup_name
-from detcat.sources import chronicle
+from detcat.sources import chronicle, registry
 
-VENDORS = ("sigma", "elastic", "splunk", "chronicle")
+VENDORS = registry.names()  # every installed vendor, detcat's own four included
 MIN_MAPPED = 0.95
 
 

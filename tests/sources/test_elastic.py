@@ -431,11 +431,15 @@ def test_folders(tmp_path: Path) -> None:
     write(tmp_path, "rules/windows/a.toml", KQL_RULE)
     write(tmp_path, "rules/_deprecated/old.toml", KQL_RULE)
     write(tmp_path, "rules_building_block/bb.toml", 'building_block_type = "default"\n' + KQL_RULE)
-    active = {r.id: r for r in elastic.read(tmp_path) if isinstance(r, Rule)}
+    active = {r.id: r for r in elastic.Elastic().read(tmp_path) if isinstance(r, Rule)}
     assert sorted(active) == ["a", "bb"]
     assert active["bb"].context["building_block"] is True
     assert active["bb"].extra["building_block_type"] == "default"
-    every = [r.id for r in elastic.read(tmp_path, include_deprecated=True) if isinstance(r, Rule)]
+    every = [
+        r.id
+        for r in elastic.Elastic().read(tmp_path, include_deprecated=True)
+        if isinstance(r, Rule)
+    ]
     assert sorted(every) == ["a", "bb", "old"]
 
 
@@ -444,7 +448,7 @@ def test_folders(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def corpus(corpora: Path) -> list[Rule | Problem]:
-    return list(elastic.read(corpora / "elastic"))
+    return list(elastic.Elastic().read(corpora / "elastic"))
 
 
 def test_corpus_every_active_rule_loads(corpora: Path, corpus: list[Rule | Problem]) -> None:

@@ -323,13 +323,13 @@ def test_unreadable_file_is_a_problem(tmp_path: Path) -> None:
     root = tmp_path / "sigma"
     (root / "rules").mkdir(parents=True)
     (root / "rules" / "bin.yml").write_bytes(b"\xff\xfe\x00garbage")
-    (out,) = list(sigma.read(root))
+    (out,) = list(sigma.Sigma().read(root))
     assert isinstance(out, Problem) and "cannot read" in out.message
 
 
 def test_corpus_loads_and_parses(corpora: Path) -> None:
     root = corpora / "sigma"
-    out = list(sigma.read(root))
+    out = list(sigma.Sigma().read(root))
     rules = [r for r in out if isinstance(r, Rule)]
     problems = [p for p in out if isinstance(p, Problem)]
     assert len(rules) + len(problems) == len(sigma.rule_files(root))

@@ -84,6 +84,8 @@ SHAPES: list[tuple[str, object]] = [
     (S.api(S.indicator("process.command_line", "contains", SCRIPT)), schemas.IndicatorPage),
     ("/api/search?q=anydesk", schemas.SearchResult),
     ("/api/problems", list[schemas.ProblemRow]),
+    ("/api/coverage?events=sysmon:1", schemas.Coverage),
+    ("/api/layer?events=sysmon:1&score=vendors", schemas.NavigatorLayer),
 ]
 
 
@@ -102,7 +104,7 @@ def test_openapi_documents_every_json_twin_and_no_html(client: TestClient) -> No
     assert set(spec["paths"]) == {
         "/api/overview", "/api/techniques/{tid}", "/api/rules/{vendor}/{rule_id}",
         "/api/fields/{name}", "/api/events/{event_id}", "/api/indicators", "/api/search",
-        "/api/problems",
+        "/api/problems", "/api/coverage", "/api/layer",
     }  # fmt: skip
     ok = spec["paths"]["/api/techniques/{tid}"]["get"]["responses"]["200"]
     assert ok["content"]["application/json"]["schema"] == {

@@ -15,6 +15,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from detcat.sources.registry import display_name
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -300,7 +302,7 @@ def expected_technique_facts(g: dict[str, Any]) -> dict[str, Any]:
                         "" if i["specific"] else str(i["corpus_reach"])] for i in g["indicators"]],
         "exclusions": [[field(i["field"]), op(i), show(i["value"]), str(i["rules"])]
                        for i in g["exclusions"]],
-        "vendors": [f"{v} ({len(ts)})" for v, ts in sorted(by_vendor.items())],
+        "vendors": [f"{display_name(v)} ({len(ts)})" for v, ts in sorted(by_vendor.items())],
         "rules": [t for _, ts in sorted(by_vendor.items()) for t in ts],
     }  # fmt: skip
 

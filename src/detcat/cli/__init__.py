@@ -55,10 +55,11 @@ def main() -> None:
 @main.command()
 @click.option(
     "--sources",
-    type=click.Path(path_type=Path, file_okay=False),
+    multiple=True,
     envvar="DETCAT_SOURCES",
-    help="Sources directory (sigma/ elastic/ splunk/ chronicle/ attack/). "
-    "Default: $DETCAT_SOURCES, else download pinned snapshots into a cache.",
+    help="Sources directory (sigma/ elastic/ splunk/ chronicle/ attack/); repeat it, as "
+    "DIR or NAME=DIR, to add private rule folders as named collections (the first bare "
+    "DIR is 'public'). Default: $DETCAT_SOURCES, else download pinned snapshots into a cache.",
 )
 @db_option
 @click.option("--include-deprecated", is_flag=True, help="Also read deprecated/unsupported rules.")
@@ -66,7 +67,7 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="Worker processes (default: CPUs).")
 @json_option
 def build(
-    sources: Path | None,
+    sources: tuple[str, ...],
     db: Path,
     include_deprecated: bool,
     strict: bool,
@@ -76,16 +77,17 @@ def build(
     """Build the catalog from a sources directory into --db (atomically)."""
     from detcat import catalog, fetch
 
-    if sources is None:
+    if not sources:
         try:
-            sources = fetch.ensure_sources(console=err)
+            sources = (str(fetch.ensure_sources(console=err)),)
         except fetch.FetchError as e:
             err.print(f"[red]{escape(str(e))}[/red]")
             sys.exit(EXIT_FAILED)
     try:
+        collections = catalog.collections(sources)
         with render.build_progress(err) as progress:
             report = catalog.build(
-                sources, db, include_deprecated=include_deprecated, workers=workers,
+                collections, db, include_deprecated=include_deprecated, workers=workers,
                 progress=progress,
             )  # fmt: skip
     except catalog.BuildError as e:
@@ -191,6 +193,9 @@ def _register_optional_commands() -> None:
     """Commands that live with their layer (fidelity tools, the web site)."""
     for module, names in (
         ("detcat.cli.fidelity", ("parse", "match")),
+        ("detcat.cli.coverage", ("coverage", "layer")),
+        ("detcat.cli.diff", ("diff",)),
+        ("detcat.cli.export_csv", ("export_csv",)),
         ("detcat.web.cli", ("serve", "export_site")),
     ):
         if importlib.util.find_spec(module) is None:

@@ -17,19 +17,19 @@ import click
 from detcat.cli.options import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
+    LANGUAGE_CHOICE,
     VENDOR_CHOICE,
     db_option,
     json_option,
 )
 from detcat.cli.options import dump_json as _dump
 from detcat.model import And, Expr, Not, Opaque, Or, Predicate, QueryError, Stage
-from detcat.parse import LANGUAGES
 
 # -- detcat parse ----------------------------------------------------------------------
 
 
 @click.command()
-@click.argument("language", type=click.Choice(LANGUAGES))
+@click.argument("language", type=LANGUAGE_CHOICE)
 @click.argument("query", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the stages as JSON.")
 @click.option(

@@ -41,7 +41,7 @@ from detcat.model import (
     opaques,
     predicates,
 )
-from detcat.normalize import FULL_MATCH_REGEX
+from detcat.normalize import full_match_regex
 from detcat.normalize.fields import canonical_field
 from detcat.normalize.scopes import stage_scopes
 
@@ -82,7 +82,7 @@ class StagePlan:
 
     def test(self) -> Test:
         if self._test is None:
-            full = self.rule.language in FULL_MATCH_REGEX
+            full = full_match_regex(self.rule.language)
             self._test = compile_expr(self.expr, full, self.rule.ref_resolver(self))
         return self._test
 

@@ -24,9 +24,11 @@ from typing import Any
 
 from detcat.errors import DetcatError
 from detcat.normalize import get_event
-from detcat.normalize.fields import ANY, canonical_field, in_fieldset
-from detcat.normalize.tables import EVENT_SOURCES, load
+from detcat.normalize.fields import ANY, canonical_field, in_fieldset, namespaced
 from detcat.normalize.values import hash_fields, implied_fields
+from detcat.sources import registry
+from detcat.sources.registry import Vendor
+from detcat.tables import EVENT_KINDS, EVENT_SOURCES, load
 
 Scalar = str | int | float | bool | None
 
@@ -40,29 +42,7 @@ _PROVIDER_FIELDS = (
     "SourceName",
 )
 _CODE_FIELDS = ("EventID", "event.code", "winlog.event_id", "EventCode")
-_ELASTIC_SUBFIELD = re.compile(r"\.(?:caseless|text|keyword|wildcard)$")
 _PATH_SPLIT = re.compile(r"[\\/]")
-
-# ECS categorization of the catalog events, so Elastic rules (``process where …``,
-# ``event.type : "start"``) and UDM rules (``metadata.event_type``) can test a raw
-# Windows event. Candidate for a data file under detcat/data (see the report).
-_CATEGORIZATION: dict[str, dict[str, tuple[str, ...]]] = {
-    "sysmon:1": {"event.category": ("process", "PROCESS_LAUNCH"), "event.type": ("start",)},
-    "security:4688": {"event.category": ("process", "PROCESS_LAUNCH"), "event.type": ("start",)},
-    "sysmon:3": {"event.category": ("network", "NETWORK_CONNECTION")},
-    "sysmon:5": {"event.category": ("process", "PROCESS_TERMINATION"), "event.type": ("end",)},
-    "sysmon:6": {"event.category": ("driver",)},
-    "sysmon:7": {"event.category": ("library", "PROCESS_MODULE_LOAD")},
-    "sysmon:8": {"event.category": ("process", "PROCESS_INJECTION")},
-    "sysmon:10": {"event.category": ("process", "PROCESS_OPEN")},
-    "sysmon:11": {"event.category": ("file", "FILE_CREATION"), "event.type": ("creation",)},
-    "sysmon:12": {"event.category": ("registry", "REGISTRY_CREATION")},
-    "sysmon:13": {"event.category": ("registry", "REGISTRY_MODIFICATION")},
-    "sysmon:14": {"event.category": ("registry", "REGISTRY_MODIFICATION")},
-    "sysmon:22": {"event.category": ("network", "NETWORK_DNS")},
-    "sysmon:23": {"event.category": ("file", "FILE_DELETION"), "event.type": ("deletion",)},
-    "sysmon:26": {"event.category": ("file", "FILE_DELETION"), "event.type": ("deletion",)},
-}
 
 
 @dataclass(slots=True)
@@ -284,30 +264,48 @@ def canonical_event(label: str, doc: dict[str, Any]) -> Event:
     # which also say which Sigma log-source categories it can be.
     for v in raw.get("event.category", ()):
         if isinstance(v, str):
-            ev.scopes |= {f"category:{v}", *sigma_categories_of(v)}
-    udm = _udm_scopes(raw)
+            ev.scopes |= {f"category:{v}", *log_categories_of(v)}
+    naming = vendor_scopes(raw, scopes)
+    events = (ev.catalog_id,) if ev.catalog_id else ()
     for name, values in raw.items():
-        for canon in event_field_names(name, scopes, udm):
+        for canon in event_field_names(name, naming, events):
             ev.fields.setdefault(canon, []).extend(values)
     _derive(ev)
     ev.text = [str(v) for values in raw.values() for v in values if isinstance(v, str)]
     return ev
 
 
-def event_field_names(name: str, scopes: tuple[str, ...], udm: tuple[str, ...]) -> set[str]:
-    """Every canonical name a vendor could mean by ``name`` in an event with these
-    Sigma log-source ``scopes`` (and UDM event-type scopes ``udm``)."""
-    names = {
-        canonical_field("sigma", scopes, name),
-        canonical_field("splunk", (ANY, "platform:windows"), name),
-        f"sigma:{name}",  # Sigma rules on other products keep raw names
-    }
-    if "." in name:  # ECS and UDM names are dotted; a Windows name means nothing there
-        names.add(canonical_field("elastic", (ANY,), name))
-        names.add(canonical_field("chronicle", udm, name))
-        bare = _ELASTIC_SUBFIELD.sub("", name)
-        if in_fieldset(bare):
-            names.add(bare)
+def vendor_scopes(
+    raw: dict[str, list[Scalar]], scopes: tuple[str, ...]
+) -> list[tuple[Vendor, tuple[str, ...]]]:
+    """Each vendor that names raw event fields, with the field-table scopes it
+    names this event's fields under (``scopes``: the event's log-source scopes)."""
+    out = []
+    for vendor in registry.vendors():
+        got = vendor.event_scopes(raw, scopes)
+        if got is not None:
+            out.append((vendor, got))
+    return out
+
+
+def event_field_names(
+    name: str, naming: list[tuple[Vendor, tuple[str, ...]]], events: tuple[str, ...] = ()
+) -> set[str]:
+    """Every canonical name a vendor could mean by ``name`` (see ``vendor_scopes``)
+    in an event that is the catalog event ``events`` names (Windows event data
+    reads by event, as in rules: Sysmon 7 ``Hashes`` are the DLL's).
+    The vendor's raw name is one of them: a rule it wrote for another log source
+    keeps the raw name (``sigma:Image`` of a Linux rule)."""
+    names: set[str] = set()
+    for vendor, scopes in naming:
+        if vendor.dotted_event_names and "." not in name:
+            continue  # ECS and UDM names are dotted; a Windows name means nothing there
+        names.add(canonical_field(vendor.name, scopes, name, events))
+        names.add(namespaced(vendor.name, name))
+        if vendor.writes_ecs:
+            bare = vendor.strip_subfield(name)
+            if in_fieldset(bare):
+                names.add(bare)
     return names
 
 
@@ -332,27 +330,25 @@ def catalog_id(raw: dict[str, list[Scalar]]) -> str | None:
 
 @cache
 def event_scopes(event_id: str | None) -> tuple[str, ...]:
-    """Sigma field-table scopes for a catalog event: the log-source categories that
-    imply it, the service of its provider, then ``product:windows`` and ``any``.
-    Unknown events get the generic Windows scopes (unmapped names become
-    ``winlog.event_data.<Name>`` as in Windows Sigma rules)."""
+    """Field-table scopes for a catalog event: the log-source scopes every vendor's
+    tables tie to it (Sigma: the categories that imply it, the service of its
+    provider), then ``product:windows`` and ``any``. Unknown events get the generic
+    Windows scopes (unmapped names become ``winlog.event_data.<Name>`` as in
+    Windows Sigma rules)."""
     if event_id is None:
         return ("product:windows", ANY)
-    table = load(EVENT_SOURCES)["sigma"]
-    categories = [
-        f"category:{cat}"
-        for cat, by_product in table["category"].items()
-        if any(event_id in ids for ids in by_product.values())
-    ]
-    provider = event_id.split(":", 1)[0]
-    services = [
-        f"service:{s.rsplit('/', 1)[-1]}" for s, p in table["service"].items() if p == provider
-    ]
-    return (*categories, *services, "product:windows", ANY)
+    tied = (s for v in registry.vendors() for s in v.catalog_event_scopes(event_id))
+    return (*dict.fromkeys(tied), "product:windows", ANY)
 
 
-# Providers of the event dictionary that are not Windows event logs.
-_PRODUCTS = {"sysmon-linux": "linux", "auditd": "linux", "esf": "macos"}
+@cache
+def _kinds() -> dict[str, Any]:
+    return load(EVENT_KINDS)
+
+
+def categorization(event_id: str | None) -> dict[str, list[str]]:
+    """Canonical fields and values a raw catalog event implies (``event.category``)."""
+    return _kinds()["categorization"].get(event_id or "", {})
 
 
 def known_scopes(event_id: str | None, evtx: bool, os_type: str | None = None) -> frozenset[str]:
@@ -364,29 +360,25 @@ def known_scopes(event_id: str | None, evtx: bool, os_type: str | None = None) -
         product = "windows" if evtx else os_type
         return frozenset({f"product:{product}"}) if product else frozenset()
     provider = event_id.split(":", 1)[0]
-    out = {f"product:{_PRODUCTS.get(provider, 'windows')}"}
+    out = {f"product:{_kinds()['products'].get(provider, 'windows')}"}
     out.update(s for s in event_scopes(event_id) if s.startswith(("service:", "category:")))
-    ecs = _CATEGORIZATION.get(event_id, {}).get("event.category", ())
+    ecs = categorization(event_id).get("event.category", ())
     out.update(f"category:{c}" for c in ecs if c.islower())  # the ECS spelling
     return frozenset(out)
 
 
 @cache
-def sigma_categories_of(ecs_category: str) -> frozenset[str]:
-    """Sigma category scopes of the catalog events an ECS category covers
+def log_categories_of(ecs_category: str) -> frozenset[str]:
+    """Category scopes of the catalog events an ECS category covers
     ("process" -> process_creation, process_access, …)."""
-    ids = [i for i, c in _CATEGORIZATION.items() if ecs_category in c.get("event.category", ())]
+    table = _kinds()["categorization"]
+    ids = [i for i, c in table.items() if ecs_category in c.get("event.category", ())]
     return frozenset(s for i in ids for s in event_scopes(i) if s.startswith("category:"))
 
 
 def _is_evtx(doc: dict[str, Any]) -> bool:
     event = doc.get("Event")
     return isinstance(event, dict) and ("System" in event or "EventData" in event)
-
-
-def _udm_scopes(raw: dict[str, list[Scalar]]) -> tuple[str, ...]:
-    types = [str(v) for v in raw.get("metadata.event_type", ()) if v]
-    return (*(f"event:{t}" for t in types), ANY)
 
 
 # -- derived values ----------------------------------------------------------------------
@@ -401,7 +393,7 @@ def _derive(ev: Event) -> None:
                 ev.fields.setdefault(name_field, []).append(_PATH_SPLIT.split(v)[-1])
     for canon in [f for f in ev.fields if f.endswith(".hash")]:
         _split_hashes(ev, canon)
-    for canon, values in _CATEGORIZATION.get(ev.catalog_id or "", {}).items():
+    for canon, values in categorization(ev.catalog_id).items():
         ev.fields.setdefault(canon, []).extend(values)
     if ev.catalog_id and "process.args" not in ev.fields:
         for cmd in ev.fields.get("process.command_line", ()):

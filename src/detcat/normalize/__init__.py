@@ -32,10 +32,7 @@ from detcat.normalize.values import (
     lookup_name,
     normalize_value,
 )
-
-# Languages whose regex operator must match the whole value (Lucene regexp in EQL,
-# ES|QL RLIKE); the others search (RE2 in YARA-L, PCRE in SPL and Sigma).
-FULL_MATCH_REGEX = frozenset({"eql", "esql", "kql"})
+from detcat.sources.registry import full_match as full_match_regex
 
 
 def normalize_rule(rule: Rule) -> None:
@@ -47,7 +44,7 @@ def normalize_rule(rule: Rule) -> None:
     Windows event data reads as the event defines it (``normalize/fields.py``).
     Filters after an aggregation read the events of the stages before them.
     """
-    full_match = rule.language in FULL_MATCH_REGEX
+    full_match = full_match_regex(rule.language)
     events: tuple[str, ...] = ()
     for stage in rule.stages:
         if stage.expr is None:
@@ -129,6 +126,7 @@ def fold_value(value: object) -> str:
 
 
 __all__ = [
+    "full_match_regex",
     "fold_value",
     "Event",
     "event_catalog",

@@ -14,9 +14,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from detcat.model import Rule, Stage
+from detcat.model import Rule, Stage, positive_values
 from detcat.normalize.hints import Hints, vendor_hints
-from detcat.normalize.scopes import positive_values
 from detcat.normalize.tables import EVENT_SOURCES, EVENTS, load
 
 # canonical fields whose values name event ids / providers / classes

@@ -27,12 +27,10 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from detcat.normalize.tables import FIELDS, load
+from detcat.sources import registry
 
 KEYWORD_FIELD = "message"  # field-less keywords / search terms search the whole event
-ANY = "any"
-
-# Elastic multi-field suffixes: a sub-field of the ECS field, same meaning.
-_ELASTIC_SUBFIELD = re.compile(r"\.(?:caseless|text|keyword|wildcard)$")
+ANY = registry.ANY  # the scope every stage has
 _NON_TABLE_SECTIONS = frozenset({"fallback", "platforms", "regex", "by_value"})
 EVENT_DATA = "winlog.event_data."
 WINDOWS = "windows"  # the fields.toml section of Windows event data names
@@ -113,8 +111,9 @@ def compile_vendor(section: dict[str, dict[str, str]], fold: bool = False) -> Ve
 
 @cache
 def vendor_table(vendor: str) -> VendorTable:
+    found = registry.find(vendor)
     fold = vendor in load(FIELDS)["field_name_case"]["insensitive"]
-    return compile_vendor(load(FIELDS).get(vendor, {}), fold)
+    return compile_vendor(dict(found.field_table()) if found else {}, fold)
 
 
 @cache
@@ -215,11 +214,12 @@ def explain(
     """The table entry that maps ``raw`` (None when no entry does)."""
     if not raw:
         return None
-    name = _ELASTIC_SUBFIELD.sub("", raw) if vendor == "elastic" else raw
+    found = registry.find(vendor)
+    name = found.strip_subfield(raw) if found else raw
     table = vendor_table(vendor)
     hit = table.lookup(scopes, name)
-    if hit is None and vendor == "elastic" and in_fieldset(name):
-        hit = Entry(ANY, name, name)  # Elastic writes ECS: canonical as written
+    if hit is None and found and found.writes_ecs and in_fieldset(name):
+        hit = Entry(ANY, name, name)  # a vendor that writes ECS: canonical as written
     fold = table.folded is not None
     data_name = _event_data_name(hit, name, events, fold)
     if data_name is not None:
@@ -277,3 +277,6 @@ def cache_clear() -> None:
     """Forget compiled tables (tests that swap table files)."""
     for fn in (vendor_table, fieldsets, documented, canonical_field, windows_table, _selectors):
         fn.cache_clear()
+
+
+registry.on_change(cache_clear)  # a vendor registered or removed: its table changes

@@ -1,20 +1,6 @@
-"""The data files under ``detcat/data``, each parsed once, on first use."""
+"""The data files under ``detcat/data`` (the loader lives in ``detcat.tables``, below
+``sources/``, which reads the tables its vendors own)."""
 
-from __future__ import annotations
+from detcat.tables import EVENT_SOURCES, EVENTS, FIELD_TYPES, FIELDS, load
 
-import tomllib
-from functools import cache
-from importlib import resources
-from typing import Any
-
-FIELDS = "fields.toml"
-EVENTS = "events.toml"
-EVENT_SOURCES = "event_sources.toml"
-FIELD_TYPES = "field_types.toml"
-
-
-@cache
-def load(name: str) -> dict[str, Any]:
-    """A table file as a dict (tomllib rejects duplicate keys, so loading checks them)."""
-    text = resources.files("detcat").joinpath("data", name).read_text(encoding="utf-8")
-    return tomllib.loads(text)
+__all__ = ["EVENTS", "EVENT_SOURCES", "FIELD_TYPES", "FIELDS", "load"]

@@ -11,13 +11,25 @@ older ``mitre = "execution, t1059"``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from detcat.languages.yaral import MetaValue, YaraLRule, parse_rules
-from detcat.model import Op, Opaque, Predicate, Problem, QueryError, Rule, Stage, leaves
+from detcat.model import (
+    Op,
+    Opaque,
+    Predicate,
+    Problem,
+    QueryError,
+    Rule,
+    Stage,
+    leaves,
+    positive_values,
+)
+from detcat.sources.registry import Hints, Vendor, tagged
+from detcat.tables import EVENT_SOURCES, load
 
 VENDOR = "chronicle"
 UPSTREAM = "https://github.com/chronicle/detection-rules/blob/main/"
@@ -178,3 +190,56 @@ def _extra(y: YaraLRule) -> dict[str, Any]:
         if value:
             extra[key] = value
     return extra
+
+
+# -- the vendor ---------------------------------------------------------------------
+
+UDM_EVENT_TYPE = "metadata.event_type"
+
+
+class Chronicle(Vendor):
+    """Google SecOps YARA-L rules over UDM: scopes and events from the UDM event
+    types a stage tests (else those the rule declares)."""
+
+    name = VENDOR
+    display_name = "Google SecOps"
+    languages = ("yaral",)
+    dotted_event_names = True
+
+    read = staticmethod(read)
+
+    def parse_text(self, language: str, text: str) -> list[Rule]:
+        try:
+            parsed = parse_rules(text)
+        except QueryError as strict:
+            # Generated rules (pySigma's SecOps backend) carry known flaws the lenient
+            # grammar accepts; hand-written text that fails both reports the strict error.
+            try:
+                parsed = parse_rules(text, lenient=True)
+            except QueryError:
+                raise strict from None
+        if not parsed:
+            raise QueryError("no YARA-L rule in the text", 1, 1)
+        return [build_rule(y, "<query>") for y in parsed]
+
+    def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
+        return tagged("event", udm_event_types(rule, stage))
+
+    def hints(self, rule: Rule, stage: Stage, classes: Sequence[str]) -> Hints:
+        types = list(classes) or list(rule.context.get("event_types") or [])
+        provider = load(EVENT_SOURCES)[VENDOR]["event_type_provider"]
+        return Hints(tuple(f"{provider}:{t}" for t in types))
+
+    def event_scopes(
+        self, raw: Mapping[str, Sequence[Any]], log_scopes: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        return tagged("event", raw.get(UDM_EVENT_TYPE, ()))
+
+
+def udm_event_types(rule: Rule, stage: Stage) -> list[str]:
+    """The UDM event types a stage filters on, else those the rule declares."""
+    found = positive_values(stage.expr, lambda p: p.field_raw == UDM_EVENT_TYPE)
+    if found:
+        return [str(v) for v in found]
+    declared = rule.context.get("event_types") or []
+    return [str(v) for v in declared]

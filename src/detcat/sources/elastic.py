@@ -24,7 +24,8 @@ import importlib
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ from detcat.model import (
     and_,
     or_,
 )
+from detcat.sources.registry import ANY, Hints, Vendor, query_rule, tagged
+from detcat.tables import EVENT_SOURCES, load
 
 VENDOR = "elastic"
 UPSTREAM = "https://github.com/elastic/detection-rules/blob/main/"
@@ -79,11 +82,6 @@ def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
             if include_deprecated or rel[0] != DEPRECATED_DIR:
                 files.append(f)
     return files
-
-
-def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
-    for path in rule_files(root, include_deprecated):
-        yield read_file(path, root)
 
 
 def read_file(path: Path, root: Path) -> Rule | Problem:
@@ -411,3 +409,90 @@ _DSL: dict[str, Callable[[dict[str, Any]], Expr | None]] = {
     "range": _range,
     "bool": _bool,
 }
+
+
+# -- the vendor ---------------------------------------------------------------------
+
+# Multi-field suffixes: a sub-field of the ECS field, same meaning.
+_SUBFIELD = re.compile(r"\.(?:caseless|text|keyword|wildcard)$")
+
+
+class Elastic(Vendor):
+    """elastic/detection-rules: ECS field names; scopes and events from the EQL
+    category and the index patterns."""
+
+    name = VENDOR
+    display_name = "Elastic"
+    languages = ("kql", "eql", "esql")
+    full_match_languages = frozenset({"kql", "eql", "esql"})  # Lucene regexp, RLIKE
+    writes_ecs = True
+    dotted_event_names = True
+
+    rule_files = staticmethod(rule_files)
+    read_file = staticmethod(read_file)
+
+    def parse_text(self, language: str, text: str) -> list[Rule]:
+        return [query_rule(VENDOR, language, parse_query(language, text))]
+
+    def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
+        return tagged("category", [stage.params.get("category")])
+
+    def hints(self, rule: Rule, stage: Stage, classes: Sequence[str]) -> Hints:
+        category = stage.params.get("category")
+        return index_hints(rule_index(rule, stage), category, list(classes))
+
+    def strip_subfield(self, raw: str) -> str:
+        return _SUBFIELD.sub("", raw)
+
+    def event_scopes(
+        self, raw: Mapping[str, Sequence[Any]], log_scopes: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        return (ANY,)
+
+
+def _event_sources() -> dict[str, Any]:
+    return load(EVENT_SOURCES)[VENDOR]
+
+
+@cache
+def _index_prefixes() -> list[tuple[str, list[str]]]:
+    items = _event_sources()["index"].items()
+    return sorted(items, key=lambda kv: -len(kv[0]))  # longest prefix first
+
+
+def index_providers(patterns: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for pattern in patterns:
+        for prefix, providers in _index_prefixes():
+            if pattern.startswith(prefix):
+                out.extend(providers)
+                break
+    return list(dict.fromkeys(out))
+
+
+def rule_index(rule: Rule, stage: Stage) -> list[str]:
+    """Index patterns: the rule's, else those of the ES|QL ``FROM`` command."""
+    found = rule.context.get("index") or stage.params.get("from")
+    if not found and rule.stages:
+        found = rule.stages[0].params.get("from")
+    return [str(x) for x in found or []]
+
+
+def _index_categories(index: Iterable[str]) -> list[str]:
+    by_prefix = _event_sources().get("index_category", {})
+    found = (c for pattern in index for pre, c in by_prefix.items() if pattern.startswith(pre))
+    return list(dict.fromkeys(found))
+
+
+def index_hints(index: list[str], category: str | None, classes: list[str]) -> Hints:
+    providers = index_providers(index)
+    table = _event_sources()["category"]
+    cats = [category] if category and category != "any" else [c for c in classes if c in table]
+    cats = cats or _index_categories(index)
+    implied: list[str] = []
+    for cat in cats:
+        keyed = [f"{cat}/{t}" for t in classes if f"{cat}/{t}" in table] or [cat]
+        for key in keyed:
+            for provider in providers:
+                implied.extend(table.get(key, {}).get(provider, []))
+    return Hints(tuple(dict.fromkeys(implied)), tuple(providers))

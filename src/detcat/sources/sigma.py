@@ -9,7 +9,8 @@ then handed to ``SigmaRule.from_dict``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,15 @@ from detcat.model import (
     Opaque,
     Predicate,
     Problem,
+    QueryError,
     Rule,
     Stage,
     StageRole,
     and_,
     or_,
 )
+from detcat.sources.registry import ANY, Hints, Vendor
+from detcat.tables import EVENT_SOURCES, load
 
 VENDOR = "sigma"
 UPSTREAM = "https://github.com/SigmaHQ/sigma/blob/master/"
@@ -78,11 +82,6 @@ def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
     if include_deprecated:
         dirs += [root / d for d in INACTIVE_DIRS if (root / d).is_dir()]
     return [f for d in dirs for f in sorted(d.rglob("*.yml"))]
-
-
-def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
-    for path in rule_files(root, include_deprecated):
-        yield read_file(path, root)
 
 
 def read_file(path: Path, root: Path) -> Rule | Problem:
@@ -398,3 +397,75 @@ def _correlation_rule(doc: dict[str, Any], text: str, rel: str) -> Rule | Proble
         ],
         upstream_url=UPSTREAM + rel,
     )
+
+
+# -- the vendor ---------------------------------------------------------------------
+
+
+class Sigma(Vendor):
+    """SigmaHQ rules: one language (the rule itself), scopes from ``logsource``."""
+
+    name = VENDOR
+    display_name = "Sigma"
+    languages = ("sigma",)
+
+    rule_files = staticmethod(rule_files)
+    read_file = staticmethod(read_file)
+
+    def parse_text(self, language: str, text: str) -> list[Rule]:
+        got = parse_rule_text(text)
+        if isinstance(got, Problem):
+            raise QueryError(got.message, got.line, got.column)
+        if got.problems and not got.has_query:
+            first = got.problems[0]
+            raise QueryError(first.message, first.line, first.column)
+        return [got]
+
+    def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
+        return logsource_scopes(rule.context.get("logsource") or {})
+
+    def hints(self, rule: Rule, stage: Stage, classes: Sequence[str]) -> Hints:
+        return logsource_hints(rule.context.get("logsource") or {})
+
+    def event_scopes(
+        self, raw: Mapping[str, Sequence[Any]], log_scopes: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        return log_scopes  # Sigma names raw Windows fields as the event spells them
+
+    def catalog_event_scopes(self, event_id: str) -> tuple[str, ...]:
+        return _catalog_event_scopes(event_id)
+
+
+def logsource_scopes(logsource: dict[str, Any]) -> tuple[str, ...]:
+    keys = ("category", "service", "product")
+    return tuple(f"{k}:{logsource[k]}" for k in keys if logsource.get(k)) + (ANY,)
+
+
+def _event_sources() -> dict[str, Any]:
+    return load(EVENT_SOURCES)[VENDOR]
+
+
+def logsource_hints(logsource: dict[str, Any]) -> Hints:
+    table = _event_sources()
+    by_product = table["category"].get(logsource.get("category") or "", {})
+    implied = by_product.get(logsource.get("product") or "*", by_product.get("*", []))
+    service, product = logsource.get("service"), logsource.get("product")
+    provider = table["service"].get(f"{product}/{service}") or table["service"].get(service or "")
+    return Hints(tuple(implied), (provider,) if provider else ())
+
+
+@cache
+def _catalog_event_scopes(event_id: str) -> tuple[str, ...]:
+    """The log-source categories that imply the event, then the services of its
+    provider (the inverse of ``logsource_hints``)."""
+    table = _event_sources()
+    categories = [
+        f"category:{cat}"
+        for cat, by_product in table["category"].items()
+        if any(event_id in ids for ids in by_product.values())
+    ]
+    provider = event_id.split(":", 1)[0]
+    services = [
+        f"service:{s.rsplit('/', 1)[-1]}" for s, p in table["service"].items() if p == provider
+    ]
+    return (*categories, *services)

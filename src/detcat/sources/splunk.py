@@ -9,15 +9,18 @@ through ``LookupTables.resolve``. Both folders are read once per ``read()``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from detcat.model import Opaque, Problem, QueryError, Rule, Stage, and_
+from detcat.sources.registry import ANY, NO_HINTS, Hints, Vendor, query_rule, tagged
 from detcat.sources.splunk_lookups import LookupResolver, LookupTables
+from detcat.tables import EVENT_SOURCES, FIELDS, load
 
 VENDOR = "splunk"
 UPSTREAM = "https://github.com/splunk/security_content/blob/develop/"
@@ -359,3 +362,96 @@ def _split_args(text: str | None) -> list[str]:
 def _note(names: list[str], name: str) -> None:
     if name not in names:
         names.append(name)
+
+
+# -- the vendor ---------------------------------------------------------------------
+
+
+class Splunk(Vendor):
+    """splunk/security_content: SPL over CIM data models; scopes and events from
+    the data model and the ``data_source`` names."""
+
+    name = VENDOR
+    display_name = "Splunk"
+    languages = ("spl",)
+
+    read = staticmethod(read)
+
+    def parse_text(self, language: str, text: str) -> list[Rule]:
+        """Macros expand as ``read`` expands them, with no definitions at hand: CIM
+        utility and ``*_filter`` macros vanish, any other is an Opaque condition."""
+        expansion = Macros().expand(text)
+        stages = _parser()(expansion.text)
+        if expansion.opaques:
+            stages = stages or [Stage()]
+            first = [stages[0].expr] if stages[0].expr is not None else []
+            stages[0].expr = and_(*first, *expansion.opaques)
+        return [query_rule(VENDOR, language, stages)]
+
+    def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
+        platforms = data_source_platforms(tuple(rule.context.get("data_source") or ()))
+        return tagged("datamodel", [stage.params.get("datamodel")])[:-1] + platforms
+
+    def hints(self, rule: Rule, stage: Stage, classes: Sequence[str]) -> Hints:
+        return data_source_hints(
+            rule.context.get("data_source") or [], stage.params.get("datamodel")
+        )
+
+    def event_scopes(
+        self, raw: Mapping[str, Sequence[Any]], log_scopes: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        return (ANY, "platform:windows")  # CIM names of the Windows add-on
+
+
+@cache
+def _platform_prefixes() -> list[tuple[str, str]]:
+    table = load(FIELDS).get(VENDOR, {}).get("platforms", {})
+    return sorted(table.items(), key=lambda kv: -len(kv[0]))
+
+
+@cache
+def data_source_platforms(data_sources: tuple[str, ...]) -> tuple[str, ...]:
+    """Platform scopes of a search from its data_source names."""
+    found: list[str] = []
+    for name in data_sources:
+        hit = next((p for pre, p in _platform_prefixes() if str(name).startswith(pre)), None)
+        if hit:
+            found.append(f"platform:{hit}")
+    return (*dict.fromkeys(found), ANY)
+
+
+def _event_sources() -> dict[str, Any]:
+    return load(EVENT_SOURCES)[VENDOR]
+
+
+@cache
+def _data_source_patterns() -> list[tuple[re.Pattern[str], dict[str, Any]]]:
+    return [(re.compile(e["pattern"]), e) for e in _event_sources()["data_source"]]
+
+
+@cache
+def data_source(name: str) -> Hints:
+    for rx, entry in _data_source_patterns():
+        m = rx.match(name.strip())
+        if m is None:
+            continue
+        arg = m.group(1) if rx.groups else ""
+        # auditd record types: "Linux Auditd Add User" -> ADD_USER
+        arg = arg.upper().replace(" ", "_") if entry.get("upper") else arg
+        events = tuple(e.replace("{1}", arg) for e in entry.get("events", []))
+        return Hints(events, tuple(entry.get("providers", [])))
+    return NO_HINTS
+
+
+def data_source_hints(data_sources: Iterable[str], datamodel: str | None) -> Hints:
+    implied: list[str] = []
+    providers: list[str] = []
+    for name in data_sources:
+        # "Sysmon EventID 1 AND Sysmon EventID 3" names two sources
+        for part in re.split(r"\s+AND\s+", str(name)):
+            hint = data_source(part)
+            implied.extend(hint.implied)
+            providers.extend(hint.providers)
+    if not implied and datamodel:
+        implied.extend(_event_sources()["datamodel"].get(datamodel, []))
+    return Hints(tuple(dict.fromkeys(implied)), tuple(dict.fromkeys(providers)))

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import HTTPException
@@ -186,6 +186,8 @@ def _doc(model: type, summary: str) -> dict[str, Any]:
 
 
 LIMIT = Query(pages.DEFAULT_LIMIT, ge=1, le=10_000, description="rows per section")
+EVENTS = Query([], description="catalog event ids you collect (sysmon:1); repeat the parameter")
+VENDORS = Query([], description="only these vendors' rules; repeat the parameter")
 
 
 def settle_gc() -> None:
@@ -257,6 +259,15 @@ def _add_html_routes(app: FastAPI, catalog: Catalog) -> None:
     def problems_page(request: Request) -> Response:
         return _html(catalog, request, pages.problems)
 
+    @app.get("/coverage", **html)
+    def coverage_page(
+        request: Request,
+        events: list[str] = EVENTS,
+        vendor: list[str] = VENDORS,
+        collection: str | None = None,
+    ) -> Response:
+        return _html(catalog, request, lambda c: pages.coverage(c, events, vendor, collection))
+
 
 def _add_api_routes(app: FastAPI, catalog: Catalog) -> None:
     @app.get("/api/overview", **_doc(schemas.Overview, "Overview: vendors, problems, matrix"))
@@ -295,3 +306,27 @@ def _add_api_routes(app: FastAPI, catalog: Catalog) -> None:
     def problems(request: Request) -> Response:
         """Exactly `detcat problems --json`."""
         return _json(catalog, request, pages.problems)
+
+    @app.get("/api/coverage", **_doc(schemas.Coverage, "Coverage of a set of events"))
+    def coverage(
+        request: Request,
+        events: list[str] = EVENTS,
+        vendor: list[str] = VENDORS,
+        collection: str | None = None,
+    ) -> Response:
+        """Exactly `detcat coverage --events E … [--vendor V …] [--collection C] --json`."""
+        return _json(catalog, request, lambda c: pages.coverage(c, events, vendor, collection))
+
+    @app.get("/api/layer", **_doc(schemas.NavigatorLayer, "ATT&CK Navigator layer (4.5)"))
+    def layer(
+        request: Request,
+        events: list[str] = EVENTS,
+        vendor: list[str] = VENDORS,
+        collection: str | None = None,
+        score: Literal["rules", "runnable", "vendors"] | None = None,
+    ) -> Response:
+        """Exactly `detcat layer [--events E …] [--vendor V …] [--score S]`, as a download."""
+        page = lambda c: pages.layer(c, events, vendor, collection, score)  # noqa: E731
+        response = _json(catalog, request, page)
+        response.headers["content-disposition"] = 'attachment; filename="detcat-layer.json"'
+        return response

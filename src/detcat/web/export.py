@@ -145,10 +145,12 @@ def export_site(
     try:
         todo = list(jobs(conn))
         index = search_index(conn)
+        layer = pages.layer(conn, events=()).data
     finally:
         conn.close()
     _prepare(out)
     size = _write(out / "search-index.js", "window.DETCAT_INDEX = " + json.dumps(index) + ";\n")
+    size += _write(out / _ROOT.layer(), json.dumps(layer, ensure_ascii=False))
     render_chunk = partial(_render_chunk, Path(db), out, json_twins)
     size += _render_all(render_chunk, todo, workers or os.cpu_count() or 1, progress)
     files = sum(1 for p in out.rglob("*") if p.is_file())

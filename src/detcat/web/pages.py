@@ -8,10 +8,12 @@ returns; ``Page.context`` holds lookups only the HTML needs (titles, names).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detcat import guide
+from detcat import coverage as cov
+from detcat import guide, navigator
 from detcat import search as search_mod
 from detcat.errors import DetcatError
 from detcat.web import queries
@@ -88,3 +90,40 @@ def problems(conn: sqlite3.Connection) -> Page:
     stored = set(map(tuple, conn.execute(
         "SELECT vendor, id FROM rules WHERE id IN (SELECT rule_id FROM problems)")))  # fmt: skip
     return Page("problems.html", "Problems", rows, {"stored": stored})
+
+
+def coverage(
+    conn: sqlite3.Connection,
+    events: Sequence[str],
+    vendors: Sequence[str] = (),
+    collection: str | None = None,
+) -> Page:
+    """``/coverage``: the events chosen, the matrix by runnable rules, the unlock
+    list. Its twin is exactly ``detcat coverage --events … --json``."""
+    cat = cov.load(conn, vendors or None, collection)
+    try:
+        have = cov.check_events(cat, events)
+    except cov.UnknownEvent as e:
+        raise NotFound(str(e)) from e
+    context = {
+        "choices": cov.event_choices(conn),
+        "tactics": queries.matrix(conn)["tactics"],
+        "cells": cov.family_cells(cat, have),
+    }
+    return Page("coverage.html", "Coverage of your events", cov.coverage(cat, have), context)
+
+
+def layer(
+    conn: sqlite3.Connection,
+    events: Sequence[str],
+    vendors: Sequence[str] = (),
+    collection: str | None = None,
+    score: str | None = None,
+) -> Page:
+    """The Navigator layer download (JSON only: no HTML page)."""
+    try:
+        doc = navigator.layer(conn, vendors=vendors or None, collection=collection,
+                              events=events, score=score)  # fmt: skip
+    except cov.UnknownEvent as e:
+        raise NotFound(str(e)) from e
+    return Page("", doc["name"], doc)

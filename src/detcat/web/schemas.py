@@ -316,3 +316,63 @@ class ProblemRow(_Strict):
     col: int | None
     message: str | None
     rule_id: str | None
+
+
+# -- coverage (detcat coverage --json) and Navigator layers (detcat layer) -------
+
+
+class VendorCoverage(_Strict):
+    rules: int
+    runnable: int
+
+
+class TechniqueCoverage(_Strict):
+    id: str
+    name: str
+    rules: int = Field(description="rules tagged with exactly this technique id")
+    runnable: int = Field(description="of those, rules every events stage of which reads "
+                          "one of the chosen events")  # fmt: skip
+    vendors: dict[str, VendorCoverage]
+
+
+class Unlock(_Strict):
+    event: str
+    title: str
+    techniques_gained: int = Field(description="techniques that would get a first runnable rule")
+    rules_gained: int
+    techniques: list[str]
+
+
+class CoverageSummary(_Strict):
+    rules: int
+    runnable_rules: int
+    rules_without_events: int
+    techniques: int
+    runnable_techniques: int
+
+
+class Coverage(_Strict):
+    events: list[str]
+    summary: CoverageSummary
+    techniques: list[TechniqueCoverage]
+    unlock: list[Unlock] = Field(description="events that would add the most runnable "
+                                 "techniques, best first")  # fmt: skip
+
+
+class LayerTechnique(_Strict):
+    techniqueID: str  # noqa: N815 (the Navigator's spelling)
+    score: int
+    comment: str
+    enabled: bool
+
+
+class NavigatorLayer(BaseModel):
+    """ATT&CK Navigator layer format 4.5 (the properties detcat writes)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    versions: dict[str, str]
+    domain: str
+    description: str
+    techniques: list[LayerTechnique]
+    gradient: dict[str, Any]

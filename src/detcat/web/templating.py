@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 
-from detcat.sources import VENDORS
+from detcat.sources import registry
 from detcat.web.pages import Page
 from detcat.web.urls import Links
 
@@ -74,8 +74,13 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(http_url=http_url, paragraphs=paragraphs, heat=heat, show=show)
-    env.globals.update(pct=pct, vendors=VENDORS, csp=CSP_META, heat_levels=len(HEAT) + 1)
+    env.filters.update(
+        http_url=http_url, paragraphs=paragraphs, heat=heat, show=show,
+        vendor_label=registry.display_name,
+    )  # fmt: skip
+    env.globals.update(
+        pct=pct, vendors=registry.names, csp=CSP_META, heat_levels=len(HEAT) + 1
+    )  # fmt: skip
     return env
 
 

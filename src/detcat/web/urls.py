@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
@@ -31,6 +32,10 @@ def indicator_key(field: str | None, op: str, value: object) -> str:
     """A short stable name for a (field, op, case-folded value) indicator."""
     raw = "\x1f".join((field or "", op, value_key(value)))
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+def _events_query(events: Sequence[str]) -> str:
+    return "?" + urlencode([("events", e) for e in events]) if events else ""
 
 
 def _q(text: str) -> str:
@@ -82,6 +87,16 @@ class Links:
 
     def problems(self) -> str:
         return self.root + ("problems.html" if self.static else "problems")
+
+    def coverage(self, events: Sequence[str] = ()) -> str:
+        """The coverage page (served only: it computes for the events chosen)."""
+        return self.root + "coverage" + _events_query(events)
+
+    def layer(self, events: Sequence[str] = ()) -> str:
+        """The Navigator layer download; a static export holds the default one."""
+        if self.static:
+            return self.root + "layer.json"
+        return self.root + "api/layer" + _events_query(events)
 
     def asset(self, name: str) -> str:
         return self.root + f"static/{name}"

@@ -1,4 +1,5 @@
-// detcat: the ATT&CK matrix vendor filter and the static export's search.
+// detcat: the ATT&CK matrix vendor filter, the coverage form and the static
+// export's search.
 // Catalog data reaches the page only through textContent and setAttribute on
 // hrefs we built ourselves, never through innerHTML.
 (function () {
@@ -86,8 +87,18 @@
     found.forEach(function (r) { list.appendChild(resultItem(r, index.techniques)); });
   }
 
+  // The coverage page recomputes on the server for the ticked events.
+  function coverageForm() {
+    var form = document.getElementById("coverage-form");
+    if (!form) return;
+    form.addEventListener("change", function (e) {
+      if (e.target.type === "checkbox") form.requestSubmit();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     matrixFilter();
+    coverageForm();
     staticSearch();
   });
 })();
