@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from detcat.normalize.regex import regex_literal
 from detcat.normalize.scopes import stage_scopes
 from detcat.normalize.tables import load
 from detcat.normalize.values import VALUES, vocabularies, vocabulary_key
+from detcat.sources import registry
 
 
 def stage_expr(rule_or_vendor: Any, p: Predicate | None = None, **kw: Any) -> Any:
@@ -236,8 +236,7 @@ def test_every_vocabulary_spelling_is_used_by_the_corpus(corpora: Path) -> None:
     fields = set(vocabularies())
     seen: set[tuple[str, str]] = set()
     for vendor in ("sigma", "elastic", "splunk", "chronicle"):
-        source = importlib.import_module(f"detcat.sources.{vendor}")
-        for rule in source.read(corpora / vendor):
+        for rule in registry.get(vendor).read(corpora / vendor):
             if isinstance(rule, Rule):
                 seen |= _vocabulary_values(rule, fields)
     table = {(f, k) for f, t in vocabularies().items() for k in t}
