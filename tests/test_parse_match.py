@@ -18,6 +18,7 @@ from detcat.match import Matcher, RulePlan, StagePlan, required_fields
 from detcat.match.evaluate import compile_expr
 from detcat.match.events import canonical_event, flatten, read_documents, windows_argv
 from detcat.model import And, Not, Op, Opaque, Or, Predicate, StageRole
+from detcat.parse import parse_query
 
 
 def P(field: str | None, op: Op, value: Any, cased: bool = False, kind: str = "") -> Predicate:
@@ -103,6 +104,13 @@ SEMANTICS = [
     ),
     # implied predicates restate their source: always true
     (P("process.name", Op.EQ, "nope.exe", kind="implied"), {}, True),
+    # a column the query computes (ES|QL EVAL) that no event field names: unknown
+    (P("elastic:Esql.rmm_vendor", Op.EQ, "anydesk", kind="derived"), {}, None),
+    (
+        P("elastic:Esql.rmm_vendor", Op.EQ, "anydesk", kind="derived"),
+        {"elastic:Esql.rmm_vendor": "x"},
+        None,
+    ),
     # multi-valued fields: any value
     (P("process.args", Op.EQ, "/c"), {"process.args": ["cmd.exe", "/c"]}, True),
     # Kleene logic around unknown parts
@@ -116,6 +124,32 @@ SEMANTICS = [
 @pytest.mark.parametrize(("expr", "fields", "expected"), SEMANTICS)
 def test_evaluator_semantics(expr: Any, fields: dict[str, Any], expected: bool | None) -> None:
     assert compile_expr(expr, full_match=False)(ev(**fields)) is expected
+
+
+# (language, query, event fields, expected): parsed and normalized, then evaluated
+PARSED_SEMANTICS = [
+    # .caseless is a lowercase-normalized keyword: the comparison ignores case
+    ("esql", 'FROM logs-* | WHERE process.name.caseless == "anydesk.exe"',
+     {"process.name": "AnyDesk.exe"}, True),
+    ("esql", 'FROM logs-* | WHERE process.name == "anydesk.exe"',
+     {"process.name": "AnyDesk.exe"}, False),
+    # Kibana matches keyword fields case-sensitively, full-text fields by their words
+    ("kql", 'process.name : "anydesk.exe"', {"process.name": "AnyDesk.exe"}, False),
+    ("kql", 'powershell.file.script_block_text : "Invoke-Mimikatz"',
+     {"powershell.file.script_block_text": "IEX (invoke-mimikatz -DumpCreds)"}, True),
+    # a filter on an EVAL-computed column is not a test of an event field
+    ("esql", 'FROM logs-* | EVAL Esql.v = CONCAT(process.name, "x") | WHERE Esql.v == "ax"',
+     {"process.name": "a"}, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("language", "query", "fields", "expected"), PARSED_SEMANTICS)
+def test_parsed_query_semantics(
+    language: str, query: str, fields: dict[str, Any], expected: bool | None
+) -> None:
+    (stage,) = parse_query(language, query)
+    full = language in ("kql", "eql", "esql")
+    assert compile_expr(stage.expr, full_match=full)(ev(**fields)) is expected
 
 
 # Regexes of EQL, ES|QL and KQL match the whole value; Sigma's, SPL's and YARA-L's search.

@@ -187,7 +187,7 @@ def _indicators(
     spelling: dict[tuple[str, str, str], str] = {}
     written: set[tuple[str, str, str]] = set()  # keys some rule writes (not only implied)
     for f, _raw, op, value, vkey, negated, excl, kind, _pk, vendor, rid in rows:
-        if (excl if exclusion else not negated) and op not in _NO_VALUE_OPS:
+        if is_exclusion(excl, op, kind) if exclusion else is_indicator(negated, op, kind):
             key = (f, op, vkey)
             rules[key].add((vendor, rid))
             if value is not None:
@@ -211,6 +211,20 @@ def _indicators(
             item["specific"] = item["corpus_reach"] == len(refs)
         out.append(item)
     return {"rows": out, "distinct": len(rules)}
+
+
+def is_indicator(negated: Any, op: str, kind: str) -> bool:
+    """A positive value test that is not an event selector (Splunk ``sourcetype=``);
+    implied ones count: they make ``Image|endswith \\x.exe`` and ``process.name : x.exe``
+    one indicator."""
+    return not negated and op not in _NO_VALUE_OPS and kind != "selector"
+
+
+def is_exclusion(exclusion: Any, op: str, kind: str) -> bool:
+    """The one definition of an exclusion, for the technique page and the rule page
+    alike: a value test under a top-level NOT, as the rule wrote it (an implied
+    restatement such as ``process.name eq brave.exe`` is not listed again)."""
+    return bool(exclusion) and op not in _NO_VALUE_OPS and kind not in ("implied", "selector")
 
 
 def corpus_reach(conn: sqlite3.Connection, field: str | None, op: str, key: str) -> int:
@@ -246,17 +260,21 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
     preds = conn.execute(
         "SELECT * FROM predicates WHERE rule_pk = ? ORDER BY stage_idx, rowid", (pk,)
     ).fetchall()
-    indicators = []
-    seen: set[tuple[Any, ...]] = set()
+    indicators, exclusions = [], []
+    seen: set[tuple[Any, ...]] = set()  # (list, key): each key once per list
     for p in preds:
         key = (p["field"], p["op"], p["value_key"])
-        if p["negated"] or p["op"] in _NO_VALUE_OPS or p["stage_role"] != "events" or key in seen:
+        if p["stage_role"] != "events":
             continue
-        seen.add(key)
-        indicators.append(
-            {"field": p["field"], "op": p["op"], "value": p["value"], "kind": p["kind"],
-             "corpus_reach": corpus_reach(conn, *key)}
-        )  # fmt: skip
+        if is_exclusion(p["exclusion"], p["op"], p["kind"]) and ("x", *key) not in seen:
+            seen.add(("x", *key))
+            exclusions.append({"field": p["field"], "op": p["op"], "value": p["value"]})
+        if is_indicator(p["negated"], p["op"], p["kind"]) and ("i", *key) not in seen:
+            seen.add(("i", *key))
+            indicators.append(
+                {"field": p["field"], "op": p["op"], "value": p["value"], "kind": p["kind"],
+                 "corpus_reach": corpus_reach(conn, *key)}
+            )  # fmt: skip
     return {
         **{k: r[k] for k in ("vendor", "id", "title", "description", "author", "status",
                              "severity", "type", "language", "source_path", "upstream_url",
@@ -272,10 +290,7 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
             "SELECT e.* FROM rule_events re JOIN events e ON e.id = re.event"
             " WHERE re.rule_pk = ? GROUP BY e.id ORDER BY e.provider, e.event_id", (pk,))],
         "stages": stages,
-        "exclusions": [
-            {"field": p["field"], "op": p["op"], "value": p["value"]}
-            for p in preds if p["exclusion"] and p["kind"] != "implied"
-        ],
+        "exclusions": exclusions,
         "indicators": indicators,
         "opaque": [dict(o) for o in conn.execute(
             "SELECT stage_idx, text, reason FROM opaque WHERE rule_pk = ?", (pk,))],

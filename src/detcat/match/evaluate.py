@@ -20,7 +20,10 @@ value passes it; a missing field fails every test but ``is_null``):
   numeric; ``exists``: a non-null value; ``is_null``: missing, null or empty;
 - ``keyword`` (field-less search terms): any string value of the event contains it;
 - ``field_ref``: equal to a value of the other field;
-- predicates of kind ``implied`` restate their source predicate: always true.
+- predicates of kind ``implied`` restate their source predicate: always true;
+- a predicate on a column the query computes (kind ``derived``: ES|QL ``EVAL``,
+  SPL ``eval``) that normalization could not trace to an event field is unknown:
+  the event does not hold the computed value.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 
 from detcat.match.events import Event, Scalar
 from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate
+from detcat.normalize.fields import is_mapped
 
 Test = Callable[[Event], bool | None]
 # Resolves a field_ref's raw field name to the canonical names to read.
@@ -145,6 +149,8 @@ def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
 def compile_predicate(p: Predicate, full_match: bool, refs: RefResolver | None = None) -> Test:
     if p.kind == "implied":
         return _const(True)
+    if p.kind == "derived" and not is_mapped(p.field):
+        return _const(None)
     if p.op is Op.KEYWORD:
         return _keyword(p)
     if p.op is Op.IN_LIST:
