@@ -30,7 +30,7 @@ def ev(**fields: Any) -> Any:
     return canonical_event("test", fields)
 
 
-OPAQUE = Opaque("length(x) > 3", "function length() compares a computed value")
+OPAQUE = Opaque("length(x) > 3", "computed value", "length()")
 CMD = {"process.command_line": 'C:\\Windows\\cmd.exe /c "whoami /all"'}
 
 # (predicate or tree, event fields, expected: True / False / None = unknown)

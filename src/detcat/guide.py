@@ -13,6 +13,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from typing import Any
 
+from detcat import similar
 from detcat.errors import DetcatError
 from detcat.sources import registry
 
@@ -293,7 +294,7 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
         "exclusions": exclusions,
         "indicators": indicators,
         "opaque": [dict(o) for o in conn.execute(
-            "SELECT stage_idx, text, reason FROM opaque WHERE rule_pk = ?", (pk,))],
+            "SELECT stage_idx, text, reason, detail FROM opaque WHERE rule_pk = ?", (pk,))],
         "problems": [dict(p) for p in conn.execute(
             "SELECT path, line, col, message FROM problems WHERE vendor = ? AND rule_id = ?",
             (r["vendor"], r["id"]))],
@@ -331,7 +332,10 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
     for v, rs in reasons.items():
         vendors[v]["opaque"] = rs
     techniques = conn.execute("SELECT COUNT(DISTINCT technique_id) FROM rule_techniques")
-    return {"vendors": dict(vendors), "techniques": techniques.fetchone()[0]}
+    out = {"vendors": dict(vendors), "techniques": techniques.fetchone()[0]}
+    if similar.available(conn):  # computed by `detcat build` or on first use
+        out["near_duplicates"] = similar.cluster_summary(conn)
+    return out
 
 
 def _empty_vendor_stats() -> dict[str, Any]:

@@ -70,12 +70,47 @@ class Predicate:
     kind: str = ""  # see module docstring
 
 
+class Reason(StrEnum):
+    """Why source text is ``Opaque``: a fixed vocabulary, so coverage reports can
+    group; the variable part (a command or function name, a parser message) goes
+    in ``Opaque.detail``."""
+
+    SYNTAX_ERROR = "syntax error"  # the parser cannot read the text
+    PARSER_FAILURE = "parser failure"  # a detcat bug, contained to this query
+    UNSUPPORTED_LANGUAGE = "unsupported language"  # a query language detcat does not parse
+    UNSUPPORTED_COMMAND = "unsupported command"  # a pipeline command that is not a filter
+    NOT_EVENTS = "not events"  # searches metrics, lookup tables or models, not events
+    UNSUPPORTED_SYNTAX = "unsupported syntax"  # a construct detcat does not model (XOR, …)
+    UNSUPPORTED_MODIFIER = "unsupported modifier"  # a Sigma value modifier detcat does not model
+    FUNCTION = "function"  # a function call that is not a test of a field
+    COMPUTED_VALUE = "computed value"  # compares something computed: arithmetic, a result
+    CONSTANTS = "constant comparison"  # compares constants with each other
+    NOT_A_CONDITION = "not a condition"  # a field or value where a condition belongs
+    NULL_ORDERING = "ordering with null"  # <, > with null: never true, never false
+    NO_EVENT_FIELD = "no event field"  # tests a placeholder or variable, not an event field
+    CROSS_EVENT = "cross-event"  # relates several events inside one condition
+    UNRESOLVED_MACRO = "unresolved macro"  # undefined, malformed or cyclic macro
+    UNRESOLVED_LOOKUP = "unresolved lookup"  # a lookup detcat cannot read
+    PLACEHOLDER = "placeholder"  # a named value list inside other text
+    EMPTY = "empty"  # nothing to test: an empty list or detection
+
+
 @dataclass(frozen=True, slots=True)
 class Opaque:
-    """Source text a parser did not turn into predicates, and why."""
+    """Source text a parser did not turn into predicates, why (``reason``, one of
+    ``Reason``) and the particulars (``detail``: which command, function, error)."""
 
     text: str
-    reason: str
+    reason: Reason
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        # Reason(...) rejects a reason outside the vocabulary: a parser bug.
+        object.__setattr__(self, "reason", Reason(self.reason))
+
+    def why(self) -> str:
+        """``reason: detail``, or the reason alone."""
+        return f"{self.reason}: {self.detail}" if self.detail else str(self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,8 +316,8 @@ def expr_to_json(expr: Expr | None) -> Any:
             return {"or": [expr_to_json(c) for c in children]}
         case Not(child):
             return {"not": expr_to_json(child)}
-        case Opaque(text, reason):
-            return {"opaque": text, "reason": reason}
+        case Opaque(text, reason, detail):
+            return {"opaque": text, "reason": str(reason), "detail": detail}
         case Predicate():
             d = {
                 "field": expr.field,
@@ -308,7 +343,7 @@ def expr_from_json(d: Any) -> Expr | None:
     if "not" in d:
         return Not(expr_from_json(d["not"]))  # type: ignore[arg-type]
     if "opaque" in d:
-        return Opaque(d["opaque"], d["reason"])
+        return Opaque(d["opaque"], d["reason"], d.get("detail", ""))
     return Predicate(
         field_raw=d["field_raw"],
         op=Op(d["op"]),

@@ -63,7 +63,8 @@ def stage_json(stage: Stage) -> dict[str, Any]:
     opaque: list[dict[str, Any]] = []
     for lf in leaves(stage.expr):
         if isinstance(lf.node, Opaque):
-            opaque.append({"text": lf.node.text, "reason": lf.node.reason})
+            node = lf.node
+            opaque.append({"text": node.text, "reason": str(node.reason), "detail": node.detail})
         else:
             preds.append(predicate_json(lf.node, lf.negated, lf.exclusion))
     out: dict[str, Any] = {"name": stage.name, "role": str(stage.role)}

@@ -23,7 +23,7 @@ from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json
 from detcat.normalize import fold_value, indicator_key
 
 DEFAULT_DB = Path("detcat.sqlite")
-SCHEMA_VERSION = "2"  # 2: rules.collection
+SCHEMA_VERSION = "3"  # 2: rules.collection; 3: opaque.detail
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -52,7 +52,7 @@ CREATE TABLE predicates (
 );
 CREATE TABLE opaque (
     rule_pk INTEGER NOT NULL REFERENCES rules(pk), stage_idx INTEGER NOT NULL,
-    text TEXT, reason TEXT
+    text TEXT, reason TEXT, detail TEXT
 );
 CREATE TABLE tactics (id TEXT, shortname TEXT PRIMARY KEY, name TEXT, ord INTEGER);
 CREATE TABLE techniques (
@@ -172,9 +172,9 @@ class CatalogWriter:
                         int(lf.negated), int(lf.exclusion), n.kind,
                     ))  # fmt: skip
                 else:
-                    opaque.append((pk, i, n.text, n.reason))
+                    opaque.append((pk, i, n.text, str(n.reason), n.detail))
         self.conn.executemany("INSERT INTO predicates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", preds)
-        self.conn.executemany("INSERT INTO opaque VALUES (?,?,?,?)", opaque)
+        self.conn.executemany("INSERT INTO opaque VALUES (?,?,?,?,?)", opaque)
         self.conn.executemany("INSERT OR IGNORE INTO rule_events VALUES (?,?,?)", events)
 
     def add_problem(self, p: Problem) -> None:
@@ -236,6 +236,33 @@ def writing(db: Path) -> Iterator[CatalogWriter]:
         os.replace(tmp, db)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def deriving(db: Path) -> Iterator[sqlite3.Connection]:
+    """A read-write connection for tables derived from a built catalog (computed
+    on first use and cached in the file), inside one transaction. ``BEGIN
+    IMMEDIATE`` makes a second process wait, then see the first one's tables."""
+    if not Path(db).exists():
+        raise MissingCatalog(f"no catalog at {db}: run `detcat build` first")
+    conn = sqlite3.connect(db, timeout=120, isolation_level=None)
+    try:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:  # read-only file or directory
+            raise CatalogReadOnly(f"cannot add derived tables to {db}: {e}") from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+class CatalogReadOnly(DetcatError):
+    """The catalog file cannot be written to cache derived tables."""
 
 
 class MissingCatalog(DetcatError, FileNotFoundError):

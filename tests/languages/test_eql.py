@@ -228,7 +228,7 @@ FIELD_COMPARISONS = [
     ("a == b", P("a", REF, "b", "==", True)),
     ("a != b", Not(P("a", REF, "b", "!=", True))),
     ("a < b", P("a", REF, "b", "<", True)),
-    ("b.c == length(a)", Opaque("b.c == length(a)", "function length() compares a computed value")),
+    ("b.c == length(a)", Opaque("b.c == length(a)", "computed value", "length()")),
     ("a : b", P("a", REF, "b", ":", False)),
     (
         "startsWith(dll.name, process.name)",
@@ -248,31 +248,32 @@ DERIVED = [
 ]
 
 OPAQUE = [
-    ("a + 1 == 2", Opaque("a + 1 == 2", "arithmetic expression")),
-    ("-a < 2", Opaque("-a < 2", "arithmetic expression")),
+    ("a + 1 == 2", Opaque("a + 1 == 2", "computed value", "arithmetic expression")),
+    ("-a < 2", Opaque("-a < 2", "computed value", "arithmetic expression")),
     (
         'startsWith(substring(a, 0, 2), "x")',
-        Opaque(
-            'startsWith(substring(a, 0, 2), "x")', "function startsWith() compares a computed value"
-        ),
+        Opaque('startsWith(substring(a, 0, 2), "x")', "computed value", "startsWith()"),
     ),
     (
         "endswith(a, string(b))",
-        Opaque("endswith(a, string(b))", "function endsWith() compares a computed value"),
+        Opaque("endswith(a, string(b))", "computed value", "endsWith()"),
     ),
     (
         'between(a, "x", "y")',
-        Opaque('between(a, "x", "y")', "function between() is not a field test"),
+        Opaque('between(a, "x", "y")', "function", "between()"),
     ),
     (
         "descendant of [process where true]",
-        Opaque("descendant of [process where true]", "descendant of subquery"),
+        Opaque("descendant of [process where true]", "cross-event", "descendant of subquery"),
     ),
-    ("child of [file where true]", Opaque("child of [file where true]", "child of subquery")),
-    ("a", Opaque("a", "bare field used as a condition")),
-    ('"x" == "y"', Opaque('"x" == "y"', "comparison between constants")),
-    ("a > null", Opaque("a > null", "ordering comparison with null")),
-    ("null <= a", Opaque("null <= a", "ordering comparison with null")),
+    (
+        "child of [file where true]",
+        Opaque("child of [file where true]", "cross-event", "child of subquery"),
+    ),
+    ("a", Opaque("a", "not a condition", "bare field")),
+    ('"x" == "y"', Opaque('"x" == "y"', "constant comparison")),
+    ("a > null", Opaque("a > null", "ordering with null")),
+    ("null <= a", Opaque("null <= a", "ordering with null")),
     (
         'a == "1" and length(b) == 0',
         And(

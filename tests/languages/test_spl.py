@@ -207,24 +207,27 @@ WHERE = [
     ("last < now()", P("last", LT, "now", "relative_time()")),
     ("x = null()", P("x", NULL, None, "=")),
     # computed values, conditionals and other shapes stay Opaque, saying why
-    ("len(x) > 200", Opaque("len(x) > 200", "function len() compares a computed value")),
+    ("len(x) > 200", Opaque("len(x) > 200", "computed value", "len()")),
     (
         "mvcount(ips) > 1",
-        Opaque("mvcount(ips) > 1", "function mvcount() compares a computed value"),
+        Opaque("mvcount(ips) > 1", "computed value", "mvcount()"),
     ),
     (
         "x > (a + 2 * b)",
-        Opaque("x > (a + 2 * b)", "arithmetic expression compares a computed value"),
+        Opaque("x > (a + 2 * b)", "computed value", "arithmetic expression"),
     ),
-    ('if(x="a", true(), false())', Opaque('if(x="a", true(), false())', "if()/case() conditional")),
-    ('case(x="a", 1)', Opaque('case(x="a", 1)', "if()/case() conditional")),
-    ("1=1", Opaque("1=1", "comparison of two constants")),
-    ('match(x, "a" . y)', Opaque('match(x, "a" . y)', "function match() with a computed pattern")),
-    ("a XOR b", Opaque("a XOR b", "XOR expression")),
-    ("isOutlier", Opaque("isOutlier", "value used as a condition")),
+    (
+        'if(x="a", true(), false())',
+        Opaque('if(x="a", true(), false())', "computed value", "if()/case()"),
+    ),
+    ('case(x="a", 1)', Opaque('case(x="a", 1)', "computed value", "if()/case()")),
+    ("1=1", Opaque("1=1", "constant comparison")),
+    ('match(x, "a" . y)', Opaque('match(x, "a" . y)', "computed value", "match() pattern")),
+    ("a XOR b", Opaque("a XOR b", "unsupported syntax", "XOR")),
+    ("isOutlier", Opaque("isOutlier", "not a condition", "value")),
     (
         "isnull(mvfind(a, b))",
-        Opaque("isnull(mvfind(a, b))", "function mvfind() compares a computed value"),
+        Opaque("isnull(mvfind(a, b))", "computed value", "mvfind()"),
     ),
 ]
 
@@ -513,7 +516,7 @@ def test_subsearches_join_append_and_map_are_stages() -> None:
     ]
     assert stages[0].expr == A(P("index", EQ, "a"), P("x", EQ, 1))
     assert stages[1].expr == A(P("index", EQ, "b"), P("y", EQ, 2))
-    assert opaques(stages[2].expr)[0].reason == "inputlookup: searches a lookup table, not events"
+    assert opaques(stages[2].expr)[0].why() == "not events: inputlookup: a lookup table"
     assert stages[3].params["type"] == "left"
     assert stages[4].expr == P("Web.status", EQ, 200) and stages[4].params["datamodel"] == "Web"
     assert stages[5].expr == A(P("index", EQ, "d"), P("user", REF, "user"))
@@ -527,27 +530,27 @@ def test_appendpipe_reads_the_results_so_far() -> None:
 OPAQUE_STAGES = [
     (
         "| mstats avg(cpu) as cpu where index=metrics by host",
-        "mstats: searches metrics, not events",
+        "not events: mstats: metrics",
     ),
     (
         "| inputlookup previously_seen.csv | where x=1",
-        "inputlookup: searches a lookup table, not events",
+        "not events: inputlookup: a lookup table",
     ),
     (
         "index=x | apply smb_model threshold=0.01 | search isOutlier > 0",
-        "MLTK fit/apply: model scoring",
+        "not events: MLTK fit/apply: model scoring",
     ),
-    ("index=x | fit DensityFunction count by src", "MLTK fit/apply: model scoring"),
-    ("| rest /services/server/info", "command rest"),
-    ("index=x | frobnicate a b", "command frobnicate"),
-    ("index=x | anomalydetection count", "command anomalydetection"),
-    ("index=x `some_macro(a)` y=1", "undefined macro name"),
+    ("index=x | fit DensityFunction count by src", "not events: MLTK fit/apply: model scoring"),
+    ("| rest /services/server/info", "unsupported command: rest"),
+    ("index=x | frobnicate a b", "unsupported command: frobnicate"),
+    ("index=x | anomalydetection count", "unsupported command: anomalydetection"),
+    ("index=x `some_macro(a)` y=1", "unresolved macro: undefined"),
 ]
 
 
 @pytest.mark.parametrize(("text", "reason"), OPAQUE_STAGES)
 def test_what_is_not_read_is_opaque_with_a_reason(text: str, reason: str) -> None:
-    found = [o.reason for s in spl.parse(text) for o in opaques(s.expr)]
+    found = [o.why() for s in spl.parse(text) for o in opaques(s.expr)]
     assert found == [reason]
 
 
@@ -692,15 +695,15 @@ def test_import_does_no_work() -> None:
 
 # Opaque reasons the corpus may show, each a documented limit of the model.
 DOCUMENTED = {
-    "mstats: searches metrics, not events",
-    "MLTK fit/apply: model scoring",
-    "inputlookup: searches a lookup table, not events",
-    "arithmetic expression compares a computed value",
-    "function len() compares a computed value",
-    "function mvcount() compares a computed value",
-    "function mvfind() compares a computed value",
-    "function match() with a computed pattern",
-    "command outlier",
+    "not events: mstats: metrics",
+    "not events: MLTK fit/apply: model scoring",
+    "not events: inputlookup: a lookup table",
+    "computed value: arithmetic expression",
+    "computed value: len()",
+    "computed value: mvcount()",
+    "computed value: mvfind()",
+    "computed value: match() pattern",
+    "unsupported command: outlier",
 }
 
 
@@ -746,7 +749,7 @@ def test_corpus_coverage(
     reasons: Counter[str] = Counter()
     full = 0
     for rel, stages in parsed.items():
-        found = [o.reason for s in stages for o in opaques(s.expr)]
+        found = [o.why() for s in stages for o in opaques(s.expr)]
         reasons.update(set(found))
         has_query = any(s.expr is not None for s in stages)
         full += has_query and not found and rel not in undefined

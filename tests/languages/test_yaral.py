@@ -204,27 +204,27 @@ def test_functions(events: str, expected: Expr) -> None:
 OPAQUE = [
     (
         'strings.concat($e.a.b, $e.a.c) = "xy"',
-        "function strings.concat() compares a computed value",
+        "computed value: strings.concat()",
     ),
     (
         'strings.coalesce($e.a.b, $e.a.c) = "xy"',
-        "function strings.coalesce() compares a computed value",
+        "computed value: strings.coalesce()",
     ),
-    ("2592000 > timestamp.current_seconds() - $e.a.b", "arithmetic comparison"),
-    ("$e.a.b - $e.a.c > 5", "arithmetic comparison"),
-    ('hash.fingerprint($e.a.b, "x")', "unsupported function hash.fingerprint()"),
-    ('$e.a.b = "1"\n    re.regex($e.a.c, $rx)', "re.regex() without a literal pattern"),
-    ('$e.a.b = "1"\n    $unbound = "x"', "placeholder without an event field"),
-    ('($e.a.b = $x or $e.a.c = "1")', "variable comparison inside a boolean expression"),
-    ("$e.a.b < /re/", "regex value with operator <"),
-    ("$e.a.b", "value used as a condition"),
+    ("2592000 > timestamp.current_seconds() - $e.a.b", "computed value: arithmetic"),
+    ("$e.a.b - $e.a.c > 5", "computed value: arithmetic"),
+    ('hash.fingerprint($e.a.b, "x")', "function: hash.fingerprint()"),
+    ('$e.a.b = "1"\n    re.regex($e.a.c, $rx)', "computed value: re.regex() pattern"),
+    ('$e.a.b = "1"\n    $unbound = "x"', "no event field: placeholder"),
+    ('($e.a.b = $x or $e.a.c = "1")', "cross-event: variable comparison in a condition"),
+    ("$e.a.b < /re/", "unsupported syntax: regex value with operator <"),
+    ("$e.a.b", "not a condition: value"),
 ]
 
 
 @pytest.mark.parametrize(("events", "reason"), OPAQUE)
 def test_opaque_reasons(events: str, reason: str) -> None:
     opaque = [lf for lf in _flatten(expr(events)) if isinstance(lf, Opaque)]
-    assert [o.reason for o in opaque] == [reason]
+    assert [o.why() for o in opaque] == [reason]
     assert opaque[0].text in events  # the rule's own text, for the coverage report
 
 
@@ -399,7 +399,7 @@ def test_placeholders(events: str, expected: Expr) -> None:
 def test_expression_over_several_event_variables_is_opaque() -> None:
     r = rule('$e.a.b = "1" or $f.a.b = "2"', "$e and $f")
     assert r.stages[0].expr == Opaque(
-        '$e.a.b = "1" or $f.a.b = "2"', "expression spans several event variables"
+        '$e.a.b = "1" or $f.a.b = "2"', "cross-event", "expression spans several event variables"
     )
 
 
@@ -562,7 +562,7 @@ LENIENT = [
     (
         src("$e.a.b = C:\\\\x\\\\*.bat nocase"),
         "expr",
-        Opaque("$e.a.b = C:\\\\x\\\\*.bat nocase", "undelimited value"),
+        Opaque("$e.a.b = C:\\\\x\\\\*.bat nocase", "unsupported syntax", "undelimited value"),
     ),
 ]
 

@@ -53,7 +53,8 @@ def _record_lookups(corpus: Corpus, rule: Rule) -> None:
 def corpus(corpora: Path) -> Corpus:
     out = Corpus()
     for vendor in VENDORS:
-        rules = [r for r in registry.get(vendor).read(corpora / vendor) if isinstance(r, Rule)]
+        source = registry.get(vendor)
+        rules = [r for r in source.read(corpora / vendor) if isinstance(r, Rule)]
         for rule in rules:
             normalize_rule(rule)
             _record_lookups(out, rule)

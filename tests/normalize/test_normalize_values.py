@@ -235,8 +235,8 @@ def test_every_vocabulary_spelling_is_used_by_the_corpus(corpora: Path) -> None:
     the judge of the vocabulary."""
     fields = set(vocabularies())
     seen: set[tuple[str, str]] = set()
-    for vendor in ("sigma", "elastic", "splunk", "chronicle"):
-        for rule in registry.get(vendor).read(corpora / vendor):
+    for source in registry.vendors():
+        for rule in source.read(corpora / source.name):
             if isinstance(rule, Rule):
                 seen |= _vocabulary_values(rule, fields)
     table = {(f, k) for f, t in vocabularies().items() for k in t}

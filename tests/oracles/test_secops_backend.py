@@ -11,7 +11,8 @@ backend (``pysigma-backend-secops``, pipeline ``secops_udm_pipeline``, output fo
    - a ``conditions:`` section header instead of ``condition:``;
    - regex literals with an unescaped ``/`` (``/cmd.exe /c/``) or empty (``//``);
    - values written without any delimiter (``= C:\\x\\*.bat nocase``, from Sigma
-     values with inner wildcards): kept as ``Opaque("…", "undelimited value")``.
+     values with inner wildcards): kept as ``Opaque`` ("unsupported syntax", "undelimited
+   value").
 
 2. What the parse states agrees with the text. The backend writes one comparison
    per field reference (``$event1.<path> = "v"``, ``!= /re/ nocase``,
@@ -161,13 +162,13 @@ def test_predicates_state_what_the_backend_wrote(
     assert unreadable == with_opaque
     assert readable / len(converted) > 0.99, f"{readable}/{len(converted)}"
     reasons = Counter(
-        o.reason
+        o.why()
         for rules in parsed.values()
         for r in rules
         for s in r.stages
         for o in _opaques(s.expr)
     )
-    assert set(reasons) <= {"undelimited value"}
+    assert set(reasons) <= {"unsupported syntax: undelimited value"}
 
 
 def _opaques(expr: object) -> list[Opaque]:

@@ -208,7 +208,9 @@ def test_kibana_filters(tmp_path: Path) -> None:
                 ),
             )
         ),
-        Opaque('{"query_string": {"query": "a:b"}}', "Kibana filter query_string"),
+        Opaque(
+            '{"query_string": {"query": "a:b"}}', "unsupported syntax", "Kibana filter query_string"
+        ),
     )
     excluded = {(p.field_raw, p.op) for p in exclusions(stage.expr)}
     assert ("file.path", Op.WILDCARD) in excluded
@@ -389,7 +391,7 @@ def test_lucene_is_opaque(tmp_path: Path) -> None:
     rule = read_one(
         tmp_path, "rules/lucene.toml", 'type = "query"\nlanguage = "lucene"\nquery = "a:b AND c"\n'
     )
-    assert rule.stages == [Stage(expr=Opaque("a:b AND c", "lucene query language not parsed"))]
+    assert rule.stages == [Stage(expr=Opaque("a:b AND c", "unsupported language", "lucene"))]
     assert rule.has_query and not rule.fully_parsed and not rule.problems
 
 
@@ -412,7 +414,7 @@ def test_query_error_is_a_problem_with_file_position(tmp_path: Path) -> None:
     assert problem.message == "KQL: unexpected end of query"
     assert (problem.vendor, problem.rule_id) == ("elastic", "broken")
     assert rule.stages == [
-        Stage(expr=Opaque(rule.query, "parse error: KQL: unexpected end of query"))
+        Stage(expr=Opaque(rule.query, "syntax error", "KQL: unexpected end of query"))
     ]
 
 

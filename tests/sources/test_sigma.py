@@ -132,7 +132,7 @@ MODIFIERS = [
     (
         "placeholder inside other text is Opaque naming it",
         "selection:\n  User|expand: 'corp-%admins%-x'",
-        Opaque("User|expand: corp-%admins%-x", "placeholder %admins% inside a value"),
+        Opaque("User|expand: corp-%admins%-x", "placeholder", "%admins% inside a value"),
     ),
     (
         "cased",

@@ -70,11 +70,26 @@ TOY = macros(
             [],
         ),
         # anything else undefined is unknown logic
-        ("x | `get_asset(src)`", "x", ["get_asset"], ["undefined macro get_asset"]),
-        ("`sysmon(1)` x=1", " x=1", ["sysmon"], ["undefined macro sysmon"]),  # arity counts
-        ('a=1 NOT (`cim_corp("q")`) b=2', "a=1 b=2", ["cim_corp"], ["undefined macro cim_corp"]),
-        ("a=1 (`cim_corp`) b=2", "a=1 b=2", ["cim_corp"], ["undefined macro cim_corp"]),
-        ("eval x=f(`cim_corp`)", "eval x=f()", ["cim_corp"], ["undefined macro cim_corp"]),
+        ("x | `get_asset(src)`", "x", ["get_asset"], ["unresolved macro: get_asset undefined"]),
+        (
+            "`sysmon(1)` x=1",
+            " x=1",
+            ["sysmon"],
+            ["unresolved macro: sysmon undefined"],
+        ),  # arity counts
+        (
+            'a=1 NOT (`cim_corp("q")`) b=2',
+            "a=1 b=2",
+            ["cim_corp"],
+            ["unresolved macro: cim_corp undefined"],
+        ),
+        ("a=1 (`cim_corp`) b=2", "a=1 b=2", ["cim_corp"], ["unresolved macro: cim_corp undefined"]),
+        (
+            "eval x=f(`cim_corp`)",
+            "eval x=f()",
+            ["cim_corp"],
+            ["unresolved macro: cim_corp undefined"],
+        ),
         # a lone backtick in a string is literal; a whole call in a string expands
         ('eval n=split(p,"`") | `r_filter`', 'eval n=split(p,"`")', [], []),
         (
@@ -90,7 +105,7 @@ TOY = macros(
 )
 def test_macro_expansion(search: str, expanded: str, used: list[str], opaque: list[str]) -> None:
     exp = TOY.expand(search)
-    assert (" ".join(exp.text.split()), exp.macros, [o.reason for o in exp.opaques]) == (
+    assert (" ".join(exp.text.split()), exp.macros, [o.why() for o in exp.opaques]) == (
         " ".join(expanded.split()),
         used,
         opaque,
@@ -101,7 +116,7 @@ def test_macro_expansion(search: str, expanded: str, used: list[str], opaque: li
 def test_macro_cycle_is_a_problem_and_opaque() -> None:
     exp = TOY.expand("`cyc_a` | stats count")
     assert exp.problems == ["macro cycle: cyc_a -> cyc_b -> cyc_a"]
-    assert exp.opaques == [Opaque("`cyc_a`", "macro cycle")]
+    assert exp.opaques == [Opaque("`cyc_a`", "unresolved macro", "cycle")]
     assert exp.text.split() == ["a=1", "b=1", "|", "stats", "count"]
 
 
@@ -521,7 +536,7 @@ def test_unparsable_search_becomes_problem_and_single_opaque_stage(
         f"parse error at 1:{column} of the expanded search: unexpected token 'BROKEN'"
     )
     assert [s.expr for s in rule.stages] == [
-        Opaque(search, "parse error: unexpected token 'BROKEN'")
+        Opaque(search, "syntax error", "unexpected token 'BROKEN'")
     ]
     assert not rule.fully_parsed
 
@@ -535,7 +550,7 @@ def test_undefined_macro_is_anded_to_the_first_stage(
     assert rule.stages[0].expr == And(
         (
             Predicate("search", Op.KEYWORD, "sourcetype=sysmon x=1"),
-            Opaque("`get_asset(src)`", "undefined macro get_asset"),
+            Opaque("`get_asset(src)`", "unresolved macro", "get_asset undefined"),
         )
     )
     assert rule.problems == [] and not rule.fully_parsed

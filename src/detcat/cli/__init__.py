@@ -93,12 +93,22 @@ def build(
     except catalog.BuildError as e:
         err.print(f"[red]build failed: {escape(str(e))}[/red] (the previous catalog is unchanged)")
         sys.exit(EXIT_FAILED)
+    _derive(db)
     if as_json:
         _print_json(render.build_report_json(report))
     else:
         render.build_summary(console, report)
     if strict and report.problem_count:
         sys.exit(EXIT_FAILED)
+
+
+def _derive(db: Path) -> None:
+    """Tables computed from a fresh catalog (near-duplicate clusters), so that
+    ``similar``, ``lint`` and the site find them ready."""
+    from detcat import similar
+
+    with err.status("near-duplicate rules"):
+        similar.ensure(db)
 
 
 @main.command()
@@ -193,6 +203,8 @@ def _register_optional_commands() -> None:
     """Commands that live with their layer (fidelity tools, the web site)."""
     for module, names in (
         ("detcat.cli.fidelity", ("parse", "match")),
+        ("detcat.cli.lint", ("lint",)),
+        ("detcat.cli.similar", ("similar", "clusters")),
         ("detcat.cli.coverage", ("coverage", "layer")),
         ("detcat.cli.diff", ("diff",)),
         ("detcat.cli.export_csv", ("export_csv",)),

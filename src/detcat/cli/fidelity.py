@@ -153,8 +153,8 @@ def _render(expr: Expr, depth: int, lines: list[str]) -> None:
         case Not(child):
             lines.append(pad + "NOT")
             _render(child, depth + 1, lines)
-        case Opaque(text, reason):
-            lines.append(f"{pad}? opaque ({reason}): {' '.join(text.split())[:120]}")
+        case Opaque(text):
+            lines.append(f"{pad}? opaque ({expr.why()}): {' '.join(text.split())[:120]}")
         case Predicate():
             lines.append(pad + _predicate_line(expr))
 

@@ -176,7 +176,8 @@ def expr_lines(e: Any, depth: int = 0) -> list[str]:
     if "not" in e:
         return [pad + "NOT"] + expr_lines(e["not"], depth + 1)
     if "opaque" in e:
-        return [f"{pad}OPAQUE ({e['reason']}): {e['opaque']}"]
+        why = f"{e['reason']}: {e['detail']}" if e.get("detail") else e["reason"]
+        return [f"{pad}OPAQUE ({why}): {e['opaque']}"]
     field = e["field"] or "(keyword)"
     raw = f" [{e['field_raw']}]" if e["field_raw"] and e["field_raw"] != e["field"] else ""
     case = " (case-sensitive)" if e.get("case_sensitive") else ""
@@ -200,6 +201,11 @@ def stats(console: Console, data: dict[str, Any]) -> None:
     for v, s in data["vendors"].items():
         for reason, n in list(s["opaque"].items())[:10]:
             console.print(f"  {v}: {n} rules with Opaque: {_E(reason)}")
+    if dup := data.get("near_duplicates"):
+        console.print(
+            f"  near-duplicate clusters: {dup['clusters']} ({dup['cross_vendor']} cross-vendor,"
+            f" biggest {dup['biggest']} rules)"
+        )
 
 
 def unmapped(console: Console, rows: list[dict[str, Any]]) -> None:

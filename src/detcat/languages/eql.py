@@ -64,6 +64,7 @@ from detcat.model import (
     Or,
     Predicate,
     QueryError,
+    Reason,
     Stage,
     and_,
     or_,
@@ -298,13 +299,13 @@ class _Builder(Transformer):  # type: ignore[type-arg]
     # -- values --------------------------------------------------------------
 
     def arith(self, left: Node, _op: Token, right: Node) -> Computed:
-        return Computed(left.start, right.end, "arithmetic expression")
+        return Computed(left.start, right.end, Reason.COMPUTED_VALUE, "arithmetic expression")
 
     def signed(self, sign: Token, node: Node) -> Node:
         start: int = sign.start_pos  # type: ignore[assignment]
         if isinstance(node, Lit) and isinstance(node.value, int | float):
             return Lit(-node.value if sign.value == "-" else node.value, start, node.end)
-        return Computed(start, node.end, "arithmetic expression")
+        return Computed(start, node.end, Reason.COMPUTED_VALUE, "arithmetic expression")
 
     def string(self, tok: Token) -> Lit:
         return Lit(unescape_string(tok.value), tok.start_pos, tok.end_pos)  # type: ignore[arg-type]
@@ -333,7 +334,7 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         return Call(spelled, spelled != name.value, rest[:-1], name.start_pos, end)  # type: ignore[arg-type]
 
     def lineage(self, kind: Token, sub: _Subquery) -> Computed:
-        return Computed(kind.start_pos, sub.end, f"{kind.value} of subquery")  # type: ignore[arg-type]
+        return Computed(kind.start_pos, sub.end, Reason.CROSS_EVENT, f"{kind.value} of subquery")  # type: ignore[arg-type]
 
     def paren(self, lpar: Token, *rest: Any) -> Node:
         items, end = rest[:-1], rest[-1].end_pos
@@ -366,9 +367,9 @@ def as_bool(node: Any) -> Expr:
         # An empty And is true and an empty Or false: both vanish inside and_/or_.
         return And(()) if node.value else Or(())
     if isinstance(node, Computed):
-        return Opaque(node.text(), node.reason)
+        return Opaque(node.text(), node.reason, node.detail)
     kind = "field" if isinstance(node, Field) else "value"
-    return Opaque(node.text(), f"bare {kind} used as a condition")
+    return Opaque(node.text(), Reason.NOT_A_CONDITION, f"bare {kind}")
 
 
 def _text(a: Node, b: Node) -> str:
@@ -382,7 +383,7 @@ def _compare(left: Node, op: str, right: Node) -> Expr:
     if isinstance(left, Call) and isinstance(right, Lit) and _of_one_field(left):
         return _derived(_compare_value(Field(left.text(), left.start, left.end), op, right))
     if not isinstance(left, Field):
-        return Opaque(_text(left, right), reason(right if isinstance(left, Lit) else left))
+        return Opaque(_text(left, right), *reason(right if isinstance(left, Lit) else left))
     if isinstance(right, Lit):
         return _compare_value(left, op, right)
     if isinstance(right, Field):
@@ -391,7 +392,7 @@ def _compare(left: Node, op: str, right: Node) -> Expr:
     if isinstance(right, Tuple) and op in ("==", "!="):
         eqs = or_(*(_item(left.raw, item, op, True, right) for item in right.items))
         return Not(eqs) if op == "!=" else eqs
-    return Opaque(_text(left, right), reason(right))
+    return Opaque(_text(left, right), *reason(right))
 
 
 def _of_one_field(call: Call) -> bool:
@@ -412,7 +413,7 @@ def _compare_value(left: Field, op: str, lit: Lit) -> Expr:
     field, value = left.raw, lit.value
     if op in _ORDER:
         if value is None:
-            return Opaque(_text(left, lit), "ordering comparison with null")
+            return Opaque(_text(left, lit), Reason.NULL_ORDERING)
         return Predicate(field, _ORDER[op], value, op, True)
     if value is None:
         return Predicate(field, Op.IS_NULL if op == "==" else Op.EXISTS, None, op, True)
@@ -428,13 +429,13 @@ def _item(field: str, item: Any, syntax: str, case_sensitive: bool, within: Node
     if isinstance(item, Field):
         return Predicate(field, Op.FIELD_REF, item.raw, syntax, case_sensitive)
     if isinstance(item, NODE_TYPES):
-        return Opaque(item.text(), reason(item))
-    return Opaque(within.text(), "boolean expression used as a value")
+        return Opaque(item.text(), *reason(item))
+    return Opaque(within.text(), Reason.COMPUTED_VALUE, "boolean expression as a value")
 
 
 def _in(left: Node, op: str, values: Node) -> Expr:
     if not isinstance(left, Field):
-        return Opaque(_text(left, values), reason(left))
+        return Opaque(_text(left, values), *reason(left))
     case_sensitive = not op.endswith("~")
     items = values.items if isinstance(values, Tuple) else (values,)
     return or_(*(_item(left.raw, item, op, case_sensitive, values) for item in items))
@@ -442,7 +443,7 @@ def _in(left: Node, op: str, values: Node) -> Expr:
 
 def _string_op(left: Node, op: str, right: Node) -> Expr:
     if not isinstance(left, Field):
-        return Opaque(_text(left, right), reason(left))
+        return Opaque(_text(left, right), *reason(left))
     case_sensitive = op in ("like", "regex")
     items = right.items if isinstance(right, Tuple) else (right,)
     return or_(*(_pattern(left.raw, op, item, case_sensitive, right) for item in items))

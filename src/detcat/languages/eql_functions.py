@@ -4,7 +4,7 @@ predicates, the others (``length``, ``substring``, arithmetic…) ``Opaque``."""
 from __future__ import annotations
 
 from detcat.languages.eql_values import Call, Computed, Field, Group, Lit, Node, Tuple, classify
-from detcat.model import Expr, Op, Opaque, Predicate, or_
+from detcat.model import Expr, Op, Opaque, Predicate, Reason, or_
 
 # lower-case name -> (op, legacy). op None: the value is a wildcard pattern to classify.
 # Legacy functions come from Endgame EQL, which is case-insensitive throughout.
@@ -57,14 +57,14 @@ def call_expr(call: Call) -> Expr:
     name = spelling(call.name)
     test = _TESTS.get(key)
     if test is None:
-        return Opaque(call.text(), f"function {name}() is not a field test")
+        return Opaque(call.text(), Reason.FUNCTION, f"{name}()")
     field, *values = call.args
     if (
         not values
         or not isinstance(field, Field)
         or not all(isinstance(v, Lit | Field) for v in values)
     ):
-        return Opaque(call.text(), f"function {name}() compares a computed value")
+        return Opaque(call.text(), Reason.COMPUTED_VALUE, f"{name}()")
     op, legacy = test
     syntax = f"{name}~()" if call.insensitive else f"{name}()"
     case_sensitive = not (legacy or call.insensitive or op is Op.CIDR)
@@ -82,16 +82,17 @@ def _predicate(
     return Predicate(field, op, value, syntax, case_sensitive)
 
 
-def reason(node: Node) -> str:
-    """Why a comparison whose operand is ``node`` (not a plain field) is opaque."""
+def reason(node: Node) -> tuple[Reason, str]:
+    """Why a comparison whose operand is ``node`` (not a plain field) is opaque:
+    (reason, detail)."""
     if isinstance(node, Call):
-        return f"function {spelling(node.name)}() compares a computed value"
+        return Reason.COMPUTED_VALUE, f"{spelling(node.name)}()"
     if isinstance(node, Computed):
-        return node.reason
+        return node.reason, node.detail
     if isinstance(node, Tuple):
-        return "list used as a value"
+        return Reason.COMPUTED_VALUE, "list as a value"
     if isinstance(node, Group):
-        return "boolean expression used as a value"
+        return Reason.COMPUTED_VALUE, "boolean expression as a value"
     if isinstance(node, Lit):
-        return "comparison between constants"
-    return "comparison with a computed value"
+        return Reason.CONSTANTS, ""
+    return Reason.COMPUTED_VALUE, ""

@@ -12,7 +12,7 @@ import re
 from contextvars import ContextVar
 from typing import Any, NamedTuple, TypeAlias
 
-from detcat.model import Expr, Op, Value
+from detcat.model import Expr, Op, Reason, Value
 
 source: ContextVar[str] = ContextVar("eql_source")
 
@@ -51,7 +51,8 @@ class Computed(NamedTuple):
 
     start: int
     end: int
-    reason: str
+    reason: Reason
+    detail: str
 
     def text(self) -> str:
         return source.get()[self.start : self.end]

@@ -60,6 +60,7 @@ from detcat.model import (
     Opaque,
     Predicate,
     QueryError,
+    Reason,
     Stage,
     StageRole,
     and_,
@@ -285,7 +286,7 @@ def _neutral(cmd: _Command) -> None:
 
 def _unknown(cmd: _Command) -> None:
     text = f"{cmd.name.upper()} {cmd.body.strip()}".strip()
-    cmd.pipe.add_filter(Opaque(text, f"unsupported ES|QL command {cmd.name.upper()}"))
+    cmd.pipe.add_filter(Opaque(text, Reason.UNSUPPORTED_COMMAND, cmd.name.upper()))
 
 
 _HANDLERS: dict[str, Callable[[_Command], None]] = {
@@ -361,10 +362,10 @@ class _Cond:
                 return self.call(n)
             case "field":
                 return Predicate(n.value, Op.EQ, True, "", True)
-        return self.opaque(n, "expression used as a condition")
+        return self.opaque(n, Reason.NOT_A_CONDITION, "expression")
 
-    def opaque(self, n: N, reason: str) -> Opaque:
-        return Opaque(self.cmd.source(n), reason)
+    def opaque(self, n: N, reason: Reason, detail: str = "") -> Opaque:
+        return Opaque(self.cmd.source(n), reason, detail)
 
     @staticmethod
     def negate(n: N, expr: Expr) -> Expr:
@@ -375,10 +376,10 @@ class _Cond:
         for side in sides:
             call = _first_call(side)
             if call is not None:
-                return self.opaque(n, f"function {call}() compares a computed value")
+                return self.opaque(n, Reason.COMPUTED_VALUE, f"{call}()")
         if all(_constant(s) is not None for s in sides):
-            return self.opaque(n, "compares constants")
-        return self.opaque(n, "arithmetic compares a computed value")
+            return self.opaque(n, Reason.CONSTANTS)
+        return self.opaque(n, Reason.COMPUTED_VALUE, "arithmetic")
 
     def compare(self, n: N) -> Expr:
         lhs, op, rhs = n.args
@@ -464,11 +465,11 @@ class _Cond:
         if name == "kql" and args and _constant(args[0]) is not None:
             return self.kql(n, args[0])
         if name == "qstr":
-            return self.opaque(n, "QSTR() Lucene query string")
+            return self.opaque(n, Reason.FUNCTION, "QSTR() Lucene query string")
         target = _operand(args[0]) if args else None
         consts = [_constant(a) for a in args[1:] if a.kind != "map"]
         if target is None or not consts or any(c is None for c in consts):
-            return self.opaque(n, f"function {name}() used as a condition")
+            return self.opaque(n, Reason.FUNCTION, f"{name}()")
         syntax = f"{name}()"
         if name in _STRING_FUNCS:
             return Predicate(target[0], _STRING_FUNCS[name], consts[0][0], syntax, not target[1])  # type: ignore[index]
@@ -476,7 +477,7 @@ class _Cond:
             return or_(*(Predicate(target[0], Op.CIDR, c[0], syntax) for c in consts))  # type: ignore[index]
         if name in _MATCH_FUNCS:
             return Predicate(target[0], Op.EQ, consts[0][0], syntax, name == "mv_contains")  # type: ignore[index]
-        return self.opaque(n, f"function {name}() used as a condition")
+        return self.opaque(n, Reason.FUNCTION, f"{name}()")
 
     def kql(self, n: N, arg: N) -> Expr:
         try:

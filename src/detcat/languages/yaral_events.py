@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from detcat.model import Expr, Not, Op, Opaque, Predicate, Stage, StageRole, and_, or_
+from detcat.model import Expr, Not, Op, Opaque, Predicate, Reason, Stage, StageRole, and_, or_
 
 MetaValue: TypeAlias = str | int | float | bool  # a literal's value; also meta and option values
 
@@ -213,7 +213,9 @@ class _Events:
         expr = self._expr(stmt)
         owners = self._vars(stmt)
         if len(owners) > 1:
-            expr = self._opaque(stmt, "expression spans several event variables")
+            expr = self._opaque(
+                stmt, Reason.CROSS_EVENT, "expression spans several event variables"
+            )
         owner = owners[0] if owners else (self.vars[0] if self.vars else "$e")
         self.filters.setdefault(owner, []).append(expr)
 
@@ -237,8 +239,8 @@ class _Events:
         return list(dict.fromkeys(r.var for r in _refs(node) if r.path))
 
     # -- boolean expressions ----------------------------------------------------
-    def _opaque(self, node: Any, reason: str) -> Opaque:
-        return Opaque(self.text[node.start : node.end], reason)
+    def _opaque(self, node: Any, reason: Reason, detail: str = "") -> Opaque:
+        return Opaque(self.text[node.start : node.end], reason, detail)
 
     def _expr(self, node: Any) -> Expr:
         match node:
@@ -256,18 +258,18 @@ class _Events:
                 return self._in_list(node)
             case Cmp():
                 return self._compare(node)
-        return self._opaque(node, "value used as a condition")
+        return self._opaque(node, Reason.NOT_A_CONDITION, "value")
 
-    def _no_field(self, node: Any) -> str:
-        """A categorical reason why ``node`` is not a field."""
+    def _no_field(self, node: Any) -> tuple[Reason, str]:
+        """Why ``node`` is not a field: (reason, detail)."""
         match node:
             case Arith():
-                return "arithmetic comparison"
+                return Reason.COMPUTED_VALUE, "arithmetic"
             case Call(name=name):
-                return f"function {name}() compares a computed value"
+                return Reason.COMPUTED_VALUE, f"{name}()"
             case Ref():
-                return "placeholder without an event field"
-        return "comparison without an event field"
+                return Reason.NO_EVENT_FIELD, "placeholder"
+        return Reason.NO_EVENT_FIELD, ""
 
     def _compare(self, node: Cmp) -> Expr:
         left, right, op = node.left, node.right, node.op
@@ -276,28 +278,27 @@ class _Events:
         if (same := _field_ref(node)) is not None:
             return same
         if not _is_value(right):
-            reason = "variable comparison inside a boolean expression"
             if isinstance(left, Arith) or isinstance(right, Arith):
-                reason = "arithmetic comparison"
-            return self._opaque(node, reason)
+                return self._opaque(node, Reason.COMPUTED_VALUE, "arithmetic")
+            return self._opaque(node, Reason.CROSS_EVENT, "variable comparison in a condition")
         if right.kind == "bare":
-            return self._opaque(node, "undelimited value")
+            return self._opaque(node, Reason.UNSUPPORTED_SYNTAX, "undelimited value")
         found = self._field(left)
         if found is None:
-            return self._opaque(node, self._no_field(left))
+            return self._opaque(node, *self._no_field(left))
         return _predicate(found, op, right, node.nocase, node.quant) or self._opaque(
-            node, f"{right.kind} value with operator {op}"
+            node, Reason.UNSUPPORTED_SYNTAX, f"{right.kind} value with operator {op}"
         )
 
     def _function(self, node: Any, call: Call, quant: str, nocase: bool) -> Expr:
         op = _MATCH_FUNCS.get(call.name)
         if op is None:
-            return self._opaque(node, f"unsupported function {call.name}()")
+            return self._opaque(node, Reason.FUNCTION, f"{call.name}()")
         if len(call.args) != 2 or not _is_value(call.args[1]):
-            return self._opaque(node, f"{call.name}() without a literal pattern")
+            return self._opaque(node, Reason.COMPUTED_VALUE, f"{call.name}() pattern")
         found = self._field(call.args[0])
         if found is None:
-            return self._opaque(node, self._no_field(call.args[0]))
+            return self._opaque(node, *self._no_field(call.args[0]))
         syntax = f"{quant} {call.name}()" if quant else f"{call.name}()"
         sensitive = op != Op.CIDR and not (nocase or found.folded)
         value = call.args[1].value
@@ -306,7 +307,7 @@ class _Events:
     def _in_list(self, node: Cmp) -> Expr:
         found = self._field(node.left)
         if found is None:
-            return self._opaque(node, self._no_field(node.left))
+            return self._opaque(node, *self._no_field(node.left))
         syntax = " ".join(p for p in (node.quant, "in", node.mode) if p)
         sensitive = node.mode != "cidr" and not (node.nocase or found.folded)
         value = node.right.value

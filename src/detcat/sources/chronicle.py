@@ -23,6 +23,7 @@ from detcat.model import (
     Predicate,
     Problem,
     QueryError,
+    Reason,
     Rule,
     Stage,
     leaves,
@@ -113,7 +114,7 @@ def broken_rule(text: str, rel: str, err: QueryError, *, deprecated: bool = Fals
     y = YaraLRule(name=name.group(1) if name else Path(rel).stem, meta_items=meta)
     y.meta = dict(reversed(meta))  # first value of each key wins, as in the parser
     y.text = text[start:]
-    y.stages = [Stage(expr=Opaque(y.text, "syntax error"))]
+    y.stages = [Stage(expr=Opaque(y.text, Reason.SYNTAX_ERROR, err.message))]
     rule = build_rule(y, rel, deprecated=deprecated)
     rule.problems.append(Problem(rel, err.message, err.line, err.column, VENDOR, rule.id))
     return rule

@@ -39,6 +39,7 @@ from detcat.model import (
     Predicate,
     Problem,
     QueryError,
+    Reason,
     Rule,
     Stage,
     StageRole,
@@ -199,7 +200,7 @@ def _add_stages(out: Rule, rule: dict[str, Any], raw: str) -> None:
 
 def _fail(out: Rule, message: str, line: int | None, col: int | None) -> None:
     out.problems.append(Problem(out.source_path, message, line, col, VENDOR, out.id))
-    out.stages = [Stage(expr=Opaque(out.query, f"parse error: {message}"))]
+    out.stages = [Stage(expr=Opaque(out.query, Reason.SYNTAX_ERROR, message))]
 
 
 def parse_query(language: str, query: str) -> list[Stage]:
@@ -210,7 +211,7 @@ def parse_query(language: str, query: str) -> list[Stage]:
         return esql.parse(query)
     if language == "eql":
         return _eql().parse(query)  # type: ignore[no-any-return]
-    return [Stage(expr=Opaque(query, f"{language or 'unknown'} query language not parsed"))]
+    return [Stage(expr=Opaque(query, Reason.UNSUPPORTED_LANGUAGE, language or "unknown"))]
 
 
 def _eql() -> Any:
@@ -315,11 +316,19 @@ def _filter_query(f: dict[str, Any]) -> dict[str, Any]:
 def es_query(q: dict[str, Any]) -> Expr:
     """One Elasticsearch query DSL clause (as Kibana filters use it) -> Expr."""
     if len(q) != 1:
-        return Opaque(json.dumps(q, sort_keys=True), "Kibana filter with several clauses")
+        return Opaque(
+            json.dumps(q, sort_keys=True),
+            Reason.UNSUPPORTED_SYNTAX,
+            "Kibana filter with several clauses",
+        )
     kind, body = next(iter(q.items()))
     handler = _DSL.get(kind)
     expr = handler(body) if handler and isinstance(body, dict) else None
-    return expr if expr is not None else Opaque(json.dumps(q), f"Kibana filter {kind}")
+    return (
+        expr
+        if expr is not None
+        else Opaque(json.dumps(q), Reason.UNSUPPORTED_SYNTAX, f"Kibana filter {kind}")
+    )
 
 
 def _field_value(body: dict[str, Any], key: str) -> tuple[str, Any, dict[str, Any]] | None:

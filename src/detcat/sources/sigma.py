@@ -50,6 +50,7 @@ from detcat.model import (
     Predicate,
     Problem,
     QueryError,
+    Reason,
     Rule,
     Stage,
     StageRole,
@@ -188,12 +189,34 @@ def _condition_expr(sr: SigmaRule, rule: Rule) -> Expr | None:
         try:
             tree = cond.parse(postprocess=False)
         except SigmaError as e:
-            rule.problems.append(Problem(rule.source_path, f"broken condition: {e}", vendor=VENDOR))
-            exprs.append(Opaque(cond.condition, f"broken condition: {e}"))
+            detail = _condition_error(e)
+            message = f"broken condition {cond.condition!r}: {detail}"
+            rule.problems.append(Problem(rule.source_path, message, vendor=VENDOR))
+            exprs.append(Opaque(cond.condition, Reason.SYNTAX_ERROR, f"condition: {detail}"))
             continue
         exprs.append(_condition_node(tree, detections, rule))
     # Several conditions in one rule (a list) are alternatives.
     return or_(*exprs) if exprs else None
+
+
+# pyparsing's expectations, in the words of the Sigma specification.
+_CONDITION_EXPECTED = (
+    ("'of'", "a detection name, '1 of …', 'all of …' or 'not'"),
+    ("Unbalanced parentheses", "a closing ')' or a detection name after the operator"),
+    ("end of text", "'and', 'or' or the end of the condition"),
+)
+
+
+def _condition_error(e: SigmaError) -> str:
+    """A condition syntax error without grammar token names, with its column."""
+    cause = e.__context__
+    loc, text, msg = (getattr(cause, k, None) for k in ("loc", "pstr", "msg"))
+    if not isinstance(loc, int) or not isinstance(text, str):
+        return str(e)
+    want = next((words for key, words in _CONDITION_EXPECTED if key in str(msg)), None)
+    rest = text[loc:].split()
+    where = f"found {rest[0]!r}" if rest else "found the end of the condition"
+    return f"expected {want or msg}, {where} (column {loc + 1})"
 
 
 def _condition_node(node: Any, detections: dict[str, SigmaDetection], rule: Rule) -> Expr:
@@ -216,8 +239,10 @@ def _condition_node(node: Any, detections: dict[str, SigmaDetection], rule: Rule
             parts = [_detection(detections[n]) for n in names]
             return and_(*parts) if node.cond_class is ConditionAND else or_(*parts)
     if isinstance(node, ConditionItem):
-        return Opaque(str(node), f"condition element {type(node).__name__}")
-    return Opaque(str(node), "unknown condition element")
+        return Opaque(
+            str(node), Reason.UNSUPPORTED_SYNTAX, f"condition element {type(node).__name__}"
+        )
+    return Opaque(str(node), Reason.UNSUPPORTED_SYNTAX, "unknown condition element")
 
 
 class _Dets:
@@ -229,7 +254,7 @@ class _Dets:
 
 def _broken(rule: Rule, message: str) -> Opaque:
     rule.problems.append(Problem(rule.source_path, message, vendor=VENDOR, rule_id=rule.id))
-    return Opaque("", message)
+    return Opaque("", Reason.SYNTAX_ERROR, message)
 
 
 # -- detections -------------------------------------------------------------------
@@ -253,7 +278,11 @@ def _item(item: SigmaDetectionItem) -> Expr:
     else:
         preds = [_value(item.field, v, syntax) for v in item.value]
     combine = and_ if item.value_linking is ConditionAND else or_
-    return combine(*preds) if preds else Opaque(str(item.field), "detection item without values")
+    return (
+        combine(*preds)
+        if preds
+        else Opaque(str(item.field), Reason.EMPTY, "detection item without values")
+    )
 
 
 def _op_for_modifiers(mods: list[str]) -> Op:
@@ -295,7 +324,9 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
             return p if v.exists else Not(p)
         case SigmaFieldReference():
             return Predicate(field, Op.FIELD_REF, v.field, syntax)
-    return Opaque(f"{field}{syntax}: {v}", f"value type {type(v).__name__}")
+    return Opaque(
+        f"{field}{syntax}: {v}", Reason.UNSUPPORTED_SYNTAX, f"value type {type(v).__name__}"
+    )
 
 
 def _string(field: str | None, s: SigmaString, syntax: str) -> Expr:
@@ -330,7 +361,7 @@ def _placeholder(field: str | None, s: SigmaString, syntax: str) -> Expr:
     if len(core) == 1 and isinstance(core[0], Placeholder):
         return Predicate(field, Op.IN_LIST, core[0].name, syntax)
     names = ", ".join(p.name for p in s.s if isinstance(p, Placeholder))
-    return Opaque(f"{field}{syntax}: {s}", f"placeholder %{names}% inside a value")
+    return Opaque(f"{field}{syntax}: {s}", Reason.PLACEHOLDER, f"%{names}% inside a value")
 
 
 def classify_wildcards(parts: list[Any]) -> tuple[Op, list[Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from detcat.model import Opaque, Problem, QueryError, Rule, Stage, and_
+from detcat.model import Opaque, Problem, QueryError, Reason, Rule, Stage, and_
 from detcat.sources.registry import ANY, NO_HINTS, Hints, Vendor, query_rule, tagged
 from detcat.sources.splunk_lookups import LookupResolver, LookupTables
 from detcat.tables import EVENT_SOURCES, FIELDS, load
@@ -135,10 +135,10 @@ def _stages(
         # within the search after macro expansion, so it goes into the message.
         at = f" at {e.line}:{e.column} of the expanded search" if e.line else ""
         rule.problems.append(_problem(rule, f"parse error{at}: {e.message}", line))
-        return [Stage(expr=Opaque(rule.query, f"parse error: {e.message}"))]
+        return [Stage(expr=Opaque(rule.query, Reason.SYNTAX_ERROR, e.message))]
     except Exception as e:  # a parser bug must cost one rule, not the build
         rule.problems.append(_problem(rule, f"parser crashed: {type(e).__name__}: {e}"))
-        return [Stage(expr=Opaque(rule.query, f"parser crashed: {type(e).__name__}"))]
+        return [Stage(expr=Opaque(rule.query, Reason.PARSER_FAILURE, type(e).__name__))]
     if exp.opaques:  # undefined macros and cycles: unknown logic, ANDed to the first stage
         stages = stages or [Stage()]
         stages[0].expr = and_(*([stages[0].expr] if stages[0].expr else []), *exp.opaques)
@@ -268,7 +268,7 @@ class Macros:
     def _call(self, ref: str, stack: tuple[str, ...], exp: Expansion) -> str:
         call = _CALL.fullmatch(ref)
         if call is None:
-            exp.opaques.append(Opaque(f"`{ref}`", "malformed macro reference"))
+            exp.opaques.append(Opaque(f"`{ref}`", Reason.UNRESOLVED_MACRO, "malformed reference"))
             return ""
         name, args = call.group(1), _split_args(call.group(2))
         macro = self.defs.get((name, len(args)))
@@ -277,7 +277,7 @@ class Macros:
         _note(exp.macros, name)
         if name in stack:
             exp.problems.append("macro cycle: " + " -> ".join((*stack, name)))
-            exp.opaques.append(Opaque(f"`{ref}`", "macro cycle"))
+            exp.opaques.append(Opaque(f"`{ref}`", Reason.UNRESOLVED_MACRO, "cycle"))
             return ""
         body = macro.definition
         for param, value in zip(macro.args, args, strict=True):
@@ -293,7 +293,7 @@ def _undefined(name: str, ref: str, exp: Expansion) -> str:
         return ""
     _note(exp.macros, name)
     if name not in NO_FILTER_MACROS:
-        exp.opaques.append(Opaque(f"`{ref}`", f"undefined macro {name}"))
+        exp.opaques.append(Opaque(f"`{ref}`", Reason.UNRESOLVED_MACRO, f"{name} undefined"))
     return ""
 
 

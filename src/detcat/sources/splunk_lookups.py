@@ -168,8 +168,8 @@ def evaluate(expr: Expr, row: Row) -> bool:
             return not evaluate(child, row)
         case Predicate():
             return _compare(expr, row)
-        case Opaque(reason=reason):
-            raise Unresolvable(reason)
+        case Opaque():
+            raise Unresolvable(expr.why())
     raise TypeError(f"not an Expr: {expr!r}")
 
 

@@ -34,7 +34,8 @@ class PredicateNode(_Strict):
 
 class OpaqueNode(_Strict):
     opaque: str = Field(description="source text the parser did not turn into predicates")
-    reason: str
+    reason: str = Field(description="why, one of a fixed vocabulary (detcat.model.Reason)")
+    detail: str = Field("", description="the particulars: which command, function, error")
 
 
 class AndNode(_Strict):
@@ -170,6 +171,7 @@ class OpaqueRow(_Strict):
     stage_idx: int
     text: str | None
     reason: str | None
+    detail: str | None
 
 
 class RuleProblem(_Strict):

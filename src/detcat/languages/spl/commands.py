@@ -3,7 +3,7 @@
 Commands that filter add predicates; commands that define fields (eval, rex,
 spath, lookup, rename, aggregations) update the scope so that later filters
 resolve to the right vendor field and stage; commands in ``IGNORED`` neither
-filter nor define fields; anything else becomes ``Opaque("command <name>")``.
+filter nor define fields; anything else becomes ``Opaque(text, "unsupported command", "<name>")``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from detcat.languages.spl.expr import FieldRef, eval_string, unquote
 from detcat.languages.spl.fields import Agg, Rename
 from detcat.languages.spl.pipeline import Lookup, Pipeline
 from detcat.languages.spl.scan import Command, arg_tokens
-from detcat.model import Not, Op, Opaque, Predicate
+from detcat.model import Not, Op, Opaque, Predicate, Reason
 
 _TRANSACTION_OUT = ("duration", "eventcount", "closed_txn", "field_match_sum", "linecount")
 _IPLOCATION_OUT = ("City", "Country", "Region", "lat", "lon")
@@ -161,7 +161,7 @@ class SplPipeline(Pipeline):
             r"\s*(?:([^\s=!\"]+|\"[^\"]*\")\s*(!?=)\s*)?(\".*\"|\S+)\s*", cmd.args, re.S
         )
         if m is None:
-            self.add(Opaque(self.text(cmd), "command regex"), self.level)
+            self.add(Opaque(self.text(cmd), Reason.UNSUPPORTED_COMMAND, "regex"), self.level)
             return
         ref = self.resolve(unquote(m.group(1))[0] if m.group(1) else "_raw")
         value = eval_string(m.group(3)) if m.group(3).startswith('"') else m.group(3)
@@ -228,7 +228,10 @@ class SplPipeline(Pipeline):
     def cmd_lookup(self, cmd: Command) -> None:
         _, args = _options(words(cmd))
         if not args:
-            self.add(Opaque(self.text(cmd), "command lookup without a table"), self.level)
+            self.add(
+                Opaque(self.text(cmd), Reason.UNRESOLVED_LOOKUP, "lookup without a table"),
+                self.level,
+            )
             return
         name, rest = args[0], args[1:]
         cut = next((i for i, w in enumerate(rest) if w.upper() in ("OUTPUT", "OUTPUTNEW")), None)
@@ -303,7 +306,7 @@ class SplPipeline(Pipeline):
         return m.group(1) if m else None
 
     def cmd_mstats(self, cmd: Command) -> None:
-        self.add(Opaque(self.text(cmd), "mstats: searches metrics, not events"), self.level)
+        self.add(Opaque(self.text(cmd), Reason.NOT_EVENTS, "mstats: metrics"), self.level)
         toks = arg_tokens(cmd.args)
         marks = {
             t.lower(): i
@@ -320,7 +323,7 @@ class SplPipeline(Pipeline):
     def cmd_from(self, cmd: Command) -> None:
         m = re.fullmatch(r"\s*datamodel\s*[:=]?\s*\"?([\w.]+)\"?\s*", cmd.args)
         if m is None:
-            self.add(Opaque(self.text(cmd), "command from"), self.level)
+            self.add(Opaque(self.text(cmd), Reason.UNSUPPORTED_COMMAND, "from"), self.level)
         else:
             self.params[self.base].setdefault("datamodel", m.group(1))
 
@@ -333,9 +336,8 @@ class SplPipeline(Pipeline):
     def cmd_inputlookup(self, cmd: Command) -> None:
         opts, _ = _options(words(cmd))
         if self.position == 0 and opts.get("append", "f").lower() not in ("t", "true", "1"):
-            reason = "inputlookup: searches a lookup table, not events"
             rest = " | ".join(self.text(c) for c in self.commands[self.position :])
-            self.add(Opaque(rest, reason), self.level)
+            self.add(Opaque(rest, Reason.NOT_EVENTS, "inputlookup: a lookup table"), self.level)
             self.done = True  # the rest filters table rows, not events
 
     # -- subsearches ---------------------------------------------------------------------
@@ -356,7 +358,7 @@ class SplPipeline(Pipeline):
         if m is not None:
             self.spawn(-1, params={"command": "map"}, text=eval_string(m.group(1)))
         elif not cmd.subs:
-            self.add(Opaque(self.text(cmd), "command map"), self.level)
+            self.add(Opaque(self.text(cmd), Reason.UNSUPPORTED_COMMAND, "map"), self.level)
 
     # -- scoring -----------------------------------------------------------------------------
 
@@ -364,11 +366,15 @@ class SplPipeline(Pipeline):
         # A model's verdict is a new field; every later filter reads the scored results.
         self.aggregate(Agg(0, [], [], keep=True), {"command": self.text(cmd)})
         self.floor = self.level
-        self.add(Opaque(self.text(cmd), "MLTK fit/apply: model scoring"), self.level)
+        self.add(
+            Opaque(self.text(cmd), Reason.NOT_EVENTS, "MLTK fit/apply: model scoring"), self.level
+        )
 
     cmd_apply = cmd_fit
 
     def cmd_anomalydetection(self, cmd: Command) -> None:
         opts, _ = _options(words(cmd))
         if opts.get("action", "filter") not in ("annotate", "summary"):
-            self.add(Opaque(self.text(cmd), "command anomalydetection"), self.level)
+            self.add(
+                Opaque(self.text(cmd), Reason.UNSUPPORTED_COMMAND, "anomalydetection"), self.level
+            )

@@ -32,7 +32,7 @@ from detcat.languages.spl.expr import (
     predicate,
     unquote,
 )
-from detcat.model import Expr, Not, Op, Opaque, Value, and_, opaques, or_
+from detcat.model import Expr, Not, Op, Opaque, Reason, Value, and_, opaques, or_
 
 
 @dataclass(slots=True)
@@ -41,7 +41,7 @@ class _Operand:
     ref: FieldRef | None = None
     ci: bool = False
     value: Value = None
-    why: str = ""  # for "computed": the Opaque reason
+    why: str = ""  # for "computed": what is computed (the Opaque detail)
 
 
 def _fields(node: Tree | Token) -> list[str]:
@@ -64,7 +64,7 @@ def _literal(token: Token) -> Value:
     return num if num is not None else float(str(token))
 
 
-_ARITHMETIC = "arithmetic expression compares a computed value"
+_ARITHMETIC = "arithmetic expression"
 
 
 class EvalBuilder(Builder):
@@ -73,7 +73,7 @@ class EvalBuilder(Builder):
 
     def build(self, node: Tree | Token) -> Expr:
         if isinstance(node, Token):
-            return self.opaque(node, "value used as a condition")
+            return self.opaque(node, Reason.NOT_A_CONDITION, "value")
         match node.data:
             case "e_or":
                 return or_(*(self.build(c) for c in node.children))
@@ -82,7 +82,7 @@ class EvalBuilder(Builder):
             case "e_neg":
                 return Not(self.build(node.children[0]))
             case "e_xor":
-                return self.opaque(node, "XOR expression")
+                return self.opaque(node, Reason.UNSUPPORTED_SYNTAX, "XOR")
             case "e_compare":
                 return self.compare(node)
             case "e_like":
@@ -92,16 +92,16 @@ class EvalBuilder(Builder):
                 return self.in_(node, node.children[0], args, "IN")
             case "e_func":
                 return self.call(node)
-        return self.opaque(node, "arithmetic expression used as a condition")
+        return self.opaque(node, Reason.NOT_A_CONDITION, "arithmetic expression")
 
     def touch(self, node: Tree | Token) -> None:
         """Record the fields a subtree reads (they place it in its stage)."""
         for name in _fields(node):
             self.ref(name)
 
-    def opaque(self, node: Tree | Token, reason: str) -> Opaque:
+    def opaque(self, node: Tree | Token, reason: Reason, detail: str = "") -> Opaque:
         self.touch(node)
-        return Opaque(self.source(node), reason)
+        return Opaque(self.source(node), reason, detail)
 
     def operand(self, node: Tree | Token) -> _Operand:
         if isinstance(node, Token):
@@ -117,7 +117,7 @@ class EvalBuilder(Builder):
         self.touch(node)
         if node.data in ("e_sum", "e_prod", "e_minus"):
             return _Operand("computed", why=_ARITHMETIC)
-        return _Operand("computed", why="boolean expression compared as a value")
+        return _Operand("computed", why="boolean expression as a value")
 
     def call_operand(self, node: Tree) -> _Operand:
         name, args = _call(node)
@@ -135,7 +135,7 @@ class EvalBuilder(Builder):
         if not args and name in ("true", "false"):
             return _Operand("lit", value=name == "true")
         self.touch(node)
-        return _Operand("computed", why=f"function {name}() compares a computed value")
+        return _Operand("computed", why=f"{name}()")
 
     def compare(self, node: Tree) -> Expr:
         left, op_tok, right = node.children
@@ -145,13 +145,13 @@ class EvalBuilder(Builder):
             lhs, rhs, op = rhs, lhs, FLIPPED[op]
         for side in (lhs, rhs):
             if side.kind == "computed":
-                return Opaque(self.source(node), side.why)
+                return Opaque(self.source(node), Reason.COMPUTED_VALUE, side.why)
         if lhs.kind != "field":
-            return Opaque(self.source(node), "comparison of two constants")
+            return Opaque(self.source(node), Reason.CONSTANTS)
         if rhs.kind == "null":
             pred = predicate(lhs.ref, Op.EXISTS if op == "!=" else Op.IS_NULL, None, op)
             return (
-                pred if op in ("=", "==", "!=") else Opaque(self.source(node), "ordering with null")
+                pred if op in ("=", "==", "!=") else Opaque(self.source(node), Reason.NULL_ORDERING)
             )
         if rhs.kind == "field":
             # field_ref compares two fields; ``syntax`` says how ("==", ">", …).
@@ -177,21 +177,21 @@ class EvalBuilder(Builder):
         if subj.kind == "field":
             return subj
         if subj.kind == "computed":
-            return Opaque(self.source(node), subj.why)
-        return Opaque(self.source(node), f"function {fn}() on a constant")
+            return Opaque(self.source(node), Reason.COMPUTED_VALUE, subj.why)
+        return Opaque(self.source(node), Reason.CONSTANTS, f"{fn}() of a constant")
 
     def call(self, node: Tree) -> Expr:
         name, args = _call(node)
         handler = _CALLS.get(name)
         if handler is None:
             if name in ("if", "case"):
-                return self.opaque(node, "if()/case() conditional")
-            return self.opaque(node, f"function {name}() used as a condition")
+                return self.opaque(node, Reason.COMPUTED_VALUE, "if()/case()")
+            return self.opaque(node, Reason.FUNCTION, f"{name}()")
         return handler(self, node, args)
 
     def match(self, node: Tree, args: list[Any]) -> Expr:
         if len(args) != 2 or not _is_string(args[1]):
-            return self.opaque(node, "function match() with a computed pattern")
+            return self.opaque(node, Reason.COMPUTED_VALUE, "match() pattern")
         subj = self.subject(node, args[0], "match")
         if isinstance(subj, Opaque):
             return subj
@@ -201,12 +201,12 @@ class EvalBuilder(Builder):
 
     def like_call(self, node: Tree, args: list[Any]) -> Expr:
         if len(args) != 2:
-            return self.opaque(node, "function like() with a computed pattern")
+            return self.opaque(node, Reason.COMPUTED_VALUE, "like() pattern")
         return self.like(node, args[0], args[1], "like()")
 
     def like(self, node: Tree, arg: Any, pattern: Any, syntax: str) -> Expr:
         if not _is_string(pattern):
-            return self.opaque(node, "function like() with a computed pattern")
+            return self.opaque(node, Reason.COMPUTED_VALUE, "like() pattern")
         subj = self.subject(node, arg, "like")
         if isinstance(subj, Opaque):
             return subj
@@ -216,7 +216,7 @@ class EvalBuilder(Builder):
     def null_test(self, node: Tree, args: list[Any]) -> Expr:
         name, _ = _call(node)
         if len(args) != 1:
-            return self.opaque(node, f"function {name}() with {len(args)} arguments")
+            return self.opaque(node, Reason.FUNCTION, f"{name}() with {len(args)} arguments")
         subj = self.subject(node, args[0], name)
         if isinstance(subj, Opaque):
             return subj
@@ -226,7 +226,7 @@ class EvalBuilder(Builder):
 
     def cidrmatch(self, node: Tree, args: list[Any]) -> Expr:
         if len(args) != 2 or not _is_string(args[0]):
-            return self.opaque(node, "function cidrmatch() with a computed range")
+            return self.opaque(node, Reason.COMPUTED_VALUE, "cidrmatch() range")
         subj = self.subject(node, args[1], "cidrmatch")
         if isinstance(subj, Opaque):
             return subj
@@ -234,14 +234,14 @@ class EvalBuilder(Builder):
 
     def in_call(self, node: Tree, args: list[Any]) -> Expr:
         if not args:
-            return self.opaque(node, "function in() without arguments")
+            return self.opaque(node, Reason.EMPTY, "in()")
         return self.in_(node, args[0], args[1:], "in()")
 
     def in_(self, node: Tree, arg: Any, items: list[Any], syntax: str) -> Expr:
         """``f IN ("a", g)``: a literal member is an eq, a field member a field_ref
         (membership in a multivalue field)."""
         if not items or not all(isinstance(i, Token) for i in items):
-            return self.opaque(node, "IN list with computed members")
+            return self.opaque(node, Reason.COMPUTED_VALUE, "IN list members")
         subj = self.subject(node, arg, "in")
         if isinstance(subj, Opaque):
             return subj
@@ -258,7 +258,7 @@ class EvalBuilder(Builder):
 
     def searchmatch(self, node: Tree, args: list[Any]) -> Expr:
         if len(args) != 1 or not _is_string(args[0]):
-            return self.opaque(node, "function searchmatch() with a computed search")
+            return self.opaque(node, Reason.COMPUTED_VALUE, "searchmatch() search")
         token: Token = args[0]
         text = eval_string(str(token))
         offset = self.offset + (token.start_pos or 0) + 1
@@ -267,7 +267,9 @@ class EvalBuilder(Builder):
         parts = inner.conjuncts(tree, "s_and", inner.build)
         for part in parts:
             self.refs.extend(part.refs)
-        return and_(*(p.expr for p in parts)) if parts else Opaque(text, "empty searchmatch()")
+        return (
+            and_(*(p.expr for p in parts)) if parts else Opaque(text, Reason.EMPTY, "searchmatch()")
+        )
 
 
 def _two_way(name: str, args: list[Any]) -> tuple[Any, Value, Value] | None:

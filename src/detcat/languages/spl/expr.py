@@ -28,6 +28,7 @@ from detcat.model import (
     Opaque,
     Predicate,
     QueryError,
+    Reason,
     Value,
     and_,
     or_,
@@ -390,7 +391,7 @@ class SearchBuilder(Builder):
         ref = self.ref(unquote(str(fnode.children[0]))[0])
         preds = [self.equals(ref, str(item.children[0]), "IN") for item in items.children]
         if not preds:
-            return Opaque(self.source(node), "empty IN list")
+            return Opaque(self.source(node), Reason.EMPTY, "IN list")
         return or_(*preds)
 
     def keyword(self, token: Token) -> Expr | None:

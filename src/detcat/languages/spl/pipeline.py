@@ -27,6 +27,7 @@ from detcat.model import (
     Opaque,
     Predicate,
     QueryError,
+    Reason,
     Stage,
     StageRole,
     and_,
@@ -128,7 +129,7 @@ class Pipeline:
                 break
             self.cmd, self.spawned, self.position = cmd, set(), n
             for macro in cmd.macros:
-                self.add(Opaque(macro, "undefined macro name"), self.level)
+                self.add(Opaque(macro, Reason.UNRESOLVED_MACRO, "undefined"), self.level)
             if cmd.name:
                 self.dispatch(cmd)
             for k in range(len(cmd.subs)):
@@ -142,7 +143,7 @@ class Pipeline:
         if handler is not None:
             handler(cmd)
         elif cmd.name not in IGNORED:
-            self.add(Opaque(self.text(cmd), f"command {cmd.name}"), self.level)
+            self.add(Opaque(self.text(cmd), Reason.UNSUPPORTED_COMMAND, cmd.name), self.level)
 
     def text(self, cmd: Command) -> str:
         """A command as written (with its subsearches and macros)."""

@@ -1,0 +1,399 @@
+"""Near-duplicate rules across vendors, over the store in canonical terms.
+
+A rule's *features* are what its events stages look at: each positive indicator
+``(field, op, case-folded value)``, each exclusion, each catalog event. A path
+predicate with an implied file-name twin (``Image|endswith '\\x.exe'`` ->
+``process.name eq x.exe``) counts as the twin only, so a Sigma rule on
+``Image`` and an Elastic rule on ``process.name`` share the feature.
+
+Similarity is weighted Jaccard: shared weight over union weight, a feature's
+weight its kind's multiplier times ``ln(1 + N/df)`` (``data/similar.toml``).
+
+The catalog-wide pairs come from MinHash LSH (``datasketch``) over the
+indicator and exclusion sets, each candidate then scored exactly; pairs at the
+cluster threshold form clusters (connected components). This is computed once
+per catalog, by ``detcat build`` or on first use, and cached in the catalog
+file itself (tables ``sim_*``; a new build writes a new file, so a cache can
+never outlive its catalog). One rule's or one draft's neighbours are scored
+exactly against every rule sharing a specific feature (an indexed lookup).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from detcat import store
+from detcat.model import And, Expr, Not, Or, Predicate, Rule, StageRole, expr_from_json, leaves
+from detcat.normalize import indicator_key
+from detcat.normalize.tables import load
+
+VERSION = "1"  # bump when features or scoring change: cached tables are recomputed
+_NO_VALUE_OPS = ("exists", "is_null")
+_KINDS = {"i": "indicator", "x": "exclusion", "e": "event"}
+
+DDL = """
+CREATE TABLE sim_features (rule_pk INTEGER NOT NULL, feature TEXT NOT NULL, weight REAL NOT NULL);
+CREATE TABLE sim_pairs (a INTEGER NOT NULL, b INTEGER NOT NULL, score REAL NOT NULL);
+CREATE TABLE sim_clusters (rule_pk INTEGER PRIMARY KEY, cluster INTEGER NOT NULL);
+CREATE INDEX sim_features_feature ON sim_features (feature);
+CREATE INDEX sim_features_rule ON sim_features (rule_pk);
+CREATE INDEX sim_pairs_a ON sim_pairs (a);
+CREATE INDEX sim_pairs_b ON sim_pairs (b);
+CREATE INDEX sim_clusters_cluster ON sim_clusters (cluster);
+"""
+
+
+@cache
+def settings() -> dict[str, Any]:
+    return load("similar.toml")
+
+
+# -- features ---------------------------------------------------------------------------
+
+
+def collapse_implied(expr: Expr | None) -> Expr | None:
+    """The tree with each ``And(p, implied)`` pair replaced by the implied
+    predicate: the canonical spelling of what ``p`` pins down."""
+    match expr:
+        case And(children):
+            kept = [
+                collapse_implied(c)
+                for i, c in enumerate(children)
+                if not (i + 1 < len(children) and _implied(children[i + 1]) and not _implied(c))
+            ]
+            return kept[0] if len(kept) == 1 else And(tuple(kept))  # type: ignore[arg-type]
+        case Or(children):
+            return Or(tuple(collapse_implied(c) for c in children))  # type: ignore[misc]
+        case Not(child):
+            return Not(collapse_implied(child))  # type: ignore[arg-type]
+    return expr
+
+
+def _implied(node: Expr) -> bool:
+    return isinstance(node, Predicate) and node.kind == "implied"
+
+
+def key_text(p: Predicate) -> str:
+    return "\t".join(indicator_key(p))
+
+
+def stage_features(expr: Expr | None, events: Iterable[str]) -> set[str]:
+    out = {f"e\t{e}" for e in events}
+    for lf in leaves(collapse_implied(expr)):
+        p = lf.node
+        if not isinstance(p, Predicate) or p.op in _NO_VALUE_OPS:
+            continue
+        if lf.exclusion:
+            out.add("x\t" + key_text(p))
+        elif not lf.negated:
+            out.add("i\t" + key_text(p))
+    return out
+
+
+def rule_features(rule: Rule) -> set[str]:
+    """The features of a (normalized) rule's events stages."""
+    out: set[str] = set()
+    for s in rule.stages:
+        if s.role is StageRole.EVENTS and not s.negated:
+            out |= stage_features(s.expr, s.events)
+    return out
+
+
+def describe(feature: str) -> dict[str, str]:
+    """A feature as JSON: ``{kind, field, op, value}`` or ``{kind, event}``."""
+    kind, *rest = feature.split("\t")
+    if kind == "e":
+        return {"kind": _KINDS[kind], "event": rest[0]}
+    return {"kind": _KINDS[kind], "field": rest[0], "op": rest[1], "value": rest[2]}
+
+
+def _catalog_features(conn: sqlite3.Connection) -> dict[int, set[str]]:
+    events: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for pk, idx, event in conn.execute("SELECT rule_pk, stage_idx, event FROM rule_events"):
+        events[(pk, idx)].append(event)
+    out: dict[int, set[str]] = defaultdict(set)
+    for pk, idx, expr in conn.execute(
+        "SELECT rule_pk, idx, expr FROM stages WHERE role = 'events' AND negated = 0"
+    ):
+        out[pk] |= stage_features(expr_from_json(json.loads(expr)), events[(pk, idx)])
+    return {pk: f for pk, f in out.items() if any(x[0] == "i" for x in f)}
+
+
+def weight(feature: str, df: int, n: int) -> float:
+    mult = settings()["multipliers"][_KINDS[feature[0]]]
+    return float(mult * math.log(1 + n / max(df, 1)))
+
+
+def score(a: dict[str, float], b: dict[str, float]) -> float:
+    """Weighted Jaccard of two weighted feature sets."""
+    shared = sum(min(w, b[f]) for f, w in a.items() if f in b)
+    union = sum(a.values()) + sum(b.values()) - shared
+    return shared / union if union else 0.0
+
+
+# -- the cached catalog-wide computation --------------------------------------------------
+
+
+def ensure(db: Path) -> dict[str, Any]:
+    """The similarity tables of the catalog at ``db``, computed if missing; returns
+    the summary stored with them."""
+    conn = store.connect(db)
+    try:
+        got = cached_summary(conn)
+    finally:
+        conn.close()
+    if got is not None:
+        return got
+    with store.deriving(db) as wconn:
+        got = cached_summary(wconn)  # another process may have written it meanwhile
+        if got is None:
+            got = _compute(wconn)
+    return got
+
+
+def available(conn: sqlite3.Connection) -> bool:
+    """Whether the catalog holds the similarity tables (``ensure`` computes them)."""
+    return cached_summary(conn) is not None
+
+
+def cached_summary(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'similar'").fetchone()
+    if row is None:
+        return None
+    got: dict[str, Any] = json.loads(row[0])
+    return got if got.get("version") == VERSION else None
+
+
+def _compute(conn: sqlite3.Connection) -> dict[str, Any]:
+    started = time.perf_counter()
+    feats = _catalog_features(conn)
+    df: dict[str, int] = defaultdict(int)
+    for fs in feats.values():
+        for f in fs:
+            df[f] += 1
+    n = len(feats)
+    weighted = {pk: {f: weight(f, df[f], n) for f in fs} for pk, fs in feats.items()}
+    pairs = _pairs(feats, weighted)
+    clusters = _components(pairs)
+    for statement in [f"DROP TABLE IF EXISTS {t}" for t in _TABLES] + DDL.split(";")[:-1]:
+        conn.execute(statement)  # not executescript: it would commit the transaction
+    conn.executemany(
+        "INSERT INTO sim_features VALUES (?,?,?)",
+        ((pk, f, w) for pk, fs in weighted.items() for f, w in fs.items()),
+    )
+    conn.executemany("INSERT INTO sim_pairs VALUES (?,?,?)", pairs)
+    conn.executemany(
+        "INSERT INTO sim_clusters VALUES (?,?)",
+        ((pk, cid) for cid, members in enumerate(clusters, 1) for pk in members),
+    )
+    summary = {
+        "version": VERSION,
+        "rules": n,
+        "pairs": len(pairs),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('similar', ?)", (json.dumps(summary),))
+    return summary
+
+
+_TABLES = ("sim_features", "sim_pairs", "sim_clusters")
+
+
+def _pairs(
+    feats: dict[int, set[str]], weighted: dict[int, dict[str, float]]
+) -> list[tuple[int, int, float]]:
+    """Pairs at the cluster threshold: LSH candidates over indicator/exclusion
+    sets, each scored exactly."""
+    threshold = settings()["thresholds"]["cluster"]
+    out = []
+    for a, b in lsh_candidates(feats):
+        s = score(weighted[a], weighted[b])
+        if s >= threshold:
+            out.append((a, b, round(s, 4)))
+    return sorted(out)
+
+
+def lsh_candidates(feats: dict[int, set[str]]) -> set[tuple[int, int]]:
+    """Candidate pairs ``(a, b)``, ``a < b``, from MinHash LSH."""
+    from datasketch import MinHash, MinHashLSH
+
+    cfg = settings()["lsh"]
+    keys = sorted(feats)
+    sets = [[f.encode() for f in feats[pk] if f[0] != "e"] for pk in keys]
+    hashes = MinHash.bulk(sets, num_perm=cfg["num_perm"])
+    lsh = MinHashLSH(threshold=cfg["threshold"], num_perm=cfg["num_perm"])
+    with lsh.insertion_session() as session:
+        for pk, h in zip(keys, hashes, strict=True):
+            session.insert(pk, h)
+    # Every bucket of every band holds candidates for each other: reading the
+    # buckets once is the same set as querying each rule, several times faster.
+    out: set[tuple[int, int]] = set()
+    for table in lsh.hashtables:
+        for bucket in table.keys():  # noqa: SIM118 (a storage object, not a dict)
+            members = sorted(table.get(bucket))
+            out.update(itertools.combinations(members, 2))
+    return out
+
+
+def _components(pairs: list[tuple[int, int, float]]) -> list[list[int]]:
+    """Connected components of the pair graph (union-find), biggest first."""
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, _ in pairs:
+        parent[find(a)] = find(b)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for x in parent:
+        groups[find(x)].append(x)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: (-len(g), g[0]))
+
+
+# -- queries ------------------------------------------------------------------------------
+
+
+def weighted_features(conn: sqlite3.Connection, features: Iterable[str]) -> dict[str, float]:
+    """Catalog weights of a draft's features (df counted as if the draft were added)."""
+    fs = sorted(set(features))
+    df = _df(conn, fs)
+    n = _rule_count(conn) + 1
+    return {f: weight(f, df.get(f, 0) + 1, n) for f in fs}
+
+
+def _df(conn: sqlite3.Connection, features: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for chunk in _chunks(features):
+        marks = ",".join("?" * len(chunk))
+        out.update(conn.execute(
+            f"SELECT feature, COUNT(*) FROM sim_features WHERE feature IN ({marks})"
+            " GROUP BY feature", chunk,
+        ).fetchall())  # fmt: skip
+    return out
+
+
+def _rule_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(DISTINCT rule_pk) FROM sim_features").fetchone()[0])
+
+
+def _chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def neighbours(
+    conn: sqlite3.Connection,
+    weights: dict[str, float],
+    *,
+    exclude: int | None = None,
+    min_score: float | None = None,
+    limit: int = 10,
+) -> list[dict[str, Any]]:
+    """Catalog rules scored against a weighted feature set, best first:
+    ``[{vendor, id, title, score, shared: [...]}]``."""
+    floor = settings()["thresholds"]["related"] if min_score is None else min_score
+    df = _df(conn, list(weights))
+    specific = [f for f in weights if f[0] != "e" and 0 < df.get(f, 0) <= _candidate_df()]
+    candidates: set[int] = set()
+    for chunk in _chunks(specific):
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT DISTINCT rule_pk FROM sim_features WHERE feature IN ({marks})"
+        candidates.update(pk for (pk,) in conn.execute(sql, chunk))
+    candidates.discard(exclude)  # type: ignore[arg-type]
+    scored = []
+    for pk, feats in _features_of(conn, sorted(candidates)).items():
+        s = score(weights, feats)
+        if s >= floor:
+            scored.append((s, pk, sorted(set(weights) & set(feats))))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return [_neighbour(conn, s, pk, shared) for s, pk, shared in scored[:limit]]
+
+
+def _candidate_df() -> int:
+    return int(settings()["thresholds"]["candidate_df"])
+
+
+def _features_of(conn: sqlite3.Connection, pks: list[int]) -> dict[int, dict[str, float]]:
+    out: dict[int, dict[str, float]] = defaultdict(dict)
+    for chunk in _chunks(pks):
+        marks = ",".join("?" * len(chunk))
+        for pk, f, w in conn.execute(
+            f"SELECT rule_pk, feature, weight FROM sim_features WHERE rule_pk IN ({marks})", chunk
+        ):
+            out[pk][f] = w
+    return out
+
+
+def _neighbour(conn: sqlite3.Connection, s: float, pk: int, shared: list[str]) -> dict[str, Any]:
+    r = conn.execute("SELECT vendor, id, title FROM rules WHERE pk = ?", (pk,)).fetchone()
+    return {
+        "vendor": r[0],
+        "id": r[1],
+        "title": r[2],
+        "score": round(s, 3),
+        "shared": [describe(f) for f in shared],
+    }
+
+
+def similar_rules(
+    conn: sqlite3.Connection, vendor: str | None, rule_id: str, limit: int = 10
+) -> list[dict[str, Any]] | None:
+    """Rules similar to a catalog rule (itself excluded); None when no such rule."""
+    sql = "SELECT pk FROM rules WHERE id = ?" + (" AND vendor = ?" if vendor else "")
+    row = conn.execute(sql, (rule_id, vendor) if vendor else (rule_id,)).fetchone()
+    if row is None:
+        return None
+    own = _features_of(conn, [row[0]]).get(row[0], {})
+    return neighbours(conn, own, exclude=row[0], limit=limit) if own else []
+
+
+def clusters(conn: sqlite3.Connection, limit: int | None = None) -> list[dict[str, Any]]:
+    """Clusters of near-duplicates, biggest first, with members and vendors."""
+    members: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for cid, vendor, rid, title in conn.execute(
+        "SELECT c.cluster, r.vendor, r.id, r.title FROM sim_clusters c"
+        " JOIN rules r ON r.pk = c.rule_pk ORDER BY c.cluster, r.vendor, r.title"
+    ):
+        members[cid].append({"vendor": vendor, "id": rid, "title": title})
+    out = [
+        {
+            "cluster": cid,
+            "size": len(rules),
+            "vendors": sorted({r["vendor"] for r in rules}),
+            "rules": rules,
+        }
+        for cid, rules in members.items()
+    ]
+    return out[:limit] if limit else out
+
+
+def cluster_summary(conn: sqlite3.Connection) -> dict[str, int]:
+    """Counts for ``stats``: clusters, cross-vendor clusters, biggest cluster."""
+    row = conn.execute(
+        """SELECT COUNT(*), SUM(nv > 1), MAX(n) FROM (
+               SELECT c.cluster, COUNT(*) AS n, COUNT(DISTINCT r.vendor) AS nv
+               FROM sim_clusters c JOIN rules r ON r.pk = c.rule_pk GROUP BY c.cluster)"""
+    ).fetchone()
+    return {"clusters": row[0] or 0, "cross_vendor": row[1] or 0, "biggest": row[2] or 0}
+
+
+def rule_cluster(conn: sqlite3.Connection, vendor: str, rule_id: str) -> int | None:
+    row = conn.execute(
+        "SELECT c.cluster FROM sim_clusters c JOIN rules r ON r.pk = c.rule_pk"
+        " WHERE r.vendor = ? AND r.id = ?",
+        (vendor, rule_id),
+    ).fetchone()
+    return row[0] if row else None

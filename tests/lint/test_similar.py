@@ -1,0 +1,116 @@
+"""Near-duplicate rules: features in canonical terms, weighted Jaccard, the
+cached catalog-wide clusters and the `similar` / `clusters` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from detcat import similar
+from detcat.cli import main
+from detcat.parse import parse_rules
+from detcat.store import connect
+
+ANYDESK = "b52e84a3-029e-4529-b09b-71d19dd27e94"  # Sigma: Remote Access Tool - AnyDesk Execution
+ANYDESK_FOLDER = "065b00ca-5d5c-4557-ac95-64a6d0b64d86"  # ... Execution From Suspicious Folder
+
+SIGMA = """
+title: t
+logsource: {category: process_creation, product: windows}
+detection:
+  sel: {Image|endswith: '\\AnyDesk.exe'}
+  filter: {ParentImage|endswith: '\\explorer.exe'}
+  condition: sel and not filter
+"""
+
+# One detection spelled by each language: the same indicator and exclusion features.
+SPELLINGS = [
+    ("sigma", SIGMA),
+    ("kql", 'process.name : "AnyDesk.exe" and not process.parent.name : "explorer.exe"'),
+    ("eql", 'process where process.executable : "*\\\\AnyDesk.exe" and '
+            'not process.parent.executable : "*\\\\explorer.exe"'),
+    ("spl", "Processes.process_name=AnyDesk.exe NOT Processes.parent_process_name=explorer.exe"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("language", "text"), SPELLINGS)
+def test_one_detection_has_the_same_features_in_every_language(language: str, text: str) -> None:
+    feats = similar.rule_features(parse_rules(language, text)[0])
+    kinds = {f for f in feats if not f.startswith("e\t")}
+    assert kinds == {"i\tprocess.name\teq\tanydesk.exe", "x\tprocess.parent.name\teq\texplorer.exe"}
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ({"x": 1.0, "y": 2.0}, {"x": 1.0, "y": 2.0}, 1.0),
+        ({"x": 1.0}, {"y": 1.0}, 0.0),
+        ({"x": 1.0, "y": 3.0}, {"x": 1.0}, 0.25),  # shared weight / union weight
+        ({}, {}, 0.0),
+    ],
+)
+def test_weighted_jaccard(a: dict[str, float], b: dict[str, float], expected: float) -> None:
+    assert similar.score(a, b) == pytest.approx(expected)
+    assert similar.score(b, a) == pytest.approx(expected)
+
+
+@pytest.fixture(scope="module")
+def sim_db(corpus_db: Path) -> Path:
+    similar.ensure(corpus_db)
+    return corpus_db
+
+
+def test_tables_are_computed_once_and_consistent(sim_db: Path) -> None:
+    first = similar.ensure(sim_db)
+    assert similar.ensure(sim_db) == first  # cached: the same summary, not a new run
+    conn = connect(sim_db)
+    threshold = similar.settings()["thresholds"]["cluster"]
+    low = conn.execute("SELECT COUNT(*) FROM sim_pairs WHERE score < ?", (threshold,)).fetchone()
+    assert low[0] == 0 and first["pairs"] > 0
+    sizes = [c["size"] for c in similar.clusters(conn)]
+    summary = similar.cluster_summary(conn)
+    assert min(sizes) >= 2 and summary["clusters"] == len(sizes)
+    assert summary["biggest"] == max(sizes) and 0 < summary["cross_vendor"] <= len(sizes)
+
+
+def test_similar_rules_of_a_catalog_rule(sim_db: Path) -> None:
+    conn = connect(sim_db)
+    found = similar.similar_rules(conn, "sigma", ANYDESK)
+    assert found and ANYDESK not in [n["id"] for n in found]
+    assert found[0]["id"] == ANYDESK_FOLDER and found[0]["score"] >= 0.7
+    assert [n["score"] for n in found] == sorted((n["score"] for n in found), reverse=True)
+    assert similar.similar_rules(conn, None, "no-such-rule") is None
+
+
+def test_similar_command_json(sim_db: Path) -> None:
+    args = ["similar", ANYDESK, "--vendor", "sigma", "--limit", "3", "--json", "--db", str(sim_db)]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0
+    rows: list[dict[str, Any]] = json.loads(out.output)
+    assert 0 < len(rows) <= 3
+    assert set(rows[0]) == {"vendor", "id", "title", "score", "shared"}
+    assert CliRunner().invoke(main, ["similar", "nope", "--db", str(sim_db)]).exit_code == 3
+
+
+def test_clusters_command_cross_vendor(sim_db: Path) -> None:
+    out = CliRunner().invoke(main, ["clusters", "--cross-vendor", "--json", "--db", str(sim_db)])
+    doc = json.loads(out.output)
+    assert doc["clusters"] and all(len(c["vendors"]) > 1 for c in doc["clusters"])
+    assert doc["summary"]["cross_vendor"] == len(
+        [c for c in similar.clusters(connect(sim_db)) if len(c["vendors"]) > 1]
+    )
+
+
+def test_settings_are_read_and_well_formed() -> None:
+    cfg = similar.settings()
+    assert set(cfg["multipliers"]) == {"indicator", "exclusion", "event"}
+    assert 0 < cfg["lsh"]["threshold"] <= cfg["thresholds"]["cluster"] <= 1
+    assert 0 < cfg["thresholds"]["related"] < cfg["thresholds"]["cluster"]
+    source = Path(similar.__file__).read_text()
+    for section, keys in cfg.items():
+        for key in keys if section != "multipliers" else ():
+            assert f'["{key}"]' in source, f"{section}.{key} is never read"
