@@ -15,6 +15,7 @@ from typing import Any
 
 from detcat import similar
 from detcat.errors import DetcatError
+from detcat.normalize.fields import vendor_specific_reason
 from detcat.sources import registry
 
 # Operators that say a field is present or absent carry no indicator value.
@@ -353,16 +354,21 @@ def _empty_vendor_stats() -> dict[str, Any]:
 
 
 def unmapped_fields(conn: sqlite3.Connection, limit: int = 200) -> list[dict[str, Any]]:
-    """Fields without a canonical name (namespaced ``vendor:raw``), by frequency."""
+    """Fields without a canonical name (namespaced ``vendor:raw``), by frequency, with
+    the reason when the tables list the field as vendor-specific."""
     rows = conn.execute(
         """SELECT r.vendor, p.field_raw, COUNT(*) AS predicates,
-           COUNT(DISTINCT p.rule_pk) AS rules
+           COUNT(DISTINCT p.rule_pk) AS rules, MAX(p.kind = 'derived') AS computed
         FROM predicates p JOIN rules r ON r.pk = p.rule_pk
         WHERE p.field_raw IS NOT NULL AND (p.field IS NULL OR instr(p.field, ':') > 0)
         GROUP BY r.vendor, p.field_raw ORDER BY rules DESC, predicates DESC LIMIT ?""",
         (limit,),
     )
-    return [dict(r) for r in rows]
+    out = []
+    for r in rows:
+        kind = "derived" if r["computed"] else ""
+        out.append({**dict(r), "reason": vendor_specific_reason(r["vendor"], r["field_raw"], kind)})
+    return out
 
 
 def problems(conn: sqlite3.Connection) -> list[dict[str, Any]]:

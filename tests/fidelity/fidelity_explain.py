@@ -25,7 +25,7 @@ def _macro_in_quotes(c: Comparison) -> bool:
     (sources/splunk.py, ``_expand_in_string``) expands a backquoted word inside a
     quoted value, so ``"*I`E`X*"`` reads ``*IX*`` plus Opaque "undefined macro E"."""
     quoted = re.search(r'"[^"\n]*`[^"\n`]+`[^"\n]*"', c.query)
-    return bool(quoted) and any(r.startswith("undefined macro") for r in c.opaque)
+    return bool(quoted) and any("undefined macro" in r for r in c.opaque)
 
 
 def _escaped_wildcard(c: Comparison) -> bool:

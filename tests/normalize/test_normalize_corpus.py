@@ -108,6 +108,18 @@ def test_every_field_entry_is_used_by_the_corpus(corpus: Corpus, corpora: Path) 
     assert unused == []
 
 
+def test_vendor_specific_fields_are_written_and_unmapped(corpus: Corpus) -> None:
+    """Each [vendor_specific.*] name is one the vendor's rules write, and it does keep
+    its namespaced name (a later mapping must remove it from the list)."""
+    listed = load(FIELDS)["vendor_specific"]
+    assert set(listed) <= set(VENDORS)
+    for vendor, names in listed.items():
+        fields = {p.field_raw: p.field for r in corpus.rules[vendor] for p in written(r)}
+        assert all(reason for reason in names.values()), vendor
+        assert [n for n in names if n not in fields] == [], vendor
+        assert [n for n in names if is_mapped(fields[n])] == [], vendor
+
+
 def test_every_windows_entry_is_used_by_the_corpus(corpus: Corpus) -> None:
     """Each [windows.*] name decides some rule's field in its event (or in any
     event), and each Splunk add-on alias is written by some rule; the corpus

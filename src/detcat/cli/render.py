@@ -210,10 +210,11 @@ def stats(console: Console, data: dict[str, Any]) -> None:
 
 def unmapped(console: Console, rows: list[dict[str, Any]]) -> None:
     t = Table(title="Fields without a canonical name")
-    for col in ("vendor", "field", "rules", "predicates"):
+    for col in ("vendor", "field", "rules", "predicates", "vendor-specific because"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["vendor"], _E(r["field_raw"]), str(r["rules"]), str(r["predicates"]))
+        reason = _E(r.get("reason") or "")
+        t.add_row(r["vendor"], _E(r["field_raw"]), str(r["rules"]), str(r["predicates"]), reason)
     console.print(t)
 
 

@@ -269,8 +269,23 @@ def by_value(vendor: str, raw: str | None, value: object) -> str | None:
     entry = vendor_table(vendor).by_value.get(raw)
     if entry is None or value is None or isinstance(value, bool):
         return None
-    numeric = isinstance(value, int | float) or str(value).strip().strip("^$").isdigit()
+    numeric = isinstance(value, int | float) or _NUMBERS.fullmatch(str(value).strip())
     return entry["numeric" if numeric else "other"]
+
+
+# a number, or a regex that is only numbers: "4688", "^4688$", "865|866|(?:867)"
+_NUMBERS = re.compile(r"\^?\(?(?:\?:)?\d+(?:\|\d+)*\)?\$?")
+
+
+COMPUTED = "computed in the query (EVAL, STATS, eval, a function): no event field holds it"
+
+
+def vendor_specific_reason(vendor: str, raw: str | None, kind: str = "") -> str | None:
+    """Why a name that keeps its ``<vendor>:<raw>`` form has no canonical meaning
+    (``[vendor_specific.<vendor>]``, or computed inside the query); None if unknown."""
+    if kind == "derived":
+        return COMPUTED
+    return load(FIELDS)["vendor_specific"].get(vendor, {}).get(raw or "")
 
 
 def cache_clear() -> None:
