@@ -34,6 +34,7 @@ ANY = registry.ANY  # the scope every stage has
 _NON_TABLE_SECTIONS = frozenset({"fallback", "platforms", "regex", "by_value"})
 EVENT_DATA = "winlog.event_data."
 WINDOWS = "windows"  # the fields.toml section of Windows event data names
+DATAMODEL = "datamodel:"  # the scopes of a search over a data model (Splunk CIM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +222,7 @@ def explain(
     if hit is None and found and found.writes_ecs and in_fieldset(name):
         hit = Entry(ANY, name, name)  # a vendor that writes ECS: canonical as written
     fold = table.folded is not None
-    data_name = _event_data_name(hit, name, events, fold)
+    data_name = _event_data_name(hit, name, scopes, events, fold)
     if data_name is not None:
         found = windows_table().lookup(data_name, events, fold)
         return found or hit or _windows_fallback(data_name)
@@ -229,19 +230,21 @@ def explain(
 
 
 def _event_data_name(
-    hit: Entry | None, name: str, events: tuple[str, ...], fold: bool
+    hit: Entry | None, name: str, scopes: tuple[str, ...], events: tuple[str, ...], fold: bool
 ) -> str | None:
     """The Windows EventData name ``name`` stands for, if it names event data:
     ``winlog.event_data.X`` from any table or as written, or a bare name no vendor
-    entry maps that the Windows table knows or that a Windows event carries."""
+    entry maps that the Windows table knows or that a raw Windows event carries (a
+    data-model search, scope ``datamodel:…``, reads model fields, not raw events)."""
     if hit is not None:
         canon = hit.canonical
         return canon[len(EVENT_DATA) :] if canon.startswith(EVENT_DATA) else None
     if "." in name or "(" in name:
         return None  # dotted names are data-model / ECS / UDM paths, not EventData
-    if windows_table().knows(name, fold) or any(map(is_windows_event, events)):
+    if windows_table().knows(name, fold):
         return name
-    return None
+    raw_events = not any(s.startswith(DATAMODEL) for s in scopes)
+    return name if raw_events and any(map(is_windows_event, events)) else None
 
 
 def _windows_fallback(name: str) -> Entry:
@@ -285,7 +288,12 @@ def vendor_specific_reason(vendor: str, raw: str | None, kind: str = "") -> str 
     (``[vendor_specific.<vendor>]``, or computed inside the query); None if unknown."""
     if kind == "derived":
         return COMPUTED
-    return load(FIELDS)["vendor_specific"].get(vendor, {}).get(raw or "")
+    listed = load(FIELDS)["vendor_specific"].get(vendor, {})
+    raw = raw or ""
+    if raw in listed:
+        return listed[raw]
+    prefixes = (k for k in listed if k.endswith(".*") and raw.startswith(k[:-1]))
+    return next((listed[k] for k in prefixes), None)
 
 
 def cache_clear() -> None:
