@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import sigma_subset
+from corpus_subset import sigma_subset
 
 from detcat import catalog, store
 from detcat.catalog import BuildError, Collection

@@ -1,4 +1,5 @@
-"""MITRE ATT&CK techniques and tactics from an Enterprise STIX bundle.
+"""MITRE ATT&CK techniques, tactics and detection strategies (with their
+analytics and log-source references, ATT&CK v18+) from an Enterprise STIX bundle.
 
 Plain ``json`` is enough: the bundle is one file and we read a handful of
 object types from it.
@@ -14,6 +15,8 @@ from typing import Any
 
 TECHNIQUE_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
 ATTACK_URL = "https://attack.mitre.org/techniques/{}/"
+# Where a sources directory holds the ATT&CK Enterprise STIX bundle.
+BUNDLE_FILE = Path("attack") / "enterprise-attack.json"
 
 
 @dataclass(slots=True)
@@ -39,11 +42,31 @@ class Technique:
         return ATTACK_URL.format(self.id.replace(".", "/"))
 
 
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    name: str  # "WinEventLog:Sysmon", "auditd:SYSCALL"
+    channel: str  # "EventCode=1", "execve", or prose
+
+
+@dataclass(slots=True)
+class Analytic:
+    """One analytic of a detection strategy, for the techniques the strategy detects."""
+
+    id: str  # AN0110
+    strategy_id: str  # DET0039
+    strategy: str  # the strategy's name
+    techniques: list[str]
+    platforms: list[str]
+    description: str
+    log_sources: list[LogSource]
+
+
 @dataclass(slots=True)
 class Attack:
     techniques: dict[str, Technique]
     tactics: list[Tactic]  # in matrix order
     version: str = ""
+    analytics: list[Analytic] = field(default_factory=list)
 
     def get(self, technique_id: str) -> Technique | None:
         return self.techniques.get(technique_id.upper())
@@ -81,12 +104,15 @@ def load(path: Path) -> Attack:
     tactics: dict[str, Tactic] = {}
     order: list[str] = []
     version = ""
+    by_stix: dict[str, str] = {}  # attack-pattern STIX id -> technique id
     for o in objects:
         kind = o.get("type")
         if kind == "attack-pattern":
             t = _technique(o)
             if t and (t.id not in techniques or techniques[t.id].revoked):
                 techniques[t.id] = t
+            if t:
+                by_stix[o["id"]] = t.id
         elif kind == "x-mitre-tactic":
             tac = Tactic(_external_id(o) or "", o.get("x_mitre_shortname", ""), o.get("name", ""))
             tactics[o["id"]] = tac
@@ -96,7 +122,40 @@ def load(path: Path) -> Attack:
             version = o.get("x_mitre_version", "")
     ordered = [tactics[r] for r in order if r in tactics]
     ordered += [t for t in tactics.values() if t not in ordered]
-    return Attack(techniques=techniques, tactics=ordered, version=version)
+    analytics = _analytics(objects, by_stix)
+    return Attack(techniques=techniques, tactics=ordered, version=version, analytics=analytics)
+
+
+def _live(o: dict[str, Any]) -> bool:
+    return not (o.get("revoked") or o.get("x_mitre_deprecated"))
+
+
+def _analytics(objects: list[dict[str, Any]], by_stix: dict[str, str]) -> list[Analytic]:
+    """Every analytic of every live detection strategy, with the techniques the
+    strategy ``detects`` (one relationship per technique)."""
+    strategies = {o["id"]: o for o in objects
+                  if o.get("type") == "x-mitre-detection-strategy" and _live(o)}  # fmt: skip
+    found = {o["id"]: o for o in objects if o.get("type") == "x-mitre-analytic" and _live(o)}
+    detects: dict[str, list[str]] = {}
+    for o in objects:
+        if o.get("type") == "relationship" and o.get("relationship_type") == "detects":
+            tid = by_stix.get(o.get("target_ref", ""))
+            if tid and o.get("source_ref") in strategies:
+                detects.setdefault(o["source_ref"], []).append(tid)
+    out = []
+    for sid, strategy in strategies.items():
+        for ref in strategy.get("x_mitre_analytic_refs", []):
+            a = found.get(ref)
+            if a is None:
+                continue
+            sources = [LogSource(str(r.get("name", "")), str(r.get("channel", "")))
+                       for r in a.get("x_mitre_log_source_references", [])]  # fmt: skip
+            out.append(Analytic(
+                _external_id(a) or a["id"], _external_id(strategy) or sid,
+                strategy.get("name", ""), sorted(set(detects.get(sid, []))),
+                list(a.get("x_mitre_platforms", [])), a.get("description", ""), sources,
+            ))  # fmt: skip
+    return out
 
 
 def _external_id(o: dict[str, Any]) -> str | None:

@@ -23,8 +23,6 @@ from detcat.errors import DetcatError
 from detcat.model import Problem, Rule
 from detcat.sources import registry
 
-ATTACK_FILE = Path("attack") / "enterprise-attack.json"
-
 # (vendor, event, rules) -> None; events: "start", "done" (per vendor read),
 # "vendor" (one vendor written to the store)
 Progress = Callable[[str, str, int], None]
@@ -149,10 +147,15 @@ def build(
     started = time.perf_counter()
     colls = [Collection("public", Path(sources))] if isinstance(sources, (str, Path)) else sources
     attack_path = next(
-        (c.root / ATTACK_FILE for c in colls if (c.root / ATTACK_FILE).exists()), None
+        (
+            c.root / attack_mod.BUNDLE_FILE
+            for c in colls
+            if (c.root / attack_mod.BUNDLE_FILE).exists()
+        ),
+        None,
     )
     if attack_path is None:
-        where = ", ".join(str(c.root / ATTACK_FILE) for c in colls)
+        where = ", ".join(str(c.root / attack_mod.BUNDLE_FILE) for c in colls)
         raise BuildError(f"{where} not found: the sources directory needs the ATT&CK bundle")
     vendors = vendors or registry.names()
     jobs = [(c, v) for c in colls for v in vendors if (c.root / v).is_dir()]
@@ -219,6 +222,7 @@ def _write(
     progress: Progress | None,
 ) -> BuildReport:
     from detcat.normalize import event_catalog
+    from detcat.normalize.attack_sources import log_source_events
 
     names = attack.ids_by_name()
     unknown: Counter[str] = Counter()
@@ -243,6 +247,7 @@ def _write(
             if progress:
                 progress("store", "vendor", len(res.rules))
         w.add_attack(attack)
+        w.add_analytics(attack.analytics, log_source_events)
         w.add_events(store.EventRow(e.id, e.provider, e.event_id, e.title) for e in event_catalog())
         w.set_meta(
             built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

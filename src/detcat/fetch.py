@@ -20,9 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from detcat.attack import BUNDLE_FILE
 from detcat.errors import DetcatError
-
-ATTACK_FILE = Path("attack") / "enterprise-attack.json"
 
 
 class FetchError(DetcatError):
@@ -43,7 +42,7 @@ def ensure_sources(console: Console, target: Path | None = None) -> Path:
     target = target or cache_dir()
     spec = pins()
     missing = [r for r in spec["repo"] if not (target / r["folder"]).is_dir()]
-    attack_missing = not (target / ATTACK_FILE).exists()
+    attack_missing = not (target / BUNDLE_FILE).exists()
     if not missing and not attack_missing:
         return target
     console.print(f"No sources directory given: downloading pinned snapshots into {target}")
@@ -55,8 +54,8 @@ def ensure_sources(console: Console, target: Path | None = None) -> Path:
                 _download(repo["url"], archive, progress, repo["folder"])
                 _unpack(archive, target / repo["folder"], repo["keep"])
         if attack_missing:
-            (target / ATTACK_FILE).parent.mkdir(parents=True, exist_ok=True)
-            _download(spec["attack"]["url"], target / ATTACK_FILE, progress, "ATT&CK")
+            (target / BUNDLE_FILE).parent.mkdir(parents=True, exist_ok=True)
+            _download(spec["attack"]["url"], target / BUNDLE_FILE, progress, "ATT&CK")
     return target
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from detcat import similar
 from detcat.errors import DetcatError
+from detcat.normalize import fold_value
 from detcat.normalize.fields import vendor_specific_reason
 from detcat.sources import registry
 
@@ -34,17 +35,22 @@ def _family(technique_id: str) -> tuple[str, str]:
     return tid, (tid + ".") if "." not in tid else tid
 
 
-# Rules tagged with the technique or one of its sub-techniques.
-_IN_FAMILY = "(technique_id = :tid OR (technique_id > :sub AND technique_id < :tid || '/'))"
+# Rules tagged with the technique or one of its sub-techniques (of one vendor, when
+# :vendor is not null).
+_IN_FAMILY = """(technique_id = :tid OR (technique_id > :sub AND technique_id < :tid || '/'))
+    AND (:vendor IS NULL OR rule_pk IN (SELECT pk FROM rules WHERE vendor = :vendor))"""
 _HERE = f"""
 here AS (SELECT DISTINCT rule_pk FROM rule_techniques WHERE {_IN_FAMILY})"""
 
 
-def technique_guide(conn: sqlite3.Connection, technique_id: str, limit: int = 50) -> dict[str, Any]:
-    """The authoring guide of one technique (DESIGN.md, "the page it must produce")."""
+def technique_guide(
+    conn: sqlite3.Connection, technique_id: str, limit: int = 50, vendor: str | None = None
+) -> dict[str, Any]:
+    """The authoring guide of one technique (DESIGN.md, "the page it must produce"),
+    from the rules of every vendor or of ``vendor`` only."""
     tid, sub = _family(technique_id)
     header = _technique_header(conn, tid)
-    args = {"tid": tid, "sub": sub, "limit": limit}
+    args = {"tid": tid, "sub": sub, "limit": limit, "vendor": vendor}
     rules = _rules(conn, args)
     vendors = {v: 0 for v in registry.names()}
     for r in rules:
@@ -64,7 +70,69 @@ def technique_guide(conn: sqlite3.Connection, technique_id: str, limit: int = 50
         "indicator_count": indicators["distinct"],
         "exclusions": exclusions["rows"],
         "exclusion_count": exclusions["distinct"],
+        "attack_detection": attack_detection(conn, args),
     }
+
+
+def attack_detection(conn: sqlite3.Connection, args: dict[str, Any]) -> dict[str, Any]:
+    """What ATT&CK's detection strategies for this exact technique watch: each
+    analytic's log sources, mapped to catalog events where they map, marked
+    covered when a rule of the technique (sub-techniques included) reads one of
+    those events. ``gap``: mapped log sources no such rule reads."""
+    readers: dict[str, set[str]] = defaultdict(set)
+    for event, vendor in conn.execute(
+        f"""WITH {_HERE} SELECT DISTINCT re.event, r.vendor FROM here
+        JOIN rule_events re USING (rule_pk) JOIN rules r ON r.pk = here.rule_pk""",
+        args,
+    ):
+        readers[event].add(vendor)
+    analytics: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(
+        """SELECT a.id, a.strategy_id, a.strategy, a.platforms, a.description,
+           s.name, s.channel, s.events
+        FROM analytics a JOIN analytic_sources s ON s.analytic_id = a.id
+        WHERE a.technique_id = :tid ORDER BY a.strategy_id, a.id, s.idx""",
+        args,
+    ):
+        a = analytics.setdefault(row["id"], {
+            "id": row["id"], "strategy_id": row["strategy_id"], "strategy": row["strategy"],
+            "platforms": json.loads(row["platforms"]), "description": row["description"],
+            "log_sources": [],
+        })  # fmt: skip
+        events = json.loads(row["events"])
+        vendors = sorted(set().union(*(readers.get(e, set()) for e in events)))
+        a["log_sources"].append({"name": row["name"], "channel": row["channel"],
+                                 "events": events, "covered": bool(vendors),
+                                 "vendors": vendors})  # fmt: skip
+    return {
+        "summary": _detection_summary(analytics),
+        "gap": _refs(analytics, "gap"),
+        "unmapped": _refs(analytics, "unmapped"),
+        "analytics": list(analytics.values()),
+    }
+
+
+def _ref_state(src: dict[str, Any]) -> str:
+    return "unmapped" if not src["events"] else ("covered" if src["covered"] else "gap")
+
+
+def _refs(analytics: dict[str, dict[str, Any]], state: str) -> list[dict[str, Any]]:
+    """Distinct log-source references in one state, with the analytics naming them."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for a in analytics.values():
+        for src in a["log_sources"]:
+            if _ref_state(src) == state:
+                item = out.setdefault((src["name"], src["channel"]), {
+                    "name": src["name"], "channel": src["channel"], "events": src["events"],
+                    "analytics": []})  # fmt: skip
+                item["analytics"].append(a["id"])
+    return list(out.values())
+
+
+def _detection_summary(analytics: dict[str, dict[str, Any]]) -> dict[str, int]:
+    states = Counter(_ref_state(s) for a in analytics.values() for s in a["log_sources"])
+    return {"analytics": len(analytics), "log_sources": sum(states.values()),
+            "mapped": states["covered"] + states["gap"], "covered": states["covered"]}  # fmt: skip
 
 
 def _technique_header(conn: sqlite3.Connection, tid: str) -> dict[str, Any]:
@@ -239,6 +307,49 @@ def corpus_reach(conn: sqlite3.Connection, field: str | None, op: str, key: str)
     ).fetchone()[0]
 
 
+def indicator_reach(
+    conn: sqlite3.Connection,
+    value: str,
+    field: str | None = None,
+    op: str | None = None,
+    limit: int = 20,
+) -> dict[str, Any]:
+    """Rules anywhere checking ``value`` (case-folded), on ``field`` with ``op`` when
+    given, else on any field or operator: ``reach`` is ``corpus_reach`` summed over
+    the (field, op) pairs, counting each rule once. ``by_field`` ranks the pairs."""
+    rows = conn.execute(
+        """SELECT r.vendor, r.id, r.title, p.field, p.op,
+               (SELECT group_concat(technique_id, ' ') FROM rule_techniques t
+                WHERE t.rule_pk = r.pk) AS techniques
+        FROM predicates p JOIN rules r ON r.pk = p.rule_pk
+        WHERE p.value_key = :key AND (:field IS NULL OR p.field = :field)
+          AND (:op IS NULL OR p.op = :op) AND p.negated = 0 AND p.stage_role = 'events'
+        GROUP BY r.pk, p.field, p.op ORDER BY r.vendor, r.title, r.id""",
+        {"key": fold_value(value), "field": field, "op": op},
+    ).fetchall()
+    rules: dict[tuple[str, str], dict[str, Any]] = {}
+    pairs: dict[tuple[str | None, str], set[tuple[str, str]]] = defaultdict(set)
+    for r in rows:
+        ref = (r["vendor"], r["id"])
+        pairs[(r["field"], r["op"])].add(ref)
+        rules.setdefault(ref, {
+            "vendor": r["vendor"], "id": r["id"], "title": r["title"],
+            "techniques": sorted((r["techniques"] or "").split()),
+        })  # fmt: skip
+    by_vendor = Counter(v for v, _ in rules)
+    ranked = _ranked(pairs, tie=lambda k: (k[0] or "", k[1]))
+    return {
+        "value": value,
+        "field": field,
+        "op": op,
+        "reach": len(rules),
+        "by_vendor": dict(sorted(by_vendor.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "by_field": [{"field": f, "op": o, "rules": len(pairs[(f, o)])} for f, o in ranked[:limit]],
+        "by_field_count": len(pairs),
+        "rules": list(rules.values())[:limit],
+    }
+
+
 def rule_detail(conn: sqlite3.Connection, vendor: str | None, rule_id: str) -> list[dict[str, Any]]:
     """Every rule with this id (optionally of one vendor), with stages and indicators."""
     sql = "SELECT * FROM rules WHERE id = ?" + (" AND vendor = ?" if vendor else "")
@@ -294,6 +405,8 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
         "stages": stages,
         "exclusions": exclusions,
         "indicators": indicators,
+        "similar": similar.stored_neighbours(conn, pk) if similar.available(conn) else [],
+        "cluster": similar.rule_cluster(conn, pk) if similar.available(conn) else None,
         "opaque": [dict(o) for o in conn.execute(
             "SELECT stage_idx, text, reason, detail FROM opaque WHERE rule_pk = ?", (pk,))],
         "problems": [dict(p) for p in conn.execute(
@@ -333,7 +446,11 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
     for v, rs in reasons.items():
         vendors[v]["opaque"] = rs
     techniques = conn.execute("SELECT COUNT(DISTINCT technique_id) FROM rule_techniques")
-    out = {"vendors": dict(vendors), "techniques": techniques.fetchone()[0]}
+    refs, mapped = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(events != '[]'), 0) FROM analytic_sources"
+    ).fetchone()
+    out = {"vendors": dict(vendors), "techniques": techniques.fetchone()[0],
+           "attack_log_sources": {"references": refs, "mapped": mapped}}  # fmt: skip
     if similar.available(conn):  # computed by `detcat build` or on first use
         out["near_duplicates"] = similar.cluster_summary(conn)
     return out

@@ -276,6 +276,14 @@ def exclusions(expr: Expr | None) -> list[Predicate]:
     return [lf.node for lf in leaves(expr) if lf.exclusion and isinstance(lf.node, Predicate)]
 
 
+def value_text(value: Any) -> str:
+    """A predicate or event value as text: booleans as ``true``/``false`` (as rule
+    languages spell them), None as the empty string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
 def positive_values(expr: Expr | None, want: Callable[[Predicate], bool]) -> list[Any]:
     """Values of the ``eq`` predicates selected by ``want`` that are not negated
     (what a stage requires of those fields), in order, without repeats."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Predicate, Rule, Stage, leaves
+from detcat.model import Opaque, Predicate, Rule, Stage, expr_to_json, leaves
 from detcat.sources import registry
 
 
@@ -51,6 +51,16 @@ def parse_rules(language: str, text: str, *, normalize: bool = True) -> list[Rul
 
 
 # -- the JSON shape of `detcat parse --json/--jsonl` -----------------------------------
+
+
+def parse_json(language: str, text: str) -> dict[str, Any]:
+    """``detcat parse --json`` (and the MCP ``parse_query`` tool): per stage its flat
+    predicates, Opaque parts and the predicate ``tree``. Raises like ``parse_query``."""
+    stages = parse_query(language, text)
+    out = stages_json(stages)
+    for doc, stage in zip(out, stages, strict=True):
+        doc["tree"] = expr_to_json(stage.expr)
+    return {"language": language, "stages": out, "error": None}
 
 
 def stages_json(stages: list[Stage]) -> list[dict[str, Any]]:

@@ -33,25 +33,48 @@ def _fts_expr(words: list[str]) -> str:
     return " ".join('"' + w.replace('"', '""') + '"' for w in words if w.strip())
 
 
-def search(conn: sqlite3.Connection, query: str, limit: int = 50) -> dict[str, Any]:
+def search(
+    conn: sqlite3.Connection,
+    query: str,
+    limit: int = 50,
+    *,
+    vendor: str | None = None,
+    technique: str | None = None,
+    field: str | None = None,
+    value: str | None = None,
+) -> dict[str, Any]:
+    """Rules matching every term of ``query`` and every filter given: ``vendor``,
+    ``technique`` (with its sub-techniques), and a predicate on ``field`` (canonical
+    or raw) whose value contains ``value`` (either may be given alone)."""
     words, fields = parse_query(query)
     clauses, args = [], []
     if fts := _fts_expr(words):
         clauses.append("r.pk IN (SELECT rowid FROM rules_fts WHERE rules_fts MATCH ?)")
         args.append(fts)
-    for field, value in fields:
+    if field is not None or value is not None:
+        fields.append((field, value or ""))
+    for name, text in fields:
         clauses.append(
-            "r.pk IN (SELECT rule_pk FROM predicates WHERE (field = ? OR field_raw = ?)"
-            " AND value_key LIKE ? ESCAPE '\\')"
+            "r.pk IN (SELECT rule_pk FROM predicates"
+            " WHERE (? IS NULL OR field = ? OR field_raw = ?) AND value_key LIKE ? ESCAPE '\\')"
         )
-        like = "%" + value.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        args += [field, field, like + "%"]
+        args += [name, name, name, _like(text)]
+    if vendor is not None:
+        clauses.append("r.vendor = ?")
+        args.append(vendor)
+    if technique is not None:
+        tid = technique.upper()
+        clauses.append(
+            "r.pk IN (SELECT rule_pk FROM rule_techniques WHERE technique_id = ?"
+            " OR technique_id LIKE ? ESCAPE '\\')"
+        )
+        args += [tid, _escape(tid) + ".%"]
     if not clauses:
         return {"query": query, "total": 0, "rules": []}
     where = " AND ".join(clauses)
     total = conn.execute(f"SELECT COUNT(*) FROM rules r WHERE {where}", args).fetchone()[0]
     rows = conn.execute(
-        f"""SELECT r.vendor, r.id, r.title,
+        f"""SELECT r.vendor, r.id, r.title, r.language, r.upstream_url,
                (SELECT group_concat(technique_id, ' ') FROM rule_techniques t
                 WHERE t.rule_pk = r.pk) AS techniques
         FROM rules r WHERE {where} ORDER BY r.vendor, r.title LIMIT ?""",
@@ -62,7 +85,17 @@ def search(conn: sqlite3.Connection, query: str, limit: int = 50) -> dict[str, A
         "total": total,
         "rules": [
             {"vendor": r["vendor"], "id": r["id"], "title": r["title"],
-             "techniques": sorted((r["techniques"] or "").split())}
+             "techniques": sorted((r["techniques"] or "").split()),
+             "language": r["language"], "url": r["upstream_url"]}
             for r in rows
         ],
     }  # fmt: skip
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like(value: str) -> str:
+    """A LIKE pattern for case-folded values containing ``value``."""
+    return "%" + _escape(value.casefold()) + "%"

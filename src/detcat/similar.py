@@ -10,8 +10,9 @@ Similarity is weighted Jaccard: shared weight over union weight, a feature's
 weight its kind's multiplier times ``ln(1 + N/df)`` (``data/similar.toml``).
 
 The catalog-wide pairs come from MinHash LSH (``datasketch``) over the
-indicator and exclusion sets, each candidate then scored exactly; pairs at the
-cluster threshold form clusters (connected components). This is computed once
+indicator and exclusion sets, each candidate then scored exactly; pairs from the
+``pairs`` threshold on are stored (a rule page's "similar rules"), those from
+the ``cluster`` threshold on form clusters (connected components). This is computed once
 per catalog, by ``detcat build`` or on first use, and cached in the catalog
 file itself (tables ``sim_*``; a new build writes a new file, so a cache can
 never outlive its catalog). One rule's or one draft's neighbours are scored
@@ -36,7 +37,7 @@ from detcat.model import And, Expr, Not, Or, Predicate, Rule, StageRole, expr_fr
 from detcat.normalize import indicator_key
 from detcat.normalize.tables import load
 
-VERSION = "1"  # bump when features or scoring change: cached tables are recomputed
+VERSION = "2"  # bump when features or scoring change: cached tables are recomputed
 _NO_VALUE_OPS = ("exists", "is_null")
 _KINDS = {"i": "indicator", "x": "exclusion", "e": "event"}
 
@@ -160,6 +161,16 @@ def ensure(db: Path) -> dict[str, Any]:
     return got
 
 
+def try_ensure(db: Path) -> str | None:
+    """``ensure``, or why it could not: a read-only catalog without the tables
+    keeps working, only without similar rules and clusters."""
+    try:
+        ensure(db)
+    except store.CatalogReadOnly as e:
+        return e.message
+    return None
+
+
 def available(conn: sqlite3.Connection) -> bool:
     """Whether the catalog holds the similarity tables (``ensure`` computes them)."""
     return cached_summary(conn) is not None
@@ -183,7 +194,8 @@ def _compute(conn: sqlite3.Connection) -> dict[str, Any]:
     n = len(feats)
     weighted = {pk: {f: weight(f, df[f], n) for f in fs} for pk, fs in feats.items()}
     pairs = _pairs(feats, weighted)
-    clusters = _components(pairs)
+    cut = settings()["thresholds"]["cluster"]
+    clusters = _components([p for p in pairs if p[2] >= cut])
     for statement in [f"DROP TABLE IF EXISTS {t}" for t in _TABLES] + DDL.split(";")[:-1]:
         conn.execute(statement)  # not executescript: it would commit the transaction
     conn.executemany(
@@ -211,9 +223,9 @@ _TABLES = ("sim_features", "sim_pairs", "sim_clusters")
 def _pairs(
     feats: dict[int, set[str]], weighted: dict[int, dict[str, float]]
 ) -> list[tuple[int, int, float]]:
-    """Pairs at the cluster threshold: LSH candidates over indicator/exclusion
-    sets, each scored exactly."""
-    threshold = settings()["thresholds"]["cluster"]
+    """Pairs at the stored-pair threshold: LSH candidates over indicator and
+    exclusion sets, each scored exactly."""
+    threshold = settings()["thresholds"]["pairs"]
     out = []
     for a, b in lsh_candidates(feats):
         s = score(weighted[a], weighted[b])
@@ -360,6 +372,20 @@ def similar_rules(
     return neighbours(conn, own, exclude=row[0], limit=limit) if own else []
 
 
+def stored_neighbours(conn: sqlite3.Connection, pk: int, limit: int = 10) -> list[dict[str, Any]]:
+    """A catalog rule's pairs from the cached computation (score at or above the
+    stored-pair threshold), best first, in ``neighbours``' shape: cheap enough for
+    every rule page of a static export."""
+    rows = conn.execute(
+        """SELECT b, score FROM sim_pairs WHERE a = :pk UNION ALL
+        SELECT a, score FROM sim_pairs WHERE b = :pk ORDER BY 2 DESC, 1 LIMIT :limit""",
+        {"pk": pk, "limit": limit},
+    ).fetchall()
+    feats = _features_of(conn, [pk, *(r[0] for r in rows)])
+    own = feats.get(pk, {})
+    return [_neighbour(conn, s, o, sorted(set(own) & set(feats.get(o, {})))) for o, s in rows]
+
+
 def clusters(conn: sqlite3.Connection, limit: int | None = None) -> list[dict[str, Any]]:
     """Clusters of near-duplicates, biggest first, with members and vendors."""
     members: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -380,6 +406,9 @@ def clusters(conn: sqlite3.Connection, limit: int | None = None) -> list[dict[st
     return out[:limit] if limit else out
 
 
+EMPTY_SUMMARY = {"clusters": 0, "cross_vendor": 0, "biggest": 0}
+
+
 def cluster_summary(conn: sqlite3.Connection) -> dict[str, int]:
     """Counts for ``stats``: clusters, cross-vendor clusters, biggest cluster."""
     row = conn.execute(
@@ -390,10 +419,6 @@ def cluster_summary(conn: sqlite3.Connection) -> dict[str, int]:
     return {"clusters": row[0] or 0, "cross_vendor": row[1] or 0, "biggest": row[2] or 0}
 
 
-def rule_cluster(conn: sqlite3.Connection, vendor: str, rule_id: str) -> int | None:
-    row = conn.execute(
-        "SELECT c.cluster FROM sim_clusters c JOIN rules r ON r.pk = c.rule_pk"
-        " WHERE r.vendor = ? AND r.id = ?",
-        (vendor, rule_id),
-    ).fetchone()
+def rule_cluster(conn: sqlite3.Connection, pk: int) -> int | None:
+    row = conn.execute("SELECT cluster FROM sim_clusters WHERE rule_pk = ?", (pk,)).fetchone()
     return row[0] if row else None

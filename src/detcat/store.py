@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detcat.attack import Attack
+from detcat.attack import Analytic, Attack
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json
+from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json, value_text
 from detcat.normalize import fold_value, indicator_key
 
 DEFAULT_DB = Path("detcat.sqlite")
-SCHEMA_VERSION = "3"  # 2: rules.collection; 3: opaque.detail
+SCHEMA_VERSION = "4"  # 2: rules.collection; 3: opaque.detail; 4: ATT&CK analytics
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -63,6 +63,16 @@ CREATE TABLE rule_techniques (
     rule_pk INTEGER NOT NULL REFERENCES rules(pk), technique_id TEXT NOT NULL,
     PRIMARY KEY (rule_pk, technique_id)
 );
+-- ATT&CK detection strategies' analytics, per technique the strategy detects, and
+-- their log-source references with the catalog events they map to (JSON list).
+CREATE TABLE analytics (
+    id TEXT NOT NULL, technique_id TEXT NOT NULL, strategy_id TEXT, strategy TEXT,
+    platforms TEXT, description TEXT, PRIMARY KEY (id, technique_id)
+);
+CREATE TABLE analytic_sources (
+    analytic_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT, channel TEXT, events TEXT,
+    PRIMARY KEY (analytic_id, idx)
+);
 CREATE TABLE events (id TEXT PRIMARY KEY, provider TEXT, event_id TEXT, title TEXT);
 CREATE TABLE rule_events (
     rule_pk INTEGER NOT NULL REFERENCES rules(pk), event TEXT NOT NULL, stage_idx INTEGER,
@@ -82,6 +92,7 @@ CREATE INDEX predicates_rule ON predicates (rule_pk);
 CREATE INDEX rule_techniques_technique ON rule_techniques (technique_id);
 CREATE INDEX rule_events_event ON rule_events (event);
 CREATE INDEX opaque_rule ON opaque (rule_pk);
+CREATE INDEX analytics_technique ON analytics (technique_id);
 """
 
 
@@ -97,11 +108,7 @@ value_key = fold_value  # the indicator identity of a value (case-folded text)
 
 
 def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return None if value is None else value_text(value)
 
 
 def _dump(obj: Any) -> str:
@@ -196,6 +203,21 @@ class CatalogWriter:
                 for t in attack.techniques.values()
             ],
         )  # fmt: skip
+
+    def add_analytics(self, analytics: Iterable[Analytic], events: Any) -> None:
+        """Analytics with the catalog events of each log-source reference
+        (``events(name, channel) -> list[str]``)."""
+        for a in analytics:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO analytics VALUES (?,?,?,?,?,?)",
+                [(a.id, t, a.strategy_id, a.strategy, _dump(a.platforms), a.description)
+                 for t in a.techniques],
+            )  # fmt: skip
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO analytic_sources VALUES (?,?,?,?,?)",
+                [(a.id, i, s.name, s.channel, _dump(events(s.name, s.channel)))
+                 for i, s in enumerate(a.log_sources)],
+            )  # fmt: skip
 
     def add_events(self, events: Iterable[EventRow]) -> None:
         self.conn.executemany(

@@ -16,6 +16,7 @@ EVENTS = "events.toml"
 EVENT_SOURCES = "event_sources.toml"
 EVENT_KINDS = "event_kinds.toml"
 FIELD_TYPES = "field_types.toml"
+SPL = "spl.toml"
 
 
 @cache

@@ -68,9 +68,18 @@ def test_tables_are_computed_once_and_consistent(sim_db: Path) -> None:
     first = similar.ensure(sim_db)
     assert similar.ensure(sim_db) == first  # cached: the same summary, not a new run
     conn = connect(sim_db)
-    threshold = similar.settings()["thresholds"]["cluster"]
-    low = conn.execute("SELECT COUNT(*) FROM sim_pairs WHERE score < ?", (threshold,)).fetchone()
-    assert low[0] == 0 and first["pairs"] > 0
+    cfg = similar.settings()["thresholds"]
+    low = conn.execute("SELECT COUNT(*) FROM sim_pairs WHERE score < ?", (cfg["pairs"],))
+    assert low.fetchone()[0] == 0 and first["pairs"] > 0
+    pk = {(v, i): p for p, v, i in conn.execute("SELECT pk, vendor, id FROM rules")}
+    for c in similar.clusters(conn)[:20]:  # each a connected component of strong pairs
+        members = [pk[(r["vendor"], r["id"])] for r in c["rules"]]
+        marks = ",".join("?" * len(members))
+        strong = conn.execute(
+            f"SELECT COUNT(*) FROM sim_pairs WHERE a IN ({marks}) AND b IN ({marks})"
+            " AND score >= ?", (*members, *members, cfg["cluster"]),
+        ).fetchone()[0]  # fmt: skip
+        assert strong >= len(members) - 1
     sizes = [c["size"] for c in similar.clusters(conn)]
     summary = similar.cluster_summary(conn)
     assert min(sizes) >= 2 and summary["clusters"] == len(sizes)
@@ -109,7 +118,8 @@ def test_settings_are_read_and_well_formed() -> None:
     cfg = similar.settings()
     assert set(cfg["multipliers"]) == {"indicator", "exclusion", "event"}
     assert 0 < cfg["lsh"]["threshold"] <= cfg["thresholds"]["cluster"] <= 1
-    assert 0 < cfg["thresholds"]["related"] < cfg["thresholds"]["cluster"]
+    t = cfg["thresholds"]
+    assert 0 < t["related"] < t["pairs"] <= t["cluster"]
     source = Path(similar.__file__).read_text()
     for section, keys in cfg.items():
         for key in keys if section != "multipliers" else ():

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
+from sigma.modifiers import modifier_mapping
 
 from detcat.model import And, Not, Op, Opaque, Or, Pred, Problem, Rule, StageRole, exclusions
 from detcat.sources import sigma
@@ -167,6 +169,59 @@ MODIFIERS = [
         P("Hashes", Op.EXISTS, True, "="),
     ),
     (
+        "neq negates the item",
+        "selection:\n  User|neq: 'SYSTEM'",
+        Not(P("User", Op.EQ, "SYSTEM", "|neq")),
+    ),
+    (
+        "neq of a list is none of the values",
+        "selection:\n  User|neq:\n    - 'SYSTEM'\n    - 'LOCAL SERVICE'",
+        Not(Or((P("User", Op.EQ, "SYSTEM", "|neq"), P("User", Op.EQ, "LOCAL SERVICE", "|neq")))),
+    ),
+    (
+        "re with m keeps multi-line matching as an inline flag",
+        "selection:\n  CommandLine|re|m: '^a$'",
+        P("CommandLine", Op.REGEX_MATCH, "(?m)^a$", "|re|m", True),
+    ),
+    (
+        "multiline is m",
+        "selection:\n  CommandLine|re|multiline: '^a$'",
+        P("CommandLine", Op.REGEX_MATCH, "(?m)^a$", "|re|m", True),
+    ),
+    (
+        "re with s lets the dot match newlines, as an inline flag",
+        "selection:\n  CommandLine|re|s: 'a.b'",
+        P("CommandLine", Op.REGEX_MATCH, "(?s)a.b", "|re|dotall", True),
+    ),
+    (
+        "dotall is s",
+        "selection:\n  CommandLine|re|dotall|i: 'a.b'",
+        P("CommandLine", Op.REGEX_MATCH, "(?s)a.b", "|re|dotall|i", False),
+    ),
+    (
+        "ignorecase is i",
+        "selection:\n  CommandLine|re|ignorecase: 'abc'",
+        P("CommandLine", Op.REGEX_MATCH, "abc", "|re|i", False),
+    ),
+    (
+        "utf16 base64offset keeps the decoded text",
+        "selection:\n  CommandLine|utf16|base64offset|contains: 'ping'",
+        P("CommandLine", Op.CONTAINS, "ping", "|utf16|base64offset|contains"),
+    ),
+    (
+        "utf16be base64offset keeps the decoded text",
+        "selection:\n  CommandLine|utf16be|base64offset|contains: 'ping'",
+        P("CommandLine", Op.CONTAINS, "ping", "|utf16be|base64offset|contains"),
+    ),
+    *(
+        (
+            f"{part} of a timestamp is not modelled: Opaque",
+            f"selection:\n  EventTime|{part}: 5",
+            Opaque(f"EventTime|{part}: 5", "unsupported modifier", f"timestamp {part.upper()}"),
+        )
+        for part in ("minute", "hour", "day", "week", "month", "year")
+    ),
+    (
         "keywords are field-less predicates",
         "keywords:\n  - 'mimikatz'\n  - '*sekurlsa*'",
         Or((P(None, Op.KEYWORD, "mimikatz", "="), P(None, Op.KEYWORD, "sekurlsa", "="))),
@@ -180,6 +235,14 @@ MODIFIERS = [
 def test_modifier(detection: str, expected: object) -> None:
     condition = "keywords" if detection.startswith("keywords") else "selection"
     assert parse(detection, condition) == expected
+
+
+def test_every_pysigma_modifier_has_a_row() -> None:
+    """Each modifier pySigma knows is in the table above, so its reading (a predicate
+    tree or an Opaque node) is specified: a new pySigma modifier fails here until
+    it is handled."""
+    written = {m for _, detection, _ in MODIFIERS for m in re.findall(r"\|(\w+)", detection)}
+    assert set(modifier_mapping) - written == set()
 
 
 A = P("Image", Op.ENDS_WITH, "\\a.exe", "|endswith")

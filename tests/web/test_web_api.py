@@ -24,9 +24,8 @@ from web_helpers import (
     write_sources,
 )
 
-from detcat import catalog
+from detcat import catalog, schemas
 from detcat.cli import main
-from detcat.web import schemas
 from detcat.web.app import create_app
 from detcat.web.urls import Links
 
@@ -56,6 +55,7 @@ def cli_json(db: Path, *args: str) -> object:
         ("/api/search?q=Image%3Aanydesk", ["search", "Image:anydesk"]),
         ("/api/search?q=%3Cscript%3E", ["search", "<script>"]),
         ("/api/problems", ["problems"]),
+        ("/api/clusters", ["clusters", "--limit", "0"]),
     ],
 )
 def test_json_twin_is_the_cli_json(
@@ -67,7 +67,7 @@ def test_json_twin_is_the_cli_json(
 
 
 def test_every_html_page_names_its_json_twin(client: TestClient) -> None:
-    for page in ("/", "/techniques/T1219", f"/rules/sigma/{PEER_ID}", "/problems"):
+    for page in ("/", "/techniques/T1219", f"/rules/sigma/{PEER_ID}", "/problems", "/clusters"):
         urls = page_urls(client.get(page).text)
         twin = S.api(page)
         assert twin in urls and client.get(twin).status_code == 200
@@ -84,6 +84,7 @@ SHAPES: list[tuple[str, object]] = [
     (S.api(S.indicator("process.command_line", "contains", SCRIPT)), schemas.IndicatorPage),
     ("/api/search?q=anydesk", schemas.SearchResult),
     ("/api/problems", list[schemas.ProblemRow]),
+    ("/api/clusters", schemas.Clusters),
     ("/api/coverage?events=sysmon:1", schemas.Coverage),
     ("/api/layer?events=sysmon:1&score=vendors", schemas.NavigatorLayer),
 ]
@@ -104,7 +105,7 @@ def test_openapi_documents_every_json_twin_and_no_html(client: TestClient) -> No
     assert set(spec["paths"]) == {
         "/api/overview", "/api/techniques/{tid}", "/api/rules/{vendor}/{rule_id}",
         "/api/fields/{name}", "/api/events/{event_id}", "/api/indicators", "/api/search",
-        "/api/problems", "/api/coverage", "/api/layer",
+        "/api/problems", "/api/coverage", "/api/layer", "/api/clusters",
     }  # fmt: skip
     ok = spec["paths"]["/api/techniques/{tid}"]["get"]["responses"]["200"]
     assert ok["content"]["application/json"]["schema"] == {

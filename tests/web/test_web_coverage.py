@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from click.testing import CliRunner
 
+from detcat import schemas
 from detcat.cli import main
-from detcat.web import schemas
 
 pytestmark = pytest.mark.usefixtures("browser")
 
@@ -147,3 +147,21 @@ def test_overview_links_the_layer(
         got = json.loads((root / href).read_text(encoding="utf-8"))
         assert page.locator("header nav a", has_text="Coverage").count() == 0  # needs a server
     assert got == json.loads(out.output)
+
+
+def test_technique_page_says_the_attack_gap_first(
+    watched: Any, corpus_server: str, corpus_db: Path
+) -> None:
+    """The section on ATT&CK's detection strategy opens with the log sources no
+    rule reads, as ``detcat technique --json`` lists them."""
+    page = watched
+    args = ["technique", "T1070.005", "--json", "--db", str(corpus_db)]
+    out = CliRunner().invoke(main, args)
+    gap = json.loads(out.output)["attack_detection"]["gap"]
+    page.goto(f"{corpus_server}/techniques/T1070.005")
+    section = page.locator("#attack-detection")
+    first = section.locator("p").first
+    assert first.get_attribute("id") == "attack-gap"
+    text = first.text_content() or ""
+    assert gap and all(r["name"] in text and r["channel"] in text for r in gap)
+    assert section.locator("tbody tr.gap").count() >= len(gap)

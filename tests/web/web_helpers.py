@@ -203,7 +203,8 @@ _LINK = re.compile(r'\s(?:href|src|action)="([^"]*)"')
 
 
 def broken_links(root: Path) -> dict[str, list[str]]:
-    """Relative links of an exported site that point at no file, by page."""
+    """Relative links of an exported site that point at no file (or at no element
+    of it, for a ``#fragment``), by page."""
     files = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     broken: dict[str, list[str]] = {}
     for name in sorted(f for f in files if f.endswith(".html")):
@@ -211,8 +212,10 @@ def broken_links(root: Path) -> dict[str, list[str]]:
             url = html.unescape(raw)
             if url.startswith(("http://", "https://")):
                 continue  # upstream and reference links leave the site on purpose
-            target = os.path.normpath(os.path.join(os.path.dirname(name), url.split("?")[0]))
-            if url.startswith("/") or target not in files:
+            path, _, fragment = url.split("?")[0].partition("#")
+            target = os.path.normpath(os.path.join(os.path.dirname(name), path))
+            missing = url.startswith("/") or target not in files
+            if missing or (fragment and f'id="{fragment}"' not in (root / target).read_text()):
                 broken.setdefault(name, []).append(url)
     return broken
 
@@ -285,11 +288,15 @@ def expected_technique_facts(g: dict[str, Any]) -> dict[str, Any]:
     for r in g["rules"]:
         by_vendor.setdefault(r["vendor"], []).append(squash(r["title"]))
     n = len(g["events"])
+    analytics = g["attack_detection"]["summary"]["analytics"]  # the section shows when > 0
     return {
         "h1": squash(f"{h['id']} {h['name']}"),
-        "headings": ["Events covered", "Fields filtered most", "Top indicator values",
+        "headings": ["Events covered",
+                     *(["What ATT&CK's detection strategy watches"] if analytics else []),
+                     "Fields filtered most", "Top indicator values",
                      "Exclusions", "Rules under this technique"],
-        "counts": [f"({n})", f"({len(g['fields'])} of {g['field_count']} distinct)",
+        "counts": [f"({n})", *([f"({analytics} analytics)"] if analytics else []),
+                   f"({len(g['fields'])} of {g['field_count']} distinct)",
                    f"({len(g['indicators'])} of {g['indicator_count']} distinct)",
                    f"({len(g['exclusions'])} of {g['exclusion_count']} distinct)",
                    f"({len(g['rules'])})"],

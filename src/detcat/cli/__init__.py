@@ -200,7 +200,7 @@ def search(query: str, db: Path, limit: int, as_json: bool) -> None:
 
 
 def _register_optional_commands() -> None:
-    """Commands that live with their layer (fidelity tools, the web site)."""
+    """Commands that live with their layer (fidelity tools, the web site, MCP)."""
     for module, names in (
         ("detcat.cli.fidelity", ("parse", "match")),
         ("detcat.cli.lint", ("lint",)),
@@ -209,6 +209,7 @@ def _register_optional_commands() -> None:
         ("detcat.cli.diff", ("diff",)),
         ("detcat.cli.export_csv", ("export_csv",)),
         ("detcat.web.cli", ("serve", "export_site")),
+        ("detcat.cli.mcp", ("mcp",)),
     ):
         if importlib.util.find_spec(module) is None:
             continue

@@ -49,21 +49,17 @@ def parse(language: str, query: str | None, as_json: bool, jsonl: bool) -> None:
     if jsonl:
         sys.exit(_parse_batch(language, query))
     text = _read_query(query)
-    from detcat.parse import parse_query, stages_json
+    from detcat.parse import parse_json, parse_query
 
     try:
-        stages = parse_query(language, text)
+        if as_json:
+            click.echo(_dump(parse_json(language, text)))
+        else:
+            click.echo(render_stages(parse_query(language, text)))
     except QueryError as e:
         at = f" at line {e.line}, column {e.column}" if e.line else ""
         click.echo(f"error: {e.message}{at}", err=True)
         sys.exit(EXIT_FAILED)
-    if as_json:
-        out = stages_json(stages)
-        for doc, stage in zip(out, stages, strict=True):
-            doc["tree"] = _tree_json(stage)
-        click.echo(_dump({"language": language, "stages": out, "error": None}))
-    else:
-        click.echo(render_stages(stages))
 
 
 def _read_query(query: str | None) -> str:
@@ -120,12 +116,6 @@ def _batch_stage(stage: dict[str, Any]) -> dict[str, Any]:
         "predicates": [{k: p[k] for k in _BATCH_KEYS} for p in stage["predicates"]],
         "opaque": stage["opaque"],
     }
-
-
-def _tree_json(stage: Stage) -> Any:
-    from detcat.model import expr_to_json
-
-    return expr_to_json(stage.expr)
 
 
 def render_stages(stages: list[Stage]) -> str:

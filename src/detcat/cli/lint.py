@@ -86,12 +86,9 @@ def _ensure_similar(db: Path) -> None:
     """Similarity tables are computed once per catalog; a read-only catalog
     without them only loses the similar-rule check (said on stderr)."""
     from detcat import similar
-    from detcat.store import CatalogReadOnly
 
-    try:
-        similar.ensure(db)
-    except CatalogReadOnly as e:
-        click.echo(f"warning: no similar-rule check: {e}", err=True)
+    if why := similar.try_ensure(db):
+        click.echo(f"warning: no similar-rule check: {why}", err=True)
 
 
 def _emit(results: list[Any], fmt: str) -> None:

@@ -91,6 +91,7 @@ def technique(console: Console, g: dict[str, Any]) -> None:
     counts = ", ".join(f"{v} {n}" for v, n in g["vendors"].items())
     console.print(f"[bold]{len(g['rules'])} rules[/bold] ({counts})")
     _events(console, g["events"])
+    _attack_detection(console, g["attack_detection"])
     _fields(console, g)
     _indicator_table(console, "Top indicator values", g["indicators"], g["indicator_count"])
     _indicator_table(console, "Exclusions", g["exclusions"], g["exclusion_count"])
@@ -104,6 +105,28 @@ def _events(console: Console, events: list[dict[str, Any]]) -> None:
         t.add_column(col)
     for e in events:
         t.add_row(_E(e["provider"]), _E(str(e["event_id"])), _E(e["title"]), str(e["rules"]))
+    console.print(t)
+
+
+def _attack_detection(console: Console, d: dict[str, Any]) -> None:
+    """ATT&CK's analytics for the technique, the gap first: log sources they
+    recommend that no rule of the technique reads."""
+    s = d["summary"]
+    if not s["analytics"]:
+        return
+    gap = "; ".join(f"{r['name']} {r['channel']}" for r in d["gap"])
+    console.print(
+        f"[bold]What ATT&CK's detection strategy watches[/bold]: {s['analytics']} analytics, "
+        f"{s['log_sources']} log sources ({s['mapped']} mapped to catalog events, "
+        f"{s['covered']} read by these rules)."
+    )
+    console.print(f"No rule here reads: {_E(gap)}" if gap else "Every mapped log source is read.")
+    t = Table("analytic", "platforms", "log source", "channel", "covered by")
+    for a in d["analytics"]:
+        for src in a["log_sources"]:
+            covered = ", ".join(src["vendors"]) or ("-" if src["events"] else "(unmapped)")
+            t.add_row(f"{a['id']} ({a['strategy_id']})", _E(", ".join(a["platforms"])),
+                      _E(src["name"]), _E(src["channel"]), _E(covered))  # fmt: skip
     console.print(t)
 
 
@@ -201,6 +224,11 @@ def stats(console: Console, data: dict[str, Any]) -> None:
     for v, s in data["vendors"].items():
         for reason, n in list(s["opaque"].items())[:10]:
             console.print(f"  {v}: {n} rules with Opaque: {_E(reason)}")
+    ls = data["attack_log_sources"]
+    console.print(
+        f"ATT&CK analytics' log-source references mapped to catalog events: {ls['mapped']} of "
+        f"{ls['references']} ({_pct(ls['mapped'], ls['references'])})"
+    )
     if dup := data.get("near_duplicates"):
         console.print(
             f"  near-duplicate clusters: {dup['clusters']} ({dup['cross_vendor']} cross-vendor,"

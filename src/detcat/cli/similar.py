@@ -65,7 +65,7 @@ def _feature(f: dict[str, str]) -> str:
 
 
 @click.command()
-@click.option("--limit", default=50, show_default=True, help="Clusters to list.")
+@click.option("--limit", default=50, show_default=True, help="Clusters to list (0: all).")
 @click.option("--cross-vendor", is_flag=True, help="Only clusters with rules of several vendors.")
 @db_option
 @json_option
@@ -75,14 +75,15 @@ def clusters(limit: int, cross_vendor: bool, db: Path, as_json: bool) -> None:
 
     conn = _catalog(db)
     found = [c for c in sim.clusters(conn) if not cross_vendor or len(c["vendors"]) > 1]
+    found = found[:limit] if limit else found
     if as_json:
-        click.echo(dump_json({"summary": sim.cluster_summary(conn), "clusters": found[:limit]}))
+        click.echo(dump_json({"summary": sim.cluster_summary(conn), "clusters": found}))
         return
     console = Console()
     s = sim.cluster_summary(conn)
     console.print(f"{s['clusters']} clusters, {s['cross_vendor']} cross-vendor, "
                   f"biggest {s['biggest']} rules")  # fmt: skip
-    for c in found[:limit]:
+    for c in found:
         console.print(f"\n[bold]cluster {c['cluster']}[/bold] ({c['size']} rules: "
                       f"{', '.join(c['vendors'])})")  # fmt: skip
         for r in c["rules"]:

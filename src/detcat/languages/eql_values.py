@@ -12,6 +12,7 @@ import re
 from contextvars import ContextVar
 from typing import Any, NamedTuple, TypeAlias
 
+from detcat.languages import wildcards
 from detcat.model import Expr, Op, Reason, Value
 
 source: ContextVar[str] = ContextVar("eql_source")
@@ -141,12 +142,5 @@ def classify(value: str) -> tuple[Op, str | None]:
     pattern of only ``*`` exists."""
     if "*" not in value and "?" not in value:
         return Op.EQ, value
-    if value.strip("*") == "":
-        return Op.EXISTS, None
-    lead, trail = value.startswith("*"), value.endswith("*")
-    inner = value[1 if lead else 0 : -1 if trail else None]
-    if "*" in inner or "?" in inner or not (lead or trail):
-        return Op.WILDCARD, value
-    if lead and trail:
-        return Op.CONTAINS, inner
-    return (Op.ENDS_WITH if lead else Op.STARTS_WITH), inner
+    # EQL has no escape for a wildcard: every * and ? is one
+    return wildcards.classify(wildcards.parts((c, c in "*?") for c in value))

@@ -39,7 +39,7 @@ from typing import Any, NoReturn
 
 from lark.exceptions import UnexpectedInput
 
-from detcat.languages import kql
+from detcat.languages import kql, wildcards
 from detcat.languages.esql_syntax import (
     LEAD,
     QNAME,
@@ -51,7 +51,6 @@ from detcat.languages.esql_syntax import (
     split_commands,
     split_items,
 )
-from detcat.languages.kql import Wild
 from detcat.languages.lalr import position, unexpected
 from detcat.model import (
     Expr,
@@ -492,34 +491,14 @@ class _Cond:
 
 def like_predicate(field_raw: str, pattern: str, case_sensitive: bool) -> Predicate:
     """A LIKE pattern: ``*`` any run, ``?`` one character, ``\\`` escapes."""
-    parts: list[kql.Part] = []
-    buf: list[str] = []
-    chars = iter(pattern)
-    for ch in chars:
-        if ch == "\\":
-            buf.append(next(chars, "\\"))
-        elif ch in "*?":
-            parts.extend(("".join(buf), Wild(ch)))
-            buf = []
-        else:
-            buf.append(ch)
-    parts.append("".join(buf))
-    clean = tuple(p for p in parts if p != "")
-    if clean and all(p is Wild.ANY for p in clean):
+    chars: list[tuple[str, bool]] = []
+    it = iter(pattern)
+    for ch in it:
+        chars.append((next(it, "\\"), False) if ch == "\\" else (ch, ch in "*?"))
+    op, value = wildcards.classify(wildcards.parts(chars))
+    if op is Op.EXISTS:
         return Predicate(field_raw, Op.EXISTS, True, "LIKE")
-    op, value = kql.classify(clean)
-    if op is Op.WILDCARD and any(isinstance(p, str) and ("*" in p or "?" in p) for p in clean):
-        # model.py: wildcard values have no escapes, so a literal */? needs a regex
-        return Predicate(field_raw, Op.REGEX_MATCH, _like_regex(clean), "LIKE", case_sensitive)
     return Predicate(field_raw, op, value, "LIKE", case_sensitive)
-
-
-def _like_regex(parts: tuple[kql.Part, ...]) -> str:
-    """The anchored regex of a LIKE pattern (re.escape, as the Sigma source spells it)."""
-    body = "".join(
-        re.escape(p) if isinstance(p, str) else ".*" if p is Wild.ANY else "." for p in parts
-    )
-    return f"^{body}$"
 
 
 def _operand(n: N, null_safe: bool = False) -> tuple[str, bool] | None:

@@ -28,15 +28,15 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import replace
-from enum import Enum
 from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput
 
 from detcat.languages.lalr import lalr, unexpected
+from detcat.languages.wildcards import Part, Wild, classify, keyword
 from detcat.model import Expr, Not, Op, Predicate, QueryError, and_, map_predicates, or_
 
 SYNTAX = ":"
@@ -49,15 +49,7 @@ _RANGE_OPS = {">": Op.GT, ">=": Op.GTE, "<": Op.LT, "<=": Op.LTE}
 _LIST_WORD = re.compile(r'"(?:\\.|[^"\\])*"|(?:\\u[0-9a-fA-F]{4}|\\.|[^\\\s()])+', re.S)
 
 
-class Wild(Enum):
-    """A wildcard position in a value's segment list (``?`` is ES|QL's LIKE only)."""
-
-    ANY = "*"
-    ONE = "?"
-
-
-WILD = Wild.ANY
-Part: TypeAlias = str | Wild
+WILD = Wild.ANY  # KQL's only wildcard (``?`` is ES|QL's LIKE only)
 
 
 class Value(NamedTuple):
@@ -122,37 +114,6 @@ def literal_text(v: Value) -> str:
     return "".join(p.value if isinstance(p, Wild) else p for p in v.parts)
 
 
-def classify(parts: tuple[Part, ...]) -> tuple[Op, str]:
-    """Wildcard placement -> operator and the value to store."""
-    if not parts:
-        return Op.EQ, ""
-    # ``**`` matches what ``*`` matches
-    parts = tuple(
-        p for i, p in enumerate(parts) if p is not WILD or not i or parts[i - 1] is not WILD
-    )
-    lead = parts[0] is WILD
-    trail = len(parts) > 1 and parts[-1] is WILD
-    core = parts[int(lead) : len(parts) - int(trail)]
-    if any(isinstance(p, Wild) for p in core):
-        return Op.WILDCARD, render_wildcard(parts)
-    text = "".join(core)  # type: ignore[arg-type]
-    if lead and trail:
-        return Op.CONTAINS, text
-    if lead:
-        return Op.ENDS_WITH, text
-    if trail:
-        return Op.STARTS_WITH, text
-    return Op.EQ, text
-
-
-def render_wildcard(parts: tuple[Part, ...]) -> str:
-    """The shared wildcard spelling: ``*``/``?`` wild, literal ones escaped."""
-    out = []
-    for p in parts:
-        out.append(p.value if isinstance(p, Wild) else p.replace("*", "\\*").replace("?", "\\?"))
-    return "".join(out)
-
-
 def value_predicate(field: str, v: Value, syntax: str = SYNTAX) -> Predicate:
     if len(v.parts) == 1 and not isinstance(v.parts[0], Wild):  # plain text: most values
         text = v.parts[0]
@@ -167,14 +128,7 @@ def value_predicate(field: str, v: Value, syntax: str = SYNTAX) -> Predicate:
 
 def keyword_predicate(v: Value) -> Predicate:
     """Free text matches anywhere: surrounding wildcards add nothing."""
-    parts = list(v.parts)
-    while parts and parts[0] is WILD:
-        parts.pop(0)
-    while parts and parts[-1] is WILD:
-        parts.pop()
-    wild = any(isinstance(p, Wild) for p in parts)
-    value = render_wildcard(tuple(parts)) if wild else "".join(parts)  # type: ignore[arg-type]
-    return Predicate(None, Op.KEYWORD, value, "")
+    return Predicate(None, Op.KEYWORD, keyword(v.parts), "")
 
 
 def number(text: str) -> int | float | str:

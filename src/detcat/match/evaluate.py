@@ -37,8 +37,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from detcat.match.events import Event, Scalar
-from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate
+from detcat.match.events import Event
+from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, value_text
 from detcat.normalize.fields import is_mapped
 
 Test = Callable[[Event], bool | None]
@@ -191,7 +191,7 @@ def _three_valued(test: Callable[[str], bool | None], name: str | None) -> Test:
 def _text_test(p: Predicate, full_match: bool) -> Callable[[str], bool | None] | None:
     """A test of one value's text (already case-folded for case-insensitive string
     operators; regex engines fold themselves)."""
-    want = _fold(_text(p.value), p.case_sensitive)
+    want = _fold(value_text(p.value), p.case_sensitive)
     match p.op:
         case Op.EQ:
             return want.__eq__
@@ -215,7 +215,7 @@ def _text_test(p: Predicate, full_match: bool) -> Callable[[str], bool | None] |
 def _numeric_equals(p: Predicate) -> Test:
     """``EventID: 4688`` holds for 4688, "4688" and 4688.0 alike."""
     want, name = number(p.value), p.field
-    text = _fold(_text(p.value), p.case_sensitive)
+    text = _fold(value_text(p.value), p.case_sensitive)
 
     def run(ev: Event) -> bool:
         values = ev.get(name) or ()
@@ -226,12 +226,6 @@ def _numeric_equals(p: Predicate) -> Test:
 
 def _fold(text: str, case_sensitive: bool) -> str:
     return text if case_sensitive else text.casefold()
-
-
-def _text(v: Scalar) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return "" if v is None else str(v)
 
 
 def number(v: Any) -> float | None:
@@ -248,7 +242,7 @@ def number(v: Any) -> float | None:
 
 
 def _keyword(p: Predicate) -> Test:
-    text = _text(p.value)
+    text = value_text(p.value)
     if "*" in text or "?" in text:
         search = compiled_regex("(?s)" + wildcard_regex(text), p.case_sensitive, False)
         return lambda ev: any(search(v) for v in ev.text)
@@ -260,8 +254,8 @@ def _field_ref(p: Predicate, refs: RefResolver | None) -> Test:
     names = refs(str(p.value)) if refs else (str(p.value),)
 
     def run(ev: Event) -> bool:
-        mine = {_fold(_text(v), p.case_sensitive) for v in ev.get(p.field) or ()}
-        other = {_fold(_text(v), p.case_sensitive) for n in names for v in ev.get(n) or ()}
+        mine = {_fold(value_text(v), p.case_sensitive) for v in ev.get(p.field) or ()}
+        other = {_fold(value_text(v), p.case_sensitive) for n in names for v in ev.get(n) or ()}
         return bool(mine & other)
 
     return run

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from detcat.errors import DetcatError
+from detcat.model import value_text
 from detcat.normalize import get_event
 from detcat.normalize.fields import ANY, canonical_field, in_fieldset, namespaced
 from detcat.normalize.values import hash_fields, implied_fields
@@ -66,7 +67,7 @@ class Event:
         key = (name or "", fold)
         got = self._texts.get(key)
         if got is None:
-            got = [as_text(v) for v in self.fields.get(name or "", ())]
+            got = [value_text(v) for v in self.fields.get(name or "", ())]
             got = [t.casefold() for t in got] if fold else got
             self._texts[key] = got
         return got
@@ -79,12 +80,6 @@ class Event:
             got = [t.casefold() for t in self.text] if fold else self.text
             self._texts[key] = got
         return got
-
-
-def as_text(v: Scalar) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return "" if v is None else str(v)
 
 
 # -- reading files ------------------------------------------------------------------

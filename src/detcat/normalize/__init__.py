@@ -13,7 +13,16 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from detcat.model import Expr, Predicate, Rule, Stage, StageRole, map_predicates, replace
+from detcat.model import (
+    Expr,
+    Predicate,
+    Rule,
+    Stage,
+    StageRole,
+    map_predicates,
+    replace,
+    value_text,
+)
 from detcat.normalize.events import Event, event_catalog, get_event, stage_events
 from detcat.normalize.fields import (
     by_value,
@@ -118,11 +127,9 @@ def indicator_key(p: Predicate) -> tuple[str, str, str]:
 
 def fold_value(value: object) -> str:
     """The case-folded text that identifies a value in indicator aggregation."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return "" if value is None else str(value).casefold()
+    return value_text(value).casefold()
 
 
 __all__ = [

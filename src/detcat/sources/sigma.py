@@ -39,9 +39,12 @@ from sigma.types import (
     SigmaNumber,
     SigmaRegularExpression,
     SigmaString,
+    SigmaTimestampPart,
     SpecialChars,
 )
 
+from detcat.languages import wildcards
+from detcat.languages.wildcards import Wild
 from detcat.model import (
     Expr,
     Not,
@@ -278,11 +281,10 @@ def _item(item: SigmaDetectionItem) -> Expr:
     else:
         preds = [_value(item.field, v, syntax) for v in item.value]
     combine = and_ if item.value_linking is ConditionAND else or_
-    return (
-        combine(*preds)
-        if preds
-        else Opaque(str(item.field), Reason.EMPTY, "detection item without values")
-    )
+    if not preds:
+        return Opaque(str(item.field), Reason.EMPTY, "detection item without values")
+    # |neq negates the whole item (pySigma: NOT of the values' Or/And)
+    return Not(combine(*preds)) if item.negated else combine(*preds)
 
 
 def _op_for_modifiers(mods: list[str]) -> Op:
@@ -305,14 +307,16 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
         case SigmaString():
             return _string(field, v, syntax)
         case SigmaRegularExpression():
-            flags = {f.name for f in v.flags}
-            return Predicate(
-                field, Op.REGEX_MATCH, str(v.regexp), syntax, "IGNORECASE" not in flags
-            )
+            return _regex(field, v, syntax)
         case SigmaCIDRExpression():
             return Predicate(field, Op.CIDR, v.cidr, syntax)
-        case SigmaCompareExpression():
+        case SigmaCompareExpression() if v.op in _COMPARE_OPS:
             return Predicate(field, _COMPARE_OPS[v.op], v.number.number, syntax)
+        case SigmaCompareExpression():  # NEQ
+            return Not(Predicate(field, Op.EQ, v.number.number, syntax))
+        case SigmaTimestampPart():  # before SigmaNumber, its base class
+            text = f"{field}{syntax}: {v.number}"
+            return Opaque(text, Reason.UNSUPPORTED_MODIFIER, f"timestamp {v.timestamp_part.name}")
         case SigmaBool():
             return Predicate(field, Op.EQ, v.boolean, syntax)
         case SigmaNumber():
@@ -329,28 +333,29 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
     )
 
 
+# |re|m and |re|s change what the pattern means: kept as inline flags (RE2 and PCRE
+# read both); |re|i is the predicate's case-insensitivity.
+_REGEX_FLAGS = {"MULTILINE": "m", "DOTALL": "s"}
+
+
+def _regex(field: str | None, v: SigmaRegularExpression, syntax: str) -> Predicate:
+    flags = {f.name for f in v.flags}
+    inline = "".join(c for name, c in _REGEX_FLAGS.items() if name in flags)
+    pattern = f"(?{inline}){v.regexp}" if inline else str(v.regexp)
+    return Predicate(field, Op.REGEX_MATCH, pattern, syntax, "IGNORECASE" not in flags)
+
+
 def _string(field: str | None, s: SigmaString, syntax: str) -> Expr:
     if s.contains_placeholder():
         return _placeholder(field, s, syntax)
     cased = isinstance(s, SigmaCasedString)
-    parts = list(s.s)
+    pattern = tuple(_WILD.get(p, p) for p in s.s)  # type: ignore[call-overload]
     if field is None:
-        # Keywords match anywhere in the event; surrounding wildcards add nothing.
-        while parts and parts[0] is SpecialChars.WILDCARD_MULTI:
-            parts.pop(0)
-        while parts and parts[-1] is SpecialChars.WILDCARD_MULTI:
-            parts.pop()
-        return Predicate(None, Op.KEYWORD, _render(parts), syntax, cased)
-    if parts == [SpecialChars.WILDCARD_MULTI]:
-        return Predicate(field, Op.EXISTS, True, syntax)
-    op, core = classify_wildcards(parts)
-    if op is not Op.WILDCARD:
-        return Predicate(field, op, "".join(core), syntax, cased)
-    if any("*" in p or "?" in p for p in core if isinstance(p, str)):
-        # A literal * or ? cannot be told from a wildcard in our wildcard
-        # spelling (DESIGN: wildcard values have no escapes): say it as a regex.
-        return Predicate(field, Op.REGEX_MATCH, _as_regex(core), syntax, cased)
-    return Predicate(field, op, _render(core), syntax, cased)
+        return Predicate(None, Op.KEYWORD, wildcards.keyword(pattern), syntax, cased)
+    op, value = wildcards.classify(pattern)
+    if op is Op.EXISTS:
+        return Predicate(field, op, True, syntax)
+    return Predicate(field, op, value, syntax, cased)
 
 
 def _placeholder(field: str | None, s: SigmaString, syntax: str) -> Expr:
@@ -364,35 +369,7 @@ def _placeholder(field: str | None, s: SigmaString, syntax: str) -> Expr:
     return Opaque(f"{field}{syntax}: {s}", Reason.PLACEHOLDER, f"%{names}% inside a value")
 
 
-def classify_wildcards(parts: list[Any]) -> tuple[Op, list[Any]]:
-    """``*x`` -> ends_with, ``x*`` -> starts_with, ``*x*`` -> contains, else wildcard."""
-    star = SpecialChars.WILDCARD_MULTI
-    lead = bool(parts) and parts[0] is star
-    trail = len(parts) > 1 and parts[-1] is star
-    core = parts[int(lead) : len(parts) - int(trail)]
-    if any(not isinstance(p, str) for p in core):
-        return Op.WILDCARD, parts
-    if lead and trail:
-        return Op.CONTAINS, core
-    if lead:
-        return Op.ENDS_WITH, core
-    if trail:
-        return Op.STARTS_WITH, core
-    return Op.EQ, core
-
-
-def _render(parts: list[Any]) -> str:
-    """Our wildcard spelling: ``*`` any run, ``?`` one character, no escapes."""
-    return "".join(p if isinstance(p, str) else _WILDCARD_TEXT[p] for p in parts)
-
-
-def _as_regex(parts: list[Any]) -> str:
-    body = "".join(re.escape(p) if isinstance(p, str) else _WILDCARD_RE[p] for p in parts)
-    return f"^{body}$"
-
-
-_WILDCARD_TEXT = {SpecialChars.WILDCARD_MULTI: "*", SpecialChars.WILDCARD_SINGLE: "?"}
-_WILDCARD_RE = {SpecialChars.WILDCARD_MULTI: ".*", SpecialChars.WILDCARD_SINGLE: "."}
+_WILD = {SpecialChars.WILDCARD_MULTI: Wild.ANY, SpecialChars.WILDCARD_SINGLE: Wild.ONE}
 
 
 # -- correlations -----------------------------------------------------------------

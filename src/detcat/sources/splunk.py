@@ -20,7 +20,7 @@ import yaml
 from detcat.model import Opaque, Problem, QueryError, Reason, Rule, Stage, and_
 from detcat.sources.registry import ANY, NO_HINTS, Hints, Vendor, query_rule, tagged
 from detcat.sources.splunk_lookups import LookupResolver, LookupTables
-from detcat.tables import EVENT_SOURCES, FIELDS, load
+from detcat.tables import EVENT_SOURCES, FIELDS, SPL, load
 
 VENDOR = "splunk"
 UPSTREAM = "https://github.com/splunk/security_content/blob/develop/"
@@ -30,11 +30,8 @@ SplParse = Callable[..., list[Stage]]  # spl.parse(text, *, lookup=resolver)
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SEARCH_KEY = re.compile(r"^search\s*:", re.MULTILINE)
 
-# CIM / utility macros that shape output but never filter events. Upstream
-# security_content relies on Splunk_SA_CIM for the ones it does not define.
-NO_FILTER_MACROS = frozenset(
-    {"drop_dm_object_name", "security_content_ctime", "security_content_summariesonly"}
-)
+# CIM / utility macros that shape output but never filter events (data/spl.toml).
+NO_FILTER_MACROS = frozenset(load(SPL)["macros"]["no_filter"])
 
 
 def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:

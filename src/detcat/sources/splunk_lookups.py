@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from detcat.errors import DetcatError
-from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, Problem
+from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, Problem, value_text
 
 Row = dict[str, str]
 LookupResolver = Callable[[str, str, Expr | None], tuple[list[str], bool] | None]
@@ -202,12 +202,12 @@ def _equal(cell: str, value: Any, case_sensitive: bool) -> bool:
     a, b = _number(cell), _number(value)
     if a is not None and b is not None:
         return a == b
-    x, y = _fold(cell, _text(value), case_sensitive)
+    x, y = _fold(cell, value_text(value), case_sensitive)
     return x == y
 
 
 def _pattern(cell: str, value: Any, case_sensitive: bool, shape: str) -> bool:
-    x, y = _fold(cell, _text(value), case_sensitive)
+    x, y = _fold(cell, value_text(value), case_sensitive)
     match shape:
         case "contains":
             return y in x
@@ -227,7 +227,9 @@ def _ordered(cell: str, value: Any, op: Op) -> bool:
 
 def _regex(cell: str, value: Any, case_sensitive: bool) -> bool:
     try:
-        return re.search(_text(value), cell, 0 if case_sensitive else re.IGNORECASE) is not None
+        return (
+            re.search(value_text(value), cell, 0 if case_sensitive else re.IGNORECASE) is not None
+        )
     except re.error as e:
         raise Unresolvable("bad regex") from e
 
@@ -248,12 +250,6 @@ _TESTS: dict[Op, Callable[[str, Any, bool], bool]] = {
 
 
 # -- small helpers ------------------------------------------------------------------
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
 
 
 def _number(value: Any) -> float | None:

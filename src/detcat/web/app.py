@@ -9,6 +9,7 @@ catalog generation; a rebuild (which replaces the file) invalidates them.
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import os
 import queue
@@ -18,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,8 +29,8 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from detcat import store
-from detcat.web import pages, schemas
+from detcat import schemas, similar, store
+from detcat.web import pages
 from detcat.web.templating import CSP, render
 from detcat.web.urls import Links
 
@@ -201,6 +203,7 @@ def settle_gc() -> None:
 def create_app(db: Path, *, cache_bytes: int = CACHE_BYTES) -> FastAPI:
     """The site over the catalog at ``db`` (raises store.MissingCatalog when absent);
     ``cache_bytes=0`` renders every request afresh."""
+    similar.try_ensure(db)  # near-duplicate tables, once per catalog (if writable)
     catalog = Catalog(db, cache_bytes)
     app = FastAPI(
         title="detcat",
@@ -211,8 +214,7 @@ def create_app(db: Path, *, cache_bytes: int = CACHE_BYTES) -> FastAPI:
     )
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(packages=[("detcat.web", "static")]), name="static")
-    _add_html_routes(app, catalog)
-    _add_api_routes(app, catalog)
+    _add_routes(app, catalog)
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -224,109 +226,146 @@ def create_app(db: Path, *, cache_bytes: int = CACHE_BYTES) -> FastAPI:
     return app
 
 
-def _add_html_routes(app: FastAPI, catalog: Catalog) -> None:
-    html = {"response_class": HTMLResponse, "include_in_schema": False}
-
-    @app.get("/", **html)
-    def overview_page(request: Request) -> Response:
-        return _html(catalog, request, pages.overview)
-
-    @app.get("/techniques/{tid}", **html)
-    def technique_page(request: Request, tid: str, limit: int = LIMIT) -> Response:
-        return _html(catalog, request, lambda c: pages.technique(c, tid, limit))
-
-    @app.get("/rules/{vendor}/{rule_id:path}", **html)
-    def rule_page(request: Request, vendor: str, rule_id: str) -> Response:
-        return _html(catalog, request, lambda c: pages.rule(c, vendor, rule_id))
-
-    @app.get("/fields/{name:path}", **html)
-    def field_page(request: Request, name: str, limit: int = LIMIT) -> Response:
-        return _html(catalog, request, lambda c: pages.field_(c, name, limit))
-
-    @app.get("/events/{event_id:path}", **html)
-    def event_page(request: Request, event_id: str) -> Response:
-        return _html(catalog, request, lambda c: pages.event(c, event_id))
-
-    @app.get("/indicators", **html)
-    def indicator_page(request: Request, op: str, value: str = "", field: str = "") -> Response:
-        return _html(catalog, request, lambda c: pages.indicator(c, field, op, value))
-
-    @app.get("/search", **html)
-    def search_page(request: Request, q: str = "", limit: int = LIMIT) -> Response:
-        return _html(catalog, request, lambda c: pages.search(c, q, limit), query=q)
-
-    @app.get("/problems", **html)
-    def problems_page(request: Request) -> Response:
-        return _html(catalog, request, pages.problems)
-
-    @app.get("/coverage", **html)
-    def coverage_page(
-        request: Request,
-        events: list[str] = EVENTS,
-        vendor: list[str] = VENDORS,
-        collection: str | None = None,
-    ) -> Response:
-        return _html(catalog, request, lambda c: pages.coverage(c, events, vendor, collection))
+# -- the page table: each page once, served as HTML and as its JSON twin ----------------
+#
+# A page's parameters are those of its ``build`` function (FastAPI reads them, with
+# their defaults, as path and query parameters); ``build`` returns what renders it.
 
 
-def _add_api_routes(app: FastAPI, catalog: Catalog) -> None:
-    @app.get("/api/overview", **_doc(schemas.Overview, "Overview: vendors, problems, matrix"))
-    def overview(request: Request) -> Response:
-        return _json(catalog, request, pages.overview)
+def _overview() -> Builder:
+    return pages.overview
 
-    @app.get("/api/techniques/{tid}", **_doc(schemas.TechniqueGuide, "Technique guide"))
-    def technique(request: Request, tid: str, limit: int = LIMIT) -> Response:
-        """Exactly `detcat technique TID --json` (same function, same default limit)."""
-        return _json(catalog, request, lambda c: pages.technique(c, tid, limit))
 
-    @app.get("/api/rules/{vendor}/{rule_id:path}", **_doc(schemas.RuleDetail, "One rule"))
-    def rule(request: Request, vendor: str, rule_id: str) -> Response:
-        """Exactly `detcat rule ID --vendor VENDOR --json`."""
-        return _json(catalog, request, lambda c: pages.rule(c, vendor, rule_id))
+def _technique(tid: str, limit: int = LIMIT) -> Builder:
+    """Exactly `detcat technique TID --json` (same function, same default limit)."""
+    return lambda c: pages.technique(c, tid, limit)
 
-    @app.get("/api/fields/{name:path}", **_doc(schemas.FieldPage, "One canonical field"))
-    def field(request: Request, name: str, limit: int = LIMIT) -> Response:
-        return _json(catalog, request, lambda c: pages.field_(c, name, limit))
 
-    @app.get("/api/events/{event_id:path}", **_doc(schemas.EventPage, "One catalog event"))
-    def event(request: Request, event_id: str) -> Response:
-        return _json(catalog, request, lambda c: pages.event(c, event_id))
+def _rule(vendor: str, rule_id: str) -> Builder:
+    """Exactly `detcat rule ID --vendor VENDOR --json`."""
+    return lambda c: pages.rule(c, vendor, rule_id)
 
-    @app.get("/api/indicators", **_doc(schemas.IndicatorPage, "Rules checking one indicator"))
-    def indicator(request: Request, op: str, value: str = "", field: str = "") -> Response:
-        """An empty ``field`` is a field-less keyword; the value matches case-insensitively."""
-        return _json(catalog, request, lambda c: pages.indicator(c, field, op, value))
 
-    @app.get("/api/search", **_doc(schemas.SearchResult, "Search"))
-    def search(request: Request, q: str = "", limit: int = LIMIT) -> Response:
-        """Exactly `detcat search Q --json`: full text, and `field:value` terms."""
-        return _json(catalog, request, lambda c: pages.search(c, q, limit))
+def _field(name: str, limit: int = LIMIT) -> Builder:
+    return lambda c: pages.field_(c, name, limit)
 
-    @app.get("/api/problems", **_doc(list[schemas.ProblemRow], "Problems"))
-    def problems(request: Request) -> Response:
-        """Exactly `detcat problems --json`."""
-        return _json(catalog, request, pages.problems)
 
-    @app.get("/api/coverage", **_doc(schemas.Coverage, "Coverage of a set of events"))
-    def coverage(
-        request: Request,
-        events: list[str] = EVENTS,
-        vendor: list[str] = VENDORS,
-        collection: str | None = None,
-    ) -> Response:
-        """Exactly `detcat coverage --events E … [--vendor V …] [--collection C] --json`."""
-        return _json(catalog, request, lambda c: pages.coverage(c, events, vendor, collection))
+def _event(event_id: str) -> Builder:
+    return lambda c: pages.event(c, event_id)
 
-    @app.get("/api/layer", **_doc(schemas.NavigatorLayer, "ATT&CK Navigator layer (4.5)"))
-    def layer(
-        request: Request,
-        events: list[str] = EVENTS,
-        vendor: list[str] = VENDORS,
-        collection: str | None = None,
-        score: Literal["rules", "runnable", "vendors"] | None = None,
-    ) -> Response:
-        """Exactly `detcat layer [--events E …] [--vendor V …] [--score S]`, as a download."""
-        page = lambda c: pages.layer(c, events, vendor, collection, score)  # noqa: E731
-        response = _json(catalog, request, page)
-        response.headers["content-disposition"] = 'attachment; filename="detcat-layer.json"'
+
+def _indicator(op: str, value: str = "", field: str = "") -> Builder:
+    """An empty ``field`` is a field-less keyword; the value matches case-insensitively."""
+    return lambda c: pages.indicator(c, field, op, value)
+
+
+def _search(q: str = "", limit: int = LIMIT) -> Builder:
+    """Exactly `detcat search Q --json`: full text, and `field:value` terms."""
+    return lambda c: pages.search(c, q, limit)
+
+
+def _problems() -> Builder:
+    """Exactly `detcat problems --json`."""
+    return pages.problems
+
+
+def _clusters() -> Builder:
+    """Exactly `detcat clusters --json --limit 0` (every cluster)."""
+    return pages.clusters
+
+
+def _coverage(
+    events: list[str] = EVENTS, vendor: list[str] = VENDORS, collection: str | None = None
+) -> Builder:
+    """Exactly `detcat coverage --events E … [--vendor V …] [--collection C] --json`."""
+    return lambda c: pages.coverage(c, events, vendor, collection)
+
+
+def _layer(
+    events: list[str] = EVENTS,
+    vendor: list[str] = VENDORS,
+    collection: str | None = None,
+    score: Literal["rules", "runnable", "vendors"] | None = None,
+) -> Builder:
+    """Exactly `detcat layer [--events E …] [--vendor V …] [--score S]`, as a download."""
+    return lambda c: pages.layer(c, events, vendor, collection, score)
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str  # the HTML page's; the JSON twin is /api + path (/api/overview for /)
+    build: Callable[..., Builder]
+    schema: Any  # the JSON twin's response model
+    summary: str
+    html: bool = True  # False: a JSON download with no page of its own
+    download: str | None = None  # the JSON twin is a file download with this name
+
+    @property
+    def api_path(self) -> str:
+        return "/api" + (self.path if self.path != "/" else "/overview")
+
+
+PAGES = (
+    Route("/", _overview, schemas.Overview, "Overview: vendors, problems, matrix"),
+    Route("/techniques/{tid}", _technique, schemas.TechniqueGuide, "Technique guide"),
+    Route("/rules/{vendor}/{rule_id:path}", _rule, schemas.RuleDetail, "One rule"),
+    Route("/fields/{name:path}", _field, schemas.FieldPage, "One canonical field"),
+    Route("/events/{event_id:path}", _event, schemas.EventPage, "One catalog event"),
+    Route("/indicators", _indicator, schemas.IndicatorPage, "Rules checking one indicator"),
+    Route("/search", _search, schemas.SearchResult, "Search"),
+    Route("/problems", _problems, list[schemas.ProblemRow], "Problems"),
+    Route("/clusters", _clusters, schemas.Clusters, "Near-duplicate clusters"),
+    Route("/coverage", _coverage, schemas.Coverage, "Coverage of a set of events"),
+    Route(
+        "/layer", _layer, schemas.NavigatorLayer, "ATT&CK Navigator layer (4.5)",
+        html=False, download="detcat-layer.json",
+    ),
+)  # fmt: skip
+
+
+def _add_routes(app: FastAPI, catalog: Catalog) -> None:
+    for route in PAGES:
+        if route.html:
+            app.add_api_route(
+                route.path, _endpoint(route, _html_page(catalog)),
+                response_class=HTMLResponse, include_in_schema=False,
+            )  # fmt: skip
+        app.add_api_route(
+            route.api_path, _endpoint(route, _json_page(catalog, route.download)),
+            description=route.build.__doc__, **_doc(route.schema, route.summary),
+        )  # fmt: skip
+
+
+Respond = Callable[[Request, Builder, dict[str, Any]], Response]
+
+
+def _endpoint(route: Route, respond: Respond) -> Callable[..., Response]:
+    """A route function with the page's parameters (plus the request) in its
+    signature, which is what FastAPI reads."""
+
+    def endpoint(request: Request, **params: Any) -> Response:
+        return respond(request, route.build(**params), params)
+
+    sig = inspect.signature(route.build, eval_str=True)
+    first = inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()]
+    endpoint.__signature__ = sig.replace(parameters=[first, *params])  # type: ignore[attr-defined]
+    endpoint.__name__ = f"{route.build.__name__.strip('_')}_{respond.__name__}"
+    return endpoint
+
+
+def _html_page(catalog: Catalog) -> Respond:
+    def page(request: Request, build: Builder, params: dict[str, Any]) -> Response:
+        return _html(catalog, request, build, query=params.get("q", ""))
+
+    return page
+
+
+def _json_page(catalog: Catalog, download: str | None) -> Respond:
+    def api(request: Request, build: Builder, params: dict[str, Any]) -> Response:
+        response = _json(catalog, request, build)
+        if download:
+            response.headers["content-disposition"] = f'attachment; filename="{download}"'
         return response
+
+    return api

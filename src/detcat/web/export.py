@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from detcat import store
+from detcat import similar, store
 from detcat.errors import DetcatError
 from detcat.web import pages, queries
 from detcat.web.templating import render
@@ -54,6 +54,7 @@ def jobs(conn: sqlite3.Connection) -> Iterator[tuple[str, Builder]]:
     """Every page of the site: (path under the export root, page builder)."""
     yield _ROOT.home(), pages.overview
     yield _ROOT.problems(), pages.problems
+    yield _ROOT.clusters(), pages.clusters
     yield _ROOT.search(), partial(pages.search, query="")
     for tid in queries.technique_ids(conn):
         yield _ROOT.technique(tid), partial(pages.technique, tid=tid)
@@ -141,6 +142,7 @@ def export_site(
     unless ``json_twins`` is false); ``progress(done, total)`` after each chunk."""
     started = time.perf_counter()
     out = Path(out)
+    similar.try_ensure(db)  # near-duplicate tables, once per catalog (if writable)
     conn = store.connect(db)
     try:
         todo = list(jobs(conn))

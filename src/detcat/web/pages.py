@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detcat import coverage as cov
-from detcat import guide, navigator
+from detcat import guide, navigator, similar
 from detcat import search as search_mod
 from detcat.errors import DetcatError
 from detcat.web import queries
@@ -55,6 +55,16 @@ def rule(conn: sqlite3.Connection, vendor: str, rule_id: str) -> Page:
     r = found[0]
     names = queries.technique_names(conn, r["techniques"])
     return Page("rule.html", r["title"], r, {"technique_names": names})
+
+
+def clusters(conn: sqlite3.Connection) -> Page:
+    """Near-duplicate clusters (empty until ``similar.ensure`` ran on the catalog)."""
+    ready = similar.available(conn)
+    data = {
+        "summary": similar.cluster_summary(conn) if ready else similar.EMPTY_SUMMARY,
+        "clusters": similar.clusters(conn) if ready else [],
+    }
+    return Page("clusters.html", "Near-duplicate clusters", data)
 
 
 def field_(conn: sqlite3.Connection, name: str, limit: int = DEFAULT_LIMIT) -> Page:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from detcat.model import value_text
 from detcat.sources import registry
 from detcat.web.pages import Page
 from detcat.web.urls import Links
@@ -58,11 +59,7 @@ def pct(n: int, total: int) -> str:
 
 def show(value: Any) -> str:
     """A predicate value as text; None is the absence of a value."""
-    if value is None:
-        return "(none)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return "(none)" if value is None else value_text(value)
 
 
 @cache

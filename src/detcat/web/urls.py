@@ -88,6 +88,9 @@ class Links:
     def problems(self) -> str:
         return self.root + ("problems.html" if self.static else "problems")
 
+    def clusters(self) -> str:
+        return self.root + ("clusters.html" if self.static else "clusters")
+
     def coverage(self, events: Sequence[str] = ()) -> str:
         """The coverage page (served only: it computes for the events chosen)."""
         return self.root + "coverage" + _events_query(events)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from detcat.languages import wildcards
 from detcat.languages.lalr import lalr, position
 from detcat.model import (
     Expr,
@@ -73,7 +74,6 @@ def _describe(e: UnexpectedInput, start: str) -> str:
 # -- values -------------------------------------------------------------------------
 
 Char = tuple[str, bool]  # one character of a pattern, and whether it is a wildcard
-_STAR: Char = ("*", True)
 
 _INT = re.compile(r"-?(?:0|[1-9]\d*)")
 _FLOAT = re.compile(r"-?\d+\.\d+")
@@ -131,35 +131,9 @@ def plain(chars: Sequence[Char]) -> str:
     return "".join(c for c, _ in chars)
 
 
-def as_regex(chars: Sequence[Char]) -> str:
-    """A pattern with a literal ``*`` or ``?`` as an anchored regex: the model's
-    wildcard spelling has no escapes, so such a literal cannot be said there.
-    Literals are escaped by ``re.escape``, as the Sigma source spells the same."""
-    return "^" + "".join((".*" if c == "*" else ".") if w else re.escape(c) for c, w in chars) + "$"
-
-
 def classify(chars: Sequence[Char]) -> tuple[Op, str | None]:
     """The operator a (possibly wildcarded) value stands for, and the value."""
-    if not any(w for _, w in chars):
-        return Op.EQ, plain(chars)
-    # ``**`` matches what ``*`` matches: one spelling
-    chars = [ch for i, ch in enumerate(chars) if not (ch == _STAR and i and chars[i - 1] == _STAR)]
-    if all(w and c == "*" for c, w in chars):
-        return Op.EXISTS, None
-    lo, hi = 0, len(chars)
-    while lo < hi and chars[lo] == _STAR:
-        lo += 1
-    while hi > lo and chars[hi - 1] == _STAR:
-        hi -= 1
-    core = chars[lo:hi]
-    if any(w for _, w in core):
-        if any(c in "*?" and not w for c, w in chars):
-            return Op.REGEX_MATCH, as_regex(chars)
-        return Op.WILDCARD, plain(chars)
-    text = plain(core)
-    if lo and hi < len(chars):
-        return Op.CONTAINS, text
-    return (Op.ENDS_WITH if lo else Op.STARTS_WITH), text
+    return wildcards.classify(wildcards.parts(chars))
 
 
 # -- scope ---------------------------------------------------------------------------

@@ -35,25 +35,14 @@ from detcat.model import (
     map_predicates,
     or_,
 )
+from detcat.tables import SPL, load
 
 LookupResolver = Callable[[str, str, Expr | None], tuple[list[str], bool] | None]
 
 
-def _names(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
 # Commands that neither filter events nor define fields a filter could read:
-# understood and passed over.
-IGNORED = (
-    _names("table fields dedup sort head tail reverse uniq transpose untable xyseries")
-    | _names("convert fillnull bin bucket makemv mvexpand mvcombine nomv filldown replace")
-    | _names("fieldformat addinfo addcoltotals makecontinuous timewrap localize typer tags")
-    | _names("xmlkv xpath fromjson tojson multikv extract kv kvform")  # unnamed fields
-    | _names("collect outputlookup outputcsv sendalert sendemail return format")  # output
-    # their subsearches become stages (see Pipeline.run); the command adds nothing
-    | _names("append appendcols union multisearch set")
-)
+# understood and passed over (data/spl.toml says which, and why).
+IGNORED = frozenset(c for group in load(SPL)["ignored_commands"].values() for c in group)
 
 
 @dataclass(eq=False, slots=True)

@@ -1,9 +1,11 @@
-"""The JSON API's shapes, for the OpenAPI schema.
+"""The shapes of detcat's JSON answers: the web API's OpenAPI schema and the MCP
+server's tool output schemas.
 
-The API returns the dicts of ``guide.py``/``queries.py`` as they are (the same
-bytes the CLI prints); these models only document them. Every model forbids
-unknown keys, and the tests validate real responses against them, so the
-documentation cannot drift from the data.
+The CLI, the web API and the MCP server return the dicts of ``guide.py``,
+``search.py`` and ``web/queries.py`` as they are (the same bytes the CLI prints);
+these models only document them. Every model forbids unknown keys, and the tests
+validate real responses against them, so the documentation cannot drift from the
+data.
 """
 
 from __future__ import annotations
@@ -131,6 +133,44 @@ class Indicator(Exclusion):
     specific: bool = Field(description="no rule outside the technique checks it")
 
 
+class AnalyticSource(_Strict):
+    name: str = Field(description="ATT&CK's log source name (WinEventLog:Sysmon)")
+    channel: str
+    events: list[str] = Field(description="catalog events it maps to (empty: unmapped)")
+    covered: bool = Field(description="a rule of the technique reads one of those events")
+    vendors: list[str]
+
+
+class Analytic(_Strict):
+    id: str
+    strategy_id: str
+    strategy: str
+    platforms: list[str]
+    description: str
+    log_sources: list[AnalyticSource]
+
+
+class SourceRef(_Strict):
+    name: str
+    channel: str
+    events: list[str]
+    analytics: list[str]
+
+
+class DetectionSummary(_Strict):
+    analytics: int
+    log_sources: int
+    mapped: int
+    covered: int
+
+
+class AttackDetection(_Strict):
+    summary: DetectionSummary
+    gap: list[SourceRef] = Field(description="mapped log sources no rule of the technique reads")
+    unmapped: list[SourceRef]
+    analytics: list[Analytic]
+
+
 class TechniqueGuide(_Strict):
     technique: TechniqueHeader
     vendors: dict[str, int]
@@ -142,6 +182,7 @@ class TechniqueGuide(_Strict):
     indicator_count: int
     exclusions: list[Exclusion]
     exclusion_count: int
+    attack_detection: AttackDetection
 
 
 # -- /api/rules/{vendor}/{id}: guide.rule_detail --------------------------------
@@ -204,6 +245,8 @@ class RuleDetail(_Strict):
     stages: list[StageJSON]
     exclusions: list[RuleExclusion]
     indicators: list[RuleIndicator]
+    similar: list[Neighbour] = Field(description="stored near pairs, best first")
+    cluster: int | None = Field(description="its near-duplicate cluster, if any")
     opaque: list[OpaqueRow]
     problems: list[RuleProblem]
 
@@ -223,9 +266,40 @@ class VendorStats(_Strict):
     opaque: dict[str, int] = Field(default_factory=dict, description="Opaque reason -> rules")
 
 
+class ClusterSummary(_Strict):
+    clusters: int
+    cross_vendor: int
+    biggest: int
+
+
+class LogSourceShare(_Strict):
+    references: int = Field(description="log-source references of ATT&CK analytics")
+    mapped: int = Field(description="of those, mapped to catalog events")
+
+
 class Stats(_Strict):
     vendors: dict[str, VendorStats]
     techniques: int
+    attack_log_sources: LogSourceShare
+    near_duplicates: ClusterSummary | None = None
+
+
+class ClusterRule(_Strict):
+    vendor: str
+    id: str
+    title: str
+
+
+class Cluster(_Strict):
+    cluster: int
+    size: int
+    vendors: list[str]
+    rules: list[ClusterRule]
+
+
+class Clusters(_Strict):
+    summary: ClusterSummary
+    clusters: list[Cluster]
 
 
 class MatrixCell(_Strict):
@@ -305,10 +379,15 @@ class IndicatorPage(_Strict):
     techniques: dict[str, int]
 
 
+class SearchRow(RuleRow):
+    language: str | None
+    url: str | None = Field(description="the rule in its upstream repository")
+
+
 class SearchResult(_Strict):
     query: str
-    total: int
-    rules: list[RuleRow]
+    total: int = Field(description="rules matching, of which the first `limit` are listed")
+    rules: list[SearchRow]
 
 
 class ProblemRow(_Strict):
@@ -318,6 +397,104 @@ class ProblemRow(_Strict):
     col: int | None
     message: str | None
     rule_id: str | None
+
+
+# -- detcat parse --json: parse.parse_json ----------------------------------------------
+
+
+class FlatPredicate(_Strict):
+    field: str | None
+    field_raw: str | None
+    op: str
+    value: Scalar
+    negated: bool = Field(description="under an odd number of NOTs")
+    exclusion: bool = Field(description="inside a NOT directly under the stage's top-level AND")
+    case_sensitive: bool = False
+    kind: str | None = None
+
+
+class OpaquePart(_Strict):
+    text: str
+    reason: str
+
+
+class ParsedStage(_Strict):
+    name: str | None
+    role: str
+    negated: bool = Field(False, description="the stage must NOT occur (present only when true)")
+    events: list[str]
+    predicates: list[FlatPredicate]
+    opaque: list[OpaquePart]
+    tree: ExprNode | None
+
+
+class ParseResult(_Strict):
+    language: str
+    stages: list[ParsedStage]
+    error: str | None
+
+
+# -- detcat match --json: match.EventResult.to_json -------------------------------------
+
+
+class MatchRef(_Strict):
+    vendor: str
+    id: str
+    title: str
+
+
+class PartialMatch(MatchRef):
+    stages: list[str | None] = Field(description="the stages that matched")
+    of: list[str | None] = Field(description="all stages of the rule")
+
+
+class Undetermined(MatchRef):
+    unknown: list[str] = Field(description="why: Opaque reasons, or in_list for value lists")
+
+
+class EventMatches(_Strict):
+    event: str
+    matches: list[MatchRef]
+    partial: list[PartialMatch] = Field(default_factory=list)
+    undetermined: list[Undetermined] = Field(default_factory=list)
+
+
+# -- guide.indicator_reach, similar.similar_rules ----------------------------------------
+
+
+class FieldOpCount(_Strict):
+    field: str | None
+    op: str
+    rules: int
+
+
+class IndicatorReach(_Strict):
+    value: str
+    field: str | None
+    op: str | None
+    reach: int = Field(description="rules in the whole catalog checking the value")
+    by_vendor: dict[str, int]
+    by_field: list[FieldOpCount]
+    by_field_count: int
+    rules: list[RuleRow]
+
+
+class SharedFeature(_Strict):
+    kind: str = Field(description="indicator, exclusion or event")
+    field: str | None = None
+    op: str | None = None
+    value: str | None = None
+    event: str | None = None
+
+
+class Neighbour(MatchRef):
+    score: float = Field(ge=0, le=1, description="weighted Jaccard of the two feature sets")
+    shared: list[SharedFeature]
+
+
+class SimilarRules(_Strict):
+    rule: RuleRef
+    similar: list[Neighbour] = Field(description="as `detcat similar --json`, best first")
 
 
 # -- coverage (detcat coverage --json) and Navigator layers (detcat layer) -------
@@ -378,3 +555,7 @@ class NavigatorLayer(BaseModel):
     description: str
     techniques: list[LayerTechnique]
     gradient: dict[str, Any]
+
+
+# RuleDetail names Neighbour, defined further down with the MCP answers.
+RuleDetail.model_rebuild()
