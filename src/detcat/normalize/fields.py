@@ -224,8 +224,8 @@ def explain(
     fold = table.folded is not None
     data_name = _event_data_name(hit, name, scopes, events, fold)
     if data_name is not None:
-        found = windows_table().lookup(data_name, events, fold)
-        return found or hit or _windows_fallback(data_name)
+        by_event = windows_table().lookup(data_name, events, fold)
+        return by_event or hit or _windows_fallback(data_name)
     return hit
 
 

@@ -2,6 +2,8 @@
 
 Applied after the field is known:
 
+- the case rule the target field's type implies (``data/field_types.toml``: a
+  ``.caseless`` or full-text field ignores case, KQL on a keyword field does not);
 - ``lower(f)`` / ``upper(f)`` / ``TO_LOWER(f)`` … around a field: the field, compared
   case-insensitively;
 - a regex that is a plain literal -> eq / starts_with / ends_with / contains;
@@ -11,8 +13,9 @@ Applied after the field is known:
 - an enumerated value spelled differently per vendor -> one spelling, from the
   ``values.toml`` vocabularies (``OUTBOUND``, ``outgoing``, Sysmon ``Initiated``
   ``true`` -> ``network.direction`` ``egress``);
-- a path ``ends_with \\name`` (or ``eq`` a full path) -> ``And(original, <name field>
-  eq name)``, the second predicate of kind ``"implied"``.
+- a path ``ends_with \\name`` (or ``eq`` a full path, or a wildcard path whose last
+  component has no wildcard) -> ``And(original, <name field> eq name)``, the second
+  predicate of kind ``"implied"``.
 """
 
 from __future__ import annotations
