@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 from corpus_subset import sigma_subset
 
-from detcat import catalog, store
+from detcat import catalog, schemas, store
 from detcat.catalog import BuildError, Collection
 from detcat.cli import main
 
@@ -102,3 +102,20 @@ def test_layer_and_csv_filter_by_collection(two: dict[str, Any]) -> None:
     assert [(r["id"], r["collection"], r["techniques"]) for r in rows] == [
         (MINE["id"], "mycompany", "T1001")
     ]
+
+
+def test_web_pages_filter_and_show_the_collection(two: dict[str, Any]) -> None:
+    from fastapi.testclient import TestClient
+
+    from detcat.web.app import create_app
+
+    client = TestClient(create_app(two["db"]))
+    page = client.get("/coverage?events=sysmon:1&collection=mycompany").text
+    assert 'id="collection-filter"' in page and '<option value="mycompany" selected>' in page
+    twin = client.get("/api/coverage?events=sysmon:1&collection=mycompany").json()
+    cli = run(two["db"], "coverage", "--events", "sysmon:1", "--collection", "mycompany", "--json")
+    assert twin == json.loads(cli) and twin["adopt"]
+    schemas.Coverage.model_validate(twin)
+    rule = client.get(f"/api/rules/sigma/{MINE['id']}").json()
+    assert rule["collection"] == "mycompany"
+    assert "<dt>collection</dt><dd>mycompany</dd>" in client.get(f"/rules/sigma/{MINE['id']}").text

@@ -13,15 +13,19 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from detcat import attack as attack_mod
 from detcat import store
 from detcat.errors import DetcatError
-from detcat.model import Problem, Rule
+from detcat.model import Opaque, Problem, QueryError, Reason, Rule, check_depth
+from detcat.sources import files as source_files
 from detcat.sources import registry
+from detcat.workers import workers_pool
 
 # (vendor, event, rules) -> None; events: "start", "done" (per vendor read),
 # "vendor" (one vendor written to the store)
@@ -48,6 +52,8 @@ class BuildReport:
     problems: list[Problem]
     unknown_techniques: dict[str, int]
     seconds: float
+    # Vendors with fewer rules than the catalog this build replaced: (before, now).
+    dropped: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def problem_count(self) -> int:
@@ -55,52 +61,148 @@ class BuildReport:
 
 
 def read_vendor(
-    vendor: str, root: Path, include_deprecated: bool, files: list[Path] | None = None
+    vendor: str,
+    root: Path,
+    include_deprecated: bool,
+    files: list[Path] | None = None,
+    *,
+    report_shared: bool = True,
+    max_file_bytes: int = source_files.DEFAULT_MAX_BYTES,
 ) -> VendorResult:
     """Read and normalize one vendor's rules, or the given files of it (runs in a
-    worker process)."""
-    from detcat.normalize import normalize_rule
-
+    worker process). ``report_shared``: also return the problems of the files
+    every rule shares (Splunk macros and lookups), which one shard reports."""
     started = time.perf_counter()
     result = VendorResult(vendor)
+    source_files.set_max_bytes(max_file_bytes)
     try:
         reader = registry.get(vendor)
     except (ImportError, DetcatError) as e:
         result.problems.append(Problem(str(root), f"no reader for {vendor}: {e}", vendor=vendor))
         return result
+    shared = _guarded(
+        vendor, root, root, lambda: reader.prepare(root, include_deprecated=include_deprecated)
+    )
+    if report_shared:
+        result.problems += [p for p in shared if isinstance(p, Problem)]
     if files is None:
-        items = reader.read(root, include_deprecated=include_deprecated)
+        listed = _guarded(vendor, root, root, lambda: [reader.rule_files(root, include_deprecated)])
+        files = listed[0] if not isinstance(listed[0], Problem) else listed
+    if files is None:  # a vendor that reads its folder whole: isolated per rule only
+        items: Iterable[Rule | Problem] = _read_whole(reader, vendor, root, include_deprecated)
     else:
-        items = (reader.read_file(f, root) for f in files)
-    try:
-        for item in items:
-            if isinstance(item, Problem):
-                item.vendor = item.vendor or vendor
-                result.problems.append(item)
-                continue
-            try:
-                normalize_rule(item)
-            except Exception as e:  # a normalization bug must not lose the rule
-                item.problems.append(
-                    Problem(item.source_path, f"normalization failed: {type(e).__name__}: {e}")
-                )
-            result.rules.append(item)
-    except Exception as e:  # a reader bug costs that vendor's remaining rules, not the build
-        result.problems.append(
-            Problem(str(root), f"{vendor} reader failed: {type(e).__name__}: {e}", vendor=vendor)
+        items = (
+            x
+            for f in files
+            for x in ([f] if isinstance(f, Problem) else read_one(reader, vendor, f, root))
         )
+    for item in items:
+        (result.problems if isinstance(item, Problem) else result.rules).append(item)
     result.seconds = time.perf_counter() - started
     return result
 
 
+def _read_whole(
+    reader: Any, vendor: str, root: Path, include_deprecated: bool
+) -> Iterator[Rule | Problem]:
+    """A folder read whole (no ``rule_files``): an exception ends the folder's
+    remaining rules (the vendor cannot say which file failed), with a problem."""
+    try:
+        for item in reader.read(root, include_deprecated=include_deprecated):
+            yield _finish(item, vendor)
+    except Exception as e:
+        yield _clean(
+            Problem(str(root), f"{vendor} reader failed: {type(e).__name__}: {e}", vendor=vendor)
+        )
+
+
+def read_one(reader: Any, vendor: str, path: Path, root: Path) -> list[Rule | Problem]:
+    """The rules of one file, bounded and normalized, or problems naming it.
+
+    This is the one place a file is isolated: whatever goes wrong while it is
+    read, decoded, loaded, shape-checked, parsed or normalized costs this file
+    only (``RecursionError`` and ``MemoryError`` included)."""
+
+    def work() -> list[Rule | Problem]:
+        got = reader.read_file(path, root)
+        items = [got] if isinstance(got, Rule | Problem) else list(got)
+        return [_finish(item, vendor) for item in items]
+
+    return _guarded(vendor, path, root, work)
+
+
+def _guarded(vendor: str, path: Path, root: Path, work: Callable[[], Any]) -> list[Any]:
+    try:
+        return list(work())
+    except RecursionError:
+        message = "nested too deeply to read (RecursionError)"
+    except MemoryError:
+        message = "ran out of memory reading this file"
+    except Exception as e:  # a reader bug or a shape nobody foresaw: this file only
+        message = f"could not be read: {type(e).__name__}: {e}"
+    return [_clean(Problem(_rel(path, root), message, vendor=vendor))]
+
+
+def _finish(item: Rule | Problem, vendor: str) -> Rule | Problem:
+    """Bound a rule's depth (before anything walks or pickles it), normalize it,
+    and make every problem safe to show."""
+    from detcat.normalize import normalize_rule
+
+    if isinstance(item, Problem):
+        item.vendor = item.vendor or vendor
+        return _clean(item)
+    _bound_depth(item)
+    try:
+        normalize_rule(item)
+    except Exception as e:  # a normalization bug must not lose the rule
+        item.problems.append(
+            Problem(item.source_path, f"normalization failed: {type(e).__name__}: {e}")
+        )
+    item.problems = [_clean(p) for p in item.problems]
+    return item
+
+
+def _bound_depth(rule: Rule) -> None:
+    """A stage nested deeper than ``MAX_DEPTH`` becomes Opaque, with a problem."""
+    for stage in rule.stages:
+        try:
+            check_depth(stage.expr)
+        except QueryError as e:
+            stage.expr = Opaque(rule.query, Reason.SYNTAX_ERROR, e.message)
+            rule.problems.append(Problem(rule.source_path, e.message, rule_id=rule.id))
+
+
+_EXCERPT = 300  # characters of a problem message kept; messages may quote the file
+
+
+def _clean(p: Problem) -> Problem:
+    """One short line: control characters escaped, long quotes cut."""
+    text = p.message
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else _escape(c) for c in text)
+    p.message = text if len(text) <= _EXCERPT else text[:_EXCERPT] + "… (cut)"
+    return p
+
+
+def _escape(c: str) -> str:
+    return c.encode("unicode_escape").decode("ascii")
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _shards(vendor: str, root: Path, include_deprecated: bool, n: int) -> list[list[Path]] | None:
-    """Split a vendor's files into ``n`` parts when its reader works file by file
-    (``rule_files`` + ``read_file``); None when it must read the folder whole."""
+    """Split a vendor's files into ``n`` interleaved parts (rule files are sorted by
+    folder, and folders differ in cost); None when it must read the folder whole."""
     try:
         reader = registry.get(vendor)
-    except (ImportError, DetcatError):
-        return None  # read_vendor records the missing reader as a problem
-    files = reader.rule_files(root, include_deprecated) if n > 1 else None
+        files = reader.rule_files(root, include_deprecated) if n > 1 else None
+    except Exception:  # read_vendor records a missing reader (or listing failure) itself
+        return None
     return None if files is None else [files[i::n] for i in range(n)]
 
 
@@ -140,6 +242,7 @@ def build(
     vendors: tuple[str, ...] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    max_file_bytes: int = source_files.DEFAULT_MAX_BYTES,
 ) -> BuildReport:
     """Build the catalog from one sources folder, or several collections (each
     rule keeps its collection's name; the ATT&CK bundle comes from the first
@@ -162,9 +265,25 @@ def build(
     if not jobs:
         roots = ", ".join(str(c.root) for c in colls)
         raise BuildError(f"{roots} holds none of the vendor folders {', '.join(vendors)}")
+    before = {_label(Collection(c, Path()), v): n for (c, v), n in store.rule_counts(db).items()}
     attack = attack_mod.load(attack_path)
-    results = _read_all(jobs, include_deprecated, workers, progress)
-    return _write(db, attack, results, started, progress)
+    options = ReadOptions(include_deprecated, max_file_bytes)
+    results = _read_all(jobs, options, workers, progress)
+    report = _write(db, attack, results, started, progress)
+    report.dropped = _drops(before, report.vendors)
+    return report
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    include_deprecated: bool = False
+    max_file_bytes: int = source_files.DEFAULT_MAX_BYTES
+
+
+def _drops(before: dict[str, int], after: dict[str, dict[str, int]]) -> dict[str, tuple[int, int]]:
+    """Vendors with fewer rules than in the catalog this build replaced: (before, now)."""
+    now = {v: s["rules"] for v, s in after.items()}
+    return {v: (n, now.get(v, 0)) for v, n in before.items() if now.get(v, 0) < n}
 
 
 def _label(c: Collection, vendor: str) -> str:
@@ -174,7 +293,7 @@ def _label(c: Collection, vendor: str) -> str:
 
 def _read_all(
     jobs: list[tuple[Collection, str]],
-    include_deprecated: bool,
+    options: ReadOptions,
     workers: int | None,
     progress: Progress | None,
 ) -> Iterator[VendorResult]:
@@ -184,25 +303,58 @@ def _read_all(
     for c, v in jobs:
         notify(_label(c, v), "start", 0)
     workers = workers or os.cpu_count() or 1
+    read = partial(_read_shard, options=options)
     if workers == 1:
         for c, v in jobs:
-            result = read_vendor(v, c.root / v, include_deprecated)
+            result = read(v, c.root / v, None, True)
             result.collection = c.name
             notify(_label(c, v), "done", len(result.rules))
             yield result
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures: list[tuple[Collection, str, list[Future[VendorResult]]]] = []
+    with workers_pool(workers) as pool:
+        futures: list[tuple[Collection, str, list[tuple[Any, Future[VendorResult]]]]] = []
         for c, v in jobs:  # the largest vendor first, split across the workers
             root = c.root / v
-            shards = _shards(v, root, include_deprecated, workers) or [None]
-            futures.append((c, v, [pool.submit(read_vendor, v, root, include_deprecated, s)
-                                   for s in shards]))  # fmt: skip
+            shards = _shards(v, root, options.include_deprecated, workers) or [None]
+            futs = [(s, pool.submit(read, v, root, s, i == 0)) for i, s in enumerate(shards)]
+            futures.append((c, v, futs))
         for c, v, futs in futures:
-            result = _merge(v, [f.result() for f in futs])
+            root = c.root / v
+            parts = [_shard_result(read, v, root, s, i == 0, f) for i, (s, f) in enumerate(futs)]
+            result = _merge(v, parts)
             result.collection = c.name
             notify(_label(c, v), "done", len(result.rules))
             yield result
+
+
+def _read_shard(
+    vendor: str, root: Path, files: list[Path] | None, first: bool, *, options: ReadOptions
+) -> VendorResult:
+    return read_vendor(
+        vendor,
+        root,
+        options.include_deprecated,
+        files,
+        report_shared=first,
+        max_file_bytes=options.max_file_bytes,
+    )
+
+
+def _shard_result(
+    read: Callable[..., VendorResult],
+    vendor: str,
+    root: Path,
+    shard: list[Path] | None,
+    first: bool,
+    future: Future[VendorResult],
+) -> VendorResult:
+    """A worker's result; when the worker failed as a whole (it died, or its
+    result could not travel back), its files are read again here, one by one,
+    so that only the file at fault is lost."""
+    try:
+        return future.result()
+    except Exception:
+        return read(vendor, root, shard, first)
 
 
 def _merge(vendor: str, parts: list[VendorResult]) -> VendorResult:
@@ -236,8 +388,8 @@ def _write(
             for rule in res.rules:
                 rule.collection = res.collection
                 _resolve_techniques(rule, attack, names, unknown)
-                w.add_rule(rule)
-                problems += rule.problems
+            res.rules = [r for r in res.rules if _store(w, r, res.problems)]
+            problems += [p for r in res.rules for p in r.problems]
             for p in res.problems:
                 w.add_problem(p)
             problems += res.problems
@@ -257,6 +409,17 @@ def _write(
             vendor_seconds=seconds,
         )
     return BuildReport(db, summary, problems, dict(unknown), time.perf_counter() - started)
+
+
+def _store(w: store.CatalogWriter, rule: Rule, problems: list[Problem]) -> bool:
+    """Write one rule; one that cannot be serialized is a problem naming its file
+    (``add_rule`` prepares every row before it inserts any). Storage failures
+    (a full disk) still end the build: they are not this file's fault."""
+    try:
+        return w.add_rule(rule)
+    except store.UnstorableRule as e:
+        problems.append(_clean(Problem(rule.source_path, e.message, vendor=rule.vendor)))
+        return False
 
 
 def _resolve_techniques(

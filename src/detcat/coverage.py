@@ -62,7 +62,9 @@ class Catalog:
     parents: dict[str, str | None] = field(default_factory=dict)
 
 
-def _where(vendors: Sequence[str] | None, collection: str | None) -> tuple[str, list[Any]]:
+def rule_filter(vendors: Sequence[str] | None, collection: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause (and its parameters) over ``rules`` for the vendor and
+    collection options every coverage-like command takes."""
     clauses, args = [], []
     if vendors:
         clauses.append(f"vendor IN ({','.join('?' * len(vendors))})")
@@ -78,7 +80,7 @@ def load(
     vendors: Sequence[str] | None = None,
     collection: str | None = None,
 ) -> Catalog:
-    where, args = _where(vendors, collection)
+    where, args = rule_filter(vendors, collection)
     rows = conn.execute(f"SELECT pk, vendor, id, title, collection FROM rules{where}", args)
     base = {r[0]: tuple(r) for r in rows}
     techniques: dict[int, list[str]] = defaultdict(list)
@@ -117,15 +119,14 @@ def check_events(cat: Catalog, events: Iterable[str]) -> list[str]:
         if eid is None:
             provider = raw.split(":", 1)[0].casefold()
             near = sorted(e for e in cat.events if e.casefold().startswith(provider + ":"))[:8]
-            hint = f" (known {provider} events: {', '.join(near)})" if near else ""
-            raise UnknownEvent(f"unknown event {raw!r}{hint}; see /events/ for the catalog")
+            hint = (f"known {provider} events: {', '.join(near)}" if near
+                    else "an event id is <provider>:<event>, as on the event pages")  # fmt: skip
+            raise UnknownEvent(f"unknown event {raw!r} ({hint})")
         out.append(eid)
     return list(dict.fromkeys(out))
 
 
-def coverage(
-    cat: Catalog, events: Iterable[str], unlock_limit: int | None = None
-) -> dict[str, Any]:
+def coverage(cat: Catalog, events: Iterable[str]) -> dict[str, Any]:
     """The ``detcat coverage --json`` document (see the module docstring)."""
     have = frozenset(events)
     runnable = {r.pk for r in cat.rules if r.runnable(have)}
@@ -142,8 +143,26 @@ def coverage(
             "runnable_techniques": len(covered),
         },
         "techniques": techniques,
-        "unlock": unlock[:unlock_limit] if unlock_limit else unlock,
+        "unlock": unlock,
     }
+
+
+def report(
+    conn: sqlite3.Connection,
+    events: Iterable[str],
+    vendors: Sequence[str] | None = None,
+    collection: str | None = None,
+) -> tuple[Catalog, dict[str, Any]]:
+    """The catalog facts and the coverage document for ``events`` (what the CLI
+    prints and the web twin returns); with a collection, ``adopt`` lists the
+    techniques only the other collections cover."""
+    cat = load(conn, vendors, collection)
+    data = coverage(cat, check_events(cat, events))
+    if collection:
+        others = load(conn, vendors)
+        others.rules = [r for r in others.rules if r.collection != collection]
+        data["adopt"] = adopt(cat, others)
+    return cat, data
 
 
 def _techniques(cat: Catalog, runnable: set[int]) -> list[dict[str, Any]]:

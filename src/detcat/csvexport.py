@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from detcat.coverage import rule_filter
+
 FILES = ("rules.csv", "techniques.csv", "indicators.csv", "exclusions.csv", "fields.csv")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -39,7 +41,7 @@ def export_csv(
     out.mkdir(parents=True, exist_ok=True)
     conn.execute("DROP TABLE IF EXISTS temp.chosen")
     conn.execute("CREATE TEMP TABLE chosen (pk INTEGER PRIMARY KEY)")
-    where, args = _filter(vendors, collection)
+    where, args = rule_filter(vendors, collection)
     conn.execute(f"INSERT INTO temp.chosen SELECT pk FROM rules{where}", args)
     written = {}
     for name, (header, rows) in {
@@ -52,17 +54,6 @@ def export_csv(
         written[name] = _write(out / name, header, rows)
     conn.execute("DROP TABLE temp.chosen")
     return written
-
-
-def _filter(vendors: Sequence[str] | None, collection: str | None) -> tuple[str, list[Any]]:
-    clauses, args = [], []
-    if vendors:
-        clauses.append(f"vendor IN ({','.join('?' * len(vendors))})")
-        args += list(vendors)
-    if collection:
-        clauses.append("collection = ?")
-        args.append(collection)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def _write(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> int:

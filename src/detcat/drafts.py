@@ -1,11 +1,12 @@
 """A user's draft rule file -> the Rules the catalog would hold for it, and where
 things are in the file.
 
-``detcat lint`` reads drafts exactly as the build reads the corpora: Sigma,
-Elastic and YARA-L files through their sources' readers, a Splunk detection
-through ``splunk.detection_rule`` (with no macro or lookup definitions at hand,
-as ``detcat parse spl`` does), a bare query through ``detcat.parse``. Every rule
-is then normalized by ``normalize_rule``. Nothing here interprets the rules: the
+``detcat lint`` reads drafts exactly as the build reads the corpora: the vendor
+that recognizes the file (``Vendor.draft_format``) reads it, a whole rule in a
+language (Sigma, YARA-L) through ``detcat.parse``, a rule file (Elastic TOML, a
+Splunk detection, with no macro or lookup definitions at hand) through
+``Vendor.read_draft``; a bare query through ``detcat.parse``. Every rule is then
+normalized by ``normalize_rule``. Nothing here interprets the rules: the
 analytics above get canonical Rules plus the text to point into.
 
 Positions: parsers keep none for predicates, so ``locate`` finds a predicate's
@@ -20,24 +21,17 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from detcat.errors import DetcatError
 from detcat.model import Opaque, Predicate, Problem, QueryError, Rule
 from detcat.parse import languages, parse_rules
-
-# Whole-rule file formats read here besides ``detcat.parse``'s languages (which
-# cover Sigma and YARA-L rules and bare kql/eql/esql/spl queries).
-RULE_FILES = ("elastic", "splunk")
+from detcat.sources import registry
 
 
 def formats() -> tuple[str, ...]:
-    """Every value ``--language`` accepts."""
-    return tuple(dict.fromkeys((*languages(), *RULE_FILES)))
-
-
-_YARAL_HEAD = re.compile(r"^\s*rule\s+[\w.-]+\s*\{", re.MULTILINE)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    """Every value ``--language`` accepts: the query languages, and the vendors
+    whose rule files are read whole (``Vendor.read_draft``)."""
+    files = (v.name for v in registry.vendors() if v.reads_rule_file_drafts)
+    return tuple(dict.fromkeys((*languages(), *files)))
 
 
 class DraftError(DetcatError):
@@ -67,31 +61,19 @@ def read_draft(path: Path, language: str | None = None) -> Draft:
     draft = Draft(str(path), text, fmt)
     if fmt in languages():
         _read_query(draft)
-    elif fmt == "elastic":
-        _read_elastic(draft, Path(path))
-    elif fmt == "splunk":
-        _read_splunk(draft)
+    elif fmt in formats():
+        _read_rule_file(draft, registry.get(fmt).read_draft(Path(path), text))
     else:
         raise DraftError(f"unknown draft format {fmt!r} (one of {', '.join(formats())})")
     return draft
 
 
 def detect_format(path: Path, text: str) -> str:
-    """The format of a draft from its suffix and top-level keys."""
-    suffix = path.suffix.lower()
-    if suffix == ".toml":
-        return "elastic"
-    if suffix == ".yaral" or _YARAL_HEAD.search(text):
-        return "yaral"
-    if suffix in (".yml", ".yaml"):
-        keys = set(re.findall(r"^([A-Za-z_][\w-]*)\s*:", text, re.MULTILINE))
-        if keys & {"detection", "correlation"}:
-            return "sigma"
-        if "search" in keys:
-            return "splunk"
-        raise DraftError(
-            f"{path}: YAML with neither 'detection' (Sigma) nor 'search' (Splunk)", path=str(path)
-        )
+    """The format of a draft, as the first vendor that recognizes it says."""
+    for vendor in registry.vendors():
+        fmt = vendor.draft_format(path, text)
+        if fmt:
+            return fmt
     raise DraftError(
         f"{path}: cannot tell the rule format from the file; pass --language "
         f"({', '.join(languages())}) for a bare query",
@@ -100,7 +82,8 @@ def detect_format(path: Path, text: str) -> str:
 
 
 def _read_query(draft: Draft) -> None:
-    """Sigma and YARA-L rules and bare queries, through ``detcat.parse``."""
+    """Whole rules in a language (Sigma, YARA-L) and bare queries, through
+    ``detcat.parse``."""
     try:
         draft.rules = parse_rules(draft.format, draft.text)
     except QueryError as e:
@@ -110,47 +93,16 @@ def _read_query(draft: Draft) -> None:
         draft.problems += rule.problems
 
 
-def _read_elastic(draft: Draft, path: Path) -> None:
+def _read_rule_file(draft: Draft, items: list[Rule | Problem]) -> None:
     from detcat.normalize import normalize_rule
-    from detcat.sources import elastic
 
-    got = elastic.read_file(path.resolve(), path.resolve().parent)
-    if isinstance(got, Problem):
-        draft.problems.append(got)
-        return
-    normalize_rule(got)
-    draft.rules = [got]
-    draft.problems += got.problems
-
-
-def _read_splunk(draft: Draft) -> None:
-    from detcat.languages import spl
-    from detcat.normalize import normalize_rule
-    from detcat.sources import splunk
-
-    try:
-        doc = yaml.load(draft.text, Loader=_LOADER)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        draft.problems.append(Problem(draft.path, f"invalid YAML: {e}", line, col))
-        return
-    line = _line_of(draft.text, re.search(r"^search\s*:", draft.text, re.MULTILINE))
-    rule = splunk.detection_rule(
-        doc, draft.path, splunk.Macros(), _no_lookup, spl.parse, search_line=line
-    )
-    normalize_rule(rule)
-    draft.rules = [rule]
-    draft.problems += rule.problems
-
-
-def _no_lookup(*_: object) -> None:
-    """Lookup tables are not at hand for a draft: their content stays unknown."""
-    return None
-
-
-def _line_of(text: str, m: re.Match[str] | None) -> int | None:
-    return text.count("\n", 0, m.start()) + 1 if m else None
+    for item in items:
+        if isinstance(item, Problem):
+            draft.problems.append(item)
+            continue
+        normalize_rule(item)
+        draft.rules.append(item)
+        draft.problems += item.problems
 
 
 # -- positions -------------------------------------------------------------------------

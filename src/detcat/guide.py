@@ -391,7 +391,7 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
     return {
         **{k: r[k] for k in ("vendor", "id", "title", "description", "author", "status",
                              "severity", "type", "language", "source_path", "upstream_url",
-                             "query")},
+                             "query", "collection")},
         "references": json.loads(r["refs"]),
         "tags": json.loads(r["tags"]),
         "context": json.loads(r["context"]),

@@ -231,17 +231,7 @@ def _unknown_field(
 
 def known_fields(conn: sqlite3.Connection, vendor: str, events: tuple[str, ...]) -> frozenset[str]:
     """Field spellings the vendor's catalog rules use on these events (on any
-    event when the draft's events are unknown)."""
-    return _known_fields(conn, vendor, events)
-
-
-_FIELD_CACHE: dict[tuple[int, str, tuple[str, ...]], frozenset[str]] = {}
-
-
-def _known_fields(conn: sqlite3.Connection, vendor: str, events: tuple[str, ...]) -> frozenset[str]:
-    key = (id(conn), vendor, events)
-    if key in _FIELD_CACHE:
-        return _FIELD_CACHE[key]
+    event when the draft's events are unknown, or no rule of the vendor has them)."""
     if events:
         marks = ",".join("?" * len(events))
         rows = conn.execute(
@@ -258,10 +248,7 @@ def _known_fields(conn: sqlite3.Connection, vendor: str, events: tuple[str, ...]
             (vendor,),
         )
     got = frozenset(r[0] for r in rows)
-    if events and not got:  # events no rule of the vendor covers: compare with all
-        got = _known_fields(conn, vendor, ())
-    _FIELD_CACHE[key] = got
-    return got
+    return got if got or not events else known_fields(conn, vendor, ())
 
 
 def closest(word: str, candidates: frozenset[str]) -> tuple[str | None, int]:

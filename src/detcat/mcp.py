@@ -30,13 +30,14 @@ from detcat import schemas
 from detcat.errors import DetcatError
 from detcat.mcp_answers import DEFAULT_BUDGET, Answers, dumps
 from detcat.parse import languages
+from detcat.sources import registry
 
 # -- output models: the CLI's JSON shapes plus what was left out -------------------------
 
 
 class _Cut(BaseModel):
     left_out: dict[str, int] = Field(
-        description="items left out of each cut list (by limit, then by the byte budget), "
+        description="items left out of each cut list (by limit, then by the size budget), "
         'by JSON path ("rules", "stages[0].expr.or"); empty when nothing was cut'
     )
 
@@ -84,7 +85,7 @@ def _limit(most: int) -> Any:
     return Field(ge=1, le=most, description=f"items per list (at most {most})")
 
 
-Vendor = Annotated[str | None, _text("one vendor: sigma, elastic, splunk, chronicle", 64)]
+Vendor = Annotated[str | None, _text("one vendor: " + ", ".join(registry.names()), 64)]
 RuleId = Annotated[str, _text("the rule id as the catalog lists it", 512)]
 TechniqueId = Annotated[str, _text("an ATT&CK id: T1219, T1059.001", 32)]
 Technique = Annotated[str | None, _text("ATT&CK id; a parent includes its sub-techniques", 32)]
@@ -114,8 +115,9 @@ _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_wor
 _INSTRUCTIONS = """detcat: one catalog of the public detection rules (Sigma, Elastic, Splunk,
 Google SecOps), parsed into canonical predicates. Start from technique_guide for an ATT&CK
 technique, search_rules to find rules, get_rule for one rule, indicator_reach to see how
-common a value is, parse_query to see what a query looks at, match_events to test events.
-Lists are cut to `limit`; `left_out` says how many items each cut list lost."""
+common a value is, parse_query to see what a query looks at, match_events to test events,
+similar_rules for near-duplicates, coverage_layer for an ATT&CK Navigator layer. Lists are
+cut to `limit`; `left_out` says how many items each cut list lost."""
 
 
 def create_server(db: Path, budget: int = DEFAULT_BUDGET) -> MCPServer:

@@ -4,7 +4,7 @@ Each answer is what the CLI prints with ``--json`` for the same question (the sa
 functions compute it: ``guide``, ``search``, ``parse``, ``match``, ``navigator``), plus
 ``left_out``: for every list that was cut, how many items were left out. Lists are
 cut twice: first to the caller's ``limit`` (the totals stay in the answer), then,
-while the JSON is still over the byte budget, by cutting the tail of the biggest
+while the JSON is still over the budget (characters), by cutting the tail of the biggest
 list anywhere in it (``left_out`` names it by path, ``"stages[0].expr.or"``). Text
 fields are never cut; a rule's source query is only sent when asked for.
 
@@ -31,7 +31,7 @@ from detcat.parse import parse_json
 from detcat.search import search
 from detcat.store import SCHEMA_VERSION, connect
 
-DEFAULT_BUDGET = 50_000  # bytes of JSON per answer
+DEFAULT_BUDGET = 50_000  # characters of JSON per answer (about bytes: mostly ASCII)
 MAX_QUERY_CHARS = 1_000_000  # the longest rule in the public corpora is ~300 KB
 MAX_EVENTS = 1_000
 MAX_EVENT_BYTES = 5_000_000  # all events of one call, as JSON
@@ -258,7 +258,7 @@ def _check_vendor(conn: sqlite3.Connection, vendor: str | None) -> None:
         raise BadArgument(f"unknown vendor {echo(vendor)}: the catalog has {', '.join(known)}")
 
 
-# -- the byte budget ---------------------------------------------------------------------------
+# -- the budget --------------------------------------------------------------------------------
 
 
 def dumps(data: Any) -> str:

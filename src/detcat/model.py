@@ -27,10 +27,11 @@ For ``contains``/``starts_with``/``ends_with`` the value is the literal text;
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from detcat.errors import DetcatError
 
@@ -55,6 +56,7 @@ class Op(StrEnum):
 
 
 Value: TypeAlias = str | int | float | bool | None
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,60 +298,142 @@ def positive_values(expr: Expr | None, want: Callable[[Predicate], bool]) -> lis
 
 
 def map_predicates(expr: Expr | None, fn: Any) -> Expr | None:
-    """Rebuild a tree with ``fn(predicate) -> Expr`` applied to every predicate."""
-    match expr:
-        case None | Opaque():
-            return expr
-        case Predicate():
-            return fn(expr)
-        case And(children):
-            return And(tuple(map_predicates(c, fn) for c in children))  # type: ignore[misc]
-        case Or(children):
-            return Or(tuple(map_predicates(c, fn) for c in children))  # type: ignore[misc]
-        case Not(child):
-            return Not(map_predicates(child, fn))  # type: ignore[arg-type]
-    raise TypeError(f"not an Expr: {expr!r}")
+    """Rebuild a tree with ``fn(predicate) -> Expr`` applied to every predicate.
+    Iterative, like every walk here: a tree's depth must never be bounded by
+    Python's stack (``MAX_DEPTH`` bounds what the catalog keeps)."""
+    return _rebuild(expr, fn, lambda o: o, And, Or, Not)
+
+
+def _rebuild(root: Any, leaf: Any, opaque: Any, and_: Any, or_: Any, not_: Any) -> Any:
+    """Post-order rebuild of an Expr tree without recursion: each And/Or/Not is
+    replaced by ``and_(children)``/``or_(children)``/``not_(child)`` of its rebuilt
+    children, each Predicate by ``leaf(p)``, each Opaque by ``opaque(o)``."""
+    if root is None:
+        return None
+    done: list[Any] = []  # rebuilt values, consumed by their parent
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if isinstance(node, (And, Or)):
+            if not expanded:
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(node.children))
+                continue
+            n = len(node.children)
+            kids = tuple(done[len(done) - n :]) if n else ()
+            del done[len(done) - n :]
+            done.append((and_ if isinstance(node, And) else or_)(kids))
+        elif isinstance(node, Not):
+            if not expanded:
+                stack += [(node, True), (node.child, False)]
+                continue
+            done.append(not_(done.pop()))
+        elif isinstance(node, Predicate):
+            done.append(leaf(node))
+        elif isinstance(node, Opaque):
+            done.append(opaque(node))
+        else:
+            raise TypeError(f"not an Expr: {node!r}")
+    return done[0]
+
+
+MAX_DEPTH = 100
+"""How deeply a query may nest (And/Or/Not levels). Parsers read any depth, but
+pickling a tree between processes recurses in C (about 300 levels break it), and
+no real rule comes near: the deepest in the four public corpora nests 8 levels."""
+
+
+def depth(expr: Expr | None) -> int:
+    """The number of And/Or/Not levels above the deepest leaf (iterative)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(expr, 0)] if expr is not None else []
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(node, (And, Or)):
+            stack.extend((c, d + 1) for c in node.children)
+        elif isinstance(node, Not):
+            stack.append((node.child, d + 1))
+    return deepest
+
+
+def check_depth(expr: Expr | None, limit: int = MAX_DEPTH) -> None:
+    """Raise ``QueryError`` when ``expr`` nests deeper than ``limit``."""
+    if (d := depth(expr)) > limit:
+        raise QueryError(f"query nested {d} levels deep; detcat reads at most {limit}")
+
+
+def depth_limited(parse: F) -> F:
+    """A parser entry point that reports over-deep input as a ``QueryError``.
+    Parsers build trees by recursion, which Python stops near 1,000 frames:
+    such a query (``not not not …`` hundreds deep) is a problem of the query,
+    not a crash; anything shallower is bounded by ``check_depth``."""
+
+    @functools.wraps(parse)
+    def parse_bounded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return parse(*args, **kwargs)
+        except RecursionError:
+            message = f"query nested too deeply: detcat reads at most {MAX_DEPTH} levels"
+            raise QueryError(message) from None
+
+    return parse_bounded  # type: ignore[return-value]
 
 
 # -- JSON ---------------------------------------------------------------------
 
 
+def _predicate_json(p: Predicate) -> dict[str, Any]:
+    d = {
+        "field": p.field,
+        "field_raw": p.field_raw,
+        "op": str(p.op),
+        "value": p.value,
+        "syntax": p.syntax,
+        "case_sensitive": p.case_sensitive,
+    }
+    if p.kind:
+        d["kind"] = p.kind
+    return d
+
+
 def expr_to_json(expr: Expr | None) -> Any:
-    match expr:
-        case None:
-            return None
-        case And(children):
-            return {"and": [expr_to_json(c) for c in children]}
-        case Or(children):
-            return {"or": [expr_to_json(c) for c in children]}
-        case Not(child):
-            return {"not": expr_to_json(child)}
-        case Opaque(text, reason, detail):
-            return {"opaque": text, "reason": str(reason), "detail": detail}
-        case Predicate():
-            d = {
-                "field": expr.field,
-                "field_raw": expr.field_raw,
-                "op": str(expr.op),
-                "value": expr.value,
-                "syntax": expr.syntax,
-                "case_sensitive": expr.case_sensitive,
-            }
-            if expr.kind:
-                d["kind"] = expr.kind
-            return d
-    raise TypeError(f"not an Expr: {expr!r}")
+    return _rebuild(
+        expr,
+        _predicate_json,
+        lambda o: {"opaque": o.text, "reason": str(o.reason), "detail": o.detail},
+        lambda kids: {"and": list(kids)},
+        lambda kids: {"or": list(kids)},
+        lambda kid: {"not": kid},
+    )
 
 
 def expr_from_json(d: Any) -> Expr | None:
+    """The inverse of ``expr_to_json`` (iterative, like it)."""
     if d is None:
         return None
-    if "and" in d:
-        return And(tuple(expr_from_json(c) for c in d["and"]))  # type: ignore[misc]
-    if "or" in d:
-        return Or(tuple(expr_from_json(c) for c in d["or"]))  # type: ignore[misc]
-    if "not" in d:
-        return Not(expr_from_json(d["not"]))  # type: ignore[arg-type]
+    done: list[Expr] = []
+    stack: list[tuple[Any, bool]] = [(d, False)]
+    while stack:
+        node, expanded = stack.pop()
+        key = next((k for k in ("and", "or", "not") if k in node), None)
+        if key is None:
+            done.append(_leaf_from_json(node))
+        elif not expanded:
+            kids = [node["not"]] if key == "not" else node[key]
+            stack.append((node, True))
+            stack.extend((c, False) for c in reversed(kids))
+        elif key == "not":
+            done.append(Not(done.pop()))
+        else:
+            n = len(node[key])
+            kids = tuple(done[len(done) - n :]) if n else ()
+            del done[len(done) - n :]
+            done.append(And(kids) if key == "and" else Or(kids))
+    return done[0]
+
+
+def _leaf_from_json(d: dict[str, Any]) -> Predicate | Opaque:
     if "opaque" in d:
         return Opaque(d["opaque"], d["reason"], d.get("detail", ""))
     return Predicate(
@@ -394,6 +478,10 @@ __all__ = [
     "exclusions",
     "expr_from_json",
     "expr_to_json",
+    "MAX_DEPTH",
+    "check_depth",
+    "depth",
+    "depth_limited",
     "leaves",
     "map_predicates",
     "opaques",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Predicate, Rule, Stage, expr_to_json, leaves
+from detcat.model import Opaque, Predicate, Rule, Stage, check_depth, expr_to_json, leaves
 from detcat.sources import registry
 
 
@@ -45,6 +45,8 @@ def parse_rules(language: str, text: str, *, normalize: bool = True) -> list[Rul
     if vendor is None:
         raise UnknownLanguage(f"unknown language {language!r} (one of {', '.join(languages())})")
     rules = vendor.parse_text(language, text)
+    for stage in (s for rule in rules for s in rule.stages):
+        check_depth(stage.expr)  # before anything walks the tree (see MAX_DEPTH)
     for rule in rules if normalize else ():
         normalize_rule(rule)
     return rules

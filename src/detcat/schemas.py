@@ -235,6 +235,7 @@ class RuleDetail(_Strict):
     source_path: str | None
     upstream_url: str | None
     query: str | None
+    collection: str = Field(description="the sources folder it came from: public or a private name")
     references: list[str]
     tags: list[str]
     context: dict[str, Any]
@@ -441,15 +442,22 @@ class MatchRef(_Strict):
     vendor: str
     id: str
     title: str
+    events: list[str] | None = Field(
+        None, description="a multi-event rule this event completes: its events, in order"
+    )
 
 
 class PartialMatch(MatchRef):
     stages: list[str | None] = Field(description="the stages that matched")
     of: list[str | None] = Field(description="all stages of the rule")
+    reason: str | None = Field(None, description="why the rule is not evaluated over events")
 
 
 class Undetermined(MatchRef):
-    unknown: list[str] = Field(description="why: Opaque reasons, or in_list for value lists")
+    unknown: list[str] = Field(
+        description="why: the parts detcat cannot evaluate on this event (Opaque reasons, "
+        "deployer's lists, regexes out of time, unknown steps of a sequence)"
+    )
 
 
 class EventMatches(_Strict):
@@ -530,12 +538,22 @@ class CoverageSummary(_Strict):
     runnable_techniques: int
 
 
+class Adopt(_Strict):
+    id: str
+    name: str
+    rules: int
+    collections: dict[str, int]
+    vendors: dict[str, int]
+
+
 class Coverage(_Strict):
     events: list[str]
     summary: CoverageSummary
     techniques: list[TechniqueCoverage]
     unlock: list[Unlock] = Field(description="events that would add the most runnable "
                                  "techniques, best first")  # fmt: skip
+    adopt: list[Adopt] | None = Field(None, description="with a collection: techniques only "
+                                      "the other collections cover")  # fmt: skip
 
 
 class LayerTechnique(_Strict):

@@ -117,7 +117,7 @@ def describe(feature: str) -> dict[str, str]:
     return {"kind": _KINDS[kind], "field": rest[0], "op": rest[1], "value": rest[2]}
 
 
-def _catalog_features(conn: sqlite3.Connection) -> dict[int, set[str]]:
+def catalog_features(conn: sqlite3.Connection) -> dict[int, set[str]]:
     events: dict[tuple[int, int], list[str]] = defaultdict(list)
     for pk, idx, event in conn.execute("SELECT rule_pk, stage_idx, event FROM rule_events"):
         events[(pk, idx)].append(event)
@@ -186,7 +186,7 @@ def cached_summary(conn: sqlite3.Connection) -> dict[str, Any] | None:
 
 def _compute(conn: sqlite3.Connection) -> dict[str, Any]:
     started = time.perf_counter()
-    feats = _catalog_features(conn)
+    feats = catalog_features(conn)
     df: dict[str, int] = defaultdict(int)
     for fs in feats.values():
         for f in fs:

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from detcat.attack import Analytic, Attack
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Predicate, Problem, Rule, leaves, stage_to_json, value_text
+from detcat.model import (
+    Opaque,
+    Predicate,
+    Problem,
+    Rule,
+    Stage,
+    leaves,
+    stage_to_json,
+    value_text,
+)
 from detcat.normalize import fold_value, indicator_key
 
 DEFAULT_DB = Path("detcat.sqlite")
@@ -115,6 +124,42 @@ def _dump(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, default=str)
 
 
+class UnstorableRule(DetcatError):
+    """A rule whose rows cannot be prepared; nothing of it was written."""
+
+
+def _rule_row(rule: Rule) -> tuple[Any, ...]:
+    n_opaque = sum(isinstance(lf.node, Opaque) for s in rule.stages for lf in leaves(s.expr))
+    return (
+        rule.vendor, rule.id, rule.title, rule.description, rule.author, rule.status,
+        rule.severity, rule.type, rule.language, rule.source_path, rule.query,
+        rule.upstream_url, _dump(rule.references), _dump(rule.tags),
+        _dump(rule.context), _dump(rule.extra), int(rule.has_query),
+        int(rule.fully_parsed), n_opaque, rule.collection,
+    )  # fmt: skip
+
+
+def _stage_rows(i: int, stage: Stage) -> tuple[tuple[Any, ...], list[Any], list[Any], list[Any]]:
+    """One stage's rows (without the rule key): the stage, predicates, opaque
+    nodes and events."""
+    d = stage_to_json(stage)
+    row = (i, stage.name, str(stage.role), int(stage.negated), _dump(d["join_keys"]),
+           _dump(d["params"]), _dump(d["expr"]))  # fmt: skip
+    preds, opaque = [], []
+    for lf in leaves(stage.expr):
+        n = lf.node
+        if isinstance(n, Predicate):
+            preds.append((
+                i, str(stage.role), n.field or n.field_raw, n.field_raw, str(n.op),
+                _text(n.value), indicator_key(n)[2], n.syntax, int(n.case_sensitive),
+                int(lf.negated), int(lf.exclusion), n.kind,
+            ))  # fmt: skip
+        else:
+            opaque.append((i, n.text, str(n.reason), n.detail))
+    events = [(e, i) for e in dict.fromkeys(stage.events)]
+    return row, preds, opaque, events
+
+
 class CatalogWriter:
     """Writes one catalog inside one transaction on a temporary file."""
 
@@ -124,7 +169,9 @@ class CatalogWriter:
 
     def add_rule(self, rule: Rule) -> bool:
         """Insert a rule; a duplicate (vendor, id) becomes a problem instead (the
-        first one read is kept, whatever its collection)."""
+        first one read is kept, whatever its collection). Every row is prepared
+        before the first insert, so a rule that cannot be serialized raises with
+        nothing of it written."""
         key = (rule.vendor, rule.id)
         if key in self.seen:
             first = self.seen[key]
@@ -133,23 +180,32 @@ class CatalogWriter:
             msg = f"duplicate rule id {rule.id}{where}"
             self.add_problem(Problem(rule.source_path, msg, vendor=rule.vendor))
             return False
+        try:
+            row = _rule_row(rule)
+            stages = [_stage_rows(i, stage) for i, stage in enumerate(rule.stages)]
+        except Exception as e:  # e.g. metadata JSON cannot encode
+            raise UnstorableRule(f"cannot be stored: {type(e).__name__}: {e}") from e
         self.seen[key] = rule.collection
-        n_opaque = sum(isinstance(lf.node, Opaque) for s in rule.stages for lf in leaves(s.expr))
         cur = self.conn.execute(
             "INSERT INTO rules (vendor, id, title, description, author, status, severity, type,"
             " language, source_path, query, upstream_url, refs, tags, context, extra,"
             " has_query, fully_parsed, n_opaque, collection)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                rule.vendor, rule.id, rule.title, rule.description, rule.author, rule.status,
-                rule.severity, rule.type, rule.language, rule.source_path, rule.query,
-                rule.upstream_url, _dump(rule.references), _dump(rule.tags),
-                _dump(rule.context), _dump(rule.extra), int(rule.has_query),
-                int(rule.fully_parsed), n_opaque, rule.collection,
-            ),
-        )  # fmt: skip
+            row,
+        )
         pk = cur.lastrowid
-        self._add_stages(pk, rule)
+        for stage_row, preds, opaque, events in stages:
+            self.conn.execute("INSERT INTO stages VALUES (?,?,?,?,?,?,?,?)", (pk, *stage_row))
+            self.conn.executemany(
+                "INSERT INTO predicates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(pk, *r) for r in preds],
+            )
+            self.conn.executemany(
+                "INSERT INTO opaque VALUES (?,?,?,?,?)", [(pk, *r) for r in opaque]
+            )
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO rule_events VALUES (?,?,?)", [(pk, *r) for r in events]
+            )
         self.conn.executemany(
             "INSERT OR IGNORE INTO rule_techniques VALUES (?, ?)",
             [(pk, t) for t in dict.fromkeys(rule.techniques)],
@@ -159,30 +215,6 @@ class CatalogWriter:
             p.rule_id = p.rule_id or rule.id
             self.add_problem(p)
         return True
-
-    def _add_stages(self, pk: int | None, rule: Rule) -> None:
-        preds, opaque, events = [], [], []
-        for i, stage in enumerate(rule.stages):
-            d = stage_to_json(stage)
-            self.conn.execute(
-                "INSERT INTO stages VALUES (?,?,?,?,?,?,?,?)",
-                (pk, i, stage.name, str(stage.role), int(stage.negated), _dump(d["join_keys"]),
-                 _dump(d["params"]), _dump(d["expr"])),
-            )  # fmt: skip
-            events += [(pk, e, i) for e in dict.fromkeys(stage.events)]
-            for lf in leaves(stage.expr):
-                n = lf.node
-                if isinstance(n, Predicate):
-                    preds.append((
-                        pk, i, str(stage.role), n.field or n.field_raw, n.field_raw, str(n.op),
-                        _text(n.value), indicator_key(n)[2], n.syntax, int(n.case_sensitive),
-                        int(lf.negated), int(lf.exclusion), n.kind,
-                    ))  # fmt: skip
-                else:
-                    opaque.append((pk, i, n.text, str(n.reason), n.detail))
-        self.conn.executemany("INSERT INTO predicates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", preds)
-        self.conn.executemany("INSERT INTO opaque VALUES (?,?,?,?,?)", opaque)
-        self.conn.executemany("INSERT OR IGNORE INTO rule_events VALUES (?,?,?)", events)
 
     def add_problem(self, p: Problem) -> None:
         self.conn.execute(
@@ -234,12 +266,17 @@ class CatalogWriter:
 
 @contextmanager
 def writing(db: Path) -> Iterator[CatalogWriter]:
-    """Yield a writer on a fresh temporary catalog; replace ``db`` on success only."""
+    """Yield a writer on a fresh temporary catalog; replace ``db`` on success only.
+
+    The temporary file is named after this process (``.NAME.<pid>.<random>.tmp``)
+    so a later build can tell the debris of a killed build from the file of one
+    still running, and remove it. It is created like any other output file
+    (mode 0666 less the user's umask), and ``os.replace`` keeps that mode."""
     db = Path(db)
     db.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{db.name}.", suffix=".tmp", dir=db.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    remove_stale_temps(db)
+    tmp = db.parent / f".{db.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         conn = sqlite3.connect(tmp)
         try:
@@ -258,6 +295,51 @@ def writing(db: Path) -> Iterator[CatalogWriter]:
         os.replace(tmp, db)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def temp_files(db: Path) -> list[Path]:
+    """Temporary catalogs of ``db``, left by running or killed builds."""
+    return sorted(Path(db).parent.glob(f".{Path(db).name}.*.tmp"))
+
+
+def remove_stale_temps(db: Path) -> list[Path]:
+    """Remove the temporary catalogs of ``db`` whose build process is gone."""
+    removed = []
+    for tmp in temp_files(db):
+        if not _owner_alive(tmp.name[len(Path(db).name) + 2 :]):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _owner_alive(suffix: str) -> bool:
+    """Whether the process in ``<pid>.<random>.tmp`` still runs (older builds
+    named the file ``<random>.tmp``: no owner, stale)."""
+    pid = suffix.split(".", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def rule_counts(db: Path) -> dict[tuple[str, str], int]:
+    """Rules per (collection, vendor) in the catalog at ``db``; empty when there is
+    none (or it is not one this version can read)."""
+    if not Path(db).is_file():
+        return {}
+    try:
+        with closing(connect(db)) as conn:
+            rows = conn.execute(
+                "SELECT collection, vendor, count(*) FROM rules GROUP BY collection, vendor"
+            ).fetchall()
+    except (sqlite3.Error, DetcatError):
+        return {}
+    return {(str(c), str(v)): int(n) for c, v, n in rows}
 
 
 @contextmanager

@@ -172,7 +172,8 @@ FIELDS_AND_STRINGS = [
     ('?process.name : "a"', name_eq("a")),
     ('`my field`.name : "a"', P("my field.name", EQ, "a", ":", False)),
     ('`my``field` : "a"', P("my`field", EQ, "a", ":", False)),
-    ('process.args[0] : "a"', P("process.args[0]", EQ, "a", ":", False)),
+    # an array item (legacy EQL) is a value computed from the field: derived
+    ('process.args[0] : "a"', replace(P("process.args[0]", EQ, "a", ":", False), kind="derived")),
     ('name : "a"', P("name", EQ, "a", ":", False)),
     ('event.category : "a"', P("event.category", EQ, "a", ":", False)),
     ('a : "q\\"uote\\\\back\\ttab\\u{41}"', P("a", EQ, 'q"uote\\back\ttabA', ":", False)),
@@ -378,6 +379,14 @@ STRUCTURE = [
         [
             ("sample[1]", False, ["host.id", "process.pid"], {"category": "process"}),
             ("sample[2]", False, ["host.id"], {"category": "network"}),
+        ],
+    ),
+    (  # legacy: the subqueries' events in any order
+        "join by user.name [process where true] [file where true] until [file where true]",
+        [
+            ("join[1]", False, ["user.name"], {"category": "process"}),
+            ("join[2]", False, ["user.name"], {"category": "file"}),
+            ("until", True, ["user.name"], {"category": "file"}),
         ],
     ),
     (

@@ -251,6 +251,7 @@ def test_threshold(tmp_path: Path) -> None:
                 "by": ["host.id", "user.name"],
                 "threshold": 25,
                 "cardinality": [{"field": "source.ip", "value": 5}],
+                "window": "now-6m",  # Kibana's default look-back
             },
         ),
     ]

@@ -63,8 +63,19 @@ def main() -> None:
 )
 @db_option
 @click.option("--include-deprecated", is_flag=True, help="Also read deprecated/unsupported rules.")
-@click.option("--strict", is_flag=True, help="Exit 1 when any problem was recorded.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 when any problem was recorded or a vendor has fewer rules than before.",
+)
 @click.option("--workers", type=int, default=None, help="Worker processes (default: CPUs).")
+@click.option(
+    "--max-file-size",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Skip (as a problem) source files larger than this many KiB.",
+)
 @json_option
 def build(
     sources: tuple[str, ...],
@@ -72,6 +83,7 @@ def build(
     include_deprecated: bool,
     strict: bool,
     workers: int | None,
+    max_file_size: int,
     as_json: bool,
 ) -> None:
     """Build the catalog from a sources directory into --db (atomically)."""
@@ -88,7 +100,7 @@ def build(
         with render.build_progress(err) as progress:
             report = catalog.build(
                 collections, db, include_deprecated=include_deprecated, workers=workers,
-                progress=progress,
+                progress=progress, max_file_bytes=max_file_size * 1024,
             )  # fmt: skip
     except catalog.BuildError as e:
         err.print(f"[red]build failed: {escape(str(e))}[/red] (the previous catalog is unchanged)")
@@ -98,7 +110,7 @@ def build(
         _print_json(render.build_report_json(report))
     else:
         render.build_summary(console, report)
-    if strict and report.problem_count:
+    if strict and (report.problem_count or report.dropped):
         sys.exit(EXIT_FAILED)
 
 

@@ -103,19 +103,12 @@ def coverage(
     from detcat import coverage as cov
 
     ids, sample = _user_events(events, events_file)
-    conn = _connect(db)
-    cat = cov.load(conn, vendors or None, collection)
     try:
-        have = cov.check_events(cat, ids)
+        _, data = cov.report(_connect(db), ids, vendors or None, collection)
     except cov.UnknownEvent as e:
         raise click.UsageError(str(e)) from None
-    data = cov.coverage(cat, have)
     if sample is not None:
         data["sample"] = sample.to_json()
-    if collection:
-        others = cov.load(conn, vendors or None)
-        others.rules = [r for r in others.rules if r.collection != collection]
-        data["adopt"] = cov.adopt(cat, others)
     if as_json:
         click.echo(dump_json(data))
     else:

@@ -14,7 +14,13 @@ from urllib.parse import quote
 
 import click
 
-from detcat.cli.options import EXIT_FAILED, EXIT_NOT_FOUND, db_option, dump_json
+from detcat.cli.options import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    RegistryChoice,
+    db_option,
+    dump_json,
+)
 from detcat.drafts import formats
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -25,7 +31,7 @@ INFO_URI = "https://github.com/detcat/detcat"
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--language",
-    type=click.Choice(formats()),
+    type=RegistryChoice(formats),
     help="Read every file as this format (kql/eql/esql/spl: a bare query). "
     "Default: from the file (.toml Elastic, .yml Sigma or Splunk, .yaral YARA-L).",
 )

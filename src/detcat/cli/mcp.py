@@ -22,7 +22,7 @@ from detcat.cli.options import db_option
 @click.option("--port", default=8000, show_default=True, type=int, help="Port (with --http).")
 @click.option(
     "--budget", default=50_000, show_default=True, type=click.IntRange(min=1_000),
-    help="Bytes of JSON per answer before lists are cut.",
+    help="Characters of JSON per answer (about bytes) before lists are cut.",
 )  # fmt: skip
 def mcp(db: Path, http: bool, host: str, port: int, budget: int) -> None:
     """Serve the catalog as a read-only MCP server for agents (stdio by default)."""

@@ -55,6 +55,7 @@ def build_report_json(report: BuildReport) -> dict[str, Any]:
             for p in report.problems
         ],
         "unknown_techniques": report.unknown_techniques,
+        "dropped": {v: {"before": b, "now": n} for v, (b, n) in report.dropped.items()},
     }  # fmt: skip
 
 
@@ -73,6 +74,11 @@ def build_summary(console: Console, report: BuildReport) -> None:
         console.print(f"[yellow]problem[/yellow] {_E(p.vendor)} {_E(str(p))}")
     if len(report.problems) > 20:
         console.print(f"… and {len(report.problems) - 20} more: `detcat problems`")
+    if report.dropped:
+        drops = ", ".join(f"{v} {b} -> {n} (-{b - n})" for v, (b, n) in report.dropped.items())
+        console.print(
+            f"[bold red]FEWER RULES than the catalog this build replaced:[/bold red] {_E(drops)}"
+        )
 
 
 def _pct(n: int, total: int) -> str:

@@ -1,8 +1,9 @@
 """Elastic EQL -> detcat stages.
 
 ``parse(text)`` returns one ``Stage`` per event query: a plain ``<category> where
-<expr>`` is one stage named "main"; ``sequence`` and ``sample`` give one stage per
-subquery ("sequence[1]", …, "until"; "sample[1]", …) with their join keys.
+<expr>`` is one stage named "main"; ``sequence``, ``sample`` and the legacy
+``join`` give one stage per subquery ("sequence[1]", …, "until"; "sample[1]", …;
+"join[1]", …) with their join keys.
 
 Reading choices (the model asks for one; these are ours):
 
@@ -67,6 +68,8 @@ from detcat.model import (
     Reason,
     Stage,
     and_,
+    depth_limited,
+    map_predicates,
     or_,
     replace,
 )
@@ -74,6 +77,7 @@ from detcat.model import (
 _GRAMMAR = Path(__file__).with_name("eql.lark")
 
 
+@depth_limited
 def parse(text: str) -> list[Stage]:
     """Parse one EQL query; raise ``QueryError`` for text that is not EQL."""
     token = source.set(text)
@@ -99,12 +103,12 @@ def _parser() -> Lark:
 
 
 @cache
-def _list_item() -> re.Pattern[str]:
+def list_item() -> re.Pattern[str]:
     """Reads the items of a LITERALS token with the grammar's own STRING and NUMBER."""
     terminal = _parser().get_terminal
     string = terminal("STRING").pattern.to_regexp()
     number = terminal("NUMBER").pattern.to_regexp()
-    return re.compile(rf"(?P<s>{string})|(?P<n>-?{number})|//[^\n]*|/\*(?:[^*]|\*(?!/))*\*/")
+    return re.compile(rf"(?P<s>{string})|(?P<n>-?{number})|//[^\n]*|/\*[^*]*\*+(?:[^/*][^*]*\*+)*/")
 
 
 def _query_error(exc: UnexpectedInput, text: str) -> QueryError:
@@ -241,6 +245,12 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         keys, params, subs = _header(items)
         return [_stage(f"sample[{i}]", s, keys, params) for i, s in enumerate(subs, 1)]
 
+    def join(self, *items: Any) -> list[Stage]:
+        keys, params, subs = _header(items)
+        stages = [_stage(f"join[{i}]", s, keys, params) for i, s in enumerate(subs, 1)]
+        until = [i.sub for i in items if isinstance(i, _Until)]
+        return stages + [_stage("until", s._replace(negated=True), keys, params) for s in until]
+
     def maxspan(self, _eq: Token, number: Token, unit: Token | None = None) -> _MaxSpan:
         return _MaxSpan(number.value + (unit.value if unit else ""))
 
@@ -284,16 +294,16 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         return Not(as_bool(child))
 
     def compare(self, left: Node, op: Token, right: Node) -> Expr:
-        return _compare(left, "==" if op.value == "=" else op.value, right)
+        return _indexed(left, _compare(left, "==" if op.value == "=" else op.value, right))
 
     def string_op(self, left: Node, op: Token, right: Node) -> Expr:
-        return _string_op(left, op.value, right)
+        return _indexed(left, _string_op(left, op.value, right))
 
     def in_(self, left: Node, op: Token, values: Node) -> Expr:
-        return _in(left, op.value, values)
+        return _indexed(left, _in(left, op.value, values))
 
     def not_in(self, left: Node, _not: Token, op: Token, values: Node) -> Expr:
-        expr = _in(left, "not " + op.value, values)
+        expr = _indexed(left, _in(left, "not " + op.value, values))
         return expr if isinstance(expr, Opaque) else Not(expr)
 
     # -- values --------------------------------------------------------------
@@ -325,7 +335,7 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         return Field(unquote_field(tok.value), tok.start_pos, tok.end_pos)  # type: ignore[arg-type]
 
     def literals(self, tok: Token) -> Node:
-        items = literal_list(tok.value, tok.start_pos, _list_item())  # type: ignore[arg-type]
+        items = literal_list(tok.value, tok.start_pos, list_item())  # type: ignore[arg-type]
         return items[0] if len(items) == 1 else Tuple(items, tok.start_pos, tok.end_pos)  # type: ignore[arg-type]
 
     def call(self, name: Token, _lpar: Token, *rest: Any) -> Call:
@@ -404,9 +414,13 @@ def _of_one_field(call: Call) -> bool:
 def _derived(expr: Expr) -> Expr:
     """A comparison of a value computed from one field (``length(f) > 3``): a
     predicate on the expression, marked derived, rather than Opaque."""
-    if isinstance(expr, Not):
-        return Not(_derived(expr.child))
-    return replace(expr, kind="derived") if isinstance(expr, Predicate) else expr
+    return map_predicates(expr, lambda p: replace(p, kind="derived"))  # type: ignore[return-value]
+
+
+def _indexed(left: Node, expr: Expr) -> Expr:
+    """A test of an array item (``args[0] == "x"``, legacy EQL that Elasticsearch
+    rejects) is not a test of the field's values: derived."""
+    return _derived(expr) if isinstance(left, Field) and "[" in left.raw else expr
 
 
 def _compare_value(left: Field, op: str, lit: Lit) -> Expr:

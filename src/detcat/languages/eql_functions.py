@@ -68,6 +68,9 @@ def call_expr(call: Call) -> Expr:
     op, legacy = test
     syntax = f"{name}~()" if call.insensitive else f"{name}()"
     case_sensitive = not (legacy or call.insensitive or op is Op.CIDR)
+    if key == "stringcontains":
+        # Elasticsearch: an empty substring is in no string (an empty Or is false).
+        values = [v for v in values if not (isinstance(v, Lit) and v.value == "")]
     return or_(*(_predicate(field.raw, op, v, syntax, case_sensitive) for v in values))
 
 

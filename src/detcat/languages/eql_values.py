@@ -125,7 +125,7 @@ def literal_list(token: str, offset: int, item: re.Pattern[str]) -> tuple[Lit, .
     return tuple(items)
 
 
-_BACKQUOTED = re.compile(r"`((?:[^`]|``)+)`")
+_BACKQUOTED = re.compile(r"`((?=[^`]|``)[^`]*(?:``[^`]*)*)`")
 
 
 def unquote_field(token: str) -> str:

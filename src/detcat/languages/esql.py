@@ -63,6 +63,7 @@ from detcat.model import (
     Stage,
     StageRole,
     and_,
+    depth_limited,
     map_predicates,
     opaques,
     or_,
@@ -138,6 +139,7 @@ class _Pipeline:
         self.current.params.setdefault("derived", {})[name] = source
 
 
+@depth_limited
 def parse(text: str) -> list[Stage]:
     """Parse one ES|QL query into stages; ``QueryError`` if unreadable."""
     if not text.strip():

@@ -25,16 +25,21 @@ from lark import Lark, Token, Transformer
 from detcat.errors import DetcatError
 from detcat.languages.lalr import lalr
 
+# Strings, names and comments are "unrolled loops" (runs of one character class):
+# re keeps state per repetition of an alternation, ~100 bytes per character.
 _STRING_ESCAPE = re.compile(r"\\([tnr\"\\])")
 _ESCAPES = {"t": "\t", "n": "\n", "r": "\r"}
 # The items of a CONST_LIST token (comments between them skipped).
 _LIST_ITEM = re.compile(
-    r'"""[\s\S]*?"{3,5}|"(?:\\.|[^"\\])*"|-?\d+(?:\.\d+)?|//[^\n]*|/\*[\s\S]*?\*/'
+    r'"""[\s\S]*?"{3,5}|"[^"\\]*(?:\\.[^"\\]*)*"|-?\d+(?:\.\d+)?|//[^\n]*|/\*[\s\S]*?\*/'
 )
-_NAME_PART = re.compile(r"`(?:[^`]|``)+`|[^.`]+")
-_PIECES = re.compile(r'"""[\s\S]*?"{3,5}|"(?:\\.|[^"\\])*"|`[^`]*`|//[^\n]*|/\*[\s\S]*?\*/|\|')
-_NAME = r"(?:[a-z_@][a-z0-9_]*|`(?:[^`]|``)+`)(?:\.(?:[a-z0-9_@]+|`(?:[^`]|``)+`))*"
-_GAP = r"(?:\s|//[^\n]*|/\*[\s\S]*?\*/)*"  # whitespace and comments
+_BACKQUOTED = r"`(?=[^`]|``)[^`]*(?:``[^`]*)*`"  # `a``b`: a doubled backquote inside
+_NAME_PART = re.compile(rf"{_BACKQUOTED}|[^.`]+")
+_PIECES = re.compile(
+    r'"""[\s\S]*?"{3,5}|"[^"\\]*(?:\\.[^"\\]*)*"|`[^`]*`|//[^\n]*|/\*[\s\S]*?\*/|\|'
+)
+_NAME = rf"(?:[a-z_@][a-z0-9_]*|{_BACKQUOTED})(?:\.(?:[a-z0-9_@]+|{_BACKQUOTED}))*"
+_GAP = r"(?:\s++|//[^\n]*|/\*[\s\S]*?\*/)*"  # whitespace and comments
 QNAME = re.compile(_NAME, re.IGNORECASE)
 TRIM = re.compile(rf"^{_GAP}|{_GAP}$")
 LEAD = re.compile(_GAP)
@@ -42,7 +47,7 @@ _ASSIGN = re.compile(rf"{_GAP}({_NAME}){_GAP}=(?![=~])", re.IGNORECASE)
 # What the EVAL/STATS item scanner must see: strings and comments (skipped
 # whole), brackets, commas, a lone quote (unterminated string) and the word BY.
 _SCAN = re.compile(
-    r'"""[\s\S]*?"{3,5}|"(?:\\.|[^"\\])*"|`(?:[^`]|``)*`|//[^\n]*|/\*[\s\S]*?\*/'
+    r'"""[\s\S]*?"{3,5}|"[^"\\]*(?:\\.[^"\\]*)*"|`[^`]*(?:``[^`]*)*`|//[^\n]*|/\*[\s\S]*?\*/'
     r'|[()\[\]{},"]|(?<![\w.@`])by(?![\w.])',
     re.IGNORECASE,
 )

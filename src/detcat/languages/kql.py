@@ -37,7 +37,17 @@ from lark.exceptions import UnexpectedInput
 
 from detcat.languages.lalr import lalr, unexpected
 from detcat.languages.wildcards import Part, Wild, classify, keyword
-from detcat.model import Expr, Not, Op, Predicate, QueryError, and_, map_predicates, or_
+from detcat.model import (
+    Expr,
+    Not,
+    Op,
+    Predicate,
+    QueryError,
+    and_,
+    depth_limited,
+    map_predicates,
+    or_,
+)
 
 SYNTAX = ":"
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|or|and|not|.)", re.IGNORECASE | re.DOTALL)
@@ -243,6 +253,7 @@ def _parser(value_lists: bool = True) -> Lark:
     return lalr(grammar, transformer=_ToExpr(), maybe_placeholders=False)
 
 
+@depth_limited
 def parse(text: str, *, value_lists: bool = True) -> Expr:
     """Parse one KQL query; ``QueryError`` (1-based line/column) if unreadable.
 

@@ -40,7 +40,7 @@ from detcat.languages.yaral_events import (
     Ref,
     event_stages,
 )
-from detcat.model import QueryError, Stage
+from detcat.model import QueryError, Stage, depth_limited
 
 
 @cache
@@ -207,6 +207,7 @@ class YaraLRule:
     line: int = 1
 
 
+@depth_limited
 def parse_rules(text: str, *, lenient: bool = False) -> list[YaraLRule]:
     """Parse every rule in a file. ``lenient`` accepts generator flaws (see yaral.lark).
 

@@ -1,12 +1,19 @@
 """``detcat match``: which catalog rules fire on which events.
 
 Every rule's stages are read back from the catalog (``model.expr_from_json``) and
-evaluated on canonical events (``match.events``) by ``match.evaluate``. A rule is a
-full match only when it is a single event filter that holds; a multi-stage rule
-(EQL sequence, YARA-L multi-event rule, SPL/ES|QL filter after an aggregation,
-Elastic threshold / new-terms, Sigma correlation) reports the stages that
-matched instead. A rule whose known parts hold but that depends on something
-detcat cannot evaluate (an Opaque part, a deployer's list) is *undetermined*.
+evaluated on canonical events (``match.events``) by ``match.evaluate`` (EQL's
+computed conditions by ``match.eql``). A single-event rule matches an event when
+its filter holds, and is *undetermined* when its known parts hold but it depends
+on something detcat cannot evaluate (an Opaque part, a deployer's list, a regex
+out of time): never a "no" it does not know.
+
+Multi-event rules are evaluated over the stream of events, taken in the order
+given (``match.stateful``: EQL sequences, samples and joins, Elastic threshold
+rules, Sigma correlations, YARA-L match windows): the event that completes one
+reports it, with the events that make it up. The matcher keeps their open state,
+bounded per rule. Multi-stage rules without an engine (aggregations, new terms,
+YARA-L joins across events) report the stages an event matched as *partial*,
+with the reason they are not evaluated.
 
 Speed: 3,000+ rules per event would be slow one by one, so each stage is
 indexed by one field it cannot match without (the rarest of its required
@@ -24,8 +31,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detcat.match.evaluate import Test, compile_expr
+from detcat.match.aggregates import correlation_engine
+from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
 from detcat.match.events import Event
+from detcat.match.stateful import Engine, Results, engine_for
+from detcat.match.yaral import condition_needs as _needs
 from detcat.model import (
     And,
     Expr,
@@ -38,7 +48,6 @@ from detcat.model import (
     Stage,
     StageRole,
     expr_from_json,
-    opaques,
     predicates,
 )
 from detcat.normalize import full_match_regex
@@ -60,11 +69,13 @@ class StagePlan:
     params: dict[str, Any]
     expr: Expr | None
     events: frozenset[str]
+    join_keys: tuple[str, ...] = ()
     gates: tuple[tuple[str, frozenset[str]], ...] = ()  # (scope kind, the stage's scopes)
     # Set for stages no field is required by (``not a``, ``a or b``): the fields it
     # reads, one of which the event must have (see Matcher.candidates).
     reads: frozenset[str] = frozenset()
     _test: Test | None = None
+    _dialect: Dialect | None = None
 
     @property
     def filters_events(self) -> bool:
@@ -81,10 +92,18 @@ class StagePlan:
         return True
 
     def test(self) -> Test:
+        """The stage's filter: True, False or None (unknown); EQL's null is False."""
         if self._test is None:
-            full = full_match_regex(self.rule.language)
-            self._test = compile_expr(self.expr, full, self.rule.ref_resolver(self))
+            self._dialect = self.rule.dialect(self)
+            inner = compile_expr(self.expr, self._dialect.full_match, dialect=self._dialect)
+            self._test = lambda ev: False if (r := inner(ev)) is NULL else r
         return self._test
+
+    def unknown_reasons(self, ev: Event) -> list[str]:
+        """Why the stage's filter is unknown on ``ev``."""
+        self.test()
+        assert self._dialect is not None
+        return self._dialect.explain(ev) or ["undetermined"]
 
 
 @dataclass(eq=False)
@@ -95,6 +114,29 @@ class RulePlan:
     language: str
     context: dict[str, Any] = field(default_factory=dict)
     stages: list[StagePlan] = field(default_factory=list)
+    rule_type: str = ""  # the vendor's rule type: threshold, correlation, eql…
+    condition: dict[str, Any] | None = None  # a YARA-L rule's condition (JSON tree)
+
+    @classmethod
+    def from_rule(cls, rule: Rule) -> RulePlan:
+        """A normalized rule as the catalog would give it back (tests, one-off runs)."""
+        plan = cls(rule.vendor, rule.id, rule.title, rule.language, dict(rule.context))
+        plan.rule_type = rule.type
+        plan.condition = rule.extra.get("condition") if rule.language == "yaral" else None
+        for s in rule.stages:
+            plan.stages.append(
+                StagePlan(
+                    plan,
+                    s.name,
+                    s.role,
+                    s.negated,
+                    s.params,
+                    s.expr,
+                    frozenset(s.events),
+                    tuple(s.join_keys),
+                )  # fmt: skip
+            )
+        return plan
 
     @property
     def single_event(self) -> bool:
@@ -102,11 +144,23 @@ class RulePlan:
         if len(self.stages) != 1:
             return False
         s = self.stages[0]
+        if self.condition is not None and _needs(self.condition) != {s.name: 1}:
+            return False  # a YARA-L condition beyond "$e" (#e > 5, $risk > 50, !$e)
         return s.filters_events and int(s.params.get(_MIN_COUNT, 1) or 1) <= 1
 
     def stage_scopes(self, stage: StagePlan) -> tuple[str, ...]:
         rule = Rule(self.vendor, self.id, self.title, "", self.language, context=self.context)
         return stage_scopes(rule, Stage(stage.name, expr=stage.expr, params=stage.params))
+
+    def dialect(self, stage: StagePlan) -> Dialect:
+        """How the rule's language evaluates the stage (see ``match.evaluate``)."""
+        full = full_match_regex(self.language)
+        d = Dialect(full, self.ref_resolver(stage), computed=stage.params.get("derived") or {})
+        if self.language == "eql":
+            from detcat.match.eql import eql_dialect
+
+            eql_dialect(d)
+        return d
 
     def ref_resolver(self, stage: StagePlan) -> Any:
         """field_ref values are raw vendor names: canonicalize them like the rule's."""
@@ -138,9 +192,8 @@ class Matcher:
 
     def __init__(self, rules: Iterable[RulePlan]):
         self.rules = list(rules)
-        self.correlations = [
-            r for r in self.rules if any(s.role is StageRole.CORRELATION for s in r.stages)
-        ]
+        self.by_key = {id(r): r for r in self.rules}
+        self._engines()
         stages = [s for r in self.rules for s in r.stages if s.filters_events]
         required = {id(s): required_fields(s.expr) for s in stages}
         freq = Counter(f for fields in required.values() for f in fields)
@@ -148,8 +201,11 @@ class Matcher:
         self.index: dict[str | None, dict[str | None, list[StagePlan]]] = defaultdict(
             lambda: defaultdict(list)
         )
+        for r in self.rules:  # also the stages stream engines test themselves (until)
+            for s in r.stages:
+                if s.role is StageRole.EVENTS and s.expr is not None:
+                    s.gates = _gates(r.stage_scopes(s))
         for s in stages:
-            s.gates = _gates(s.rule.stage_scopes(s))
             fields = required[id(s)]
             anchor = min(fields, key=lambda f: (freq[f], f)) if fields else None
             if anchor is None:
@@ -180,42 +236,103 @@ class Matcher:
             if (not s.gates or s.admits(ev)) and (not s.reads or not s.reads.isdisjoint(ev.fields))
         ]
 
+    def _engines(self) -> None:
+        """Multi-event rules get an engine (see ``match.stateful``) when one of their
+        stages first holds: most never do, and building one compiles join keys."""
+        self._engine: dict[int, Engine | str] = {}  # an engine, or why there is none
+        # referenced rule id -> the correlation rules referencing it
+        self.correlations: dict[str, list[RulePlan]] = defaultdict(list)
+        self._watch: dict[int, Engine] = {}  # open engines fed every event
+        for r in self.rules:
+            for s in r.stages:
+                if s.role is StageRole.CORRELATION:
+                    self.correlations[str(s.params.get("rule", ""))].append(r)
+
+    def engine(self, rule: RulePlan) -> Engine | str:
+        """The rule's engine, or the reason it has none."""
+        got = self._engine.get(id(rule))
+        if got is None:
+            if any(s.role is StageRole.CORRELATION for s in rule.stages):
+                single = {r.id: r for r in self.rules if r.single_event}
+                got = correlation_engine(rule, single)
+            else:
+                got = engine_for(rule)
+            self._engine[id(rule)] = got
+        return got
+
     def match(self, ev: Event) -> EventResult:
+        """The rules ``ev`` fires, is undetermined for, or takes a step of; and the
+        multi-event rules it completes with the events before it (the matcher keeps
+        their open state: feed events in time order)."""
         result = EventResult(ev.label)
-        hits: dict[int, list[StagePlan]] = defaultdict(list)
+        per_rule: dict[int, Results] = defaultdict(dict)
         unknown: dict[int, StagePlan] = {}
         for s in self.candidates(ev):
             r = s.test()(ev)
             if r is True:
-                hits[id(s.rule)].append(s)
+                per_rule[id(s.rule)][s.name] = True
             elif r is None:
+                per_rule[id(s.rule)].setdefault(s.name, None)
                 unknown[id(s.rule)] = s
-        rules = {id(s.rule): s.rule for group in hits.values() for s in group}
-        rules.update({key: s.rule for key, s in unknown.items()})
-        full_ids: set[str] = set()
-        for key, rule in rules.items():
-            if key in hits and rule.single_event:
-                result.matches.append(rule.ref())
-                full_ids.add(rule.id)
-            elif key in hits:
-                result.partial.append(_partial(rule, hits[key]))
-            elif rule.single_event:
-                reasons = sorted({o.reason for o in opaques(unknown[key].expr)})
-                result.undetermined.append({**rule.ref(), "unknown": reasons or ["in_list"]})
-        result.partial += self._correlations(full_ids)
+        fired: Results = {}
+        for key, results in per_rule.items():
+            rule = self.by_key[key]
+            if rule.single_event:
+                self._single(rule, ev, results, unknown.get(key), result, fired)
+            elif not isinstance(engine := self.engine(rule), str):
+                self._feed(key, engine, ev, results, result)
+            elif any(results.values()):
+                hits = [s for s in rule.stages if results.get(s.name)]
+                result.partial.append({**_partial(rule, hits), "reason": engine})
+        for key, engine in list(self._watch.items()):
+            if key not in per_rule:
+                self._feed(key, engine, ev, {}, result)
+        self._correlate(ev, fired, result)
         for lst in (result.matches, result.partial, result.undetermined):
             lst.sort(key=lambda d: (d["vendor"], d["title"], d["id"]))
         return result
 
-    def _correlations(self, fired: set[str]) -> list[dict[str, Any]]:
-        """Correlation rules whose referenced rules fired on this event."""
-        out = []
-        for rule in self.correlations if fired else ():
-            refs = [s for s in rule.stages if s.role is StageRole.CORRELATION]
-            got = [s for s in refs if str(s.params.get("rule", "")) in fired]
+    def _correlate(self, ev: Event, fired: Results, result: EventResult) -> None:
+        """Sigma correlations over the single-event rules ``ev`` fired (or may have)."""
+        rules = {id(r): r for ref in fired for r in self.correlations.get(ref, ())}
+        for key, rule in rules.items():
+            engine = self.engine(rule)
+            if not isinstance(engine, str):
+                self._feed(key, engine, ev, fired, result)
+                continue
+            got = [s for s in rule.stages if fired.get(str(s.params.get("rule", "")))]
             if got:
-                out.append(_partial(rule, got))
-        return out
+                result.partial.append({**_partial(rule, got), "reason": engine})
+
+    def _single(
+        self,
+        rule: RulePlan,
+        ev: Event,
+        results: Results,
+        unknown: StagePlan | None,
+        result: EventResult,
+        fired: Results,
+    ) -> None:
+        if any(results.values()):
+            result.matches.append(rule.ref())
+            fired[rule.id] = True
+        elif unknown is not None:
+            result.undetermined.append({**rule.ref(), "unknown": unknown.unknown_reasons(ev)})
+            fired[rule.id] = None
+
+    def _feed(
+        self, key: int, engine: Engine, ev: Event, results: Results, out: EventResult
+    ) -> None:
+        for d in engine.feed(ev, results):
+            found = {**engine.rule.ref(), "events": d.events}
+            if d.certain:
+                out.matches.append(found)
+            else:
+                out.undetermined.append({**found, "unknown": [d.reason]})
+        if engine.watches and engine.is_open():
+            self._watch[key] = engine
+        else:
+            self._watch.pop(key, None)
 
 
 def _gates(scopes: tuple[str, ...]) -> tuple[tuple[str, frozenset[str]], ...]:
@@ -240,7 +357,9 @@ def required_fields(expr: Expr | None) -> frozenset[str]:
     """Canonical fields without which ``expr`` cannot be true (nor unknown)."""
     match expr:
         case Predicate():
-            if expr.kind == "implied" or expr.op in (Op.IS_NULL, Op.KEYWORD) or not expr.field:
+            if expr.kind in ("implied", "derived") or expr.op in (Op.IS_NULL, Op.KEYWORD):
+                return frozenset()
+            if not expr.field:
                 return frozenset()
             return frozenset({expr.field})
         case And(children):
@@ -255,10 +374,10 @@ def required_fields(expr: Expr | None) -> frozenset[str]:
 
 def read_fields(expr: Expr | None) -> frozenset[str]:
     """Every canonical field ``expr`` tests (not keywords, which read the whole
-    event: a stage with one is never skipped)."""
+    event, nor computed values: a stage with one is never skipped)."""
     out: set[str] = set()
     for p in predicates(expr):
-        if p.op is Op.KEYWORD or not p.field:
+        if p.op is Op.KEYWORD or not p.field or p.kind == "derived":
             return frozenset()
         if p.kind != "implied":
             out.add(p.field)
@@ -273,15 +392,22 @@ def load_rules(conn: sqlite3.Connection, vendor: str | None = None) -> list[Rule
     where, args = ("WHERE vendor = ?", (vendor,)) if vendor else ("", ())
     rules: dict[int, RulePlan] = {}
     for r in conn.execute(
-        f"SELECT pk, vendor, id, title, language, context FROM rules {where}", args
+        f"SELECT pk, vendor, id, title, language, context, type, "
+        f"CASE WHEN language = 'yaral' THEN extra END AS extra FROM rules {where}",
+        args,
     ):
         context = json.loads(r["context"] or "{}")
-        rules[r["pk"]] = RulePlan(r["vendor"], r["id"], r["title"], r["language"], context)
+        plan = RulePlan(r["vendor"], r["id"], r["title"], r["language"], context)
+        plan.rule_type = r["type"] or ""
+        if r["extra"]:
+            plan.condition = json.loads(r["extra"]).get("condition")
+        rules[r["pk"]] = plan
     events: dict[tuple[int, int], set[str]] = defaultdict(set)
     for pk, event, idx in conn.execute("SELECT rule_pk, event, stage_idx FROM rule_events"):
         events[(pk, idx)].add(event)
     for s in conn.execute(
-        "SELECT rule_pk, idx, name, role, negated, params, expr FROM stages ORDER BY rule_pk, idx"
+        "SELECT rule_pk, idx, name, role, negated, join_keys, params, expr FROM stages"
+        " ORDER BY rule_pk, idx"
     ):
         rule = rules.get(s["rule_pk"])
         if rule is None:
@@ -295,6 +421,7 @@ def load_rules(conn: sqlite3.Connection, vendor: str | None = None) -> list[Rule
                 params=json.loads(s["params"] or "{}"),
                 expr=expr_from_json(json.loads(s["expr"])) if s["expr"] else None,
                 events=frozenset(events.get((s["rule_pk"], s["idx"]), ())),
+                join_keys=tuple(json.loads(s["join_keys"] or "[]")),
             )
         )
     return list(rules.values())

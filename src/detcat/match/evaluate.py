@@ -20,10 +20,7 @@ value passes it; a missing field fails every test but ``is_null``):
   numeric; ``exists``: a non-null value; ``is_null``: missing, null or empty;
 - ``keyword`` (field-less search terms): any string value of the event contains it;
 - ``field_ref``: equal to a value of the other field;
-- predicates of kind ``implied`` restate their source predicate: always true;
-- a predicate on a column the query computes (kind ``derived``: ES|QL ``EVAL``,
-  SPL ``eval``) that normalization could not trace to an event field is unknown:
-  the event does not hold the computed value.
+- predicates of kind ``implied`` restate their source predicate: always true.
 """
 
 from __future__ import annotations
@@ -34,62 +31,122 @@ import signal
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from detcat.match.events import Event
 from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, value_text
-from detcat.normalize.fields import is_mapped
 
-Test = Callable[[Event], bool | None]
+Test = Callable[[Event], Any]  # True, False, NULL or None (unknown)
 # Resolves a field_ref's raw field name to the canonical names to read.
 RefResolver = Callable[[str], tuple[str, ...]]
 
 REGEX_TIME_LIMIT = 0.05  # seconds for one backtracking match (fallback engine only)
 
 
-def compile_expr(expr: Expr | None, full_match: bool, refs: RefResolver | None = None) -> Test:
+class _Null:
+    """SQL's null: a comparison with a missing value in EQL. It never matches, and
+    unlike False it stays null under ``not`` (Kleene logic with null as the middle
+    value; ``None``, unknown, outranks it)."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NULL"
+
+
+NULL: Any = _Null()
+
+
+@dataclass
+class Dialect:
+    """What one rule's language adds to the evaluation of its predicate tree:
+    conditions kept as text (``Opaque``) and computed values (derived predicates)
+    it can evaluate, and where each unknown answer comes from (``explain``)."""
+
+    full_match: bool = False
+    refs: RefResolver | None = None
+    opaque: Callable[[Opaque], Test | None] | None = None
+    derived: Callable[[Predicate], Test | None] | None = None
+    computed: dict[str, Any] = field(default_factory=dict)  # the stage's params["derived"]
+    # Leaves that may answer unknown, with the reason to give when they do.
+    unknowns: list[tuple[Test, str]] = field(default_factory=list)
+
+    def explain(self, ev: Event) -> list[str]:
+        """Why the stage is unknown on ``ev``: the reasons of its unknown leaves."""
+        return sorted({why for test, why in self.unknowns if test(ev) is None})
+
+
+def compile_expr(
+    expr: Expr | None,
+    full_match: bool,
+    refs: RefResolver | None = None,
+    dialect: Dialect | None = None,
+) -> Test:
+    d = dialect or Dialect(full_match, refs)
     if expr is None:
         return _const(None)
+    return _compile(expr, d)
+
+
+def _compile(expr: Expr, d: Dialect) -> Test:
     match expr:
         case And(children):
-            return _all([compile_expr(c, full_match, refs) for c in children])
+            return all_of([_compile(c, d) for c in children])
         case Or(children):
-            return _any_of(children, full_match, refs)
+            return _any_of(children, d)
         case Not(child):
-            inner = compile_expr(child, full_match, refs)
-            return lambda ev: None if (r := inner(ev)) is None else not r
+            return negate(_compile(child, d))
         case Opaque():
-            return _const(None)
+            return _unknown_unless(d.opaque(expr) if d.opaque else None, expr.why(), d)
         case Predicate():
-            return compile_predicate(expr, full_match, refs)
+            return compile_predicate(expr, d.full_match, d.refs, d)
     raise TypeError(f"not an Expr: {expr!r}")
+
+
+def _unknown_unless(test: Test | None, reason: str, d: Dialect) -> Test:
+    """``test``, or unknown when there is none; either way a possible unknown leaf."""
+    test = test or _const(None)
+    d.unknowns.append((test, reason))
+    return test
+
+
+def negate(inner: Test) -> Test:
+    return lambda ev: r if (r := inner(ev)) is None or r is NULL else not r
 
 
 def _const(value: bool | None) -> Test:
     return lambda ev: value
 
 
-def _all(tests: list[Test]) -> Test:
+def all_of(tests: list[Test]) -> Test:
     return _short_circuit(tests, decisive=False)
 
 
-def _any(tests: list[Test]) -> Test:
+def any_of(tests: list[Test]) -> Test:
     return _short_circuit(tests, decisive=True)
 
 
 def _short_circuit(tests: list[Test], decisive: bool) -> Test:
     """Three-valued And (``decisive=False``) or Or (``True``): the first test giving
-    the decisive value settles it; otherwise any unknown (None) makes it unknown."""
+    the decisive value settles it; otherwise unknown (None), else NULL, else the
+    other truth value."""
 
-    def run(ev: Event) -> bool | None:
-        unknown = False
+    def run(ev: Event) -> Any:
+        result: Any = not decisive
         for t in tests:
             r = t(ev)
             if r is decisive:
                 return decisive
-            unknown = unknown or r is None
-        return None if unknown else not decisive
+            if r is None:
+                result = None
+            elif r is NULL and result is not None:
+                result = NULL
+        return result
 
     return run
 
@@ -97,7 +154,7 @@ def _short_circuit(tests: list[Test], decisive: bool) -> Test:
 _GROUPABLE = (Op.EQ, Op.STARTS_WITH, Op.ENDS_WITH, Op.CONTAINS)
 
 
-def _any_of(children: tuple[Expr, ...], full_match: bool, refs: RefResolver | None) -> Test:
+def _any_of(children: tuple[Expr, ...], d: Dialect) -> Test:
     """An Or, with its value lists (``Image|endswith: [50 names]``) tested as one:
     a set, a tuple for startswith/endswith, one RE2 alternation for substrings."""
     groups: dict[tuple[str, Op, bool], list[str]] = defaultdict(list)
@@ -107,10 +164,10 @@ def _any_of(children: tuple[Expr, ...], full_match: bool, refs: RefResolver | No
             key = (c.field, c.op, c.case_sensitive)  # type: ignore[union-attr]
             groups[key].append(_fold(str(c.value), c.case_sensitive))  # type: ignore[union-attr]
         else:
-            tests.append(compile_expr(c, full_match, refs))
+            tests.append(_compile(c, d))
     for (name, op, cased), values in groups.items():
         tests.append(_value_set(name, op, cased, values))
-    return tests[0] if len(tests) == 1 else _any(tests)
+    return tests[0] if len(tests) == 1 else any_of(tests)
 
 
 def _groupable(e: Expr) -> bool:
@@ -146,17 +203,24 @@ def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
 # -- predicates -------------------------------------------------------------------------
 
 
-def compile_predicate(p: Predicate, full_match: bool, refs: RefResolver | None = None) -> Test:
+def compile_predicate(
+    p: Predicate, full_match: bool, refs: RefResolver | None = None, d: Dialect | None = None
+) -> Test:
+    d = d or Dialect(full_match, refs)
     if p.kind == "implied":
         return _const(True)
-    if p.kind == "derived" and not is_mapped(p.field):
-        return _const(None)
+    if p.kind == "derived" and not _resolved(p, d):
+        # A value the query computes (``length(f)``, an EVAL'd field): evaluated
+        # when the language can, never read as a field the event does not have.
+        test = d.derived(p) if d.derived else None
+        return _unknown_unless(test, f"computed value {p.field_raw} not evaluated", d)
     if p.op is Op.KEYWORD:
         return _keyword(p)
     if p.op is Op.IN_LIST:
         # The list is the deployer's: its members are unknown, but a missing field
         # is in no list.
-        return lambda ev: None if ev.get(p.field) else False
+        test: Test = lambda ev: None if ev.get(p.field) else False  # noqa: E731
+        return _unknown_unless(test, f"members of the deployer's list {p.value!r} unknown", d)
     if p.op is Op.IS_NULL:
         return lambda ev: all(v is None or v == "" for v in ev.get(p.field) or ())
     if p.op is Op.EXISTS:
@@ -167,12 +231,37 @@ def compile_predicate(p: Predicate, full_match: bool, refs: RefResolver | None =
         return _numeric_equals(p)
     text_test = _text_test(p, full_match)
     if text_test is None:
-        return _const(None)
+        return _unknown_unless(None, f"operator {p.op} on {p.value!r} not evaluated", d)
     name = p.field
     if p.op in (Op.WILDCARD, Op.REGEX_MATCH):
-        return _three_valued(text_test, name)  # a regex may be unknown (time limit)
+        # A regex RE2 cannot run may hit the time limit (or have none): unknown.
+        test = _three_valued(text_test, name)
+        return _unknown_unless(test, regex_reason(p), d)
     fold = not p.case_sensitive
     return lambda ev: any(map(text_test, ev.texts(name, fold)))
+
+
+def _resolved(p: Predicate, d: Dialect) -> bool:
+    """A derived predicate normalize traced to a source field (a rename, a case
+    fold: ``Esql.x = TO_LOWER(url.original)``) is a plain test of that field."""
+    from detcat.normalize.values import lookup_name
+
+    return lookup_name(p, d.computed)[0] != p.field_raw
+
+
+def regex_reason(p: Predicate) -> str:
+    """Why a regex test may be unknown: only patterns RE2 refuses run on Python's
+    backtracking engine, under a time limit (none outside the main thread)."""
+    pattern = wildcard_regex(str(p.value)) if p.op is Op.WILDCARD else str(p.value)
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        return f"regex {p.value!r} cannot be compiled (RE2 nor Python's re: {e})"
+    return (
+        f"regex {p.value!r} needs backtracking (look-around or back-reference) and ran "
+        f"out of its {REGEX_TIME_LIMIT:g} s time limit (or ran outside the main thread, "
+        "where no limit can be set)"
+    )
 
 
 def _three_valued(test: Callable[[str], bool | None], name: str | None) -> Test:
@@ -208,7 +297,7 @@ def _text_test(p: Predicate, full_match: bool) -> Callable[[str], bool | None] |
         case Op.CIDR:
             return _cidr(str(p.value))
         case Op.GT | Op.GTE | Op.LT | Op.LTE:
-            return _compare(p.op, p.value)
+            return _compare(p.op, p.value, p.case_sensitive)
     return None
 
 
@@ -284,11 +373,14 @@ _COMPARE = {
 }
 
 
-def _compare(op: Op, want: Any) -> Callable[[str], bool]:
+def _compare(op: Op, want: Any, case_sensitive: bool) -> Callable[[str], bool]:
+    """Numbers order numerically; a string bound orders text by code point
+    (``process_name >= "System"``), folded unless case-sensitive."""
     bound = number(want)
     cmp = _COMPARE[op]
     if bound is None:
-        return lambda v: False
+        text = _fold(value_text(want), case_sensitive)
+        return lambda v: number(v) is None and cmp(v, text)
     return lambda v: (got := number(v)) is not None and cmp(got, bound)
 
 

@@ -29,6 +29,8 @@ from detcat.model import (
     leaves,
     positive_values,
 )
+from detcat.sources import files
+from detcat.sources.files import SourceFileError
 from detcat.sources.registry import Hints, Vendor, tagged
 from detcat.tables import EVENT_SOURCES, load
 
@@ -46,20 +48,28 @@ _NAME_KEY = "mitre_attack_technique"
 _CONTEXT_META = ("data_source", "platform", "product", "service", "category")
 
 
+def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
+    files = sorted((root / "rules").rglob("*.yaral"))
+    return [f for f in files if include_deprecated or not _deprecated(f, root)]
+
+
 def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
-    for path in sorted((root / "rules").rglob("*.yaral")):
-        rel = path.relative_to(root).as_posix()
-        deprecated = DEPRECATED_DIR in path.relative_to(root).parts
-        if include_deprecated or not deprecated:
-            yield from read_file(path, rel, deprecated=deprecated)
+    for path in rule_files(root, include_deprecated):
+        yield from read_file(path, root)
 
 
-def read_file(path: Path, rel: str, *, deprecated: bool = False) -> Iterator[Rule | Problem]:
+def _deprecated(path: Path, root: Path) -> bool:
+    return DEPRECATED_DIR in path.relative_to(root).parts
+
+
+def read_file(path: Path, root: Path) -> Iterator[Rule | Problem]:
     """The rules of one file; a file that does not parse is one rule with a problem."""
+    rel = path.relative_to(root).as_posix()
+    deprecated = _deprecated(path, root)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        yield Problem(rel, f"cannot read: {e}", vendor=VENDOR)
+        text = files.read_text(path, root)
+    except SourceFileError as e:
+        yield Problem(rel, e.message, e.line, vendor=VENDOR)
         return
     try:
         parsed = parse_rules(text)
@@ -196,6 +206,7 @@ def _extra(y: YaraLRule) -> dict[str, Any]:
 # -- the vendor ---------------------------------------------------------------------
 
 UDM_EVENT_TYPE = "metadata.event_type"
+_RULE_HEAD = re.compile(r"^\s*rule\s+[\w.-]+\s*\{", re.MULTILINE)
 
 
 class Chronicle(Vendor):
@@ -208,6 +219,8 @@ class Chronicle(Vendor):
     dotted_event_names = True
 
     read = staticmethod(read)
+    rule_files = staticmethod(rule_files)
+    read_file = staticmethod(read_file)
 
     def parse_text(self, language: str, text: str) -> list[Rule]:
         try:
@@ -222,6 +235,9 @@ class Chronicle(Vendor):
         if not parsed:
             raise QueryError("no YARA-L rule in the text", 1, 1)
         return [build_rule(y, "<query>") for y in parsed]
+
+    def draft_format(self, path: Path, text: str) -> str | None:
+        return "yaral" if path.suffix.lower() == ".yaral" or _RULE_HEAD.search(text) else None
 
     def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
         return tagged("event", udm_event_types(rule, stage))

@@ -46,6 +46,8 @@ from detcat.model import (
     and_,
     or_,
 )
+from detcat.sources import files
+from detcat.sources.files import SourceFileError
 from detcat.sources.registry import ANY, Hints, Vendor, query_rule, tagged
 from detcat.tables import EVENT_SOURCES, load
 
@@ -89,12 +91,15 @@ def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
 def read_file(path: Path, root: Path) -> Rule | Problem:
     rel = path.relative_to(root).as_posix()
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = files.read_text(path, root)
         doc = tomllib.loads(raw)
+        files.check_shape(doc)
     except tomllib.TOMLDecodeError as e:
         return _toml_problem(rel, raw, e)
-    except (OSError, UnicodeDecodeError) as e:
-        return Problem(rel, f"cannot read: {e}", vendor=VENDOR)
+    except RecursionError:
+        return Problem(rel, f"TOML nests deeper than {files.MAX_NESTING} levels", vendor=VENDOR)
+    except SourceFileError as e:
+        return Problem(rel, e.message, e.line, vendor=VENDOR)
     rule = doc.get("rule")
     if not isinstance(rule, dict) or not rule.get("rule_id"):
         return Problem(rel, "no [rule] table with a rule_id", vendor=VENDOR)
@@ -240,6 +245,8 @@ def _threshold(stages: list[Stage], rule: dict[str, Any]) -> list[Stage]:
         "by": _strings(cfg.get("field")),
         "threshold": value,
         "cardinality": [dict(c) for c in cfg.get("cardinality") or []],
+        # The look-back of each run ("now-9m"): the window the count is taken over.
+        "window": str(rule.get("from") or "now-6m"),
     }
     # the condition is the count and every cardinality bound: "cardinality of
     # destination.port >= 250" is what a port-scan rule tests, not "_count >= 1"
@@ -451,6 +458,14 @@ class Elastic(Vendor):
 
     def parse_text(self, language: str, text: str) -> list[Rule]:
         return [query_rule(VENDOR, language, parse_query(language, text))]
+
+    reads_rule_file_drafts = True
+
+    def draft_format(self, path: Path, text: str) -> str | None:
+        return VENDOR if path.suffix.lower() == ".toml" else None
+
+    def read_draft(self, path: Path, text: str) -> list[Rule | Problem]:
+        return [read_file(path.resolve(), path.resolve().parent)]
 
     def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
         return tagged("category", [stage.params.get("category")])

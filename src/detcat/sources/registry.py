@@ -58,6 +58,8 @@ class Vendor(ABC):
     full_match_languages: ClassVar[frozenset[str]] = frozenset()
     # Field names inside an ECS field set are canonical as written (Elastic writes ECS).
     writes_ecs: ClassVar[bool] = False
+    # ``read_draft`` reads a draft rule file in a format named after the vendor.
+    reads_rule_file_drafts: ClassVar[bool] = False
     # Names the vendor reads in a raw event are dotted paths (ECS, UDM): a flat
     # Windows name ("Image") means nothing to it.
     dotted_event_names: ClassVar[bool] = False
@@ -80,8 +82,28 @@ class Vendor(ABC):
         across workers); None when the folder must be read whole (shared macros)."""
         return None
 
-    def read_file(self, path: Path, root: Path) -> Rule | Problem:
+    def read_file(self, path: Path, root: Path) -> Rule | Problem | Iterable[Rule | Problem]:
+        """One file's rule (or problem); a format holding several rules per file
+        (or none, when a file is skipped) returns them all. The build isolates each
+        call: whatever it raises costs this file only."""
         raise NotImplementedError(f"{self.name} reads its folder whole")
+
+    def prepare(self, root: Path, *, include_deprecated: bool = False) -> list[Problem]:
+        """Read what every rule of ``root`` shares (Splunk's macros and lookups)
+        before ``read_file`` is called, and return its problems. Called once per
+        build and worker process; the default: nothing shared."""
+        return []
+
+    def draft_format(self, path: Path, text: str) -> str | None:
+        """The format of a user's draft file if this vendor writes it: one of its
+        ``languages`` (a whole rule ``parse_text`` reads) or its own name (a rule
+        file ``read_draft`` reads); None when the file is not this vendor's."""
+        return None
+
+    def read_draft(self, path: Path, text: str) -> list[Rule | Problem]:
+        """A draft in this vendor's rule-file format, read as the build reads one
+        of its files but with no shared definitions (macros, lookups) at hand."""
+        raise NotImplementedError(f"{self.name} reads drafts through parse_text")
 
     @abstractmethod
     def parse_text(self, language: str, text: str) -> list[Rule]:

@@ -60,6 +60,8 @@ from detcat.model import (
     and_,
     or_,
 )
+from detcat.sources import files
+from detcat.sources.files import SourceFileError
 from detcat.sources.registry import ANY, Hints, Vendor
 from detcat.tables import EVENT_SOURCES, load
 
@@ -67,7 +69,6 @@ VENDOR = "sigma"
 UPSTREAM = "https://github.com/SigmaHQ/sigma/blob/master/"
 INACTIVE_DIRS = ("deprecated", "unsupported")
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MODIFIER_NAMES = {cls: name for name, cls in reversed(list(modifier_mapping.items()))}
 _TECHNIQUE_TAG = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
 _COMPARE_OPS = {
@@ -91,16 +92,18 @@ def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
 def read_file(path: Path, root: Path) -> Rule | Problem:
     rel = path.relative_to(root).as_posix()
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        return Problem(rel, f"cannot read file: {e}", vendor=VENDOR)
+        text = files.read_text(path, root)
+    except SourceFileError as e:
+        return Problem(rel, e.message, e.line, vendor=VENDOR)
     return parse_rule_text(text, rel)
 
 
 def parse_rule_text(text: str, rel: str = "<text>") -> Rule | Problem:
     """One Sigma rule document -> Rule, or a Problem saying why not."""
     try:
-        doc = yaml.load(text, Loader=_Loader)
+        doc = files.load_yaml(text)
+    except SourceFileError as e:
+        return Problem(rel, e.message, vendor=VENDOR)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         return Problem(
@@ -168,6 +171,11 @@ def techniques_from_tags(tags: list[str]) -> list[str]:
 
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 _QUERY_KEYS = {"logsource", "detection", "correlation"}
+
+
+def top_level_keys(text: str) -> set[str]:
+    """The top-level keys of a YAML document, read line by line (no parse)."""
+    return {m.group(1) for m in re.finditer(_TOP_KEY.pattern, text, re.MULTILINE)}
 
 
 def _detection_text(text: str) -> str:
@@ -428,6 +436,11 @@ class Sigma(Vendor):
             first = got.problems[0]
             raise QueryError(first.message, first.line, first.column)
         return [got]
+
+    def draft_format(self, path: Path, text: str) -> str | None:
+        yaml_file = path.suffix.lower() in (".yml", ".yaml")
+        rule_keys = {"detection", "correlation"}  # a Splunk detection has "search"
+        return VENDOR if yaml_file and rule_keys & top_level_keys(text) else None
 
     def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
         return logsource_scopes(rule.context.get("logsource") or {})

@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 from detcat.model import Opaque, Problem, QueryError, Reason, Rule, Stage, and_
+from detcat.sources import files
+from detcat.sources.files import SourceFileError
 from detcat.sources.registry import ANY, NO_HINTS, Hints, Vendor, query_rule, tagged
 from detcat.sources.splunk_lookups import LookupResolver, LookupTables
 from detcat.tables import EVENT_SOURCES, FIELDS, SPL, load
@@ -27,30 +29,67 @@ UPSTREAM = "https://github.com/splunk/security_content/blob/develop/"
 
 SplParse = Callable[..., list[Stage]]  # spl.parse(text, *, lookup=resolver)
 
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SEARCH_KEY = re.compile(r"^search\s*:", re.MULTILINE)
 
 # CIM / utility macros that shape output but never filter events (data/spl.toml).
 NO_FILTER_MACROS = frozenset(load(SPL)["macros"]["no_filter"])
 
 
+def rule_files(root: Path, include_deprecated: bool = False) -> list[Path]:
+    files = sorted((root / "detections").rglob("*.yml"))
+    if include_deprecated:
+        return files
+    return [f for f in files if f.relative_to(root).parts[1:2] != ("deprecated",)]
+
+
 def read(root: Path, *, include_deprecated: bool = False) -> Iterator[Rule | Problem]:
     root = Path(root)
-    macros, problems = Macros.load(root / "macros")
-    lookups, lookup_problems = LookupTables.load(root / "lookups")
-    yield from problems + lookup_problems
-    parse = _parser()
-    for path in sorted((root / "detections").rglob("*.yml")):
-        rel = path.relative_to(root).as_posix()
-        if not include_deprecated and rel.startswith("detections/deprecated/"):
-            continue
-        loaded = _load_detection(path, rel)
-        if isinstance(loaded, Problem):
-            yield loaded
-            continue
-        doc, line = loaded
-        if include_deprecated or str(doc.get("status", "")).lower() != "deprecated":
-            yield detection_rule(doc, rel, macros, lookups.resolve, parse, search_line=line)
+    yield from prepare(root, include_deprecated=include_deprecated)
+    for path in rule_files(root, include_deprecated):
+        yield from read_file(path, root)
+
+
+def prepare(root: Path, *, include_deprecated: bool = False) -> list[Problem]:
+    """Read the macros and lookups every detection of ``root`` shares (again, if
+    they were read before) and return their problems. ``read_file`` prepares
+    a folder on first use by itself; a build calls this once per worker."""
+    root = Path(root)
+    macros, problems = Macros.load(root / "macros", root)
+    lookups, lookup_problems = LookupTables.load(root / "lookups", root)
+    _prepared.clear()  # one folder at a time: a build reads one Splunk folder
+    support = _Support(macros, lookups, problems + lookup_problems, include_deprecated)
+    _prepared[root] = support
+    return support.problems
+
+
+def read_file(path: Path, root: Path) -> list[Rule | Problem]:
+    """One detection file: a rule, a problem, or nothing (a deprecated status,
+    unless the folder was prepared with ``include_deprecated``)."""
+    root = Path(root)
+    rel = path.relative_to(root).as_posix()
+    loaded = _load_detection(path, root, rel)
+    if isinstance(loaded, Problem):
+        return [loaded]
+    doc, line = loaded
+    if root not in _prepared:
+        prepare(root)
+    ctx = _prepared[root]
+    if not ctx.include_deprecated and str(doc.get("status", "")).lower() == "deprecated":
+        return []
+    return [detection_rule(doc, rel, ctx.macros, ctx.lookups.resolve, _parser(), search_line=line)]
+
+
+@dataclass(slots=True)
+class _Support:
+    """What the detections of one folder share."""
+
+    macros: Macros
+    lookups: LookupTables
+    problems: list[Problem]
+    include_deprecated: bool = False
+
+
+_prepared: dict[Path, _Support] = {}
 
 
 def _parser() -> SplParse:
@@ -60,18 +99,20 @@ def _parser() -> SplParse:
     return spl.parse
 
 
-def _load_detection(path: Path, rel: str) -> tuple[dict[str, Any], int | None] | Problem:
+def _load_detection(
+    path: Path, root: Path, rel: str
+) -> tuple[dict[str, Any], int | None] | Problem:
     """The YAML document and the file line where its ``search`` starts."""
     try:
-        text = path.read_text(encoding="utf-8")
-        doc = yaml.load(text, Loader=_LOADER)
+        text = files.read_text(path, root)
+        doc = files.load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         msg = " ".join(str(getattr(e, "problem", None) or e).split())
         return Problem(rel, f"malformed YAML: {msg}", line, col, VENDOR)
-    except (OSError, UnicodeDecodeError) as e:
-        return Problem(rel, f"unreadable file: {e}", vendor=VENDOR)
+    except SourceFileError as e:
+        return Problem(rel, e.message, e.line, vendor=VENDOR)
     if not isinstance(doc, dict):
         return Problem(rel, "not a detection: the YAML document is not a mapping", vendor=VENDOR)
     key = _SEARCH_KEY.search(text)
@@ -92,6 +133,11 @@ def detection_rule(
 ) -> Rule:
     tags = doc.get("tags") or {}
     search = doc.get("search")
+    if not isinstance(tags, dict):  # a list or a string: its ids cannot be told apart
+        shape = type(tags).__name__
+        tags = {}
+    else:
+        shape = ""
     rule = Rule(
         vendor=VENDOR,
         id=_text(doc.get("id")),
@@ -109,6 +155,8 @@ def detection_rule(
         extra=_extra(doc, tags),
         upstream_url=UPSTREAM + rel,
     )
+    if shape:
+        rule.problems.append(_problem(rule, f"tags is a {shape}, not a mapping: ignored"))
     if "datamodel" in doc:
         rule.context["datamodel"] = _texts(doc["datamodel"])
     if not rule.query.strip():
@@ -173,6 +221,16 @@ def _texts(value: Any) -> list[str]:
     return [s for s in (_text(v) for v in items) if s]
 
 
+def _support_problem(path: Path, root: Path, message: str, line: int | None = None) -> Problem:
+    return Problem(path.relative_to(root).as_posix(), message, line, vendor=VENDOR)
+
+
+def _brief(e: Exception) -> str:
+    """An exception in one short line (messages may quote the file)."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}"
+
+
 # -- macros -------------------------------------------------------------------------
 
 _SPECIAL = re.compile(r'```|\\.|["`]', re.DOTALL)
@@ -199,6 +257,17 @@ class Expansion:
     macros: list[str] = field(default_factory=list)  # names used, nested ones too
     opaques: list[Opaque] = field(default_factory=list)  # undefined macros, cycles
     problems: list[str] = field(default_factory=list)
+    calls: int = 0  # macro calls expanded so far
+    size: int = 0  # characters produced by them
+    over_budget: bool = False
+
+
+# Macros that call others several times grow exponentially (30 levels of two
+# calls each: a billion). Upstream, a detection expands at most 16 calls and
+# 4,600 characters (measured): these budgets are generous and bound the work.
+MAX_MACRO_CALLS = 1_000
+MAX_MACRO_NESTING = 50
+MAX_EXPANDED_CHARS = 1_000_000
 
 
 @dataclass(slots=True)
@@ -208,16 +277,25 @@ class Macros:
     defs: dict[tuple[str, int], Macro] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, folder: Path) -> tuple[Macros, list[Problem]]:
+    def load(cls, folder: Path, root: Path | None = None) -> tuple[Macros, list[Problem]]:
+        """Every macro file of ``folder``; a bad one is a problem, whatever is wrong.
+        Paths in problems are relative to ``root`` (default: the folder's parent)."""
+        root = root or folder.parent
         macros, problems = cls(), []
         for path in sorted(folder.glob("*.yml")) if folder.is_dir() else ():
             try:
-                macros.add(yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER))
-            except (yaml.YAMLError, KeyError, TypeError) as e:
-                problems.append(Problem(f"macros/{path.name}", f"bad macro: {e}", vendor=VENDOR))
+                macros.add(files.load_yaml(files.read_text(path, root)))
+            except SourceFileError as e:
+                problems.append(_support_problem(path, root, e.message, e.line))
+            except Exception as e:  # YAML errors, wrong shapes: one macro, not the vendor
+                problems.append(_support_problem(path, root, f"bad macro: {_brief(e)}"))
         return macros, problems
 
-    def add(self, d: dict[str, Any]) -> None:
+    def add(self, d: Any) -> None:
+        if not isinstance(d, dict):
+            raise TypeError("the document is not a mapping")
+        if not isinstance(d.get("arguments") or [], list):
+            raise TypeError("arguments is not a list")
         name, args = str(d["name"]).strip(), tuple(_texts(d.get("arguments")))
         if stanza := _STANZA.fullmatch(name):  # "name(n)" with the arity in the name
             name = stanza.group(1)
@@ -276,10 +354,30 @@ class Macros:
             exp.problems.append("macro cycle: " + " -> ".join((*stack, name)))
             exp.opaques.append(Opaque(f"`{ref}`", Reason.UNRESOLVED_MACRO, "cycle"))
             return ""
+        if not _within_budget(exp, ref, len(stack), len(macro.definition)):
+            return ""
         body = macro.definition
         for param, value in zip(macro.args, args, strict=True):
             body = body.replace(f"${param}$", value)
         return self._expand(body, (*stack, name), exp)
+
+
+def _within_budget(exp: Expansion, ref: str, nesting: int, size: int) -> bool:
+    """Count one more call; past a budget, stop expanding (once reported): the
+    rest of the search is unknown logic, an Opaque node."""
+    exp.calls += 1
+    exp.size += size
+    if exp.over_budget:
+        return False
+    if exp.calls > MAX_MACRO_CALLS or nesting >= MAX_MACRO_NESTING or exp.size > MAX_EXPANDED_CHARS:
+        exp.over_budget = True
+        exp.problems.append(
+            f"macro expansion stopped at `{ref[:80]}`: over {MAX_MACRO_CALLS:,} calls, "
+            f"{MAX_MACRO_NESTING} levels or {MAX_EXPANDED_CHARS:,} characters"
+        )
+        exp.opaques.append(Opaque(f"`{ref}`", Reason.UNRESOLVED_MACRO, "expansion over budget"))
+        return False
+    return True
 
 
 def _undefined(name: str, ref: str, exp: Expansion) -> str:
@@ -373,6 +471,9 @@ class Splunk(Vendor):
     languages = ("spl",)
 
     read = staticmethod(read)
+    rule_files = staticmethod(rule_files)
+    read_file = staticmethod(read_file)
+    prepare = staticmethod(prepare)
 
     def parse_text(self, language: str, text: str) -> list[Rule]:
         """Macros expand as ``read`` expands them, with no definitions at hand: CIM
@@ -384,6 +485,30 @@ class Splunk(Vendor):
             first = [stages[0].expr] if stages[0].expr is not None else []
             stages[0].expr = and_(*first, *expansion.opaques)
         return [query_rule(VENDOR, language, stages)]
+
+    reads_rule_file_drafts = True
+
+    def draft_format(self, path: Path, text: str) -> str | None:
+        yaml_file = path.suffix.lower() in (".yml", ".yaml")
+        return VENDOR if yaml_file and _SEARCH_KEY.search(text) else None
+
+    def read_draft(self, path: Path, text: str) -> list[Rule | Problem]:
+        """One detection, its macros undefined and its lookups unknown (as
+        ``detcat parse spl`` reads a search)."""
+        try:
+            doc = files.load_yaml(text)
+        except SourceFileError as e:
+            return [Problem(str(path), e.message, vendor=VENDOR)]
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+            return [Problem(str(path), f"invalid YAML: {e}", line, col, VENDOR)]
+        if not isinstance(doc, dict):
+            return [Problem(str(path), "not a detection: the YAML document is not a mapping")]
+        key = _SEARCH_KEY.search(text)
+        line = text.count("\n", 0, key.start()) + 1 if key else None
+        no_lookup: LookupResolver = lambda *_: None  # noqa: E731
+        return [detection_rule(doc, str(path), Macros(), no_lookup, _parser(), search_line=line)]
 
     def scopes(self, rule: Rule, stage: Stage) -> tuple[str, ...]:
         platforms = data_source_platforms(tuple(rule.context.get("data_source") or ()))

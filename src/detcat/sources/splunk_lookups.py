@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from detcat.errors import DetcatError
 from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, Problem, value_text
+from detcat.sources import files
+from detcat.sources.files import SourceFileError
 
 Row = dict[str, str]
 LookupResolver = Callable[[str, str, Expr | None], tuple[list[str], bool] | None]
@@ -83,15 +84,25 @@ class LookupTables:
     _tables: dict[str, Table | None] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, folder: Path) -> tuple[LookupTables, list[Problem]]:
+    def load(cls, folder: Path, root: Path | None = None) -> tuple[LookupTables, list[Problem]]:
+        """Every definition of ``folder``; a bad one (or one whose CSV lies outside
+        the folder or over the size limit) is a problem, whatever is wrong. Paths
+        in problems are relative to ``root`` (default: the folder's parent)."""
+        root = root or folder.parent
         tables, problems = cls(folder), []
         for path in sorted(folder.glob("*.yml")) if folder.is_dir() else ():
+            rel = path.relative_to(root).as_posix()
             try:
-                d = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
-                tables.defs[str(d["name"])] = LookupDef.from_yaml(d)
-            except (yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+                d = LookupDef.from_yaml(files.load_yaml(files.read_text(path, root)))
+                if d.filename:
+                    _check_csv(folder / d.filename, folder)
+                tables.defs[d.name] = d
+            except SourceFileError as e:
+                problems.append(Problem(rel, e.message, e.line, vendor="splunk"))
+            except Exception as e:  # YAML errors, wrong shapes: one lookup, not the vendor
+                text = " ".join(str(e).split())[:200]
                 problems.append(
-                    Problem(f"lookups/{path.name}", f"bad lookup: {e}", vendor="splunk")
+                    Problem(rel, f"bad lookup: {type(e).__name__}: {text}", vendor="splunk")
                 )
         return tables, problems
 
@@ -109,7 +120,8 @@ class LookupTables:
     def table(self, name: str) -> Table | None:
         if name not in self._tables:
             d = self.definition(name)
-            self._tables[name] = _read_csv(self.folder / d.filename) if d and d.filename else None
+            path = self.folder / d.filename if d and d.filename else None
+            self._tables[name] = _read_csv(path, self.folder) if path else None
         return self._tables[name]
 
     def resolve(self, name: str, key: str, condition: Expr | None) -> tuple[list[str], bool] | None:
@@ -267,18 +279,29 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().casefold() in {"true", "1", "t", "yes"}
 
 
-def _read_csv(path: Path) -> Table | None:
-    if not path.is_file() or path.suffix.lower() != ".csv":
-        return None  # absent, or an MLTK model stored under lookups/
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
-        reader = csv.DictReader(f)
+def _check_csv(path: Path, folder: Path) -> None:
+    """A definition's CSV must stay inside the lookups folder (a ``filename`` of
+    ``../../etc/passwd`` is not read) and within the size limit."""
+    if path.exists() or path.is_symlink():
+        files.check_inside(path, folder)
+        if path.is_file() and path.stat().st_size > files.max_bytes():
+            raise SourceFileError(f"{path.name} is over the size limit (--max-file-size)")
+
+
+def _read_csv(path: Path, folder: Path) -> Table | None:
+    """The table, or None when it is absent, not a CSV (an MLTK model stored under
+    lookups/) or unreadable (its definition was reported when loaded)."""
+    if path.suffix.lower() != ".csv":
+        return None
+    try:
+        text = files.read_bytes(path, folder).decode("utf-8-sig", errors="replace")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         rows = [_clean(r) for r in reader]
-        return Table(tuple(c.strip() for c in reader.fieldnames or ()), rows)
+    except (SourceFileError, csv.Error):
+        return None
+    return Table(tuple(c.strip() for c in reader.fieldnames or ()), rows)
 
 
 def _clean(row: dict[str | None, Any]) -> Row:
     # Ragged rows put extras under the key None; cells may be None when short.
     return {k.strip(): (v or "").strip() for k, v in row.items() if isinstance(k, str)}
-
-
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

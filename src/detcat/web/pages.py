@@ -110,17 +110,18 @@ def coverage(
 ) -> Page:
     """``/coverage``: the events chosen, the matrix by runnable rules, the unlock
     list. Its twin is exactly ``detcat coverage --events … --json``."""
-    cat = cov.load(conn, vendors or None, collection)
     try:
-        have = cov.check_events(cat, events)
+        cat, data = cov.report(conn, events, vendors or None, collection)
     except cov.UnknownEvent as e:
         raise NotFound(str(e)) from e
     context = {
         "choices": cov.event_choices(conn),
         "tactics": queries.matrix(conn)["tactics"],
-        "cells": cov.family_cells(cat, have),
+        "cells": cov.family_cells(cat, data["events"]),
+        "collections": [c for (c,) in conn.execute("SELECT DISTINCT collection FROM rules")],
+        "collection": collection,
     }
-    return Page("coverage.html", "Coverage of your events", cov.coverage(cat, have), context)
+    return Page("coverage.html", "Coverage of your events", data, context)
 
 
 def layer(

@@ -34,8 +34,9 @@ def indicator_key(field: str | None, op: str, value: object) -> str:
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
-def _events_query(events: Sequence[str]) -> str:
-    return "?" + urlencode([("events", e) for e in events]) if events else ""
+def _events_query(events: Sequence[str], collection: str | None = None) -> str:
+    params = [("events", e) for e in events] + ([("collection", collection)] if collection else [])
+    return "?" + urlencode(params) if params else ""
 
 
 def _q(text: str) -> str:
@@ -91,15 +92,15 @@ class Links:
     def clusters(self) -> str:
         return self.root + ("clusters.html" if self.static else "clusters")
 
-    def coverage(self, events: Sequence[str] = ()) -> str:
+    def coverage(self, events: Sequence[str] = (), collection: str | None = None) -> str:
         """The coverage page (served only: it computes for the events chosen)."""
-        return self.root + "coverage" + _events_query(events)
+        return self.root + "coverage" + _events_query(events, collection)
 
-    def layer(self, events: Sequence[str] = ()) -> str:
+    def layer(self, events: Sequence[str] = (), collection: str | None = None) -> str:
         """The Navigator layer download; a static export holds the default one."""
         if self.static:
             return self.root + "layer.json"
-        return self.root + "api/layer" + _events_query(events)
+        return self.root + "api/layer" + _events_query(events, collection)
 
     def asset(self, name: str) -> str:
         return self.root + f"static/{name}"

@@ -26,11 +26,12 @@ from __future__ import annotations
 from detcat.languages.spl.commands import SplPipeline
 from detcat.languages.spl.pipeline import IGNORED, LookupResolver
 from detcat.languages.spl.scan import scan, strip_comments
-from detcat.model import Stage
+from detcat.model import Stage, depth_limited
 
 __all__ = ["IGNORED", "LookupResolver", "parse"]
 
 
+@depth_limited
 def parse(text: str, *, lookup: LookupResolver | None = None) -> list[Stage]:
     """The stages of one SPL search; raises ``QueryError`` for unreadable text.
 

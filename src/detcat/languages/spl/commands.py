@@ -354,7 +354,7 @@ class SplPipeline(Pipeline):
             self.spawn(k, params={"command": "appendpipe"}, inherit=True)
 
     def cmd_map(self, cmd: Command) -> None:
-        m = re.search(r"search\s*=\s*(\"(?:[^\"\\]|\\.)*\")", cmd.args, re.S)
+        m = re.search(r"search\s*=\s*(\"[^\"\\]*(?:\\.[^\"\\]*)*\")", cmd.args, re.S)
         if m is not None:
             self.spawn(-1, params={"command": "map"}, text=eval_string(m.group(1)))
         elif not cmd.subs:

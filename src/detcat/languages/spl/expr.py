@@ -105,12 +105,22 @@ def search_chars(text: str) -> list[Char]:
     while i < n:
         c = text[i]
         if c == "\\" and i + 1 < n and text[i + 1] in '\\"':
-            out.append((text[i + 1], False))
+            out.append(_char(text[i + 1], False))
             i += 2
             continue
-        out.append((c, c == "*"))
+        out.append(_char(c, c == "*"))
         i += 1
     return out
+
+
+_CHARS: dict[Char, Char] = {}
+
+
+def _char(c: str, wildcard: bool) -> Char:
+    """One shared tuple per distinct character: a long value costs a pointer
+    per character, not a new tuple."""
+    key = (c, wildcard)
+    return _CHARS.setdefault(key, key)
 
 
 def eval_string(token: str) -> str:

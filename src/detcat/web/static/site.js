@@ -92,7 +92,7 @@
     var form = document.getElementById("coverage-form");
     if (!form) return;
     form.addEventListener("change", function (e) {
-      if (e.target.type === "checkbox") form.requestSubmit();
+      if (e.target.type === "checkbox" || e.target.tagName === "SELECT") form.requestSubmit();
     });
   }
 

@@ -1,0 +1,120 @@
+"""Reading one source file without trusting it.
+
+Rule folders come from repositories nobody here wrote. Every reader takes its
+text through ``read_text`` and its YAML through ``load_yaml``, so that for any
+file:
+
+- a link that leaves the vendor's folder is not followed (its target could be
+  ``/etc/passwd``, which would then be quoted in problems);
+- a file larger than the size limit is not read (``--max-file-size``);
+- bytes that are not UTF-8 are reported with their line;
+- a parsed document (YAML or TOML) that nests too deeply or that YAML aliases
+  expand into too many values (the "billion laughs") is refused before anything
+  walks, stores or serializes it.
+
+Each refusal raises ``SourceFileError``; the reader turns it into a problem for
+that file, and the build goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from detcat.errors import DetcatError
+
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # the largest public rule file is 0.3 MB, a lookup 2.2 MB
+MAX_VALUES = 250_000  # scalars + containers of one document, aliases counted each time used
+MAX_NESTING = 100  # containers inside containers
+
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_max_bytes = DEFAULT_MAX_BYTES
+
+
+class SourceFileError(DetcatError):
+    """A source file detcat refuses to read; ``line`` when it is known."""
+
+
+def set_max_bytes(limit: int) -> None:
+    """The size limit for this process (a build sets it in every worker)."""
+    global _max_bytes
+    _max_bytes = limit
+
+
+def max_bytes() -> int:
+    return _max_bytes
+
+
+def read_text(path: Path, root: Path) -> str:
+    """The UTF-8 text of ``path``, a file under ``root``, or ``SourceFileError``."""
+    data = read_bytes(path, root)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        bad = data[e.start : e.end].hex(" ")
+        raise SourceFileError(f"cannot read: not UTF-8 text (bytes {bad})", line=line) from None
+
+
+def read_bytes(path: Path, root: Path) -> bytes:
+    """The bytes of ``path``, a file under ``root`` within the size limit."""
+    check_inside(path, root)
+    try:
+        size = path.stat().st_size
+        if size > _max_bytes:
+            raise SourceFileError(
+                f"file is {size:,} bytes, over the {_max_bytes:,}-byte limit (--max-file-size)"
+            )
+        return path.read_bytes()
+    except OSError as e:
+        raise SourceFileError(f"cannot read: {e.strerror or e}") from None
+
+
+def check_inside(path: Path, root: Path) -> None:
+    """Refuse a path whose links lead outside ``root`` (or loop)."""
+    try:
+        real = Path(os.path.realpath(path, strict=True))
+    except (OSError, RuntimeError) as e:
+        raise SourceFileError(
+            f"cannot follow the path: {getattr(e, 'strerror', None) or e}"
+        ) from None
+    if not real.is_relative_to(os.path.realpath(root)):
+        raise SourceFileError("a link that leaves the sources folder: not followed")
+
+
+def load_yaml(text: str) -> Any:
+    """One YAML document, refused when it nests or expands beyond the limits.
+    ``yaml.YAMLError`` stays the caller's to report with its position."""
+    try:
+        doc = yaml.load(text, Loader=_LOADER)
+    except RecursionError:
+        raise SourceFileError(f"the document nests deeper than {MAX_NESTING} levels") from None
+    check_shape(doc)
+    return doc
+
+
+def check_shape(doc: Any) -> None:
+    """Count a parsed document's values the way anything walking it would meet
+    them (a shared YAML alias once per use), and stop at the first limit: the
+    walk costs at most ``MAX_VALUES`` steps whatever the document holds."""
+    seen = 0
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise SourceFileError(
+                f"the document holds more than {MAX_VALUES:,} values "
+                "(YAML aliases expanding?): not read"
+            )
+        if isinstance(node, dict | list | tuple | set):
+            if depth >= MAX_NESTING:
+                raise SourceFileError(f"the document nests deeper than {MAX_NESTING} levels")
+            items = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+            for key, value in items:
+                stack.append((value, depth + 1))
+                if key is not None:
+                    stack.append((key, depth + 1))

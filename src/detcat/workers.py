@@ -1,0 +1,57 @@
+"""Worker processes that die with the process that started them.
+
+A build killed with ``kill -9`` cannot shut its pool down; without help its
+workers would go on parsing for nobody. Each worker therefore asks Linux to
+kill it when its parent dies (``prctl(PR_SET_PDEATHSIG)``) and, on every
+system, also watches its parent from a thread: when the parent's id changes
+(the worker was re-parented), it exits at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+
+_PR_SET_PDEATHSIG = 1
+POLL_SECONDS = 0.2
+
+
+@contextmanager
+def workers_pool(n: int) -> Iterator[ProcessPoolExecutor]:
+    """A process pool of ``n`` workers bound to this process's life."""
+    with ProcessPoolExecutor(max_workers=n, initializer=_started, initargs=(os.getpid(),)) as pool:
+        yield pool
+
+
+def _started(parent: int) -> None:
+    """Runs first in every worker."""
+    faulthandler.enable()  # a crash in C code prints where it happened
+    _die_with_parent_linux()
+    if os.getppid() != parent:  # the parent died before we got here
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _die_with_parent_linux() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # the watching thread still ends the worker
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(POLL_SECONDS)
+    os._exit(1)
