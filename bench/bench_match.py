@@ -19,7 +19,8 @@ from pathlib import Path
 
 from detcat import catalog
 from detcat.match import Matcher
-from detcat.match.events import Event, read_events
+from detcat.match.events import Event
+from detcat.match.reading import read_events
 from detcat.store import connect
 
 ROUNDS = 3

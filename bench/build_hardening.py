@@ -124,7 +124,9 @@ def main() -> None:
         final = measured_build(src, db, args.workers)
         print("next build:", final, "temp files left:", len(store.temp_files(db)))
         mode = oct(db.stat().st_mode & 0o777)
-        print(f"catalog mode {mode} (umask {oct(os.umask(os.umask(0)))})")
+        umask = os.umask(0)
+        os.umask(umask)
+        print(f"catalog mode {mode} (umask {oct(umask)})")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import random
 import sys
 import time
 import traceback
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fuzz"))
 
-from fuzz_inputs import VOCABULARY, check, query  # noqa: E402
+from fuzz_inputs import VOCABULARY, check, query, random_query  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
 Crashes = dict[str, list[str]]  # "Type at file:line" -> inputs
@@ -61,6 +62,21 @@ def fuzz(language: str, examples: int, seed: int, minutes: float) -> tuple[int, 
     return tried, crashes
 
 
+def fuzz_random(language: str, examples: int, seed: int, minutes: float) -> tuple[int, Crashes]:
+    """The same inputs drawn with ``random`` (no Hypothesis: several times faster)."""
+    rng, crashes = random.Random(seed), {}
+    deadline = time.monotonic() + minutes * 60
+    tried = 0
+    while tried < examples and time.monotonic() < deadline:
+        text = random_query(language, rng)
+        tried += 1
+        try:
+            check(language, text)
+        except Exception as e:  # the crash being looked for
+            crashes.setdefault(_signature(e), []).append(text)
+    return tried, crashes
+
+
 def _seeded(fn: Callable[[], None], seed: int) -> Callable[[], None]:
     from hypothesis import seed as hypothesis_seed
 
@@ -79,10 +95,12 @@ def main() -> None:
     ap.add_argument("--language", action="append", choices=sorted(VOCABULARY))
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--minutes", type=float, default=float("inf"), help="per language")
+    ap.add_argument("--engine", choices=("hypothesis", "random"), default="hypothesis")
     args = ap.parse_args()
     for language in args.language or sorted(VOCABULARY):
         started = time.perf_counter()
-        tried, crashes = fuzz(language, args.examples, args.seed, args.minutes)
+        run = fuzz if args.engine == "hypothesis" else fuzz_random
+        tried, crashes = run(language, args.examples, args.seed, args.minutes)
         seconds = time.perf_counter() - started
         n = sum(len(v) for v in crashes.values())
         print(f"{language}: {tried} inputs in {seconds:.0f} s, {n} crashes ({len(crashes)} kinds)")

@@ -145,7 +145,7 @@ def test_unlock_list_predicts_the_next_coverage(corpus_db: Path) -> None:
 
 
 def test_events_file_sample_is_recognized_as_match_does(corpus_db: Path, corpora: Path) -> None:
-    from detcat.match.events import read_documents, read_events
+    from detcat.match.reading import read_documents, read_events
 
     samples = sorted((corpora / "sigma" / "regression_data").rglob("*.json"))[:40]
     lines = [json.dumps(doc) for p in samples for _, doc in read_documents(p)]

@@ -281,3 +281,53 @@ def test_yaral_over_the_stream(
     why: str, rule: Rule, events: list[Any], expected: list[str]
 ) -> None:
     assert run([rule], events) == expected
+
+
+SEQUENCE_RULE = '''\
+[metadata]
+maturity = "production"
+
+[rule]
+rule_id = "seq-1"
+name = "Shell then file"
+type = "eql"
+language = "eql"
+query = """
+sequence by process.pid with maxspan=1m
+  [process where process.name == "cmd.exe"]
+  [file where true]
+"""
+'''
+
+
+def test_detcat_match_reports_a_sequence_with_its_events(tmp_path: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from detcat import catalog
+    from detcat.cli import main
+
+    src = tmp_path / "sources"
+    (src / "attack").mkdir(parents=True)
+    (src / "attack" / "enterprise-attack.json").write_text('{"type": "bundle", "objects": []}')
+    (src / "elastic" / "rules").mkdir(parents=True)
+    (src / "elastic" / "rules" / "seq.toml").write_text(SEQUENCE_RULE)
+    db = tmp_path / "catalog.sqlite"
+    catalog.build(src, db, vendors=("elastic",), workers=1)
+    docs = [
+        {"@timestamp": "2024-01-01T00:00:00Z", "event": {"category": "process"},
+         "process": {"name": "cmd.exe", "pid": 7}},
+        {"@timestamp": "2024-01-01T00:00:10Z", "event": {"category": "file"},
+         "process": {"pid": 7}},
+    ]  # fmt: skip
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    res = CliRunner().invoke(main, ["match", "--db", str(db), "--json", str(events)])
+    assert res.exit_code == 0, res.output
+    second = json.loads(res.output)[1]["matches"]
+    labels = [f"{events}:1", f"{events}:2"]
+    assert second == [{"vendor": "elastic", "id": "seq-1", "title": "Shell then file",
+                       "events": labels}]  # fmt: skip
+    text = CliRunner().invoke(main, ["match", "--db", str(db), str(events)]).output
+    assert f"seq-1  Shell then file  (events {', '.join(labels)})" in text

@@ -433,19 +433,14 @@ def _old_schema(path: Path, small_db: Path) -> None:
         conn.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
 
 
+NOT_A_CATALOG = (
+    "is not a detcat catalog (or was built by an incompatible version): run `detcat build`"
+)
 INVALID = [
     ("missing", lambda p, db: None, "no catalog at"),
-    (
-        "not sqlite",
-        lambda p, db: _not_sqlite(p),
-        "is not a detcat catalog (file is not a database)",
-    ),
-    (
-        "other sqlite",
-        lambda p, db: _empty_sqlite(p),
-        "is not a detcat catalog (no such table: meta)",
-    ),
-    ("old schema", _old_schema, "has schema version 0"),
+    ("not sqlite", lambda p, db: _not_sqlite(p), NOT_A_CATALOG),
+    ("other sqlite", lambda p, db: _empty_sqlite(p), NOT_A_CATALOG),
+    ("old schema", _old_schema, NOT_A_CATALOG),
 ]
 
 

@@ -16,7 +16,8 @@ from detcat import catalog
 from detcat.cli import main
 from detcat.match import Matcher, RulePlan, StagePlan, required_fields
 from detcat.match.evaluate import compile_expr
-from detcat.match.events import canonical_event, flatten, read_documents, windows_argv
+from detcat.match.events import canonical_event, flatten, windows_argv
+from detcat.match.reading import read_documents
 from detcat.model import And, Not, Op, Opaque, Or, Predicate, StageRole
 from detcat.parse import parse_query
 
@@ -406,14 +407,34 @@ def test_parse_json(language: str, query: str, expected: list[tuple[Any, ...]]) 
 
 
 def test_parse_text_is_a_tree() -> None:
+    """Values exactly as stored (one backslash), EXCL on the top-level NOT (what the
+    help promises), and the counts the JSON holds."""
     res = CliRunner().invoke(main, ["parse", "sigma"], input=SIGMA_RULE)
     assert res.exit_code == 0
-    assert res.output.splitlines()[:4] == [
+    assert res.output.splitlines() == [
         "stage main (events)  events: sysmon:1, security:4688",
         "  AND",
         "    AND",
-        '      process.executable [Image] ends_with "\\\\whoami.exe"',
+        '      process.executable [Image] ends_with "\\whoami.exe"  |endswith',
+        '      process.name [Image] eq "whoami.exe"  (implied)  |endswith',
+        "    EXCL",
+        "      AND",
+        '        process.parent.executable [ParentImage] ends_with "\\explorer.exe"  |endswith',
+        '        process.parent.name [ParentImage] eq "explorer.exe"  (implied)  |endswith',
+        "  = 4 predicates, 2 exclusions, 0 opaque",
     ]
+
+
+TREES = [  # (kql query, the tree's lines): NOT under OR is no exclusion
+    ("not a:1", ["EXCL", '  elastic:a [a] eq "1"  :']),
+    ("a:1 or not b:2", ["OR", '  elastic:a [a] eq "1"  :', "  NOT", '    elastic:b [b] eq "2"  :']),
+]
+
+
+@pytest.mark.parametrize(("query", "lines"), TREES)
+def test_parse_marks_exclusions_only_at_the_top(query: str, lines: list[str]) -> None:
+    res = CliRunner().invoke(main, ["parse", "kql", query])
+    assert res.output.splitlines()[1:-1] == ["  " + line for line in lines]
 
 
 def test_parse_jsonl_batch() -> None:

@@ -18,6 +18,18 @@ ATTACK_URL = "https://attack.mitre.org/techniques/{}/"
 # Where a sources directory holds the ATT&CK Enterprise STIX bundle.
 BUNDLE_FILE = Path("attack") / "enterprise-attack.json"
 
+# ATT&CK prose is markdown with citations and a few HTML tags: the faces show it plain.
+_CITATION = re.compile(r"\s*\(Citation: [^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_CODE_TAG = re.compile(r"</?code>", re.IGNORECASE)
+
+
+def paragraphs(text: str | None) -> list[str]:
+    """ATT&CK (or rule) prose as plain paragraphs: citations, markdown links and
+    ``<code>`` tags dropped, the text they wrap kept."""
+    text = _CODE_TAG.sub("", _MD_LINK.sub(r"\1", _CITATION.sub("", text or "")))
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+
 
 @dataclass(slots=True)
 class Tactic:

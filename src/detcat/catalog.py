@@ -86,16 +86,16 @@ def read_vendor(
     if report_shared:
         result.problems += [p for p in shared if isinstance(p, Problem)]
     if files is None:
-        listed = _guarded(vendor, root, root, lambda: [reader.rule_files(root, include_deprecated)])
-        files = listed[0] if not isinstance(listed[0], Problem) else listed
+        try:
+            files = reader.rule_files(root, include_deprecated)
+        except Exception as e:  # an unreadable folder: its rules are lost, said once
+            failed = f"cannot list the rule files: {type(e).__name__}: {e}"
+            result.problems.append(_clean(Problem(str(root), failed, vendor=vendor)))
+            files = []
     if files is None:  # a vendor that reads its folder whole: isolated per rule only
         items: Iterable[Rule | Problem] = _read_whole(reader, vendor, root, include_deprecated)
     else:
-        items = (
-            x
-            for f in files
-            for x in ([f] if isinstance(f, Problem) else read_one(reader, vendor, f, root))
-        )
+        items = (x for f in files for x in read_one(reader, vendor, f, root))
     for item in items:
         (result.problems if isinstance(item, Problem) else result.rules).append(item)
     result.seconds = time.perf_counter() - started

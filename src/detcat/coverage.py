@@ -287,7 +287,8 @@ def read_events_file(path: Path) -> EventsFile:
     """Event ids from a file: one id per line (blank lines and ``#`` comments
     skipped), or a JSON / JSON-lines sample of the user's own events whose kinds
     are recognized as ``detcat match`` recognizes them."""
-    from detcat.match.events import EventFileError, canonical_event, read_documents
+    from detcat.match.events import canonical_event
+    from detcat.match.reading import EventFileError, read_documents
 
     try:
         text = path.read_text(encoding="utf-8-sig")

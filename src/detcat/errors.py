@@ -29,3 +29,8 @@ class DetcatError(Exception):
         """``path:line:column`` as far as it is known ("" when nothing is)."""
         parts = [str(p) for p in (self.path, self.line, self.column) if p is not None]
         return ":".join(parts)
+
+
+class UsageProblem(DetcatError, ValueError):
+    """Input a user typed that cannot be used as given (the CLI's exit code 2, the
+    web's 400): the message says what to write instead."""

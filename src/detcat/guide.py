@@ -28,10 +28,14 @@ class UnknownTechnique(DetcatError, LookupError):
     pass
 
 
+class UnknownRule(DetcatError, LookupError):
+    pass
+
+
 def _family(technique_id: str) -> tuple[str, str]:
     """SQL parameters selecting a technique and, for a parent, its sub-techniques
     (ids ``T1059.000`` to ``T1059.999`` sort between ``T1059.`` and ``T1059/``)."""
-    tid = technique_id.upper()
+    tid = technique_id.strip().upper()
     return tid, (tid + ".") if "." not in tid else tid
 
 
@@ -44,10 +48,14 @@ here AS (SELECT DISTINCT rule_pk FROM rule_techniques WHERE {_IN_FAMILY})"""
 
 
 def technique_guide(
-    conn: sqlite3.Connection, technique_id: str, limit: int = 50, vendor: str | None = None
+    conn: sqlite3.Connection,
+    technique_id: str,
+    limit: int | None = 50,
+    vendor: str | None = None,
 ) -> dict[str, Any]:
     """The authoring guide of one technique (DESIGN.md, "the page it must produce"),
-    from the rules of every vendor or of ``vendor`` only."""
+    from the rules of every vendor or of ``vendor`` only; ``limit`` rows per
+    section, None for all."""
     tid, sub = _family(technique_id)
     header = _technique_header(conn, tid)
     args = {"tid": tid, "sub": sub, "limit": limit, "vendor": vendor}
@@ -215,7 +223,7 @@ def _ranked(counts: dict[Any, set[Any]], tie: Any = lambda k: k) -> list[Any]:
     return sorted(counts, key=lambda k: (-len(counts[k]), tie(k)))
 
 
-def _fields(rows: list[_PredRow], limit: int) -> dict[str, Any]:
+def _fields(rows: list[_PredRow], limit: int | None) -> dict[str, Any]:
     """Top canonical fields: rules, vendor aliases, operator histogram, samples.
     Implied predicates are left out: they restate another predicate."""
     rules: dict[str, set[int]] = defaultdict(set)
@@ -250,7 +258,7 @@ def _fields(rows: list[_PredRow], limit: int) -> dict[str, Any]:
 
 
 def _indicators(
-    conn: sqlite3.Connection, rows: list[_PredRow], limit: int, exclusion: bool
+    conn: sqlite3.Connection, rows: list[_PredRow], limit: int | None, exclusion: bool
 ) -> dict[str, Any]:
     """Top (field, op, value) combinations; exclusions are those under top-level NOTs."""
     rules: dict[tuple[str, str, str], set[tuple[str, str]]] = defaultdict(set)

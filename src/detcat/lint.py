@@ -25,7 +25,7 @@ import dataclasses
 import re
 import sqlite3
 from dataclasses import asdict, dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -149,16 +149,22 @@ def _finding(ctx: lint_peers.Context, code: str, **kw: Any) -> Finding:
 _QUOTED = re.compile(r"'([^'\n]{1,80})'")
 
 
+_COLUMN_IN = re.compile(r"\(column (\d+)\)")
+
+
 def _parse_error(draft: Draft, p: Problem, cfg: dict[str, Any]) -> Finding:
     """A reading problem where it happened; without a position, at the first
-    quoted token of the message that the text contains (``Unknown modifier
-    'endwith'``), else at the start of the query."""
+    quoted text of the message that the file contains (``Unknown modifier
+    'endwith'``; plus N-1 for a message saying ``(column N)`` of that text, as
+    a broken Sigma condition does), else at the start of the query."""
     line, col = p.line, p.column
     if line is None:
         spots = [draft.text.find(q) for q in _QUOTED.findall(p.message)]
         at = next((s for s in spots if s >= 0), None)
         if at is None:
             at = max((query_offset(draft.text, r) for r in draft.rules), default=0)
+        elif m := _COLUMN_IN.search(p.message):
+            at += int(m.group(1)) - 1
         line, col = position(draft.text, at)
     return Finding("parse-error", cfg["severity"]["parse-error"], p.message, line, col or 1)
 
@@ -229,9 +235,12 @@ def _unknown_field(
     return Finding(code, ctx.cfg["severity"][code], msg, *at, field=raw)
 
 
+@lru_cache(maxsize=32)
 def known_fields(conn: sqlite3.Connection, vendor: str, events: tuple[str, ...]) -> frozenset[str]:
     """Field spellings the vendor's catalog rules use on these events (on any
-    event when the draft's events are unknown, or no rule of the vendor has them)."""
+    event when the draft's events are unknown, or no rule of the vendor has them).
+    Cached per connection (it holds one catalog file open for its lifetime): a
+    query over many rules that every draft of a log source asks again."""
     if events:
         marks = ",".join("?" * len(events))
         rows = conn.execute(
@@ -308,11 +317,20 @@ def _similar(ctx: lint_peers.Context) -> list[Finding]:
     for n in found:
         copy_ = n["score"] >= cfg["copy"]
         what = "a near-copy of" if copy_ else "similar to"
+        n["url"] = _upstream(ctx.conn, n["vendor"], n["id"])
         msg = (
             f"{what} {n['vendor']} rule {n['title']!r} ({n['id']}): score {n['score']:.2f}, "
-            f"{len(n['shared'])} shared features"
+            f"{len(n['shared'])} shared features" + (f", {n['url']}" if n["url"] else "")
         )
         f = _finding(ctx, "similar-rule", message=msg, related=[n])
         f.severity = ctx.cfg["severity"]["near-copy" if copy_ else "similar-rule"]
         out.append(f)
     return out
+
+
+def _upstream(conn: sqlite3.Connection, vendor: str, rule_id: str) -> str:
+    """The rule's page in its upstream repository ("" for a private rule)."""
+    row = conn.execute(
+        "SELECT upstream_url FROM rules WHERE vendor = ? AND id = ?", (vendor, rule_id)
+    ).fetchone()
+    return str(row[0] or "") if row else ""

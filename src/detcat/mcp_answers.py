@@ -29,7 +29,7 @@ from detcat.match.events import canonical_event
 from detcat.model import QueryError
 from detcat.parse import parse_json
 from detcat.search import search
-from detcat.store import SCHEMA_VERSION, connect
+from detcat.store import connect
 
 DEFAULT_BUDGET = 50_000  # characters of JSON per answer (about bytes: mostly ASCII)
 MAX_QUERY_CHARS = 1_000_000  # the longest rule in the public corpora is ~300 KB
@@ -37,10 +37,6 @@ MAX_EVENTS = 1_000
 MAX_EVENT_BYTES = 5_000_000  # all events of one call, as JSON
 MAX_ECHO = 80  # characters of a caller's argument quoted back in an error
 _ALL = 1_000_000  # "every similar rule": scored anyway, so that left_out can count them
-
-
-class InvalidCatalog(DetcatError):
-    pass
 
 
 class BadArgument(DetcatError, ValueError):
@@ -71,8 +67,7 @@ class Answers:
 
     @contextmanager
     def conn(self) -> Iterator[sqlite3.Connection]:
-        with closing(connect(self.db)) as conn:
-            _check_catalog(conn, self.db)
+        with closing(connect(self.db)) as conn:  # connect refuses what is not a catalog
             yield conn
 
     # -- tools -----------------------------------------------------------------------------
@@ -232,22 +227,6 @@ class Answers:
         data["left_out"] = {k: n for k, n in left_out.items() if n > 0}
         fit_budget(data, self.budget, data["left_out"])
         return data
-
-
-def _check_catalog(conn: sqlite3.Connection, db: Path) -> None:
-    """A clear error for a file that is not a catalog this detcat can read."""
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    except sqlite3.DatabaseError as e:
-        raise InvalidCatalog(
-            f"{db} is not a detcat catalog ({e}): rebuild it with `detcat build`"
-        ) from None
-    if row is None or row[0] != SCHEMA_VERSION:
-        found = "no schema version" if row is None else f"schema version {row[0]}"
-        raise InvalidCatalog(
-            f"{db} has {found}; this detcat reads version {SCHEMA_VERSION}: "
-            "rebuild it with `detcat build`"
-        )
 
 
 def _check_vendor(conn: sqlite3.Connection, vendor: str | None) -> None:

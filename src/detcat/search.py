@@ -9,11 +9,18 @@ import shlex
 import sqlite3
 from typing import Any
 
-_FIELD_TERM = re.compile(r"^([A-Za-z_@][\w.@\-\[\]\"]*):(.+)$")
+from detcat.errors import UsageProblem
+
+_FIELD_TERM = re.compile(r"^([A-Za-z_@][\w.@\-\[\]\"]*):(.*)$")
+# NUL ends a string inside SQLite's FTS5 query parser ("unterminated string"); no
+# title or description holds one, so it is dropped from what the user typed.
+_NUL = "\x00"
 
 
 def parse_query(query: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """Split a query into free-text words and (field, value) terms."""
+    """Split a query into free-text words and (field, value) terms; a field term
+    without a value (``process.name:``) is refused with what to write instead."""
+    query = query.replace(_NUL, "")
     try:
         tokens = shlex.split(query)
     except ValueError:  # unbalanced quotes: fall back to plain words
@@ -21,6 +28,11 @@ def parse_query(query: str) -> tuple[list[str], list[tuple[str, str]]]:
     words, fields = [], []
     for tok in tokens:
         m = _FIELD_TERM.match(tok)
+        if m and not m.group(2):
+            raise UsageProblem(
+                f"{tok} has no value: write {tok}VALUE (e.g. process.name:anydesk), "
+                f'or quote a value with spaces ({tok}"a b")'
+            )
         if m and not m.group(2).startswith("/"):  # keep URLs as words
             fields.append((m.group(1), m.group(2)))
         else:
@@ -36,7 +48,7 @@ def _fts_expr(words: list[str]) -> str:
 def search(
     conn: sqlite3.Connection,
     query: str,
-    limit: int = 50,
+    limit: int | None = 50,
     *,
     vendor: str | None = None,
     technique: str | None = None,
@@ -45,7 +57,8 @@ def search(
 ) -> dict[str, Any]:
     """Rules matching every term of ``query`` and every filter given: ``vendor``,
     ``technique`` (with its sub-techniques), and a predicate on ``field`` (canonical
-    or raw) whose value contains ``value`` (either may be given alone)."""
+    or raw) whose value contains ``value`` (either may be given alone). ``limit``
+    None for all. Raises ``UsageProblem`` for a query that cannot be meant as written."""
     words, fields = parse_query(query)
     clauses, args = [], []
     if fts := _fts_expr(words):
@@ -78,7 +91,7 @@ def search(
                (SELECT group_concat(technique_id, ' ') FROM rule_techniques t
                 WHERE t.rule_pk = r.pk) AS techniques
         FROM rules r WHERE {where} ORDER BY r.vendor, r.title LIMIT ?""",
-        [*args, limit],
+        [*args, -1 if limit is None else limit],  # LIMIT -1: no limit
     ).fetchall()
     return {
         "query": query,

@@ -32,6 +32,9 @@ from detcat.model import (
 from detcat.normalize import fold_value, indicator_key
 
 DEFAULT_DB = Path("detcat.sqlite")
+# Recorded in ``meta`` by every build and checked by every reader: change it with
+# any change to the schema or to the meaning of a column, so that a catalog from
+# another detcat version is refused with "run detcat build", never misread.
 SCHEMA_VERSION = "4"  # 2: rules.collection; 3: opaque.detail; 4: ATT&CK analytics
 
 SCHEMA = """
@@ -370,14 +373,59 @@ class CatalogReadOnly(DetcatError):
 
 
 class MissingCatalog(DetcatError, FileNotFoundError):
-    pass
+    """No catalog at the path."""
+
+
+class NotACatalog(MissingCatalog):
+    """A file that is not a catalog of this detcat version."""
 
 
 def connect(db: Path) -> sqlite3.Connection:
-    """A read-only connection; rows behave like dicts."""
+    """A read-only connection to a catalog of this version; rows behave like dicts.
+    Raises ``MissingCatalog`` (or ``NotACatalog``) with the message for the user."""
     db = Path(db)
     if not db.exists():
         raise MissingCatalog(f"no catalog at {db}: run `detcat build` first")
+    if not db.is_file():
+        raise NotACatalog(f"{db} is not a detcat catalog (it is a directory)")
+    if not os.access(db, os.R_OK):
+        raise NotACatalog(f"cannot read the catalog {db}: permission denied")
     conn = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    if schema_version(conn) != SCHEMA_VERSION:
+        conn.close()
+        raise NotACatalog(
+            f"{db} is not a detcat catalog (or was built by an incompatible version): "
+            "run `detcat build`"
+        )
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> str | None:
+    """The catalog's recorded schema version; None for any other file (not SQLite,
+    empty, another application's database)."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError:  # not a database, or no meta table
+        return None
+    return row[0] if row and isinstance(row[0], str) else None
+
+
+def replaceable(db: Path) -> bool:
+    """Whether a build may write ``db``: nothing there yet, or a detcat catalog of
+    any version. Anything else is someone's file, kept unless the user insists."""
+    db = Path(db)
+    if not db.exists():
+        return True
+    if not db.is_file():
+        return False
+    if db.stat().st_size == 0:  # nothing to lose
+        return True
+    try:
+        conn = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True)
+    except sqlite3.DatabaseError:
+        return False
+    try:
+        return schema_version(conn) is not None
+    finally:
+        conn.close()

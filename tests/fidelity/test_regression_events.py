@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from detcat.match import Matcher
-from detcat.match.events import read_events
+from detcat.match.reading import read_events
 from detcat.store import connect
 
 

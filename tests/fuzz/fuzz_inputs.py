@@ -14,6 +14,7 @@ Used by ``tests/fuzz/test_fuzz_parsers.py`` (a modest budget) and by
 from __future__ import annotations
 
 import pickle
+import random
 from typing import Any
 
 import yaml
@@ -259,6 +260,10 @@ VOCABULARY: dict[str, list[str]] = {
 SEPARATORS = [" ", " ", " ", "", "\n", "\t"]
 
 
+OPENERS = ["", "", "", "(", "not ", "NOT ", "not (", "!("]
+DEPTHS = [0, 0, 0, 1, 5, 50, 99, 150, 1000, 5000]
+
+
 @st.composite
 def query(draw: Any, language: str) -> str:
     """A query-like text of ``language``: its tokens, bits of text, deep nests."""
@@ -268,21 +273,53 @@ def query(draw: Any, language: str) -> str:
     )
     parts = draw(st.lists(st.tuples(piece, st.sampled_from(SEPARATORS)), max_size=30))
     body = "".join(p + s for p, s in parts)
-    opener = draw(st.sampled_from(["", "", "", "(", "not ", "NOT ", "not (", "!("]))
-    depth = draw(st.sampled_from([0, 0, 0, 1, 5, 50, 99, 150, 1000, 5000]))
+    opener = draw(st.sampled_from(OPENERS))
+    depth = draw(st.sampled_from(DEPTHS))
     closer = ")" if "(" in opener and draw(st.booleans()) else ""
     body = opener * depth + body + closer * depth
     return wrap(language, body, draw)
 
 
+def random_query(language: str, rng: random.Random) -> str:
+    """The same distribution as ``query`` without Hypothesis (whose generation
+    costs more than the parse): the long run's cheap engine."""
+    tokens = VOCABULARY[language] + COMMON
+
+    def piece() -> str:
+        if rng.random() < 0.7:
+            return rng.choice(tokens)
+        return "".join(chr(rng.choice((rng.randrange(32, 127), rng.randrange(0, 0x3000))))
+                       for _ in range(rng.randrange(7)))  # fmt: skip
+
+    body = "".join(piece() + rng.choice(SEPARATORS) for _ in range(rng.randrange(31)))
+    opener, depth = rng.choice(OPENERS), rng.choice(DEPTHS)
+    closer = ")" if "(" in opener and rng.random() < 0.5 else ""
+    body = opener * depth + body + closer * depth
+
+    def draw(strategy: Any) -> Any:  # wrap()'s two draws, answered by rng
+        return rng.random() < 0.5 if strategy is _BOOL else rng.choice(_CONDITIONS + [body])
+
+    return wrap(language, body, draw)
+
+
+_BOOL = st.booleans()
+_CONDITIONS = ["$e", "$e and #e > 1", "!$e2 and $e"]
+
+
 def wrap(language: str, body: str, draw: Any) -> str:
     """Put ``body`` where the language expects it (whole-rule languages)."""
-    if language == "yaral" and draw(st.booleans()):
-        condition = draw(st.sampled_from(["$e", body, "$e and #e > 1", "!$e2 and $e"]))
+    if language == "yaral" and draw(_BOOL):
+        condition = draw(st.sampled_from([*_CONDITIONS, body]))
         return f'rule r {{\n meta:\n  a = "b"\n events:\n  {body}\n condition:\n  {condition}\n}}\n'
     if language == "sigma":
         return sigma_rule(body)
+    if language in HEADS and draw(_BOOL):  # past the first token more often
+        return HEADS[language] + body
     return body
+
+
+# A valid start: without one, most inputs end at their first token.
+HEADS = {"eql": "process where ", "esql": "from logs-* | where ", "spl": "index=main "}
 
 
 def sigma_rule(condition: str) -> str:

@@ -29,6 +29,8 @@ def test_parser_never_crashes(language: str) -> None:
 # Inputs the long run found crashing, kept as regression cases (language, text).
 FOUND: list[tuple[str, str]] = [
     ("spl", "NOT " * 75 + "\n" + "NOT " * 300),  # RecursionError in the search builder
+    ("eql", "process where not (cidrMatch(\n))"),  # ValueError: a test function without arguments
+    ("eql", "process where startsWith()"),
 ]
 
 

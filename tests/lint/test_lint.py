@@ -49,7 +49,7 @@ CASES = [
     ("untagged.yml", None, "untagged-technique", "warning", 3, 1, {"suggestion": "T1219"}),
     ("anydesk_copy.eql", "eql", "similar-rule", "note", 1, 1, {}),
     ("broken.toml", None, "parse-error", "error", 16, 1, {}),
-    ("broken_condition.yml", None, "parse-error", "error", 10, 14, {}),
+    ("broken_condition.yml", None, "parse-error", "error", 10, 27, {}),  # after 'and'
     ("unknown_modifier.yml", None, "parse-error", "error", 8, 11, {}),
     ("undefined_macro.yml", None, "opaque", "warning", 11, 10, {"value": "`sysmon`"}),
 ]  # fmt: skip
@@ -74,6 +74,9 @@ def test_a_copy_in_another_vendors_language_is_found_as_similar(conn: Any) -> No
     best = found[0].related[0]
     assert (best["vendor"], best["id"]) == ("sigma", "b52e84a3-029e-4529-b09b-71d19dd27e94")
     assert best["score"] >= 0.8
+    assert best["url"].startswith("https://github.com/SigmaHQ/sigma/") and best["url"] in (
+        found[0].message
+    )
     shared = {(s.get("field"), s.get("value")) for s in best["shared"]}
     assert ("process.name", "anydesk.exe") in shared
 

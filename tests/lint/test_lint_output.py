@@ -223,3 +223,23 @@ def test_bad_overrides_are_errors(override: str) -> None:
     key, value = override.split("=")
     with pytest.raises(lint.LintSettingError):
         lint.settings_with({key: value})
+
+
+def test_the_command_writes_valid_sarif_for_real_drafts(corpus_db: Path) -> None:
+    from click.testing import CliRunner
+
+    from detcat.cli import main
+
+    drafts = Path(__file__).parent / "drafts"
+    files = [str(drafts / n) for n in ("typo.yml", "exclusion.toml", "broken_condition.yml")]
+    out = CliRunner().invoke(main, ["lint", "--db", str(corpus_db), "--format", "sarif", *files])
+    assert out.exit_code == 1  # the typo and the broken condition are errors
+    log = json.loads(out.output)
+    jsonschema.validate(log, SARIF_2_1_0)
+    results = log["runs"][0]["results"]
+    got = {(r["ruleId"], r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"])
+           for r in results}  # fmt: skip
+    assert {("unknown-field", files[0]), ("parse-error", files[2])} <= {
+        (code, Path(uri.removeprefix("file://")).as_posix()) for code, uri in got
+    }
+    assert any(r["ruleId"] == "missing-common-exclusion" for r in results)

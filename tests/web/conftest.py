@@ -3,6 +3,7 @@ pipeline, live servers on loopback, static exports and Debian's Chromium."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,9 @@ def corpus_export(corpus_db: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium to run the browser tests")
+        # In CI a missing browser is a broken set-up, not a reason to pass quietly.
+        missing = pytest.fail if os.environ.get("CI") else pytest.skip
+        missing(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -4,6 +4,7 @@ shapes, security headers, escaping, no broken links, rebuilds picked up."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,3 +225,69 @@ def test_page_cache_keeps_within_its_byte_budget(hostile_db: Path) -> None:
     for name in ("ab", "ab", "cd", "ab"):
         assert cat.cached((name,), lambda conn, n=name: make(n)) == name.encode() * 4
     assert made == ["ab", "cd", "ab"]  # "cd" pushed "ab" out of the 10-byte budget
+
+
+# -- no request can make a 5xx; every error page carries the security headers --------
+
+HOSTILE_VALUES = ["%00", "anydesk%00", "%ED%A0%80", "%FF", "%22", "%5C", "NEAR(a%20b)", "a*",
+                  "*", "%5Ea", "x:%25", "process.name:", "process.name:%22", "-1", "0",
+                  "99999999999999999999", "1e999", "..%2F..%2Fetc", "%0A", "x" * 4000]  # fmt: skip
+HOSTILE_URLS = ["/search?q={}", "/api/search?q={}", "/search?q=a&limit={}",
+                "/techniques/{}", "/api/techniques/T1219?limit={}", "/fields/{}",
+                "/api/fields/{}", "/rules/{}/{}", "/events/{}", "/api/events/{}",
+                "/indicators?op={}&value={}&field={}",
+                "/api/indicators?op=eq&value={}", "/coverage?events={}&vendor={}&collection={}",
+                "/api/coverage?events={}&vendor={}",
+                "/api/layer?events={}&vendor={}&score={}"]  # fmt: skip
+
+
+@pytest.mark.parametrize("template", HOSTILE_URLS)
+def test_no_query_string_makes_a_server_error(client: TestClient, template: str) -> None:
+    for value in HOSTILE_VALUES:
+        r = client.get(template.replace("{}", value))
+        assert r.status_code < 500, (template, value, r.text[:200])
+        assert r.headers["x-frame-options"] == "DENY", (template, value)
+
+
+@pytest.mark.parametrize(
+    ("url", "status"), [("/search?q=process.name:", 400), ("/api/search?q=Image:", 400)]
+)
+def test_a_search_term_without_value_is_a_400_that_says_why(
+    client: TestClient, url: str, status: int
+) -> None:
+    r = client.get(url)
+    assert r.status_code == status and "has no value" in r.text
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+@pytest.mark.parametrize("url", ["/techniques/T1219", "/api/techniques/T1219"])
+def test_an_internal_error_page_carries_the_security_headers(
+    hostile_db: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    from detcat.web import pages
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(pages, "technique", broken)
+    with TestClient(create_app(hostile_db, cache_bytes=0), raise_server_exceptions=False) as c:
+        r = c.get(url)
+    assert r.status_code == 500 and "a bug" not in r.text
+    assert (
+        r.headers["x-frame-options"] == "DENY"
+        and "default-src 'none'" in r.headers["content-security-policy"]
+    )
+
+
+def test_a_shortened_section_links_to_all_rows(client: TestClient) -> None:
+    full = client.get("/api/techniques/T1219?limit=10000").json()
+    page = client.get("/techniques/T1219?limit=1").text
+    links = set(re.findall(r'<a class="show-all" href="([^"]+)">show all (\d+)</a>', page))
+    assert links and {int(n) for _, n in links} <= {
+        full["field_count"],
+        full["indicator_count"],
+        full["exclusion_count"],
+    }
+    (href,) = {h for h, _ in links}
+    shown = client.get(href.replace("&amp;", "&")).text
+    assert "show-all" not in shown

@@ -6,8 +6,9 @@ import hashlib
 
 import pytest
 
+from detcat.attack import paragraphs
 from detcat.web.export import tokens
-from detcat.web.templating import heat, http_url, paragraphs
+from detcat.web.templating import heat, http_url
 from detcat.web.urls import Links, indicator_key, slug
 
 SERVER = Links()
@@ -112,6 +113,7 @@ def test_only_http_urls_become_links(url: str | None, link: bool) -> None:
     [
         ("One.\n\nTwo (Citation: Someone 2020).", ["One.", "Two."]),
         ("See [the docs](https://x.example) now", ["See the docs now"]),
+        ("Run <code>net use</code>.(Citation: X)", ["Run net use."]),
         ("", []),
         (None, []),
     ],

@@ -18,11 +18,11 @@ from rich.table import Table
 
 from detcat.cli.options import (
     EXIT_FAILED,
-    EXIT_NOT_FOUND,
     VENDOR_CHOICE,
     db_option,
     dump_json,
     json_option,
+    open_catalog,
 )
 
 console = Console()
@@ -43,19 +43,13 @@ collection_option = click.option(
 
 
 def _connect(db: Path) -> Any:
-    from detcat.store import MissingCatalog, connect
-
-    try:
-        return connect(db)
-    except MissingCatalog as e:
-        click.echo(str(e), err=True)
-        sys.exit(EXIT_NOT_FOUND)
+    return open_catalog(db)  # a missing or foreign catalog: one line, exit 3 (cli/__init__)
 
 
 def _user_events(events: tuple[str, ...], events_file: Path | None) -> tuple[list[str], Any]:
     """Event ids from the flags and the file (with what the file's sample said)."""
     from detcat.coverage import read_events_file
-    from detcat.match.events import EventFileError
+    from detcat.match.reading import EventFileError
 
     sample = None
     ids = list(events)
@@ -79,7 +73,8 @@ def _user_events(events: tuple[str, ...], events_file: Path | None) -> tuple[lis
 )
 @vendor_option
 @collection_option
-@click.option("--limit", default=20, show_default=True, help="Rows of the text tables.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Rows of the text tables.")  # fmt: skip
 @db_option
 @json_option
 def coverage(
@@ -187,3 +182,6 @@ def layer(
         return
     out.write_text(text + "\n", encoding="utf-8")
     click.echo(f"{out}: {len(doc['techniques'])} techniques", err=True)
+
+
+COMMANDS = [coverage, layer]

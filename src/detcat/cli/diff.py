@@ -6,13 +6,13 @@ Exit codes: 0 success; 2 usage error; 3 not found (a catalog file missing).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from detcat.cli.options import EXIT_NOT_FOUND, dump_json, json_option
+from detcat.cli.options import dump_json, json_option, open_catalog
+from detcat.cli.render import show_value
 
 _SHOWN = 10  # items listed per change in the text output
 
@@ -26,13 +26,8 @@ def diff(old: Path, new: Path, as_json: bool) -> None:
     changed (predicates, exclusions, techniques, or metadata only), and per
     technique the rules gained or lost and the indicators added or removed."""
     from detcat.diff import diff as run_diff
-    from detcat.store import MissingCatalog, connect
 
-    try:
-        data = run_diff(connect(old), connect(new))
-    except MissingCatalog as e:
-        click.echo(str(e), err=True)
-        sys.exit(EXIT_NOT_FOUND)
+    data = run_diff(open_catalog(old), open_catalog(new))  # refused: one line, exit 3
     click.echo(dump_json(data) if as_json else changelog(data))
 
 
@@ -68,7 +63,7 @@ def _rule(r: dict[str, str]) -> str:
 
 
 def _ind(i: dict[str, Any]) -> str:
-    return f"{i['field'] or '(keyword)'} {i['op']} {i['value']!r}"
+    return f"{i['field'] or '(keyword)'} {i['op']} {show_value(i['value'])}"
 
 
 def _changes(c: dict[str, Any]) -> list[str]:
@@ -86,3 +81,6 @@ def _sub(label: str, items: list[str]) -> list[str]:
         return []
     more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
     return [f"    {label}: {'; '.join(items[:_SHOWN])}{more}"]
+
+
+COMMANDS = [diff]

@@ -5,12 +5,11 @@ Exit codes: 0 success; 2 usage error; 3 not found (no catalog).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from detcat.cli.options import EXIT_NOT_FOUND, VENDOR_CHOICE, db_option, dump_json, json_option
+from detcat.cli.options import VENDOR_CHOICE, db_option, dump_json, json_option, open_catalog
 
 
 @click.command("export-csv")
@@ -25,16 +24,14 @@ def export_csv(
     """Write rules.csv, techniques.csv, indicators.csv, exclusions.csv and fields.csv
     into OUT (spreadsheet-safe: text that would start a formula gets a leading ')."""
     from detcat.csvexport import export_csv as write
-    from detcat.store import MissingCatalog, connect
 
-    try:
-        conn = connect(db)
-    except MissingCatalog as e:
-        click.echo(str(e), err=True)
-        sys.exit(EXIT_NOT_FOUND)
+    conn = open_catalog(db)  # a missing or foreign catalog: one line, exit 3
     written = write(conn, out, vendors or None, collection)
     if as_json:
         click.echo(dump_json({"dir": str(out), "rows": written}))
     else:
         for name, n in written.items():
             click.echo(f"{out / name}: {n} rows")
+
+
+COMMANDS = [export_csv]

@@ -205,7 +205,10 @@ def match(event_files: tuple[Path, ...], db: Path, vendor: str | None, as_json: 
 
 def render_result(r: dict[str, Any]) -> str:
     lines = [f"{r['event']}: {len(r['matches'])} matching rule(s)"]
-    lines += [f"  {m['vendor']:<9} {m['id']}  {m['title']}" for m in r["matches"]]
+    for m in r["matches"]:
+        # A multi-event rule this event completes: with the events that make it up.
+        events = f"  (events {', '.join(m['events'])})" if m.get("events") else ""
+        lines.append(f"  {m['vendor']:<9} {m['id']}  {m['title']}{events}")
     for p in r.get("partial", []):
         stages = ", ".join(p["stages"])
         lines.append(

@@ -175,3 +175,6 @@ def _sarif_result(path: str, f: Any, codes: list[str]) -> dict[str, Any]:
     if props:
         result["properties"] = props
     return result
+
+
+COMMANDS = [lint]

@@ -34,3 +34,6 @@ def mcp(db: Path, http: bool, host: str, port: int, budget: int) -> None:
     if http:
         err.print(f"detcat mcp: serving {escape(str(db))} on http://{escape(host)}:{port}/mcp")
     run(db, http=http, host=host, port=port, budget=budget)
+
+
+COMMANDS = [mcp]

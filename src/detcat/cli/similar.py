@@ -12,10 +12,11 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from detcat.cli.options import EXIT_NOT_FOUND, VENDOR_CHOICE, db_option, dump_json, json_option
+from detcat.cli.render import show_value
 
 
 def _catalog(db: Path) -> Any:
@@ -23,8 +24,9 @@ def _catalog(db: Path) -> Any:
     from detcat.store import MissingCatalog, connect
 
     try:
+        conn = connect(db)  # first: never derive tables into a file that is not a catalog
         similar.ensure(db)
-        return connect(db)
+        return conn
     except MissingCatalog as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_NOT_FOUND)
@@ -33,7 +35,8 @@ def _catalog(db: Path) -> Any:
 @click.command()
 @click.argument("rule_id")
 @click.option("--vendor", type=VENDOR_CHOICE, help="The vendor of RULE_ID (when ids collide).")
-@click.option("--limit", default=10, show_default=True, help="Rules to list.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Rules to list.")  # fmt: skip
 @db_option
 @json_option
 def similar(rule_id: str, vendor: str | None, limit: int, db: Path, as_json: bool) -> None:
@@ -52,8 +55,9 @@ def similar(rule_id: str, vendor: str | None, limit: int, db: Path, as_json: boo
     for n in found:
         shared = "; ".join(_feature(f) for f in n["shared"][:4])
         more = f" (+{len(n['shared']) - 4})" if len(n["shared"]) > 4 else ""
+        # Text, not markup: values are shown exactly as stored (see render.py).
         table.add_row(f"{n['score']:.2f}", n["vendor"],
-                      escape(f"{n['title']} ({n['id']})"), escape(shared + more))  # fmt: skip
+                      Text(f"{n['title']} ({n['id']})"), Text(shared + more))  # fmt: skip
     Console().print(table if found else "no similar rule")
 
 
@@ -61,11 +65,12 @@ def _feature(f: dict[str, str]) -> str:
     if f["kind"] == "event":
         return f"event {f['event']}"
     prefix = "NOT " if f["kind"] == "exclusion" else ""
-    return f"{prefix}{f['field']} {f['op']} {f['value']}"
+    return f"{prefix}{f['field']} {f['op']} {show_value(f['value'])}"
 
 
 @click.command()
-@click.option("--limit", default=50, show_default=True, help="Clusters to list (0: all).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0),
+              help="Clusters to list (0: all).")  # fmt: skip
 @click.option("--cross-vendor", is_flag=True, help="Only clusters with rules of several vendors.")
 @db_option
 @json_option
@@ -87,4 +92,7 @@ def clusters(limit: int, cross_vendor: bool, db: Path, as_json: bool) -> None:
         console.print(f"\n[bold]cluster {c['cluster']}[/bold] ({c['size']} rules: "
                       f"{', '.join(c['vendors'])})")  # fmt: skip
         for r in c["rules"]:
-            console.print(f"  {r['vendor']:<9} {escape(r['title'])} ({escape(r['id'])})")
+            console.print(Text(f"  {r['vendor']:<9} {r['title']} ({r['id']})"))
+
+
+COMMANDS = [similar, clusters]

@@ -58,6 +58,8 @@ def call_expr(call: Call) -> Expr:
     test = _TESTS.get(key)
     if test is None:
         return Opaque(call.text(), Reason.FUNCTION, f"{name}()")
+    if not call.args:  # Elasticsearch rejects it; the rest of the query still reads
+        return Opaque(call.text(), Reason.SYNTAX_ERROR, f"{name}() without arguments")
     field, *values = call.args
     if (
         not values

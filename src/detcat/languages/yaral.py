@@ -220,7 +220,25 @@ def parse_rules(text: str, *, lenient: bool = False) -> list[YaraLRule]:
     return [_build_rule(raw, text) for raw in raws]
 
 
-_FRIENDLY = {"REF": "$variable", "RPAR": "')'", "LPAR": "'('", "RBRACE": "'}'", "EQUAL": "'='"}
+# What the user must write, for each terminal of yaral.lark a parser can expect
+# (grammar names such as ``_EVENTS`` never reach a message). None: not worth naming.
+EXPECTED_WORDS: dict[str, str | None] = {
+    "RULE_KW": "rule NAME {", "RULE_NAME": "a rule name", "LBRACE": "'{'", "RBRACE": "'}'",
+    "_META": "meta:", "_EVENTS": "events:", "_MATCH": "match:", "_OUTCOME": "outcome:",
+    "_CONDITION": "condition:", "_OPTIONS": "options:", "COLON": "':'",
+    "META_KEY": 'a meta entry (key = "value")', "META_STRING": 'a "quoted" value',
+    "OPTION_KEY": "an option name", "EQUAL": "'='", "CMP": "a comparison (=, !=, <, >)",
+    "REF": "an event field ($e.metadata.event_type) or $variable", "COUNT": "#variable",
+    "LIST": "%reference_list", "FUNC": "a function call (re.regex(...))",
+    "STRING": 'a "quoted string"', "BSTRING": "a `raw string`", "REGEX": "/regex/",
+    "NUMBER": "a number", "SIGNED_NUMBER": "a number", "DURATION": "a duration (10m)",
+    "TRUE": "true", "FALSE": "false", "BANG": "'!'", "_NOT": "not", "_AND": "and",
+    "_OR": "or", "_IN": "in", "NOCASE": "nocase", "QUANT": "any/all", "LIST_MODE": None,
+    "_OVER": "over", "EVERY": "every", "WINDOW_SIDE": "before/after", "LPAR": "'('",
+    "RPAR": "')'", "COMMA": "','", "PLUS": "'+'", "MINUS": "'-'", "MUL_OP": "'*' or '/'",
+    "BARE_VALUE": None, "COMMENT": None, "BLOCK_COMMENT": None,
+}  # fmt: skip
+_SECTIONS = ("_META", "_EVENTS", "_MATCH", "_OUTCOME", "_CONDITION", "_OPTIONS")
 
 
 def _error(e: UnexpectedInput, text: str) -> QueryError:
@@ -233,12 +251,21 @@ def _error(e: UnexpectedInput, text: str) -> QueryError:
         found = "start of an unterminated string"
     else:
         found = repr(snippet)
-    expected = sorted(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
-    names = [_FRIENDLY.get(x, x) for x in expected[:6]]
-    hint = f" (expected {', '.join(names)})" if names else ""
+    hint = _expected(set(getattr(e, "expected", None) or getattr(e, "allowed", None) or ()))
     if at_end or e.line is None or e.line < 1:
         return QueryError(f"unexpected {found}{hint}", *_end_position(text))
     return QueryError(f"unexpected {found}{hint}", e.line, e.column)
+
+
+def _expected(names: set[str]) -> str:
+    """ "; write one of: condition:, outcome:, …" — sections first (a missing section
+    is the usual mistake), then at most eight other things, in the user's words."""
+    ordered = [n for n in _SECTIONS if n in names] + sorted(names - set(_SECTIONS))
+    words = list(dict.fromkeys(w for n in ordered if (w := EXPECTED_WORDS.get(n))))
+    if not words:
+        return ""
+    more = ", …" if len(words) > 8 else ""
+    return f"; write {'one of: ' if len(words) > 1 else ''}{', '.join(words[:8])}{more}"
 
 
 def _end_position(text: str) -> tuple[int, int]:

@@ -437,11 +437,15 @@ def bounded(fn: Callable[[], bool]) -> bool | None:
         raise _Timeout
 
     previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, REGEX_TIME_LIMIT)
+    # The alarm may fire anywhere from arming to disarming (a loaded machine takes
+    # the whole limit between two bytecodes): the outer try catches it everywhere.
     try:
-        return fn()
+        try:
+            signal.setitimer(signal.ITIMER_REAL, REGEX_TIME_LIMIT)
+            return fn()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     except _Timeout:
         return None
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

@@ -1,7 +1,6 @@
-"""Events for ``detcat match``: reading files, flattening, canonical field names.
+"""Events for ``detcat match``: flattening, canonical field names.
 
-An event file holds one JSON document, a JSON array, several documents one after
-another (SigmaHQ's regression data) or JSON lines. A document is a Windows event
+Files are read by ``match.reading``. A document is a Windows event
 in the evtx-to-JSON shape (``{"Event": {"System": …, "EventData": …}}``) or a
 flat / nested JSON object (Sigma-style names, ECS, UDM).
 
@@ -14,12 +13,9 @@ come from its (provider, event id) through the event dictionary.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from detcat.errors import DetcatError
@@ -82,79 +78,15 @@ class Event:
         return got
 
 
-# -- reading files ------------------------------------------------------------------
-
-
-class EventFileError(DetcatError, ValueError):
-    """A file that holds no readable JSON event."""
-
-
-def read_events(path: Path) -> Iterator[Event]:
-    """Every event in ``path``, flattened and canonicalized."""
-    for label, doc in read_documents(path):
-        yield canonical_event(label, doc)
-
-
-def read_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(label, document) for each JSON object in the file; labels carry the line of
-    the object when the file holds more than one."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise EventFileError(f"{path}: cannot read: {e}") from None
-    docs = list(_documents(text, str(path)))
-    if len(docs) == 1:
-        yield str(path), docs[0][1]
-        return
-    for line, doc in docs:
-        yield f"{path}:{line}", doc
-
-
-def _documents(text: str, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    decoder = json.JSONDecoder()
-    pos, n = 0, len(text)
-    while True:
-        pos = _skip_space(text, pos)
-        if pos >= n:
-            return
-        try:
-            obj, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            raise EventFileError(f"{name}:{e.lineno}:{e.colno}: not JSON: {e.msg}") from None
-        line = text.count("\n", 0, pos) + 1
-        if isinstance(obj, list):
-            yield from _array_items(text, pos, obj, name)
-        elif isinstance(obj, dict):
-            yield line, obj
-        else:
-            raise EventFileError(f"{name}:{line}: a JSON event is an object, not {type(obj)}")
-        pos = end
-
-
-def _array_items(
-    text: str, start: int, items: list[Any], name: str
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Objects of a top-level array, each labelled with the line it starts on."""
-    decoder, pos = json.JSONDecoder(), start + 1
-    for item in items:
-        pos = _skip_space(text, pos)
-        line = text.count("\n", 0, pos) + 1
-        _, pos = decoder.raw_decode(text, pos)
-        pos = _skip_space(text, pos)
-        if pos < len(text) and text[pos] == ",":
-            pos += 1
-        if not isinstance(item, dict):
-            raise EventFileError(f"{name}:{line}: a JSON event is an object")
-        yield line, item
-
-
-def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
 # -- flattening -----------------------------------------------------------------------
+
+# Real events nest a handful of levels; the walks below are recursive, so a hostile
+# document is refused at a depth far below Python's recursion limit.
+MAX_DEPTH = 100
+
+
+class TooDeep(DetcatError, ValueError):
+    """A document nested deeper than ``MAX_DEPTH``."""
 
 
 def flatten(doc: dict[str, Any]) -> dict[str, list[Scalar]]:
@@ -215,26 +147,33 @@ def _event_data(data: Any, out: dict[str, list[Scalar]]) -> None:
                 _add(out, key.replace(" ", ""), value)
 
 
-def _leaves(node: Any, out: dict[str, list[Scalar]]) -> None:
+def _leaves(node: Any, out: dict[str, list[Scalar]], depth: int = 0) -> None:
     """UserData: every leaf under its own (last) name, as Sigma rules name them."""
+    _check_depth(depth)
     for key, value in node.items():
         if key == "#attributes":
             continue
         if isinstance(value, dict):
-            _leaves(value, out)
+            _leaves(value, out, depth + 1)
         else:
             _add(out, key, value)
 
 
-def _walk(node: Any, prefix: str, out: dict[str, list[Scalar]]) -> None:
+def _walk(node: Any, prefix: str, out: dict[str, list[Scalar]], depth: int = 0) -> None:
+    _check_depth(depth)
     if isinstance(node, dict):
         for key, value in node.items():
-            _walk(value, f"{prefix}.{key}" if prefix else str(key), out)
+            _walk(value, f"{prefix}.{key}" if prefix else str(key), out, depth + 1)
     elif isinstance(node, list):
         for item in node:
-            _walk(item, prefix, out)
+            _walk(item, prefix, out, depth + 1)
     elif prefix:
         _add(out, prefix, node)
+
+
+def _check_depth(depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise TooDeep(f"event nested deeper than {MAX_DEPTH} levels")
 
 
 def _add(out: dict[str, list[Scalar]], name: str, value: Any) -> None:

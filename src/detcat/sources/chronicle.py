@@ -17,18 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from detcat.languages.yaral import MetaValue, YaraLRule, parse_rules
-from detcat.model import (
-    Op,
-    Opaque,
-    Predicate,
-    Problem,
-    QueryError,
-    Reason,
-    Rule,
-    Stage,
-    leaves,
-    positive_values,
-)
+from detcat.model import Opaque, Problem, QueryError, Reason, Rule, Stage, positive_values
 from detcat.sources import files
 from detcat.sources.files import SourceFileError
 from detcat.sources.registry import Hints, Vendor, tagged
@@ -149,20 +138,9 @@ def techniques(meta: Iterable[tuple[str, MetaValue]]) -> tuple[list[str], list[s
 
 
 def field_values(stages: list[Stage], field_raw: str) -> list[str]:
-    """Values a rule requires of one field: non-negated ``eq`` predicates, in order."""
-    found = []
-    for stage in stages:
-        for leaf in leaves(stage.expr):
-            node = leaf.node
-            if (
-                isinstance(node, Predicate)
-                and node.field_raw == field_raw
-                and node.op is Op.EQ
-                and isinstance(node.value, str)
-                and not leaf.negated
-            ):
-                found.append(node.value)
-    return list(dict.fromkeys(found))
+    """Text values a rule requires of one field: non-negated ``eq`` predicates, in order."""
+    want = lambda p: p.field_raw == field_raw and isinstance(p.value, str)  # noqa: E731
+    return list(dict.fromkeys(v for s in stages for v in positive_values(s.expr, want)))
 
 
 def _text(value: MetaValue | None) -> str:

@@ -19,7 +19,7 @@ vendor module; ``get()`` imports only the one asked for.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -190,14 +190,22 @@ def get(name: str) -> Vendor:
     return found
 
 
-def vendors() -> list[Vendor]:
+@cache
+def vendors() -> tuple[Vendor, ...]:
     """Every vendor (imports every vendor module)."""
-    return [get(n) for n in names()]
+    return tuple(get(n) for n in names())
 
 
+@cache
 def languages() -> dict[str, Vendor]:
-    """Query language -> the vendor that writes it."""
-    return {lang: v for v in vendors() for lang in v.languages}
+    """Query language -> the vendor that writes it (one vendor per language)."""
+    out: dict[str, Vendor] = {}
+    for vendor in vendors():
+        for lang in vendor.languages:
+            if lang in out:
+                raise RegistryError(f"{vendor.name} and {out[lang].name} both write {lang!r}")
+            out[lang] = vendor
+    return out
 
 
 def full_match(language: str) -> bool:
@@ -237,16 +245,16 @@ def reload() -> None:
 
 
 def _clear() -> None:
-    _load.cache_clear()
-    _full_match_languages.cache_clear()
+    for cached in (_load, vendors, languages, _full_match_languages):
+        cached.cache_clear()
     for hook in _on_change:
         hook()
 
 
-_on_change: list[Any] = []
+_on_change: list[Callable[[], None]] = []
 
 
-def on_change(hook: Any) -> None:
+def on_change(hook: Callable[[], None]) -> None:
     """Call ``hook()`` whenever the set of vendors changes (caches keyed by vendor)."""
     _on_change.append(hook)
 

@@ -30,6 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from detcat import schemas, similar, store
+from detcat.errors import UsageProblem
 from detcat.web import pages
 from detcat.web.templating import CSP, render
 from detcat.web.urls import Links
@@ -160,7 +161,9 @@ def _html(catalog: Catalog, request: Request, build: Builder, query: str = "") -
     try:
         return HTMLResponse(catalog.cached(("html", href), make))
     except pages.NotFound as e:
-        return _not_found_page(str(e))
+        return _error_page(404, str(e))
+    except UsageProblem as e:  # e.g. a search term without a value
+        return _error_page(400, str(e), query)
 
 
 def _json(catalog: Catalog, request: Request, build: Builder) -> Response:
@@ -168,12 +171,25 @@ def _json(catalog: Catalog, request: Request, build: Builder) -> Response:
         body = catalog.cached(("api", _href(request)), lambda conn: _dump(build(conn).data))
     except pages.NotFound as e:
         raise HTTPException(404, str(e)) from e
+    except UsageProblem as e:
+        raise HTTPException(400, str(e)) from e
     return Response(body, media_type="application/json")
 
 
-def _not_found_page(detail: str) -> HTMLResponse:
-    page = pages.Page("error.html", "Not found", {"detail": detail})
-    return HTMLResponse(render(page, Links()), status_code=404)
+_ERROR_TITLES = {400: "Cannot search that", 404: "Not found", 500: "Internal error"}
+
+
+def _error_page(status: int, detail: str, query: str = "") -> HTMLResponse:
+    title = _ERROR_TITLES.get(status, "Error")
+    page = pages.Page("error.html", title, {"detail": detail, "status": status})
+    return HTMLResponse(render(page, Links(), query=query), status_code=status)
+
+
+def _error(request: Request, status: int, detail: str) -> Response:
+    """The error as the page kind asked for: JSON under /api, else an HTML page."""
+    if request.url.path.startswith("/api/"):
+        return Response(_dump({"detail": detail}), status, media_type="application/json")
+    return _error_page(status, detail)
 
 
 def _doc(model: type, summary: str) -> dict[str, Any]:
@@ -218,10 +234,15 @@ def create_app(db: Path, *, cache_bytes: int = CACHE_BYTES) -> FastAPI:
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> Response:
-        detail = getattr(exc, "detail", "Not Found")
-        if request.url.path.startswith("/api/"):
-            return Response(_dump({"detail": detail}), 404, media_type="application/json")
-        return _not_found_page(str(detail))
+        return _error(request, 404, str(getattr(exc, "detail", "Not Found")))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # A bug, not something a request may cause. Starlette answers it outside
+        # the middleware stack, so the security headers are added here.
+        response = _error(request, 500, "internal error: the server log has the details")
+        response.raw_headers.extend(_SECURITY_HEADERS)
+        return response
 
     return app
 

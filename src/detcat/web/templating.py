@@ -6,13 +6,13 @@ autoescaped expressions, and only http(s) URLs become links.
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
 
+from detcat.attack import paragraphs
 from detcat.model import value_text
 from detcat.sources import registry
 from detcat.web.pages import Page
@@ -29,9 +29,6 @@ CSP = CSP_META + "; frame-ancestors 'none'"  # browsers ignore frame-ancestors i
 # Heatmap buckets (upper bounds of rule counts); site.js uses the same ones.
 HEAT = (0, 2, 5, 10, 25, 50, 100)
 
-_CITATION = re.compile(r"\s*\(Citation: [^)]*\)")
-_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
-
 
 def http_url(value: Any) -> str | None:
     """The URL when it is an absolute http(s) URL, else None (never a link)."""
@@ -41,12 +38,6 @@ def http_url(value: Any) -> str | None:
     except ValueError:
         return None
     return text if parts.scheme.lower() in ("http", "https") and parts.netloc else None
-
-
-def paragraphs(text: str | None) -> list[str]:
-    """ATT&CK/rule prose as plain paragraphs: citations and markdown links dropped."""
-    text = _MD_LINK.sub(r"\1", _CITATION.sub("", text or ""))
-    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
 def heat(n: int) -> int:

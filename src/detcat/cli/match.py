@@ -1,0 +1,135 @@
+"""``detcat match``: which catalog rules fire on JSON events.
+
+Events are read one at a time and each result is written as soon as it is known,
+so memory stays flat however long the input. A document that cannot be read is a
+*bad event*: one line on stderr (the first ``SHOWN_BAD`` of them), an
+``{"event", "error"}`` item with ``--json``, and exit code 1 at the end; the
+events after it are still matched.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from detcat.cli.options import (
+    EXIT_FAILED,
+    VENDOR_CHOICE,
+    db_option,
+    dump_json,
+    json_option,
+    open_catalog,
+)
+from detcat.cli.render import plural
+
+if TYPE_CHECKING:
+    from detcat.match.reading import BadEvent
+
+SHOWN_BAD = 20  # bad events reported one by one on stderr; the rest are counted
+
+
+@click.command()
+@click.argument("event_files", nargs=-1, required=True)
+@db_option
+@click.option("--vendor", type=VENDOR_CHOICE, help="Only these rules.")
+@json_option
+def match(event_files: tuple[str, ...], db: Path, vendor: str | None, as_json: bool) -> None:
+    """Which catalog rules fire on the events in EVENT_FILES ("-" reads stdin).
+
+    Files hold JSON events: Windows events in the evtx-to-JSON shape
+    ({"Event": {"System": …, "EventData": …}}), flat or ECS-nested objects, a JSON
+    array of them, or JSON lines. Rules of every vendor are evaluated; a rule with
+    several stages (sequence, aggregation, correlation) lists the stages that
+    matched as "partial" instead of claiming a match, and a rule whose known parts
+    hold but that depends on something detcat cannot evaluate is "undetermined".
+    With --json the output is a JSON array with one item per event, written as
+    the events are read; an event that cannot be read is {"event", "error"}.
+    """
+    from detcat.match import Matcher
+    from detcat.match.reading import EventFileError, check_event_file, read_events
+
+    for path in event_files:
+        check_event_file(path)
+    matcher = Matcher.from_catalog(open_catalog(db), vendor)
+    output = _JsonArray() if as_json else _Text()
+    bad = _BadEvents(output)
+    for path in event_files:
+        try:
+            for event in read_events(path, bad.add):
+                output.write(matcher.match(event).to_json())
+        except EventFileError as e:  # unreadable or empty: the other files still count
+            bad.file(str(e))
+    output.close()
+    bad.summary()
+    sys.exit(EXIT_FAILED if bad.count else 0)
+
+
+class _Text:
+    def write(self, result: dict[str, Any]) -> None:
+        click.echo(render_result(result))
+
+    def bad(self, label: str, message: str) -> None:
+        pass  # stderr says it
+
+    def close(self) -> None:
+        pass
+
+
+class _JsonArray:
+    """A JSON array written item by item (one item a line)."""
+
+    def __init__(self) -> None:
+        self.first = True
+        click.echo("[")
+
+    def write(self, item: dict[str, Any]) -> None:
+        click.echo(("" if self.first else ",\n") + dump_json(item, indent=None), nl=False)
+        self.first = False
+
+    def bad(self, label: str, message: str) -> None:
+        self.write({"event": label, "error": message})
+
+    def close(self) -> None:
+        click.echo("\n]" if not self.first else "]")
+
+
+class _BadEvents:
+    def __init__(self, output: _Text | _JsonArray) -> None:
+        self.output = output
+        self.count = 0
+
+    def add(self, bad: BadEvent) -> None:
+        self.count += 1
+        self.output.bad(bad.label, bad.message)
+        if self.count <= SHOWN_BAD:
+            click.echo(f"error: bad event {bad}", err=True)
+
+    def file(self, message: str) -> None:
+        self.count += 1
+        click.echo(f"error: {message}", err=True)
+
+    def summary(self) -> None:
+        if self.count > SHOWN_BAD:
+            click.echo(f"error: {plural(self.count, 'bad event')} in all "
+                       f"(the first {SHOWN_BAD} are shown above)", err=True)  # fmt: skip
+
+
+def render_result(r: dict[str, Any]) -> str:
+    lines = [f"{r['event']}: {plural(len(r['matches']), 'matching rule')}"]
+    lines += [f"  {m['vendor']:<9} {m['id']}  {m['title']}" for m in r["matches"]]
+    for p in r.get("partial", []):
+        stages = ", ".join(p["stages"])
+        lines.append(
+            f"  partial   {p['vendor']} {p['id']}  {p['title']}  "
+            f"(stages {stages} of {len(p['of'])})"
+        )
+    if r.get("undetermined"):
+        n = plural(len(r["undetermined"]), "rule")
+        lines.append(f"  undetermined: {n} (use --json for details)")
+    return "\n".join(lines)
+
+
+COMMANDS = [match]
