@@ -235,6 +235,9 @@ def event_field_names(
         if vendor.dotted_event_names and "." not in name:
             continue  # ECS and UDM names are dotted; a Windows name means nothing there
         names.add(canonical_field(vendor.name, scopes, name, events))
+        # also the name without event context: what a raw name in a rule's params
+        # (a correlation's group-by, a join key) reads as
+        names.add(canonical_field(vendor.name, scopes, name))
         names.add(namespaced(vendor.name, name))
         if vendor.writes_ecs:
             bare = vendor.strip_subfield(name)
