@@ -97,7 +97,7 @@ EQL = [
      "[process where true] by process.parent.pid * 2",
      [file("a", 0, 3), proc("b", 1, "x", 9, process__parent__pid=3)], ["match a,b"]),
     ("a step unknown on its event",
-     "sequence [file where true] [process where arraySearch(a, x, true)]",
+     "sequence [file where true] [process where arrayCount(a, x, true) > 0]",
      [file("a", 0, 1), proc("b", 1, "x", 1, a="y")], ["undetermined a,b"]),
     ("sample: any order", "sample by process.pid [process where true] [file where true]",
      [file("a", 0, 1), proc("b", 1, "x", 1)], ["match b,a"]),
@@ -331,3 +331,15 @@ def test_detcat_match_reports_a_sequence_with_its_events(tmp_path: Any) -> None:
                        "events": labels}]  # fmt: skip
     text = CliRunner().invoke(main, ["match", "--db", str(db), str(events)]).output
     assert f"seq-1  Shell then file  (events {', '.join(labels)})" in text
+
+
+def test_each_stream_of_a_matcher_has_its_own_open_sequences() -> None:
+    """The MCP server keeps one compiled matcher and gives each request a stream:
+    the first step seen in one request does not complete in the next."""
+    rule = elastic("sequence [file where true] [process where true]")
+    normalize_rule(rule)
+    shared = Matcher([RulePlan.from_rule(rule)])
+    first, second = shared.stream(), shared.stream()
+    assert not first.match(file("a", 0, 1)).matches
+    assert not second.match(proc("b", 1, "x", 1)).matches
+    assert [d["events"] for d in first.match(proc("c", 2, "x", 1)).matches] == [["a", "c"]]

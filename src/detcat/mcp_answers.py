@@ -146,7 +146,7 @@ class Answers:
         bad = [i for i, ev in enumerate(events) if not isinstance(ev, dict)]
         if bad:
             raise BadArgument(f"events[{bad[0]}] is not a JSON object")
-        matcher = self.matcher(vendor)
+        matcher = self.matcher(vendor).stream()  # no open sequence from an earlier call
         results = [
             matcher.match(canonical_event(f"events[{i}]", ev)).to_json()
             for i, ev in enumerate(events)

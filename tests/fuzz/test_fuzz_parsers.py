@@ -5,7 +5,7 @@ can be serialized and pickled, or raises the parser's own error."""
 from __future__ import annotations
 
 import pytest
-from fuzz_inputs import VOCABULARY, check, query
+from fuzz_inputs import VOCABULARY, check, query, sigma_rule
 from hypothesis import HealthCheck, given, settings
 
 LANGUAGES = sorted(VOCABULARY)
@@ -31,6 +31,9 @@ FOUND: list[tuple[str, str]] = [
     ("spl", "NOT " * 75 + "\n" + "NOT " * 300),  # RecursionError in the search builder
     ("eql", "process where not (cidrMatch(\n))"),  # ValueError: a test function without arguments
     ("eql", "process where startsWith()"),
+    # RecursionError in pyparsing / the condition walk, ~300 levels deep
+    ("sigma", sigma_rule("(" * 400 + "sel1" + ")" * 400)),
+    ("sigma", sigma_rule("not " * 400 + "sel1")),
 ]
 
 

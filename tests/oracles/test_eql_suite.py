@@ -83,8 +83,6 @@ UNDETERMINED: list[tuple[str, str]] = [
     ("descendant of", "lineage needs the legacy process tree (Elasticsearch has no lineage)"),
     ("child of", "lineage needs the legacy process tree (Elasticsearch has no lineage)"),
     ("event of", "lineage needs the legacy process tree (Elasticsearch has no lineage)"),
-    ("arraySearch(", "legacy array function over nested objects (not in Elasticsearch)"),
-    ("safe(", "legacy function, unknown to Elasticsearch"),
     ("length(unique_pid)", "length() of a number: a type error for Elasticsearch"),
 ]
 

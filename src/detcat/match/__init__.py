@@ -24,6 +24,7 @@ compile to closures on first use.
 
 from __future__ import annotations
 
+import copy
 import json
 import sqlite3
 from collections import Counter, defaultdict
@@ -247,6 +248,13 @@ class Matcher:
             for s in r.stages:
                 if s.role is StageRole.CORRELATION:
                     self.correlations[str(s.params.get("rule", ""))].append(r)
+
+    def stream(self) -> Matcher:
+        """A matcher with these compiled rules and a stream state of its own (open
+        sequences, windows): one per request, so none leaks into the next."""
+        fresh = copy.copy(self)
+        fresh._engine, fresh._watch = {}, {}
+        return fresh
 
     def engine(self, rule: RulePlan) -> Engine | str:
         """The rule's engine, or the reason it has none."""

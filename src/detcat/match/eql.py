@@ -21,18 +21,19 @@ Semantics are Elasticsearch's (see ``match.eql_functions`` for the functions):
 - ``<``/``<=``/``>``/``>=`` order numbers, or strings by code point;
 - arithmetic ``+ - * / %`` as the functions ``add`` … ``modulo``.
 
-Unknown (never a false "no"): lineage (``descendant of``), the array functions,
-``safe`` and other functions Elasticsearch does not define, a bare field used as a
-condition, a field indexed past an array of objects. An array index
-(``list[0]``) is legacy EQL (Elasticsearch rejects it: "Array indexes are not
-supported"); it is read as the legacy ``eql`` package does, the n-th value.
+Unknown (never a false "no"): lineage (``descendant of``), ``arrayCount`` and
+other functions Elasticsearch does not define, a field indexed past an array of
+objects. Some legacy EQL that Elasticsearch rejects is read as the legacy ``eql``
+package reads it: an array index (``list[0]``, the n-th value), a bare field as a
+condition (its truthiness), ``safe(x)`` (null where x is an error) and
+``arraySearch(array, alias, condition)`` (over the document's array items).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,9 @@ def _truth(values: list[Any]) -> bool | None | object:
 class _Compiler:
     def __init__(self, resolve: Resolve):
         self.resolve = resolve
+        # arraySearch aliases in scope: name -> a one-item cell holding the array
+        # item the condition is being tested on.
+        self.aliases: dict[str, list[Any]] = {}
 
     # -- conditions --------------------------------------------------------------------
 
@@ -210,7 +214,7 @@ class _Compiler:
             values = self.value(node)
             return lambda ev: _guard(lambda: _truth(values(ev)))
         if kind == "field":
-            raise NotEvaluated("a bare field used as a condition (legacy truthiness)")
+            return self._truthiness(node.children[0].value)
         if kind == "lineage":
             raise NotEvaluated("lineage (descendant/child/event of) needs the process tree")
         raise NotEvaluated(f"{kind} used as a condition")
@@ -325,8 +329,43 @@ class _Compiler:
             return lambda ev: _as_values(test(ev))
         raise NotEvaluated(f"{kind} used as a value")
 
+    def _truthiness(self, token: str) -> Callable[[Event], Any]:
+        """A bare field as a condition, read as the legacy ``eql`` package reads it
+        (Python truthiness; Elasticsearch rejects a non-boolean one), as an array
+        index is: absent is null."""
+        values = self._raw(token)
+
+        def run(ev: Event) -> Any:
+            got = values(ev)
+            if not got:
+                return NULL
+            return bool(got[0]) if len(got) == 1 else True
+
+        return run
+
+    def _raw(self, token: str) -> Values:
+        """A field's values as the document holds them (objects kept whole), read from
+        the arraySearch item when the field starts with an alias in scope."""
+        raw = unquote_field(token)
+        alias = self._alias(raw)
+        if alias is not None:
+            cell, rest = alias
+            return lambda ev: list(_walk(cell[0], rest))
+        parts, flat = raw.split("."), self._field(token)
+        return lambda ev: list(_walk(ev.doc, parts)) or flat(ev)
+
+    def _alias(self, raw: str) -> tuple[list[Any], list[str]] | None:
+        """The cell of the alias ``raw`` starts with, and the path after it."""
+        for name in sorted(self.aliases, key=len, reverse=True):
+            if raw == name or raw.startswith(f"{name}."):
+                return self.aliases[name], raw[len(name) + 1 :].split(".") if raw != name else []
+        return None
+
     def _field(self, token: str) -> Values:
         raw = unquote_field(token)
+        if self._alias(raw) is not None:
+            values = self._raw(token)
+            return lambda ev: [v for v in values(ev) if not isinstance(v, dict)]
         index = _INDEX.match(raw)
         if index is None:
             names = self.resolve(raw)
@@ -350,6 +389,8 @@ class _Compiler:
         args = [c for c in node.children[1:] if isinstance(c, Tree)]
         insensitive = name_token.value.endswith("~")
         name = name_token.value.rstrip("~")
+        if name.lower() in _LEGACY and not insensitive:
+            return _LEGACY[name.lower()](self, args)
         entry = fn.FUNCTIONS.get(name.lower())
         if entry is None:
             raise NotEvaluated(
@@ -385,6 +426,74 @@ class _Compiler:
             return out
 
         return run
+
+    def _safe(self, args: list[Any]) -> Values:
+        """Legacy ``safe(x)``: x, or null where evaluating it is an error."""
+        if len(args) != 1:
+            raise NotEvaluated(f"function safe() with {len(args)} arguments")
+        inner = self.value(args[0])
+
+        def run(ev: Event) -> list[Any]:
+            try:
+                return inner(ev)
+            except fn.EvaluationError:
+                return []
+
+        return run
+
+    def _array_search(self, args: list[Any]) -> Values:
+        """Legacy ``arraySearch(array, alias, condition)``: whether the condition
+        holds for an item of the array, the alias naming the item."""
+        if len(args) != 3 or not all(a.data == "field" for a in args[:2]):
+            raise NotEvaluated("arraySearch() needs an array field, an alias and a condition")
+        array = self._raw(args[0].children[0].value)
+        alias = unquote_field(args[1].children[0].value)
+        cell: list[Any] = [None]
+        outer, self.aliases = self.aliases, {**self.aliases, alias: cell}
+        try:
+            test = self.condition(args[2])
+        finally:
+            self.aliases = outer
+
+        def run(ev: Event) -> list[Any]:
+            unknown = False
+            for item in array(ev):
+                cell[0] = item
+                r = test(ev)
+                if r is True:
+                    return [True]
+                unknown = unknown or r is None
+            if unknown:
+                raise Undetermined("arraySearch(): the condition is unknown on an item")
+            return [False]
+
+        return run
+
+
+_LEGACY: dict[str, Callable[[_Compiler, list[Any]], Values]] = {
+    "safe": _Compiler._safe,
+    "arraysearch": _Compiler._array_search,
+}
+
+
+def _walk(node: Any, parts: list[str]) -> Iterator[Any]:
+    """The values at a dotted path of a document, through arrays (a key may itself
+    hold dots, as flat documents spell ``process.name``)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _walk(item, parts)
+        return
+    if not parts:
+        if node is not None:
+            yield node
+        return
+    if not isinstance(node, dict):
+        return
+    for i in range(len(parts), 0, -1):
+        key = ".".join(parts[:i])
+        if key in node:
+            yield from _walk(node[key], parts[i:])
+            return
 
 
 _VALUE_NODES = frozenset(

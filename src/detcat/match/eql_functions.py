@@ -37,15 +37,20 @@ class Undetermined(Exception):
     """What Elasticsearch would answer with an error, or what detcat cannot tell."""
 
 
+class EvaluationError(Undetermined):
+    """An error of the expression itself (a type error, a division by zero): what
+    legacy ``safe()`` turns into null, unlike what detcat merely cannot tell."""
+
+
 def _string(v: Any) -> str:
     if not isinstance(v, str):
-        raise Undetermined(f"a string is required, not {v!r}")
+        raise EvaluationError(f"a string is required, not {v!r}")
     return v
 
 
 def _number(v: Any) -> int | float:
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise Undetermined(f"a number is required, not {v!r}")
+        raise EvaluationError(f"a number is required, not {v!r}")
     return v
 
 
@@ -71,7 +76,7 @@ def multiply(a: Any, b: Any) -> Value:
 def divide(a: Any, b: Any) -> Value:
     x, y = _number(a), _number(b)
     if y == 0:
-        raise Undetermined("division by zero")
+        raise EvaluationError("division by zero")
     if isinstance(x, int) and isinstance(y, int):
         q = abs(x) // abs(y)
         return q if (x >= 0) == (y >= 0) else -q
@@ -81,7 +86,7 @@ def divide(a: Any, b: Any) -> Value:
 def modulo(a: Any, b: Any) -> Value:
     x, y = _number(a), _number(b)
     if y == 0:
-        raise Undetermined("division by zero")
+        raise EvaluationError("division by zero")
     if isinstance(x, int) and isinstance(y, int):
         r = abs(x) % abs(y)
         return r if x >= 0 else -r

@@ -52,6 +52,9 @@ class Event:
     # "service:sysmon"); empty when nothing says (a bare JSON object).
     scopes: frozenset[str] = frozenset()
     text: list[str] = field(default_factory=list)  # every string value, for keywords
+    # The document as read: legacy EQL's arraySearch binds whole array items, which
+    # the flattened names no longer group.
+    doc: dict[str, Any] = field(default_factory=dict)
     _texts: dict[tuple[str, bool], list[str]] = field(default_factory=dict)
 
     def get(self, name: str | None) -> list[Scalar] | None:
@@ -189,7 +192,7 @@ def _add(out: dict[str, list[Scalar]], name: str, value: Any) -> None:
 def canonical_event(label: str, doc: dict[str, Any]) -> Event:
     """The event with canonical field names (see the module docstring)."""
     raw = flatten(doc)
-    ev = Event(label, raw)
+    ev = Event(label, raw, doc=doc)
     ev.catalog_id = catalog_id(raw)
     scopes = event_scopes(ev.catalog_id)
     os_type = next((str(v).lower() for v in raw.get("host.os.type", ()) if v), None)

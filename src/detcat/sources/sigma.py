@@ -46,6 +46,7 @@ from sigma.types import (
 from detcat.languages import wildcards
 from detcat.languages.wildcards import Wild
 from detcat.model import (
+    MAX_DEPTH,
     Expr,
     Not,
     Op,
@@ -199,13 +200,18 @@ def _condition_expr(sr: SigmaRule, rule: Rule) -> Expr | None:
     for cond in sr.detection.parsed_condition:
         try:
             tree = cond.parse(postprocess=False)
+            exprs.append(_condition_node(tree, detections, rule))
         except SigmaError as e:
             detail = _condition_error(e)
             message = f"broken condition {cond.condition!r}: {detail}"
             rule.problems.append(Problem(rule.source_path, message, vendor=VENDOR))
             exprs.append(Opaque(cond.condition, Reason.SYNTAX_ERROR, f"condition: {detail}"))
-            continue
-        exprs.append(_condition_node(tree, detections, rule))
+        except RecursionError:
+            # pyparsing and the tree walk recurse once per level: a condition
+            # hundreds of parentheses deep is a problem of the rule, not a crash.
+            detail = f"condition nested too deeply: detcat reads at most {MAX_DEPTH} levels"
+            rule.problems.append(Problem(rule.source_path, detail, vendor=VENDOR))
+            exprs.append(Opaque(cond.condition[:300], Reason.SYNTAX_ERROR, detail))
     # Several conditions in one rule (a list) are alternatives.
     return or_(*exprs) if exprs else None
 
