@@ -450,6 +450,8 @@ class Elastic(Vendor):
     display_name = "Elastic"
     languages = ("kql", "eql", "esql")
     full_match_languages = frozenset({"kql", "eql", "esql"})  # Lucene regexp, RLIKE
+    language_engines = {"eql": "sequences"}
+    rule_type_engines = {"threshold": "threshold"}
     writes_ecs = True
     dotted_event_names = True
 
