@@ -59,8 +59,10 @@ def test_t1219_exclusions_include_the_dns_rule_browser_filters(
 ) -> None:
     rule = sigma.read_file(corpora / "sigma" / DNS_RULE, corpora / "sigma")
     normalize_rule(rule)
-    expected = {
-        (p.field, str(p.op), str(p.value).casefold()) for p in exclusions(rule.stages[0].expr)
+    expected = {  # as the rule wrote them: implied restatements are not listed
+        (p.field, str(p.op), str(p.value).casefold())
+        for p in exclusions(rule.stages[0].expr)
+        if p.kind != "implied"
     }
     g = guide.technique_guide(store.connect(corpus_db), "T1219", limit=100_000)
     listed = {

@@ -103,7 +103,7 @@ EQL_STRUCTURE = {"BY", "COMMA", "FIELD", "FORK", "GAP", "JOIN", "LPAR", "LSQB", 
 KQL_TERMINALS: dict[str, list[str]] = {
     "FIELD": [
         "process.name:cmd.exe",
-        "process.name:CMD*",
+        "process.name:cmd*",  # a keyword field: KQL compares its case (Kibana)
         'process.name:"cmd.exe"',
         "process.name:*",
     ],

@@ -19,6 +19,7 @@ from detcat.match.evaluate import compile_expr
 from detcat.match.events import canonical_event, flatten, windows_argv
 from detcat.match.reading import read_documents
 from detcat.model import And, Not, Op, Opaque, Or, Predicate, StageRole
+from detcat.parse import parse_query
 
 
 def P(field: str | None, op: Op, value: Any, cased: bool = False, kind: str = "") -> Predicate:
@@ -109,6 +110,13 @@ SEMANTICS = [
     ),
     # implied predicates restate their source: always true
     (P("process.name", Op.EQ, "nope.exe", kind="implied"), {}, True),
+    # a column the query computes (ES|QL EVAL) that no event field names: unknown
+    (P("elastic:Esql.rmm_vendor", Op.EQ, "anydesk", kind="derived"), {}, None),
+    (
+        P("elastic:Esql.rmm_vendor", Op.EQ, "anydesk", kind="derived"),
+        {"elastic:Esql.rmm_vendor": "x"},
+        None,
+    ),
     # multi-valued fields: any value
     (P("process.args", Op.EQ, "/c"), {"process.args": ["cmd.exe", "/c"]}, True),
     # Kleene logic around unknown parts
@@ -122,6 +130,32 @@ SEMANTICS = [
 @pytest.mark.parametrize(("expr", "fields", "expected"), SEMANTICS)
 def test_evaluator_semantics(expr: Any, fields: dict[str, Any], expected: bool | None) -> None:
     assert compile_expr(expr, full_match=False)(ev(**fields)) is expected
+
+
+# (language, query, event fields, expected): parsed and normalized, then evaluated
+PARSED_SEMANTICS = [
+    # .caseless is a lowercase-normalized keyword: the comparison ignores case
+    ("esql", 'FROM logs-* | WHERE process.name.caseless == "anydesk.exe"',
+     {"process.name": "AnyDesk.exe"}, True),
+    ("esql", 'FROM logs-* | WHERE process.name == "anydesk.exe"',
+     {"process.name": "AnyDesk.exe"}, False),
+    # Kibana matches keyword fields case-sensitively, full-text fields by their words
+    ("kql", 'process.name : "anydesk.exe"', {"process.name": "AnyDesk.exe"}, False),
+    ("kql", 'powershell.file.script_block_text : "Invoke-Mimikatz"',
+     {"powershell.file.script_block_text": "IEX (invoke-mimikatz -DumpCreds)"}, True),
+    # a filter on an EVAL-computed column is not a test of an event field
+    ("esql", 'FROM logs-* | EVAL Esql.v = CONCAT(process.name, "x") | WHERE Esql.v == "ax"',
+     {"process.name": "a"}, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("language", "query", "fields", "expected"), PARSED_SEMANTICS)
+def test_parsed_query_semantics(
+    language: str, query: str, fields: dict[str, Any], expected: bool | None
+) -> None:
+    (stage,) = parse_query(language, query)
+    full = language in ("kql", "eql", "esql")
+    assert compile_expr(stage.expr, full_match=full)(ev(**fields)) is expected
 
 
 # Regexes of EQL, ES|QL and KQL match the whole value; Sigma's, SPL's and YARA-L's search.
@@ -391,10 +425,12 @@ def test_parse_text_is_a_tree() -> None:
     ]
 
 
+CS = "  (case-sensitive)"  # KQL on a keyword field (data/field_types.toml)
 TREES = [  # (kql query, the tree's lines): NOT under OR is no exclusion
-    ("not a:1", ["EXCL", '  elastic:a [a] eq "1"  :']),
-    ("a:1 or not b:2", ["OR", '  elastic:a [a] eq "1"  :', "  NOT", '    elastic:b [b] eq "2"  :']),
-]
+    ("not a:1", ["EXCL", f'  elastic:a [a] eq "1"{CS}  :']),
+    ("a:1 or not b:2",
+     ["OR", f'  elastic:a [a] eq "1"{CS}  :', "  NOT", f'    elastic:b [b] eq "2"{CS}  :']),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("query", "lines"), TREES)

@@ -16,6 +16,7 @@ from typing import Any
 from detcat import similar
 from detcat.errors import DetcatError
 from detcat.normalize import fold_value
+from detcat.normalize.fields import vendor_specific_reason
 from detcat.sources import registry
 from detcat.tables import load
 
@@ -306,7 +307,7 @@ def _indicators(
     spelling: dict[_Key, Counter[str]] = defaultdict(Counter)
     written: set[_Key] = set()  # keys some rule writes (not only implied)
     for f, _raw, op, value, vkey, negated, excl, kind, _pk, vendor, rid in rows:
-        if (excl if exclusion else not negated) and op not in _NO_VALUE_OPS:
+        if is_exclusion(excl, op, kind) if exclusion else is_indicator(negated, op, kind):
             key = (f, op, vkey)
             rules[key].add((vendor, rid))
             if value is not None:
@@ -337,6 +338,20 @@ def _indicators(
             item["specific"] = item["corpus_reach"] == len(refs)
         out.append(item)
     return {"rows": out, "distinct": len(rules)}
+
+
+def is_indicator(negated: Any, op: str, kind: str) -> bool:
+    """A positive value test that is not an event selector (Splunk ``sourcetype=``);
+    implied ones count: they make ``Image|endswith \\x.exe`` and ``process.name : x.exe``
+    one indicator."""
+    return not negated and op not in _NO_VALUE_OPS and kind != "selector"
+
+
+def is_exclusion(exclusion: Any, op: str, kind: str) -> bool:
+    """The one definition of an exclusion, for the technique page and the rule page
+    alike: a value test under a top-level NOT, as the rule wrote it (an implied
+    restatement such as ``process.name eq brave.exe`` is not listed again)."""
+    return bool(exclusion) and op not in _NO_VALUE_OPS and kind not in ("implied", "selector")
 
 
 def corpus_reach(conn: sqlite3.Connection, field: str | None, op: str, key: str) -> int:
@@ -415,17 +430,21 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
     preds = conn.execute(
         "SELECT * FROM predicates WHERE rule_pk = ? ORDER BY stage_idx, rowid", (pk,)
     ).fetchall()
-    indicators = []
-    seen: set[tuple[Any, ...]] = set()
+    indicators, exclusions = [], []
+    seen: set[tuple[Any, ...]] = set()  # (list, key): each key once per list
     for p in preds:
         key = (p["field"], p["op"], p["value_key"])
-        if p["negated"] or p["op"] in _NO_VALUE_OPS or p["stage_role"] != "events" or key in seen:
+        if p["stage_role"] != "events":
             continue
-        seen.add(key)
-        indicators.append(
-            {"field": p["field"], "op": p["op"], "value": p["value"], "kind": p["kind"],
-             "corpus_reach": corpus_reach(conn, *key)}
-        )  # fmt: skip
+        if is_exclusion(p["exclusion"], p["op"], p["kind"]) and ("x", *key) not in seen:
+            seen.add(("x", *key))
+            exclusions.append({"field": p["field"], "op": p["op"], "value": p["value"]})
+        if is_indicator(p["negated"], p["op"], p["kind"]) and ("i", *key) not in seen:
+            seen.add(("i", *key))
+            indicators.append(
+                {"field": p["field"], "op": p["op"], "value": p["value"], "kind": p["kind"],
+                 "corpus_reach": corpus_reach(conn, *key)}
+            )  # fmt: skip
     return {
         **{k: r[k] for k in ("vendor", "id", "title", "description", "author", "status",
                              "severity", "type", "language", "source_path", "upstream_url",
@@ -441,10 +460,7 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
             "SELECT e.* FROM rule_events re JOIN events e ON e.id = re.event"
             " WHERE re.rule_pk = ? GROUP BY e.id ORDER BY e.provider, e.event_id", (pk,))],
         "stages": stages,
-        "exclusions": [
-            {"field": p["field"], "op": p["op"], "value": p["value"]}
-            for p in preds if p["exclusion"] and p["kind"] != "implied"
-        ],
+        "exclusions": exclusions,
         "indicators": indicators,
         "similar": similar.stored_neighbours(conn, pk) if similar.available(conn) else [],
         "cluster": similar.rule_cluster(conn, pk) if similar.available(conn) else None,
@@ -512,16 +528,21 @@ def _empty_vendor_stats() -> dict[str, Any]:
 
 
 def unmapped_fields(conn: sqlite3.Connection, limit: int = 200) -> list[dict[str, Any]]:
-    """Fields without a canonical name (namespaced ``vendor:raw``), by frequency."""
+    """Fields without a canonical name (namespaced ``vendor:raw``), by frequency, with
+    the reason when the tables list the field as vendor-specific."""
     rows = conn.execute(
         """SELECT r.vendor, p.field_raw, COUNT(*) AS predicates,
-           COUNT(DISTINCT p.rule_pk) AS rules
+           COUNT(DISTINCT p.rule_pk) AS rules, MAX(p.kind = 'derived') AS computed
         FROM predicates p JOIN rules r ON r.pk = p.rule_pk
         WHERE p.field_raw IS NOT NULL AND (p.field IS NULL OR instr(p.field, ':') > 0)
         GROUP BY r.vendor, p.field_raw ORDER BY rules DESC, predicates DESC LIMIT ?""",
         (limit,),
     )
-    return [dict(r) for r in rows]
+    out = []
+    for r in rows:
+        kind = "derived" if r["computed"] else ""
+        out.append({**dict(r), "reason": vendor_specific_reason(r["vendor"], r["field_raw"], kind)})
+    return out
 
 
 def problems(conn: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ FIELDS = "fields.toml"
 EVENTS = "events.toml"
 EVENT_SOURCES = "event_sources.toml"
 EVENT_KINDS = "event_kinds.toml"
+FIELD_TYPES = "field_types.toml"
 SPL = "spl.toml"
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from fidelity_equivalences import SUBSTRING_OPS, Key, same_meaning
 
-from detcat.model import Predicate, replace
+from detcat.model import Predicate, Reason, replace
 from detcat.normalize.regex import regex_literal
 
 if TYPE_CHECKING:
@@ -57,12 +57,12 @@ def keyword_as_bare_string(c: Comparison) -> bool:
     """EQL has no free-text search: the EQL backend writes a Sigma keyword as a bare
     string literal, which is no condition at all (detcat: Opaque "bare value used as
     a condition")."""
-    bare = [r for r in c.opaque if r == "bare value used as a condition"]
+    bare = [r for r in c.opaque if r.startswith(Reason.NOT_A_CONDITION)]
     keywords = {k for k in c.missing if k.op == "keyword"}
     if not (bare and keywords):
         return False
     c.missing -= keywords
-    c.opaque = [r for r in c.opaque if r != "bare value used as a condition"]
+    c.opaque = [r for r in c.opaque if not r.startswith(Reason.NOT_A_CONDITION)]
     return True
 
 
@@ -222,13 +222,13 @@ def undelimited_regex(c: Comparison) -> bool:
     ``*`` without its quotes (``= +R +H \\\\\\*.cui nocase``: pySigma's
     ``decide_string_quoting`` skips quotes when ``*`` is in the value), neither of
     which is YARA-L; detcat keeps it as Opaque ("undelimited value")."""
-    bare = [r for r in c.opaque if r == "undelimited value"]
+    bare = [r for r in c.opaque if r.endswith("undelimited value")]
     # a wildcard value with an escaped literal ``*`` is a regex on the Sigma side
     wild = {m for m in c.missing if m.op in ("wildcard", "regex_match") or "*" in m.value}
     if not bare or not wild:
         return False
     c.missing -= wild
-    c.opaque = [r for r in c.opaque if r != "undelimited value"]
+    c.opaque = [r for r in c.opaque if not r.endswith("undelimited value")]
     return True
 
 

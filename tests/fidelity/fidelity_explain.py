@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from fidelity_classes import ALL_TARGETS, DEFECTS, Explanation
 from fidelity_equivalences import encodings_equivalent
 
+from detcat.model import Reason
+
 if TYPE_CHECKING:
     from fidelity_oracle import Comparison
 
@@ -25,7 +27,7 @@ def _macro_in_quotes(c: Comparison) -> bool:
     (sources/splunk.py, ``_expand_in_string``) expands a backquoted word inside a
     quoted value, so ``"*I`E`X*"`` reads ``*IX*`` plus Opaque "undefined macro E"."""
     quoted = re.search(r'"[^"\n]*`[^"\n`]+`[^"\n]*"', c.query)
-    return bool(quoted) and any(r.startswith("undefined macro") for r in c.opaque)
+    return bool(quoted) and any(r.startswith(Reason.UNRESOLVED_MACRO) for r in c.opaque)
 
 
 def _escaped_wildcard(c: Comparison) -> bool:

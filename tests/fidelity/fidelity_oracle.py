@@ -10,6 +10,7 @@ every equivalence and every class is counted in the ``Report``.
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from collections import Counter
@@ -39,7 +40,12 @@ from detcat.model import (
     or_,
     replace,
 )
-from detcat.normalize import full_match_regex, indicator_key, normalize_predicate
+from detcat.normalize import (
+    full_match_regex,
+    indicator_key,
+    normalize_predicate,
+    normalize_rule,
+)
 from detcat.normalize.fields import canonical_field
 from detcat.normalize.scopes import stage_scopes
 from detcat.parse import parse_query, parse_rules
@@ -205,15 +211,17 @@ class Reading:
     error: str = ""
     # (target field, the target vendor's canonical name, the Sigma field's)
     renamed: set[tuple[str, str, str]] = field(default_factory=set)
+    events: tuple[str, ...] = ()  # catalog events of the reading's stages
 
 
 def keys_of(stages: list[Stage]) -> Reading:
     """The written predicates (implied ones derive from them) and the Opaque parts."""
-    out = Reading()
+    out = Reading(events=tuple(dict.fromkeys(e for s in stages for e in s.events)))
     for stage in stages:
         for lf in leaves(stage.expr):
             if isinstance(lf.node, Opaque):
-                out.opaque.append(lf.node.reason)
+                node = lf.node  # "reason: detail", the detail naming what it was
+                out.opaque.append(f"{node.reason}: {node.detail}" if node.detail else node.reason)
             elif lf.node.kind != "implied":
                 f, op, value = indicator_key(lf.node)
                 out.keys.add(same_meaning(Key(f, op, value, lf.negated)))
@@ -229,12 +237,12 @@ def sigma_reading(text: str) -> Reading:
 
 
 def target_reading(
-    target: Target, rule: SigmaDoc, conv: Conversion, ours: set[Key] | None = None
+    target: Target, rule: SigmaDoc, conv: Conversion, ours: Reading | None = None
 ) -> Reading:
     out = Reading()
     for q in conv.queries:
         try:
-            got = _read_aligned(target, q, conv.aliases, rule.doc, ours or set())
+            got = _read_aligned(target, q, conv.aliases, rule.doc, ours or Reading())
         except QueryError as e:
             got = Reading(error=f"QueryError: {e.message}")
         except Exception as e:  # a parser crash is a listed disagreement, not a test error
@@ -247,7 +255,7 @@ def target_reading(
 
 
 def _read_aligned(
-    target: Target, text: str, aliases: dict[str, set[str]], doc: dict[str, Any], ours: set[Key]
+    target: Target, text: str, aliases: dict[str, set[str]], doc: dict[str, Any], ours: Reading
 ) -> Reading:
     """Normalize the target's predicates, each under the Sigma field the pipeline
     wrote it for when detcat's tables canonicalize the two differently.
@@ -266,19 +274,26 @@ def _read_aligned(
     reading has its value.
     """
     logsource = LOGSOURCE_FIELDS.get(target.name, frozenset())
-    align = _Align(aliases, logsource_scopes(doc.get("logsource") or {}), ours, logsource)
+    log = doc.get("logsource") or {}
+    align = _Align(aliases, logsource_scopes(log), ours.keys, logsource, ours.events)
     stages: list[Stage] = []
     for rule in parse_rules(target.language, text, normalize=False):
         full = full_match_regex(rule.language)
-        for stage in rule.stages:
-            scopes = stage_scopes(rule, stage)
+        done = copy.deepcopy(rule)  # normalized whole: the stages' catalog events
+        normalize_rule(done)
+        for stage, after in zip(rule.stages, done.stages, strict=True):
+            scopes, events = stage_scopes(rule, stage), tuple(after.events)
             stage.expr = map_predicates(
-                stage.expr, lambda p, r=rule, s=scopes, f=full: align.one(p, r, s, f)
+                stage.expr,
+                lambda p, r=rule, s=scopes, f=full, e=events: align.one(p, r, s, f, e),
             )
             stages.append(stage)
     out = keys_of(stages)
     out.renamed = align.renamed
     return out
+
+
+Events = tuple[str, ...]
 
 
 @dataclass
@@ -287,17 +302,27 @@ class _Align:
     sigma: tuple[str, ...]
     ours: set[Key]
     logsource: frozenset[str] = frozenset()
+    sigma_events: Events = ()  # the Sigma reading's catalog events
     renamed: set[tuple[str, str, str]] = field(default_factory=set)
 
-    def one(self, p: Predicate, rule: Rule, scopes: tuple[str, ...], full: bool) -> Any:
-        native = normalize_predicate(p, rule.vendor, scopes, full)
+    def one(
+        self, p: Predicate, rule: Rule, scopes: tuple[str, ...], full: bool, events: Events = ()
+    ) -> Any:
+        """``events``: the target stage's catalog events (Windows event data reads by
+        event); the Sigma field is read with the Sigma rule's."""
+        native = normalize_predicate(
+            p, rule.vendor, scopes, full, events=events, language=rule.language
+        )
         target_field = bare_field(p.field_raw or "")
-        mine = canonical_field(rule.vendor, scopes, p.field_raw)
+        mine = canonical_field(rule.vendor, scopes, p.field_raw, events)
         candidates = []
         for sigma_field in sorted(self.aliases.get(target_field, ())):
-            theirs = canonical_field("sigma", self.sigma, sigma_field)
+            theirs = canonical_field("sigma", self.sigma, sigma_field, self.sigma_events)
             q = replace(p, field_raw=sigma_field)
-            candidates.append((theirs, normalize_predicate(q, "sigma", self.sigma, full)))
+            sigma_reading = normalize_predicate(
+                q, "sigma", self.sigma, full, events=self.sigma_events
+            )
+            candidates.append((theirs, sigma_reading))
         single = len(candidates) == 1 and mine not in self.logsource
         chosen = candidates if single else self._by_value(candidates)
         if not chosen or [f for f, _ in chosen] == [mine]:
@@ -355,7 +380,7 @@ class Comparison:
 
 def compare(target: Target, rule: SigmaDoc, conv: Conversion) -> Comparison:
     ours = sigma_reading(rule.text)
-    theirs = target_reading(target, rule, conv, ours.keys)
+    theirs = target_reading(target, rule, conv, ours)
     missing, extra = ours.keys - theirs.keys, theirs.keys - ours.keys
     equivalences = []
     added = logsource_added(target.name, extra, ours.keys)

@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from test_equivalence import IDEAS, INDEX
 
 from detcat.model import Predicate, Rule, StageRole, predicates
 from detcat.normalize import event_catalog, indicator_key, is_mapped, normalize_rule
-from detcat.normalize.fields import Entry, explain
+from detcat.normalize.fields import ANY, Entry, explain, windows_table
 from detcat.normalize.scopes import stage_scopes
 from detcat.normalize.tables import EVENT_SOURCES, FIELDS, load
 from detcat.normalize.values import lookup_name
-from detcat.sources import registry
+from detcat.parse import parse_rules
+from detcat.sources import chronicle, registry
 
 VENDORS = registry.names()  # every installed vendor, detcat's own four included
 MIN_MAPPED = 0.95
@@ -34,13 +36,15 @@ class Corpus:
 
 
 def _record_lookups(corpus: Corpus, rule: Rule) -> None:
-    """The table entry each raw predicate is looked up by (before normalizing)."""
+    """The table entry each predicate's raw name is looked up by, with the stage's
+    events as normalization reads them (call after ``normalize_rule``)."""
+    events = tuple(e for s in rule.stages for e in s.events)
     for stage in rule.stages:
         scopes = stage_scopes(rule, stage)
         derived = stage.params.get("derived") or {}
         for p in predicates(stage.expr):
             raw, _ = lookup_name(p, derived)
-            hit = explain(rule.vendor, scopes, raw)
+            hit = explain(rule.vendor, scopes, raw, events)
             if hit is not None:
                 corpus.entries[rule.vendor].add(hit)
 
@@ -52,8 +56,8 @@ def corpus(corpora: Path) -> Corpus:
         source = registry.get(vendor)
         rules = [r for r in source.read(corpora / vendor) if isinstance(r, Rule)]
         for rule in rules:
-            _record_lookups(out, rule)
             normalize_rule(rule)
+            _record_lookups(out, rule)
         out.rules[vendor] = rules
     return out
 
@@ -81,19 +85,71 @@ def test_predicates_have_canonical_fields(corpus: Corpus, vendor: str) -> None:
     assert share >= MIN_MAPPED
 
 
-def test_every_field_entry_is_used_by_the_corpus(corpus: Corpus) -> None:
+def test_every_field_entry_is_used_by_the_corpus(corpus: Corpus, corpora: Path) -> None:
+    """Used by an active rule, or by a deprecated one (``build --include-deprecated``):
+    UDM ``network.direction`` is only in deprecated SecOps rules today."""
+    deprecated = Corpus()
+    for rule in chronicle.read(corpora / "chronicle", include_deprecated=True):
+        if isinstance(rule, Rule):
+            normalize_rule(rule)
+            _record_lookups(deprecated, rule)
     unused = []
     for vendor in VENDORS:
-        used = {(e.section, e.key) for e in corpus.entries[vendor]}
+        used = {(e.section, e.key) for e in corpus.entries[vendor] | deprecated.entries[vendor]}
         section = load(FIELDS).get(vendor, {})
         for scope, entries in section.items():
-            if scope in ("fallback", "platforms"):
+            if scope in ("fallback", "platforms", "by_value"):
                 continue
             for key in entries:
                 if (scope, key) not in used:
                     unused.append((vendor, scope, key))
         unused += [(vendor, "fallback", s) for s in section.get("fallback", {})
                    if ("fallback", s) not in used]  # fmt: skip
+    assert unused == []
+
+
+def test_vendor_specific_fields_are_written_and_unmapped(corpus: Corpus) -> None:
+    """Each [vendor_specific.*] name (or ``prefix.*``) is one the vendor's rules write
+    without a canonical name (a later mapping must remove it from the list; a name
+    may be mapped in other log sources: Sigma ``LogonId`` of Windows rules)."""
+    listed = load(FIELDS)["vendor_specific"]
+    assert set(listed) <= set(VENDORS)
+    for vendor, names in listed.items():
+        unmapped = {p.field_raw for r in corpus.rules[vendor] for s in r.stages
+                    for p in predicates(s.expr) if not is_mapped(p.field)}  # fmt: skip
+        assert all(reason for reason in names.values()), vendor
+        for name in names:
+            covers = [f for f in unmapped if f == name or (
+                name.endswith(".*") and f and f.startswith(name[:-1]))]  # fmt: skip
+            assert covers, (vendor, name)
+
+
+def test_every_windows_entry_is_used_by_the_corpus(corpus: Corpus) -> None:
+    """Each [windows.*] name decides some rule's field in its event (or in any
+    event), and each Splunk add-on alias is written by some rule; the corpus
+    does not write Security 4688's names nor the classic add-on format, so the
+    equivalence table's spellings count as uses too (they are the issue's)."""
+    table_uses = Corpus()
+    for idea in IDEAS:
+        for language, text in idea.spellings:
+            lang, _, index = language.partition("@")
+            for rule in parse_rules(lang, text, normalize=False):
+                rule.context["index"] = INDEX.get(language, [])
+                normalize_rule(rule)
+                _record_lookups(table_uses, rule)
+                table_uses.rules.setdefault(rule.vendor, []).append(rule)
+    found = [corpus, table_uses]
+    used = {(e.section, e.key) for c in found for es in c.entries.values() for e in es}
+    table = windows_table()
+    unused = [(f"windows:{ANY}", n) for n in table.default if (f"windows:{ANY}", n) not in used]
+    unused += [
+        (f"windows:{event}", n)
+        for event, names in table.by_event.items()
+        for n in names
+        if (f"windows:{event}", n) not in used
+    ]
+    names = {p.field_raw for c in found for rs in c.rules.values() for r in rs for p in written(r)}
+    unused += [("windows:aliases", a) for a in table.aliases if a not in names]
     assert unused == []
 
 

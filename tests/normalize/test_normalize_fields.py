@@ -130,12 +130,12 @@ FAMILIES: dict[str, dict[str, list[Any]]] = {
         "sigma": [("EventID", SECURITY)],
         "elastic": ["event.code", "winlog.event_id"],
         "splunk": ["EventCode", "EventID"],
-        "chronicle": ["metadata.product_event_type"],
     },
     "event.action": {
         "sigma": [("eventName", CLOUDTRAIL)],
         "elastic": ["event.action"],
         "splunk": ["eventName", "All_Changes.command"],
+        "chronicle": ["metadata.product_event_type"],  # a name ("x"), not a number
     },
     "powershell.file.script_block_text": {
         "sigma": [("ScriptBlockText", PS_SCRIPT)],
@@ -145,7 +145,6 @@ FAMILIES: dict[str, dict[str, list[Any]]] = {
     "winlog.event_data.TargetUserName": {
         "sigma": [("TargetUserName", SECURITY)],
         "elastic": ["winlog.event_data.TargetUserName"],
-        "splunk": [("TargetUserName", SPLUNK_SECURITY)],
     },
     "url.query": {"sigma": [("cs-uri-query", WEBSERVER)], "elastic": ["url.query"]},
     "user_agent.original": {
@@ -179,8 +178,10 @@ def test_vendor_spelling_reads_as_canonical(canonical: str, vendor: str, spellin
         # meaning depends on the log source
         ("chronicle", "principal.process.file.full_path", NETWORK, "process.executable"),
         ("chronicle", "target.process.file.full_path", {"event_type": "PROCESS_OPEN"},
-         "winlog.event_data.TargetImage"),
-        ("sigma", "TargetImage", PROC_ACCESS, "winlog.event_data.TargetImage"),
+         "Target.process.executable"),
+        ("sigma", "TargetImage", PROC_ACCESS, "Target.process.executable"),
+        # Windows event data by event: the account logging on in 4624
+        ("splunk", "TargetUserName", SPLUNK_SECURITY, "user.name"),
         ("sigma", "Signed", IMAGE_LOAD, "dll.code_signature.exists"),
         ("sigma", "Details", {"context": sigma(service="system")}, "winlog.event_data.Details"),
         # prefix entries keep the rest of the path

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,12 @@ import pytest
 from normalize_helpers import make_rule, normalized, pred, sigma
 
 from detcat.model import And, Op, Or, Predicate, Rule, leaves, predicates
-from detcat.normalize import fold_value, indicator_key, normalize_rule
+from detcat.normalize import indicator_key, normalize_rule
 from detcat.normalize.fields import canonical_field, documented, in_fieldset
 from detcat.normalize.regex import regex_literal
 from detcat.normalize.scopes import stage_scopes
 from detcat.normalize.tables import load
-from detcat.normalize.values import VALUES, vocabularies
+from detcat.normalize.values import VALUES, vocabularies, vocabulary_key
 from detcat.sources import registry
 
 
@@ -217,15 +218,15 @@ def test_direction_values_have_one_spelling(
 
 def test_vocabularies_are_well_formed() -> None:
     """Each table is a canonical field's; each canonical value is one of its own
-    spellings (so normalizing twice changes nothing); spellings are unique when
-    case-folded."""
+    spellings, written as the canonical value (so normalizing twice changes
+    nothing); spellings are unique when case-folded."""
     raw = load(VALUES)
     assert raw
     for name, table in raw.items():
         assert name in documented() or in_fieldset(name), name
         folded = {k.casefold() for k in table}
         assert len(folded) == len(table), name
-        assert all(v in folded and table[v] == v for v in table.values()), name
+        assert all(v.casefold() in folded and table[v] == v for v in table.values()), name
         assert vocabularies()[name] == {k.casefold(): v for k, v in table.items()}
 
 
@@ -243,13 +244,19 @@ def test_every_vocabulary_spelling_is_used_by_the_corpus(corpora: Path) -> None:
 
 
 def _vocabulary_values(rule: Rule, fields: set[str]) -> set[tuple[str, str]]:
+    """(canonical field, spelling) of the equality tests the rule writes; fields are
+    read with the stage's events, as normalization reads them."""
     out = set()
-    for stage in rule.stages:
+    done = copy.deepcopy(rule)
+    normalize_rule(done)
+    for stage, after in zip(rule.stages, done.stages, strict=True):
         scopes = stage_scopes(rule, stage)
+        events = tuple(after.events)
         for p in predicates(stage.expr):
-            field = canonical_field(rule.vendor, scopes, p.field_raw)
-            if field in fields and p.op is Op.EQ and isinstance(p.value, str | bool):
-                out.add((field, fold_value(p.value)))
+            field = canonical_field(rule.vendor, scopes, p.field_raw, events)
+            usable = p.value is not None and not isinstance(p.value, float)
+            if field in fields and p.op is Op.EQ and usable:
+                out.add((field, vocabulary_key(p.value)))  # type: ignore[arg-type]
     return out
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from detcat.model import (
+    And,
     Not,
     Op,
     Opaque,
@@ -238,7 +239,13 @@ def test_threshold(tmp_path: Path) -> None:
         Stage(expr=kq("event.category", Op.EQ, "authentication")),
         Stage(
             "threshold",
-            Predicate("_count", Op.GTE, 25, "threshold"),
+            # the real condition: the count and the cardinality bound, not params only
+            And(
+                (
+                    Predicate("_count", Op.GTE, 25, "threshold"),
+                    Predicate("cardinality(source.ip)", Op.GTE, 5, "cardinality", kind="derived"),
+                )
+            ),
             StageRole.AGGREGATE,
             params={
                 "by": ["host.id", "user.name"],

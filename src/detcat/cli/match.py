@@ -119,7 +119,10 @@ class _BadEvents:
 
 def render_result(r: dict[str, Any]) -> str:
     lines = [f"{r['event']}: {plural(len(r['matches']), 'matching rule')}"]
-    lines += [f"  {m['vendor']:<9} {m['id']}  {m['title']}" for m in r["matches"]]
+    for m in r["matches"]:
+        # A multi-event rule this event completes: with the events that make it up.
+        events = f"  (events {', '.join(m['events'])})" if m.get("events") else ""
+        lines.append(f"  {m['vendor']:<9} {m['id']}  {m['title']}{events}")
     for p in r.get("partial", []):
         stages = ", ".join(p["stages"])
         lines.append(

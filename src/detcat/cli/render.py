@@ -337,9 +337,10 @@ def stats(console: Console, data: dict[str, Any]) -> None:
 
 
 def unmapped(console: Console, rows: list[dict[str, Any]]) -> None:
-    t = _table("Fields without a canonical name", ("vendor", "field", "rules", "predicates"))
+    columns = ("vendor", "field", "rules", "predicates", "vendor-specific because")
+    t = _table("Fields without a canonical name", columns)
     for r in rows:
-        _row(t, r["vendor"], r["field_raw"], r["rules"], r["predicates"])
+        _row(t, r["vendor"], r["field_raw"], r["rules"], r["predicates"], r.get("reason") or "")
     console.print(t)
 
 

@@ -54,6 +54,7 @@ from detcat.model import (
 from detcat.normalize import full_match_regex
 from detcat.normalize.fields import canonical_field
 from detcat.normalize.scopes import stage_scopes
+from detcat.sources import registry
 
 # Stage parameters that make one event not enough (YARA-L ``#e > N``).
 _MIN_COUNT = "min_count"
@@ -123,7 +124,8 @@ class RulePlan:
         """A normalized rule as the catalog would give it back (tests, one-off runs)."""
         plan = cls(rule.vendor, rule.id, rule.title, rule.language, dict(rule.context))
         plan.rule_type = rule.type
-        plan.condition = rule.extra.get("condition") if rule.language == "yaral" else None
+        windows = registry.language_engine(rule.language) == "windows"
+        plan.condition = rule.extra.get("condition") if windows else None
         for s in rule.stages:
             plan.stages.append(
                 StagePlan(
@@ -157,7 +159,7 @@ class RulePlan:
         """How the rule's language evaluates the stage (see ``match.evaluate``)."""
         full = full_match_regex(self.language)
         d = Dialect(full, self.ref_resolver(stage), computed=stage.params.get("derived") or {})
-        if self.language == "eql":
+        if registry.language_engine(self.language) == "sequences":
             from detcat.match.eql import eql_dialect
 
             eql_dialect(d)

@@ -203,8 +203,9 @@ def canonical_event(label: str, doc: dict[str, Any]) -> Event:
         if isinstance(v, str):
             ev.scopes |= {f"category:{v}", *log_categories_of(v)}
     naming = vendor_scopes(raw, scopes)
+    events = (ev.catalog_id,) if ev.catalog_id else ()
     for name, values in raw.items():
-        for canon in event_field_names(name, naming):
+        for canon in event_field_names(name, naming, events):
             ev.fields.setdefault(canon, []).extend(values)
     _derive(ev)
     ev.text = [str(v) for values in raw.values() for v in values if isinstance(v, str)]
@@ -224,14 +225,21 @@ def vendor_scopes(
     return out
 
 
-def event_field_names(name: str, naming: list[tuple[Vendor, tuple[str, ...]]]) -> set[str]:
-    """Every canonical name a vendor could mean by ``name`` (see ``vendor_scopes``).
+def event_field_names(
+    name: str, naming: list[tuple[Vendor, tuple[str, ...]]], events: tuple[str, ...] = ()
+) -> set[str]:
+    """Every canonical name a vendor could mean by ``name`` (see ``vendor_scopes``)
+    in an event that is the catalog event ``events`` names (Windows event data
+    reads by event, as in rules: Sysmon 7 ``Hashes`` are the DLL's).
     The vendor's raw name is one of them: a rule it wrote for another log source
     keeps the raw name (``sigma:Image`` of a Linux rule)."""
     names: set[str] = set()
     for vendor, scopes in naming:
         if vendor.dotted_event_names and "." not in name:
             continue  # ECS and UDM names are dotted; a Windows name means nothing there
+        names.add(canonical_field(vendor.name, scopes, name, events))
+        # also the name without event context: what a raw name in a rule's params
+        # (a correlation's group-by, a join key) reads as
         names.add(canonical_field(vendor.name, scopes, name))
         names.add(namespaced(vendor.name, name))
         if vendor.writes_ecs:

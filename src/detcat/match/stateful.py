@@ -28,10 +28,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from detcat.match.events import Event
+from detcat.sources import registry
 
 if TYPE_CHECKING:
     from detcat.match import RulePlan, StagePlan
 
+# The engines a vendor may name (``Vendor.language_engines``, ``rule_type_engines``).
+ENGINES = frozenset({"sequences", "windows", "threshold"})
 MAX_OPEN = 10_000  # open groups (join keys) per rule
 
 # Where events carry their time: ECS, Sysmon/evtx, legacy EQL, UDM.
@@ -72,13 +75,14 @@ def engine_for(rule: RulePlan) -> Engine | str:
     from detcat.match import aggregates, sequences, yaral
 
     names = [s.name for s in rule.stages]
-    if rule.language == "eql" and any(
+    engine = registry.language_engine(rule.language)
+    if engine == "sequences" and any(
         n.startswith(("sequence[", "sample[", "join[")) for n in names
     ):
         return sequences.eql_engine(rule)
-    if rule.vendor == "elastic" and rule.rule_type == "threshold":
+    if registry.rule_type_engine(rule.vendor, rule.rule_type) == "threshold":
         return aggregates.threshold_engine(rule)
-    if rule.language == "yaral":
+    if engine == "windows":
         return yaral.yaral_engine(rule)
     return _no_engine_reason(rule)
 

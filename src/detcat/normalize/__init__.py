@@ -17,34 +17,76 @@ from detcat.model import (
     Expr,
     Predicate,
     Rule,
+    Stage,
     StageRole,
     map_predicates,
     replace,
     value_text,
 )
 from detcat.normalize.events import Event, event_catalog, get_event, stage_events
-from detcat.normalize.fields import canonical_field, explain, is_mapped, namespaced
+from detcat.normalize.fields import (
+    by_value,
+    canonical_field,
+    explain,
+    is_mapped,
+    is_windows_event,
+    namespaced,
+    selector_kind,
+    windows_table,
+)
 from detcat.normalize.scopes import stage_scopes
-from detcat.normalize.values import add_implied, lookup_name, normalize_value
+from detcat.normalize.values import (
+    add_implied,
+    case_by_field_type,
+    lookup_name,
+    normalize_value,
+)
 from detcat.sources.registry import full_match as full_match_regex
 
 
 def normalize_rule(rule: Rule) -> None:
-    """Fill canonical fields, normalize ops/values, add implied predicates and events."""
+    """Fill canonical fields, normalize ops/values, add implied predicates and events.
+
+    A stage is read twice when its events matter to its fields: first without them,
+    to learn its catalog events (event codes, providers and log sources are named
+    by fields whose meaning does not depend on the event), then with them, so that
+    Windows event data reads as the event defines it (``normalize/fields.py``).
+    Filters after an aggregation read the events of the stages before them.
+    """
     full_match = full_match_regex(rule.language)
+    events: tuple[str, ...] = ()
     for stage in rule.stages:
         if stage.expr is None:
             continue
-        fn = partial(
-            normalize_predicate,
-            vendor=rule.vendor,
-            scopes=stage_scopes(rule, stage),
-            full_match=full_match,
-            derived=stage.params.get("derived") or {},
-        )
-        stage.expr = map_predicates(stage.expr, fn)
+        written = stage.expr
+        stage.expr = _normalized(rule, stage, written, full_match, ())
         if stage.role is StageRole.EVENTS:
             stage.events = stage_events(rule, stage)
+            events = tuple(stage.events)
+        context = _windows_context(events)
+        if context:
+            stage.expr = _normalized(rule, stage, written, full_match, context)
+
+
+def _normalized(
+    rule: Rule, stage: Stage, expr: Expr, full_match: bool, events: tuple[str, ...]
+) -> Expr:
+    fn = partial(
+        normalize_predicate,
+        vendor=rule.vendor,
+        scopes=stage_scopes(rule, stage),
+        full_match=full_match,
+        derived=stage.params.get("derived") or {},
+        events=events,
+        language=rule.language,
+    )
+    return map_predicates(expr, fn)
+
+
+def _windows_context(events: tuple[str, ...]) -> tuple[str, ...]:
+    """The events that change how a stage's fields read: Windows event logs."""
+    table = windows_table().by_event
+    return tuple(e for e in events if e in table or is_windows_event(e))
 
 
 def normalize_predicate(
@@ -53,6 +95,8 @@ def normalize_predicate(
     scopes: tuple[str, ...],
     full_match: bool = False,
     derived: dict[str, Any] | None = None,
+    events: tuple[str, ...] = (),
+    language: str = "",
 ) -> Expr:
     """One predicate in canonical terms (may grow into an And/Or)."""
     if p.field is not None:
@@ -62,14 +106,16 @@ def normalize_predicate(
         # Computed inside the query: canonical only when its name is a table entry
         # (CIM process_exec), never through a fallback (rmm_exception must not
         # become winlog.event_data.rmm_exception).
-        entry = explain(vendor, scopes, raw)
+        entry = explain(vendor, scopes, raw, events)
         explicit = entry is not None and entry.section != "fallback"
         field = entry.canonical if explicit else namespaced(vendor, raw or "")
     else:
-        field = canonical_field(vendor, scopes, raw)
-    q = replace(p, field=field)
+        field = by_value(vendor, raw, p.value) or canonical_field(vendor, scopes, raw, events)
+    q = case_by_field_type(replace(p, field=field), vendor, language)
     if folded:
         q = replace(q, case_sensitive=False)
+    if not p.kind and selector_kind(vendor, field):
+        q = replace(q, kind="selector")
     out = normalize_value(q, full_match)
     return map_predicates(out, add_implied) if out is not q else add_implied(q)
 
@@ -87,8 +133,8 @@ def fold_value(value: object) -> str:
 
 
 __all__ = [
-    "fold_value",
     "full_match_regex",
+    "fold_value",
     "Event",
     "event_catalog",
     "get_event",

@@ -2,6 +2,8 @@
 
 Applied after the field is known:
 
+- the case rule the target field's type implies (``data/field_types.toml``: a
+  ``.caseless`` or full-text field ignores case, KQL on a keyword field does not);
 - ``lower(f)`` / ``upper(f)`` / ``TO_LOWER(f)`` … around a field: the field, compared
   case-insensitively;
 - a regex that is a plain literal -> eq / starts_with / ends_with / contains;
@@ -11,18 +13,20 @@ Applied after the field is known:
 - an enumerated value spelled differently per vendor -> one spelling, from the
   ``values.toml`` vocabularies (``OUTBOUND``, ``outgoing``, Sysmon ``Initiated``
   ``true`` -> ``network.direction`` ``egress``);
-- a path ``ends_with \\name`` (or ``eq`` a full path) -> ``And(original, <name field>
-  eq name)``, the second predicate of kind ``"implied"``.
+- a path ``ends_with \\name`` (or ``eq`` a full path, or a wildcard path whose last
+  component has no wildcard) -> ``And(original, <name field> eq name)``, the second
+  predicate of kind ``"implied"``.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cache
 
 from detcat.model import And, Expr, Op, Predicate, map_predicates, or_, replace
 from detcat.normalize.regex import regex_literal
-from detcat.normalize.tables import FIELDS, load
+from detcat.normalize.tables import FIELD_TYPES, FIELDS, load
 
 VALUES = "values.toml"
 
@@ -88,6 +92,51 @@ def vocabularies() -> dict[str, dict[str, str]]:
     return {f: {k.casefold(): v for k, v in t.items()} for f, t in load(VALUES).items()}
 
 
+@dataclass(frozen=True, slots=True)
+class FieldTypes:
+    """``data/field_types.toml`` for one vendor: which fields are full text, which
+    sub-fields fold case, and which languages take their case rule from them."""
+
+    type_decides: frozenset[str]
+    text: frozenset[str]
+    text_suffixes: tuple[str, ...]
+    caseless_suffixes: tuple[str, ...]
+
+
+@cache
+def field_types(vendor: str) -> FieldTypes | None:
+    t = load(FIELD_TYPES).get(vendor)
+    if t is None:
+        return None
+    return FieldTypes(
+        frozenset(t["type_decides"]),
+        frozenset(t["text"]),
+        tuple(t["text_suffixes"]),
+        tuple(t["caseless_suffixes"]),
+    )
+
+
+_TEXT_OPS = (Op.EQ, Op.CONTAINS, Op.STARTS_WITH, Op.ENDS_WITH, Op.WILDCARD)
+
+
+def case_by_field_type(p: Predicate, vendor: str, language: str) -> Predicate:
+    """``p`` with the case rule the type of its target field implies: a
+    ``.caseless`` or full-text field compares case-insensitively in every language
+    (and a KQL ``:`` equality on full text is a phrase match, ``contains``); a KQL
+    comparison on any other (keyword, wildcard) field is case-sensitive."""
+    types = field_types(vendor)
+    raw = p.field_raw
+    if types is None or raw is None or p.op not in _TEXT_OPS or not isinstance(p.value, str):
+        return p
+    text = p.field in types.text or raw.endswith(types.text_suffixes)
+    if text or raw.endswith(types.caseless_suffixes):
+        phrase = text and language in types.type_decides and p.op is Op.EQ and p.syntax == ":"
+        return replace(p, case_sensitive=False, op=Op.CONTAINS if phrase else p.op)
+    if language in types.type_decides:
+        return replace(p, case_sensitive=True)
+    return p
+
+
 _PRESENCE: dict[Op, bool | None] = {Op.EXISTS: True, Op.IS_NULL: None}
 # A substring of a hash list "MD5=…,IMPHASH=…" is still one whole digest.
 _WHOLE_VALUE = (Op.EQ, Op.CONTAINS, Op.STARTS_WITH, Op.ENDS_WITH)
@@ -98,7 +147,7 @@ def normalize_value(p: Predicate, full_match: bool) -> Expr:
     if p.op in _PRESENCE and p.value is not _PRESENCE[p.op]:
         return replace(p, value=_PRESENCE[p.op])  # one spelling: exists True, is_null None
     if not isinstance(p.value, str):
-        return _vocabulary(p)  # Sigma `Initiated: true` is a boolean
+        return _vocabulary(p)  # Sigma `Initiated: true` is a boolean, `LogonType: 10` a number
     if p.op is Op.REGEX_MATCH:
         out = _from_regex(p, full_match)
         return p if out is p else map_predicates(out, _string_value)
@@ -115,11 +164,17 @@ def _string_value(p: Predicate) -> Predicate:
 
 def _vocabulary(p: Predicate) -> Predicate:
     table = vocabularies().get(p.field or "")
-    if table is None or p.op is not Op.EQ or not isinstance(p.value, str | bool):
+    if table is None or p.op is not Op.EQ or p.value is None or isinstance(p.value, float):
         return p
-    key = ("true" if p.value else "false") if isinstance(p.value, bool) else p.value.casefold()
-    value = table.get(key)
+    value = table.get(vocabulary_key(p.value))
     return p if value is None else replace(p, value=value)
+
+
+def vocabulary_key(value: str | int | bool) -> str:
+    """How a value is looked up in a vocabulary: case-folded text, ``true``/``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).casefold()
 
 
 def _from_regex(p: Predicate, full_match: bool) -> Expr:
@@ -153,10 +208,15 @@ def _split_hash(p: Predicate) -> Predicate:
     return replace(p, field=f"{base}.{target}", op=op, value=digest.strip())
 
 
+_NAMING_OPS = (Op.ENDS_WITH, Op.EQ, Op.WILDCARD)
+
+
 def add_implied(p: Predicate) -> Expr:
-    """``And(p, name eq tail)`` when ``p`` pins down the file name of a path field."""
+    """``And(p, name eq tail)`` when ``p`` pins down the file name of a path field: an
+    equality, an ends-with, or a wildcard pattern whose last path component has no
+    wildcard (``?:\\WINDOWS\\system32\\lsass.exe`` names lsass.exe as ``*\\lsass.exe`` does)."""
     name_field = implied_fields().get(p.field or "")
-    if name_field is None or p.op not in (Op.ENDS_WITH, Op.EQ) or not isinstance(p.value, str):
+    if name_field is None or p.op not in _NAMING_OPS or not isinstance(p.value, str):
         return p
     tail = _file_name(p.value)
     if tail is None:

@@ -194,6 +194,7 @@ class Chronicle(Vendor):
     name = VENDOR
     display_name = "Google SecOps"
     languages = ("yaral",)
+    language_engines = {"yaral": "windows"}
     dotted_event_names = True
 
     read = staticmethod(read)

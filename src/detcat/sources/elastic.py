@@ -5,8 +5,9 @@ Each ``.toml`` under ``rules/`` (``_deprecated/`` only on request) and
 its language (KQL, EQL, ES|QL); the rule type adds what the query does not
 say:
 
-- ``threshold``: a second, ``aggregate`` stage whose predicate is
-  ``_count >= N`` (``params``: group-by fields, threshold, cardinality).
+- ``threshold``: a second, ``aggregate`` stage whose predicates are
+  ``_count >= N`` and each ``cardinality(field) >= M`` (``params``: group-by
+  fields, threshold, cardinality).
 - ``new_terms``: a second ``aggregate`` stage with no predicate recording the
   new-terms fields and history window.
 - ``threat_match``: the indicator mapping ANDed to the query, one ``in_list``
@@ -247,7 +248,15 @@ def _threshold(stages: list[Stage], rule: dict[str, Any]) -> list[Stage]:
         # The look-back of each run ("now-9m"): the window the count is taken over.
         "window": str(rule.get("from") or "now-6m"),
     }
-    expr = Predicate("_count", Op.GTE, value, "threshold") if value is not None else None
+    # the condition is the count and every cardinality bound: "cardinality of
+    # destination.port >= 250" is what a port-scan rule tests, not "_count >= 1"
+    tests = [Predicate("_count", Op.GTE, value, "threshold")] if value is not None else []
+    tests += [
+        Predicate(f"cardinality({c['field']})", Op.GTE, c["value"], "cardinality", kind="derived")
+        for c in params["cardinality"]
+        if c.get("field") and c.get("value") is not None
+    ]
+    expr = and_(*tests) if tests else None
     return [*stages, Stage("threshold", expr, StageRole.AGGREGATE, params=params)]
 
 
@@ -441,6 +450,8 @@ class Elastic(Vendor):
     display_name = "Elastic"
     languages = ("kql", "eql", "esql")
     full_match_languages = frozenset({"kql", "eql", "esql"})  # Lucene regexp, RLIKE
+    language_engines = {"eql": "sequences"}
+    rule_type_engines = {"threshold": "threshold"}
     writes_ecs = True
     dotted_event_names = True
 

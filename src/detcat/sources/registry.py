@@ -63,6 +63,12 @@ class Vendor(ABC):
     # Names the vendor reads in a raw event are dotted paths (ECS, UDM): a flat
     # Windows name ("Image") means nothing to it.
     dotted_event_names: ClassVar[bool] = False
+    # The engine ``detcat.match`` evaluates a language's rules with, beyond one event's
+    # predicates: "sequences" (EQL's computed conditions and sequence/sample/join),
+    # "windows" (YARA-L's match … over and outcome condition). Unlisted: predicates.
+    language_engines: ClassVar[dict[str, str]] = {}
+    # Rule types counted over the stream of events -> their engine ("threshold").
+    rule_type_engines: ClassVar[dict[str, str]] = {}
 
     # -- reading rules ------------------------------------------------------------
 
@@ -206,6 +212,18 @@ def languages() -> dict[str, Vendor]:
                 raise RegistryError(f"{vendor.name} and {out[lang].name} both write {lang!r}")
             out[lang] = vendor
     return out
+
+
+def language_engine(language: str) -> str | None:
+    """The match engine of ``language``'s rules (``Vendor.language_engines``)."""
+    vendor = languages().get(language)
+    return vendor.language_engines.get(language) if vendor else None
+
+
+def rule_type_engine(vendor: str, rule_type: str) -> str | None:
+    """The match engine of the vendor's rules of ``rule_type`` (``Vendor.rule_type_engines``)."""
+    found = find(vendor)
+    return found.rule_type_engines.get(rule_type) if found else None
 
 
 def full_match(language: str) -> bool:

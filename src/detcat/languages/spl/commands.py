@@ -51,6 +51,7 @@ def _pairs(args: list[str]) -> list[tuple[str, str]]:
 
 # Statistics whose output is still the values of the input field.
 _CARRY = frozenset({"values", "list", "latest", "earliest", "first", "last", "mode"})
+_TIME = "_time"
 OPTION = re.compile(r"[\w.]+=(?:\([^()]*\)|[^()]*)")  # key=value, key=(search terms)
 _AGG_CALL = re.compile(r"(\w+)\((.*)\)", re.S)
 _FIELD = re.compile(r"[\w.{}@:]+|\"[^\"]*\"|'[^']*'")
@@ -89,9 +90,15 @@ def parse_aggregations(
 
 
 def _carried(agg: str) -> str | None:
+    """The field whose values an aggregate output still holds (``values(x)``,
+    ``latest(x)``), or None for a computed one. The first or last *time* of a group
+    (``earliest(_time) AS firstTime``) is a fact about the group, not an event's
+    timestamp: it stays computed (``firstTime >= relative_time(now(), "-24h@h")``
+    asks whether the group is new)."""
     m = _AGG_CALL.fullmatch(agg)
     if m and m.group(1).lower() in _CARRY and _FIELD.fullmatch(m.group(2).strip()):
-        return unquote(m.group(2).strip())[0]
+        field = unquote(m.group(2).strip())[0]
+        return None if field == _TIME else field
     return None
 
 
