@@ -15,12 +15,11 @@ from typing import Any
 
 from detcat import similar
 from detcat.errors import DetcatError
+from detcat.guide_text import GUIDE  # guide.toml: the prose and the ranking settings
 from detcat.normalize import fold_value
 from detcat.normalize.fields import vendor_specific_reason
 from detcat.sources import registry
 from detcat.tables import load
-
-GUIDE = "guide.toml"  # ranking settings and the prose of a guide (guide_text.py)
 
 # Operators that say a field is present or absent carry no indicator value.
 _NO_VALUE_OPS = ("exists", "is_null")
