@@ -458,6 +458,19 @@ def test_invalid_catalog_is_a_tool_error(
 
 # -- the command: stdio and HTTP subprocesses -------------------------------------------------
 
+
+@pytest.mark.parametrize("make", [_not_sqlite, _empty_sqlite], ids=["not sqlite", "other sqlite"])
+def test_the_command_refuses_a_file_that_is_not_a_catalog(tmp_path: Path, make: Any) -> None:
+    from click.testing import CliRunner
+
+    from detcat.cli import main
+
+    db = tmp_path / "catalog.sqlite"
+    make(db)
+    res = CliRunner().invoke(main, ["mcp", "--db", str(db)])
+    assert res.exit_code == 3
+    assert NOT_A_CATALOG in res.output and "Traceback" not in res.output
+
 DETCAT = Path(sysconfig.get_path("scripts")) / "detcat"
 
 

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from detcat.cli.options import db_option
+from detcat.cli.options import db_option, open_catalog
 
 
 @click.command()
@@ -29,7 +29,11 @@ def mcp(db: Path, http: bool, host: str, port: int, budget: int) -> None:
     from detcat.mcp import run
 
     err = Console(stderr=True)
-    if not db.exists():
+    if db.exists():
+        # A file that is not a catalog is refused, as `serve` does; a missing one is
+        # not, since agents' clients start the server before the first build.
+        open_catalog(db).close()
+    else:
         err.print(f"detcat mcp: no catalog at {escape(str(db))} yet; tools answer with an error")
     if http:
         err.print(f"detcat mcp: serving {escape(str(db))} on http://{escape(host)}:{port}/mcp")
