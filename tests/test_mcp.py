@@ -471,6 +471,7 @@ def test_the_command_refuses_a_file_that_is_not_a_catalog(tmp_path: Path, make: 
     assert res.exit_code == 3
     assert NOT_A_CATALOG in res.output and "Traceback" not in res.output
 
+
 DETCAT = Path(sysconfig.get_path("scripts")) / "detcat"
 
 
