@@ -41,8 +41,17 @@ def _fits(template: str, nums: dict[str, Any]) -> bool:
     return all(nums.get(n) is not None for n in placeholders(template))
 
 
+class _Prose(string.Formatter):
+    """``{n:rule}`` writes "1 rule" or "2 rules": a count with its noun."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec and isinstance(value, int):
+            return f"{value} {format_spec}{'' if value == 1 else 's'}"
+        return super().format_field(value, format_spec)
+
+
 def _fill(template: str, nums: dict[str, Any]) -> str:
-    return template.format_map(nums)
+    return _Prose().vformat(template, (), nums)
 
 
 def numbers(g: dict[str, Any]) -> dict[str, Any]:
