@@ -74,12 +74,25 @@ def read_vendor(
     every rule shares (Splunk macros and lookups), which one shard reports."""
     started = time.perf_counter()
     result = VendorResult(vendor)
-    source_files.set_max_bytes(max_file_bytes)
+    with source_files.size_limit(max_file_bytes):
+        _read_into(result, vendor, root, include_deprecated, files, report_shared)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _read_into(
+    result: VendorResult,
+    vendor: str,
+    root: Path,
+    include_deprecated: bool,
+    files: list[Path] | None,
+    report_shared: bool,
+) -> None:
     try:
         reader = registry.get(vendor)
     except (ImportError, DetcatError) as e:
         result.problems.append(Problem(str(root), f"no reader for {vendor}: {e}", vendor=vendor))
-        return result
+        return
     shared = _guarded(
         vendor, root, root, lambda: reader.prepare(root, include_deprecated=include_deprecated)
     )
@@ -98,8 +111,6 @@ def read_vendor(
         items = (x for f in files for x in read_one(reader, vendor, f, root))
     for item in items:
         (result.problems if isinstance(item, Problem) else result.rules).append(item)
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 def _read_whole(

@@ -18,7 +18,9 @@ that file, and the build goes on.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +40,16 @@ class SourceFileError(DetcatError):
     """A source file detcat refuses to read; ``line`` when it is known."""
 
 
-def set_max_bytes(limit: int) -> None:
-    """The size limit for this process (a build sets it in every worker)."""
+@contextlib.contextmanager
+def size_limit(limit: int) -> Iterator[None]:
+    """The size limit while a build reads (in its process or a worker), then the
+    one before: a build with ``--max-file-size`` leaves no limit behind."""
     global _max_bytes
-    _max_bytes = limit
+    before, _max_bytes = _max_bytes, limit
+    try:
+        yield
+    finally:
+        _max_bytes = before
 
 
 def max_bytes() -> int:
