@@ -34,11 +34,21 @@ def workers_pool(n: int) -> Iterator[ProcessPoolExecutor]:
 
 def _started(parent: int) -> None:
     """Runs first in every worker."""
-    faulthandler.enable()  # a crash in C code prints where it happened
+    _report_crashes()
     _die_with_parent_linux()
     if os.getppid() != parent:  # the parent died before we got here
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _report_crashes() -> None:
+    """A crash in C code prints where it happened, on the process's stderr (file
+    descriptor 2: ``sys.stderr`` may be an object without one, as under click's
+    CliRunner, and a worker must start anyway)."""
+    try:
+        faulthandler.enable(file=2)
+    except (OSError, ValueError):
+        pass
 
 
 def _die_with_parent_linux() -> None:

@@ -5,6 +5,7 @@ input can cause (depth, YAML aliases, macro growth, long tokens)."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from detcat.model import QueryError
 from detcat.parse import parse_rules
 from detcat.sources import files
 from detcat.sources.splunk import MAX_MACRO_CALLS, Macros
+from detcat.workers import workers_pool
 
 # -- fewer rules than before -------------------------------------------------------
 
@@ -173,3 +175,10 @@ def test_long_tokens_cost_linear_memory(language: str, template: str) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 60 * len(text), f"{peak / len(text):.0f} bytes per input byte"
+
+
+def test_workers_start_when_stderr_is_not_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As under click's CliRunner or an IDE console: no file descriptor behind stderr."""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    with workers_pool(2) as pool:
+        assert pool.submit(os.getpid).result() != os.getpid()
