@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 _PR_SET_PDEATHSIG = 1
 POLL_SECONDS = 0.2
@@ -45,10 +45,8 @@ def _report_crashes() -> None:
     """A crash in C code prints where it happened, on the process's stderr (file
     descriptor 2: ``sys.stderr`` may be an object without one, as under click's
     CliRunner, and a worker must start anyway)."""
-    try:
+    with suppress(OSError, ValueError):
         faulthandler.enable(file=2)
-    except (OSError, ValueError):
-        pass
 
 
 def _die_with_parent_linux() -> None:
