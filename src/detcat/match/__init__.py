@@ -118,9 +118,12 @@ class StagePlan:
     def test(self) -> Test:
         """The stage's filter: True, False or None (unknown); EQL's null is False."""
         if self._test is None:
-            self._dialect = self.rule.dialect(self)
-            inner = compile_expr(self.expr, self._dialect.full_match, dialect=self._dialect)
-            self._test = lambda ev: False if (r := inner(ev)) is NULL else r
+            d = self._dialect = self.rule.dialect(self)
+            inner = compile_expr(self.expr, d.full_match, dialect=d)
+            if d.opaque is None and d.derived is None:
+                self._test = inner  # only EQL's computed conditions give NULL
+            else:
+                self._test = lambda ev: False if (r := inner(ev)) is NULL else r
         return self._test
 
     def unknown_reasons(self, ev: Event) -> list[str]:
@@ -225,6 +228,7 @@ class Matcher:
                 if s.role is StageRole.EVENTS and s.expr is not None:
                     s.gates = _gates(r.stage_scopes(s))
         self.event_stages = [s for r in self.rules for s in r.stages if s.filters_events]
+        self._single_ids = {id(r) for r in self.rules if r.single_event}
         for s in self.event_stages:
             if not required_fields(s.expr):
                 s.reads = read_fields(s.expr)
@@ -337,7 +341,7 @@ class Matcher:
         per_rule: dict[int, Results] = defaultdict(dict)
         unknown: dict[int, StagePlan] = {}
         for s in stages:
-            r = s.test()(ev)
+            r = (s._test or s.test())(ev)
             if r is True:
                 per_rule[id(s.rule)][s.name] = True
             elif r is None:
@@ -346,7 +350,7 @@ class Matcher:
         fired: Results = {}
         for key, results in per_rule.items():
             rule = self.by_key[key]
-            if rule.single_event:
+            if key in self._single_ids:
                 self._single(rule, ev, results, unknown.get(key), result, fired)
             elif not isinstance(engine := self.engine(rule), str):
                 self._feed(key, engine, ev, results, result)

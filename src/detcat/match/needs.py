@@ -119,9 +119,15 @@ def _predicate(p: Predicate, computed: dict[str, Any] | None) -> Needs | None:
 def _literal_atoms(name: str, literals: list[str] | None) -> Needs | None:
     """Atoms for texts one of which a value of ``name`` contains; short or no
     literals fall back to the field's presence (nothing for keywords)."""
-    if literals and all(len(lit) >= MIN_LITERAL or not lit.isascii() for lit in literals):
+    if literals and all(_usable(lit) for lit in literals):
         return frozenset((name, lit) for lit in literals)
     return None if name == ALL_TEXT else frozenset({(name, None)})
+
+
+def _usable(literal: str) -> bool:
+    """Long enough to say something, and without NUL (the prefilter joins an
+    event's values with it)."""
+    return (len(literal) >= MIN_LITERAL or not literal.isascii()) and "\x00" not in literal
 
 
 def _literal(p: Predicate) -> list[str] | None:

@@ -36,6 +36,7 @@ CHECKED = 2
 USELESS = 0.999
 
 _value = itemgetter(1)
+_SEPARATOR = "\x00"
 
 
 class Route:
@@ -56,8 +57,10 @@ class Route:
                 self._present[name] = atom
             else:
                 literals[name][literal] = atom
+        self._all_text = _automaton(literals.pop(ALL_TEXT)) if ALL_TEXT in literals else None
         self._automata = {name: _automaton(words) for name, words in literals.items()}
         self._present_names = frozenset(self._present)
+        self._literal_names = frozenset(self._automata)
 
     def _plan(self, i: int, found: list[Needs], facts: Facts, common: frozenset[str]) -> None:
         ranked = sorted(
@@ -79,14 +82,16 @@ class Route:
     def hits(self, ev: Event) -> set[int]:
         """The atoms that hold on ``ev``."""
         fields = ev.fields
-        found = {self._present[n] for n in self._present_names.intersection(fields)}
-        for name, automaton in self._automata.items():
-            if name in fields:
-                for text in ev.texts(name, True):
-                    found.update(map(_value, automaton.iter(text)))
-            elif name == ALL_TEXT:
-                for text in ev.all_text(True):
-                    found.update(map(_value, automaton.iter(text)))
+        present = self._present
+        found = {present[n] for n in self._present_names.intersection(fields)}
+        automata = self._automata
+        for name in self._literal_names.intersection(fields):
+            texts = ev.texts(name, True)
+            # Values joined by NUL, which no literal has: one scan, no match across.
+            text = texts[0] if len(texts) == 1 else _SEPARATOR.join(texts)
+            found.update(map(_value, automata[name].iter(text)))
+        if self._all_text is not None:
+            found.update(map(_value, self._all_text.iter(_SEPARATOR.join(ev.all_text(True)))))
         return found
 
     def candidates(self, ev: Event) -> list[StagePlan]:
@@ -109,6 +114,7 @@ class Route:
 def _automaton(words: dict[str, int]) -> ahocorasick.Automaton:
     automaton = ahocorasick.Automaton()
     for word, atom in words.items():
+        assert _SEPARATOR not in word, "a literal with NUL is no atom (match.needs)"
         automaton.add_word(word, atom)
     automaton.make_automaton()
     return automaton
