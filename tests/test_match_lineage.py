@@ -211,15 +211,17 @@ CASES += [
         ["no", "no", "no"],
     ),
     (
-        "the event after a termination is another process",
+        "after a termination, the pid names another process from the next process event",
         EVENT_OF_CMD,
         [
-            start("c", None, pid=10, name="cmd.exe"),
+            start("c", None, pid=10, ppid=1, name="cmd.exe"),
             end("c-end", None, pid=10, name="cmd.exe"),
-            ecs("f", None, pid=10, kind="file"),
+            ecs("f", None, pid=10, kind="file"),  # a late event of cmd (legacy engine)
+            start("x", None, pid=30, ppid=1),
+            ecs("g", None, pid=10, kind="file"),
         ],
         True,
-        ["no", "no", "no"],
+        ["no", "no", "yes", "no", "no"],
     ),
 ]
 
@@ -240,6 +242,25 @@ def test_an_unknown_subquery_leaves_descendants_undetermined() -> None:
     )
     events = [start("c", "c", "userinit", pid=5), start("w", "w", "c", name="whoami.exe")]
     assert run(query, events, complete=True) == ["no", "?"]
+
+
+def test_lineage_in_a_sequence() -> None:
+    """A sequence step with lineage: the tree is updated before the steps are tested."""
+    query = (
+        "sequence by process.entity_id\n"
+        '  [process where descendant of [process where process.name == "cmd.exe"]]\n'
+        '  [file where file.name == "x.ps1"]'
+    )
+    rule = build_rule({"rule_id": "r", "name": "r", "type": "eql", "language": "eql",
+                       "query": query}, {}, "r.toml")  # fmt: skip
+    normalize_rule(rule)
+    m = Matcher([RulePlan.from_rule(rule)]).stream()
+    found = [
+        d["events"]
+        for e in [*CHAIN, ecs("f", "w", kind="file", file="x.ps1")]
+        for d in m.match(e).matches
+    ]
+    assert found == [["w", "f"]]  # python is a descendant too, but wrote nothing
 
 
 def test_nested_lineage() -> None:
@@ -316,12 +337,18 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("shape", TABLE["shape"], ids=[s["name"] for s in TABLE["shape"]])
 def test_each_shape_names_a_process(shape: dict[str, Any]) -> None:
-    assert set(shape) == {"name", "uid", "parent_uid", "pid", "ppid", "host"}
+    assert set(shape) - {"require_uid"} == {"name", "uid", "parent_uid", "pid", "ppid", "host"}
     values = {shape["uid"]: "u1", shape["parent_uid"]: "u0", shape["pid"]: 7, shape["ppid"]: 3,
               shape["host"][0]: "pc"}  # fmt: skip
     who = identity(canonical_event("e", _nest(values)))
     assert who is not None
     assert (who.uid, who.parent_uid, who.pid, who.ppid, who.host) == ("u1", "u0", "7", "3", "pc")
+
+
+def test_windows_names_without_the_sysmon_guid_name_no_process() -> None:
+    """Security 4688's ProcessId is the creator's: Sysmon's names need its GUID."""
+    assert identity(canonical_event("e", {"ProcessId": "0x1f0", "NewProcessId": "0x2a"})) is None
+    assert identity(sysmon("e", 1, ProcessId="10")) is None
 
 
 LIFE = [(life, pair) for life in ("start", "end") for pair in TABLE["life"][life]]

@@ -15,6 +15,9 @@ bounded per rule. Multi-stage rules without an engine (aggregations, new terms,
 YARA-L joins across events) report the stages an event matched as *partial*,
 with the reason they are not evaluated.
 
+EQL lineage (``descendant of``, ``child of``, ``event of``) is answered from the
+stream's process tree (``match.lineage``), which every event updates first.
+
 Speed: 3,000+ rules per event would be slow one by one, so each stage is
 indexed by one field it cannot match without (the rarest of its required
 fields) and, when the catalog knows the events a stage applies to, by those

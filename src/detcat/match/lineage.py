@@ -11,8 +11,10 @@ each lineage clause's bracketed subquery is tested on every event of the stream:
   or was itself a descendant of Q. Both are fixed at the creation event, as in
   the legacy engine, so an ancestor may leave the tree without its descendants
   forgetting.
-- A termination event still belongs to its process; the next event naming the pid
-  is another process (pid reuse), as is a new creation event with a live pid.
+- A termination event still belongs to its process, and so do the events up to
+  the next process event (the legacy engine's rule: late events of the process);
+  after that the pid names another process (pid reuse), as it does at a new
+  creation event with a live pid.
 
 **When "yes" is sound.** The facts were seen in the stream and are linked by
 unique ids (``process.entity_id``, ``ProcessGuid``, ``unique_pid``). A pid alone
@@ -91,6 +93,7 @@ class Identity:
     pid: str | None
     parent_uid: str | None
     ppid: str | None
+    process_event: bool
     life: str | None  # "start", "end", or None (another event of the process)
 
 
@@ -118,21 +121,17 @@ def identity(ev: Event) -> Identity | None:
     """The process ``ev`` belongs to, or None when it names none."""
     for shape in _table()["shape"]:
         uid, pid = _first(ev, shape["uid"]), _first(ev, shape["pid"])
-        if uid is None and pid is None:
+        if uid is None and (pid is None or shape.get("require_uid")):
             continue
         host = next((h for n in shape["host"] if (h := _first(ev, n)) is not None), None)
         parent_uid, ppid = _first(ev, shape["parent_uid"]), _first(ev, shape["ppid"])
-        return Identity(host, uid, pid, parent_uid, ppid, _life(ev))
+        life = _table()["life"]
+        if not _has(ev, life["process"]):
+            return Identity(host, uid, pid, parent_uid, ppid, False, None)
+        started = "start" if _has(ev, life["start"]) else None
+        ended = "end" if _has(ev, life["end"]) else None
+        return Identity(host, uid, pid, parent_uid, ppid, True, started or ended)
     return None
-
-
-def _life(ev: Event) -> str | None:
-    life = _table()["life"]
-    if not _has(ev, life["process"]):
-        return None
-    if _has(ev, life["start"]):
-        return "start"
-    return "end" if _has(ev, life["end"]) else None
 
 
 # -- the tree --------------------------------------------------------------------------------
@@ -205,13 +204,10 @@ class ProcessTree:
     # -- taking an event in ----------------------------------------------------------------
 
     def _observe(self, ev: Event) -> None:
-        # A process ended by the previous event: its pid now names the next one.
-        for pid_key, key in self._ended:
-            if self.pids.get(pid_key) == key:
-                del self.pids[pid_key]
-        self._ended.clear()
         self._event, self._process = ev, None
         who = identity(ev)
+        if who is not None and who.process_event:
+            self._forget_ended()
         self._idle = who is not None and who.pid == "0"
         if who is None or self._idle:
             return
@@ -225,6 +221,13 @@ class ProcessTree:
                 proc.matched[i] = None
         if who.life == "end" and who.pid is not None:
             self._ended.append(((who.host, who.pid), key))
+
+    def _forget_ended(self) -> None:
+        """The processes ended before this process event: their pids name new ones."""
+        for pid_key, key in self._ended:
+            if self.pids.get(pid_key) == key:
+                del self.pids[pid_key]
+        self._ended.clear()
 
     def _find(self, who: Identity) -> tuple[Key, _Process]:
         """The event's process, met now for the first time if need be."""
