@@ -318,6 +318,54 @@ def test_sysmon_events() -> None:
     assert run(CHILD_OF_CMD, events) == ["no", "yes", "yes"]
 
 
+LINEAGE_RULE = f"""
+[rule]
+rule_id = "whoami-under-cmd"
+name = "whoami under cmd"
+type = "eql"
+language = "eql"
+query = '''{UNDER_CMD}'''
+"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], ["no", "no", "yes", "no", "?"]),
+        (["--complete-capture"], ["no", "no", "yes", "no", "no"]),
+    ],
+)
+def test_detcat_match_answers_lineage(tmp_path: Any, flags: list[str], expected: list[str]) -> None:
+    """Through the catalog and the command line: cmd -> whoami is a match; explorer ->
+    whoami is no match only for a complete capture."""
+    import json
+
+    from click.testing import CliRunner
+
+    from detcat import catalog
+    from detcat.cli import main
+
+    src = tmp_path / "sources"
+    (src / "attack").mkdir(parents=True)
+    (src / "attack" / "enterprise-attack.json").write_text('{"type": "bundle", "objects": []}')
+    (src / "elastic" / "rules").mkdir(parents=True)
+    (src / "elastic" / "rules" / "lineage.toml").write_text(LINEAGE_RULE)
+    db = tmp_path / "catalog.sqlite"
+    catalog.build(src, db, vendors=("elastic",), workers=1)
+    under_explorer = [
+        start("e2", "e2", "userinit", name="explorer.exe"),
+        start("w2", "w2", "e2", name="whoami.exe"),
+    ]
+    docs = [e.doc for e in [*CHAIN[:2], start("w", "w", "c", name="whoami.exe"), *under_explorer]]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    res = CliRunner().invoke(main, ["match", "--db", str(db), "--json", str(events), *flags])
+    assert res.exit_code == 0, res.output
+    got = ["yes" if r["matches"] else "?" if r.get("undetermined") else "no"
+           for r in json.loads(res.output)]  # fmt: skip
+    assert got == expected
+
+
 # -- data/process_identity.toml ---------------------------------------------------------------
 
 TABLE = load(PROCESS_IDENTITY)
