@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from match_helpers import rule_catalog
 
 from detcat.match import Matcher, RulePlan, lineage
 from detcat.match.events import Event, canonical_event
@@ -342,16 +343,9 @@ def test_detcat_match_answers_lineage(tmp_path: Any, flags: list[str], expected:
 
     from click.testing import CliRunner
 
-    from detcat import catalog
     from detcat.cli import main
 
-    src = tmp_path / "sources"
-    (src / "attack").mkdir(parents=True)
-    (src / "attack" / "enterprise-attack.json").write_text('{"type": "bundle", "objects": []}')
-    (src / "elastic" / "rules").mkdir(parents=True)
-    (src / "elastic" / "rules" / "lineage.toml").write_text(LINEAGE_RULE)
-    db = tmp_path / "catalog.sqlite"
-    catalog.build(src, db, vendors=("elastic",), workers=1)
+    db = rule_catalog(tmp_path, "elastic", "rule.toml", LINEAGE_RULE)
     under_explorer = [
         start("e2", "e2", "userinit", name="explorer.exe"),
         start("w2", "w2", "e2", name="whoami.exe"),
