@@ -234,6 +234,15 @@ def test_lineage(name: str, query: str, events: list[Event], complete: bool,
     assert run(query, events, complete) == expected
 
 
+def test_an_undetermined_answer_says_why() -> None:
+    rule = build_rule({"rule_id": "r", "name": "r", "type": "eql", "language": "eql",
+                       "query": UNDER_CMD}, {}, "r.toml")  # fmt: skip
+    normalize_rule(rule)
+    m = Matcher([RulePlan.from_rule(rule)]).stream()
+    results = [m.match(e) for e in OTHER]
+    assert lineage.UNSETTLED in results[1].undetermined[0]["unknown"]
+
+
 def test_an_unknown_subquery_leaves_descendants_undetermined() -> None:
     """A subquery Elasticsearch could not evaluate on the parent's event (length()
     of a number): the parent may have matched, so whoami may be its descendant."""
