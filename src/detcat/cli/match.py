@@ -42,8 +42,19 @@ SHOWN_BAD = 20  # bad events reported one by one on stderr; the rest are counted
     is_flag=True,
     help="Print one JSON result per line (JSON lines) as each event is matched.",
 )
+@click.option(
+    "--complete-capture",
+    is_flag=True,
+    help="The events are all there is for their hosts (a sandbox run, a capture from "
+    "boot): EQL lineage (descendant of …) may then answer no, not only yes or undetermined.",
+)
 def match(
-    event_files: tuple[str, ...], db: Path, vendor: str | None, as_json: bool, as_jsonl: bool
+    event_files: tuple[str, ...],
+    db: Path,
+    vendor: str | None,
+    as_json: bool,
+    as_jsonl: bool,
+    complete_capture: bool,
 ) -> None:
     """Which catalog rules fire on the events in EVENT_FILES ("-" reads stdin).
 
@@ -65,7 +76,7 @@ def match(
         raise click.UsageError("--json and --jsonl: choose one")
     for path in event_files:
         check_event_file(path)
-    matcher = Matcher.from_catalog(open_catalog(db), vendor)
+    matcher = Matcher.from_catalog(open_catalog(db), vendor).stream(complete_capture)
     output: _Output = _Text()
     if as_json or as_jsonl:
         output = _JsonArray() if as_json else _JsonLines(interactive=STDIN in event_files)

@@ -7,6 +7,9 @@ its filter holds, and is *undetermined* when its known parts hold but it depends
 on something detcat cannot evaluate (an Opaque part, a deployer's list, a regex
 out of time): never a "no" it does not know.
 
+EQL lineage (``descendant of``, ``child of``, ``event of``) is answered from the
+stream's process tree (``match.lineage``), which every event updates first.
+
 Multi-event rules are evaluated over the stream of events, taken in the order
 given (``match.stateful``: EQL sequences, samples and joins, Elastic threshold
 rules, Sigma correlations, YARA-L match windows): the event that completes one
@@ -28,7 +31,7 @@ import copy
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from typing import Any
 from detcat.match.aggregates import correlation_engine
 from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
 from detcat.match.events import Event, categorization
+from detcat.match.lineage import Clause, ProcessTree, mentions_lineage
 from detcat.match.needs import can_hold
 from detcat.match.prefilter import Route, route_facts
 from detcat.match.stateful import Engine, Results, engine_for
@@ -125,6 +129,12 @@ class StagePlan:
             else:
                 self._test = lambda ev: False if (r := inner(ev)) is NULL else r
         return self._test
+
+    def lineage(self) -> list[Clause]:
+        """The EQL lineage clauses of the filter (compiled now: the stream's process
+        tree tests their subqueries on every event, from the first)."""
+        self.test()
+        return self._dialect.lineage if self._dialect else []
 
     def unknown_reasons(self, ev: Event) -> list[str]:
         """Why the stage's filter is unknown on ``ev``."""
@@ -223,6 +233,10 @@ class Matcher:
         self.rules = list(rules)
         self.by_key = {id(r): r for r in self.rules}
         self._engines()
+        self.lineage = [
+            c for r in self.rules for s in r.stages if mentions_lineage(s.expr) for c in s.lineage()
+        ]
+        self._tree = ProcessTree(self.lineage)
         for r in self.rules:  # also the stages stream engines test themselves (until)
             for s in r.stages:
                 if s.role is StageRole.EVENTS and s.expr is not None:
@@ -306,11 +320,15 @@ class Matcher:
                 if s.role is StageRole.CORRELATION:
                     self.correlations[str(s.params.get("rule", ""))].append(r)
 
-    def stream(self) -> Matcher:
+    def stream(self, complete: bool = False) -> Matcher:
         """A matcher with these compiled rules and a stream state of its own (open
-        sequences, windows): one per request, so none leaks into the next."""
+        sequences, windows, the process tree): one per request, so none leaks into
+        the next. ``complete``: the events are all there is, an event not among them
+        did not happen (a sandbox run, a capture from boot), so lineage may answer
+        "no" (see ``match.lineage``)."""
         fresh = copy.copy(self)
         fresh._engine, fresh._watch = {}, {}
+        fresh._tree = ProcessTree(self.lineage, complete)
         return fresh
 
     def engine(self, rule: RulePlan) -> Engine | str:
@@ -328,13 +346,19 @@ class Matcher:
     def match(self, ev: Event) -> EventResult:
         """The rules ``ev`` fires, is undetermined for, or takes a step of; and the
         multi-event rules it completes with the events before it (the matcher keeps
-        their open state: feed events in time order)."""
-        return self._match(ev, self.candidates(ev))
+        their open state and the process tree: feed events in time order)."""
+        return self._observed(ev, self.candidates)
 
     def match_reference(self, ev: Event) -> EventResult:
         """``match`` without route nor prefilter: every admitted stage evaluated.
         Slow; the equality tests and the benchmark compare ``match`` with it."""
-        return self._match(ev, self.admitted(ev))
+        return self._observed(ev, self.admitted)
+
+    def _observed(self, ev: Event, select: Callable[[Event], list[StagePlan]]) -> EventResult:
+        if not self.lineage:
+            return self._match(ev, select(ev))
+        with self._tree.observing(ev):
+            return self._match(ev, select(ev))
 
     def _match(self, ev: Event, stages: list[StagePlan]) -> EventResult:
         result = EventResult(ev.label)
