@@ -160,6 +160,17 @@ CASES = [
         ["no", "yes"],
     ),
     (
+        "event of: an event logged before its process's creation event",
+        EVENT_OF_CMD,
+        [
+            ecs("c0", "c", name="cmd.exe"),
+            start("c", "c", "userinit", name="x.exe"),
+            ecs("f", "c", kind="file"),
+        ],
+        True,
+        ["no", "no", "yes"],
+    ),
+    (
         "event of: an event of another process, undetermined",
         EVENT_OF_CMD,
         [start("c", "c", name="cmd.exe"), ecs("f", "x", kind="file")],

@@ -253,6 +253,9 @@ class ProcessTree:
                 inherited = self._inherited(who, i, clause.kind) if created else self._no(proc)
                 proc.lineage[i] = inherited
         key = _key(who)
+        earlier = self.processes.get(key) if who.uid is not None else None
+        if earlier is not None:
+            proc.matched = earlier.matched  # its events logged before its creation event
         self._add(key, proc)
         return key, proc
 
