@@ -129,7 +129,7 @@ def catalog_features(conn: sqlite3.Connection) -> dict[int, set[str]]:
         "SELECT rule_pk, idx, expr FROM stages WHERE role = 'events' AND negated = 0"
     ):
         out[pk] |= stage_features(expr_from_json(json.loads(expr)), events[(pk, idx)])
-    return {pk: f for pk, f in out.items() if any(x[0] == "i" for x in f)}
+    return {pk: f for pk, f in out.items() if compared(f)}
 
 
 def weight(feature: str, df: int, n: int) -> float:
@@ -191,22 +191,29 @@ def _compute(conn: sqlite3.Connection) -> dict[str, Any]:
     return write_tables(conn, catalog_features(conn))
 
 
-def write_tables(conn: sqlite3.Connection, feats: dict[int, set[str]]) -> dict[str, Any]:
+def write_tables(
+    conn: sqlite3.Connection,
+    feats: dict[int, set[str]],
+    previous: dict[int, dict[str, float]] | None = None,
+) -> dict[str, Any]:
     """Weights, pairs and clusters of the rules' features (``rule_pk -> features``,
     rules without an indicator left out), written as the ``sim_*`` tables inside
-    the caller's transaction; returns the summary stored in ``meta``."""
+    the caller's transaction; returns the summary stored in ``meta``.
+    ``previous``: the weights the tables hold now (``stored_weights``), when only
+    the rows that changed are to be written (an incremental build)."""
     started = time.perf_counter()
-    feats = {pk: fs for pk, fs in feats.items() if any(x[0] == "i" for x in fs)}
+    feats = {pk: fs for pk, fs in feats.items() if compared(fs)}
     weighted = weigh(feats)
     pairs = exact_pairs(weighted, settings()["thresholds"]["pairs"])
     cut = settings()["thresholds"]["cluster"]
     clusters = _components([p for p in pairs if p[2] >= cut])
-    for statement in [f"DROP TABLE IF EXISTS {t}" for t in _TABLES] + DDL.split(";")[:-1]:
-        conn.execute(statement)  # not executescript: it would commit the transaction
-    conn.executemany(
-        "INSERT INTO sim_features VALUES (?,?,?)",
-        ((pk, f, w) for pk in sorted(weighted) for f, w in sorted(weighted[pk].items())),
-    )
+    if previous is None or not _write_changes(conn, previous, weighted):
+        for statement in [f"DROP TABLE IF EXISTS {t}" for t in _TABLES] + DDL.split(";")[:-1]:
+            conn.execute(statement)  # not executescript: it would commit the transaction
+        conn.executemany(
+            "INSERT INTO sim_features VALUES (?,?,?)",
+            ((pk, f, w) for pk in sorted(weighted) for f, w in weighted[pk].items()),
+        )
     conn.executemany("INSERT INTO sim_pairs VALUES (?,?,?)", pairs)
     conn.executemany(
         "INSERT INTO sim_clusters VALUES (?,?)",
@@ -225,11 +232,42 @@ def write_tables(conn: sqlite3.Connection, feats: dict[int, set[str]]) -> dict[s
 _TABLES = ("sim_features", "sim_pairs", "sim_clusters")
 
 
-def stored_features(conn: sqlite3.Connection) -> dict[int, set[str]]:
-    """The features of the catalog's similarity tables (what ``write_tables`` was given)."""
-    out: dict[int, set[str]] = defaultdict(set)
-    for pk, f in conn.execute("SELECT rule_pk, feature FROM sim_features"):
-        out[pk].add(f)
+def _write_changes(
+    conn: sqlite3.Connection,
+    previous: dict[int, dict[str, float]],
+    weighted: dict[int, dict[str, float]],
+) -> bool:
+    """Update ``sim_features`` row by row and empty the pair and cluster tables;
+    False (nothing written) when so many weights changed (the number of rules
+    did) that writing the tables anew is cheaper."""
+    old = {(pk, f): w for pk, fs in previous.items() for f, w in fs.items()}
+    new = {(pk, f): w for pk, fs in weighted.items() for f, w in fs.items()}
+    gone = [k for k, w in old.items() if new.get(k) != w]
+    added = [(*k, w) for k, w in new.items() if old.get(k) != w]
+    if len(gone) + len(added) > len(new) // 10:
+        return False
+    conn.executemany("DELETE FROM sim_features WHERE rule_pk = ? AND feature = ?", gone)
+    conn.executemany("INSERT INTO sim_features VALUES (?,?,?)", added)
+    conn.execute("DELETE FROM sim_pairs")
+    conn.execute("DELETE FROM sim_clusters")
+    return True
+
+
+def features_of(conn: sqlite3.Connection, pks: list[int]) -> dict[int, frozenset[str]]:
+    """The stored features of some rules (those taking part in the tables)."""
+    return {pk: frozenset(ws) for pk, ws in _features_of(conn, pks).items()}
+
+
+def compared(features: Iterable[str]) -> bool:
+    """Whether a rule takes part in the catalog-wide tables: it has an indicator."""
+    return any(x[0] == "i" for x in features)
+
+
+def stored_weights(conn: sqlite3.Connection) -> dict[int, dict[str, float]]:
+    """The weighted features the catalog's similarity tables hold."""
+    out: dict[int, dict[str, float]] = defaultdict(dict)
+    for pk, f, w in conn.execute("SELECT rule_pk, feature, weight FROM sim_features"):
+        out[pk][f] = w
     return dict(out)
 
 
