@@ -9,6 +9,10 @@ in the file's order, as ``detcat match`` streams them:
 - the test events' fields move under one namespace (``eqltest.process_name``), as
   the queries' fields do, so both are read raw, like an ECS event's unmapped
   fields; ``event_type`` becomes ``event.category`` (what ``process where`` tests);
+  the process identity fields stay at the top as well, where the legacy engine
+  reads them (``pid``, ``unique_pid`` …: ``data/process_identity.toml``);
+- the data is a complete capture (the legacy engine's assumption: an event not in
+  it did not happen), so the stream is declared complete: lineage may say "no";
 - a single-event query is *exact* when the events it matches are the expected ones
   and it is undetermined on none; *undetermined* when it is undetermined on
   events and matches no unexpected one while missing no expected one outside them;
@@ -80,9 +84,6 @@ EXCLUDED: list[tuple[str, Callable[[Case], bool], str]] = [
 
 # Queries detcat answers "undetermined" for: (a text the query contains, why).
 UNDETERMINED: list[tuple[str, str]] = [
-    ("descendant of", "lineage needs the legacy process tree (Elasticsearch has no lineage)"),
-    ("child of", "lineage needs the legacy process tree (Elasticsearch has no lineage)"),
-    ("event of", "lineage needs the legacy process tree (Elasticsearch has no lineage)"),
     ("length(unique_pid)", "length() of a number: a type error for Elasticsearch"),
 ]
 
@@ -133,11 +134,17 @@ def cases() -> list[Case]:
     ]
 
 
+# The legacy engine's process identity and life (its pid_key, ppid_key, subtype).
+IDENTITY = ("pid", "ppid", "unique_pid", "unique_ppid", "subtype")
+
+
 def events() -> list[Event]:
     data = json.loads((ETC / "test_data.json").read_text(encoding="utf-8"))
     return [
         canonical_event(
-            str(d["serial_event_id"]), {NAMESPACE: d, "event": {"category": d["event_type"]}}
+            str(d["serial_event_id"]),
+            {NAMESPACE: d, "event": {"category": d["event_type"]}}
+            | {k: d[k] for k in IDENTITY if k in d},
         )
         for d in data
     ]
@@ -149,7 +156,7 @@ def matcher(case: Case) -> Matcher:
          "query": namespaced(case.query)}, {}, "eql_suite.toml")  # fmt: skip
     assert not rule.problems, rule.problems
     normalize_rule(rule)
-    return Matcher([RulePlan.from_rule(rule)])
+    return Matcher([RulePlan.from_rule(rule)]).stream(complete=True)
 
 
 def single_outcome(case: Case, evs: list[Event]) -> str:

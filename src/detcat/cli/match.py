@@ -36,7 +36,19 @@ SHOWN_BAD = 20  # bad events reported one by one on stderr; the rest are counted
 @db_option
 @click.option("--vendor", type=VENDOR_CHOICE, help="Only these rules.")
 @json_option
-def match(event_files: tuple[str, ...], db: Path, vendor: str | None, as_json: bool) -> None:
+@click.option(
+    "--complete-capture",
+    is_flag=True,
+    help="The events are all there is for their hosts (a sandbox run, a capture from "
+    "boot): EQL lineage (descendant of …) may then answer no, not only yes or undetermined.",
+)
+def match(
+    event_files: tuple[str, ...],
+    db: Path,
+    vendor: str | None,
+    as_json: bool,
+    complete_capture: bool,
+) -> None:
     """Which catalog rules fire on the events in EVENT_FILES ("-" reads stdin).
 
     Files hold JSON events: Windows events in the evtx-to-JSON shape
@@ -53,7 +65,7 @@ def match(event_files: tuple[str, ...], db: Path, vendor: str | None, as_json: b
 
     for path in event_files:
         check_event_file(path)
-    matcher = Matcher.from_catalog(open_catalog(db), vendor)
+    matcher = Matcher.from_catalog(open_catalog(db), vendor).stream(complete_capture)
     output = _JsonArray() if as_json else _Text()
     bad = _BadEvents(output)
     for path in event_files:

@@ -15,6 +15,9 @@ bounded per rule. Multi-stage rules without an engine (aggregations, new terms,
 YARA-L joins across events) report the stages an event matched as *partial*,
 with the reason they are not evaluated.
 
+EQL lineage (``descendant of``, ``child of``, ``event of``) is answered from the
+stream's process tree (``match.lineage``), which every event updates first.
+
 Speed: 3,000+ rules per event would be slow one by one, so each stage is
 indexed by one field it cannot match without (the rarest of its required
 fields) and, when the catalog knows the events a stage applies to, by those
@@ -35,6 +38,7 @@ from typing import Any
 from detcat.match.aggregates import correlation_engine
 from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
 from detcat.match.events import Event
+from detcat.match.lineage import Clause, ProcessTree, mentions_lineage
 from detcat.match.stateful import Engine, Results, engine_for
 from detcat.match.yaral import condition_needs as _needs
 from detcat.model import (
@@ -100,6 +104,12 @@ class StagePlan:
             inner = compile_expr(self.expr, self._dialect.full_match, dialect=self._dialect)
             self._test = lambda ev: False if (r := inner(ev)) is NULL else r
         return self._test
+
+    def lineage(self) -> list[Clause]:
+        """The EQL lineage clauses of the filter (compiled now: the stream's process
+        tree tests their subqueries on every event, from the first)."""
+        self.test()
+        return self._dialect.lineage if self._dialect else []
 
     def unknown_reasons(self, ev: Event) -> list[str]:
         """Why the stage's filter is unknown on ``ev``."""
@@ -197,6 +207,10 @@ class Matcher:
         self.rules = list(rules)
         self.by_key = {id(r): r for r in self.rules}
         self._engines()
+        self.lineage = [
+            c for r in self.rules for s in r.stages if mentions_lineage(s.expr) for c in s.lineage()
+        ]
+        self._tree = ProcessTree(self.lineage)
         stages = [s for r in self.rules for s in r.stages if s.filters_events]
         required = {id(s): required_fields(s.expr) for s in stages}
         freq = Counter(f for fields in required.values() for f in fields)
@@ -251,11 +265,15 @@ class Matcher:
                 if s.role is StageRole.CORRELATION:
                     self.correlations[str(s.params.get("rule", ""))].append(r)
 
-    def stream(self) -> Matcher:
+    def stream(self, complete: bool = False) -> Matcher:
         """A matcher with these compiled rules and a stream state of its own (open
-        sequences, windows): one per request, so none leaks into the next."""
+        sequences, windows, the process tree): one per request, so none leaks into
+        the next. ``complete``: the events are all there is, an event not among them
+        did not happen (a sandbox run, a capture from boot), so lineage may answer
+        "no" (see ``match.lineage``)."""
         fresh = copy.copy(self)
         fresh._engine, fresh._watch = {}, {}
+        fresh._tree = ProcessTree(self.lineage, complete)
         return fresh
 
     def engine(self, rule: RulePlan) -> Engine | str:
@@ -273,7 +291,13 @@ class Matcher:
     def match(self, ev: Event) -> EventResult:
         """The rules ``ev`` fires, is undetermined for, or takes a step of; and the
         multi-event rules it completes with the events before it (the matcher keeps
-        their open state: feed events in time order)."""
+        their open state and the process tree: feed events in time order)."""
+        if not self.lineage:
+            return self._match(ev)
+        with self._tree.observing(ev):
+            return self._match(ev)
+
+    def _match(self, ev: Event) -> EventResult:
         result = EventResult(ev.label)
         per_rule: dict[int, Results] = defaultdict(dict)
         unknown: dict[int, StagePlan] = {}

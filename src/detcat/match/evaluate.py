@@ -75,6 +75,8 @@ class Dialect:
     computed: dict[str, Any] = field(default_factory=dict)  # the stage's params["derived"]
     # Leaves that may answer unknown, with the reason to give when they do.
     unknowns: list[tuple[Test, str]] = field(default_factory=list)
+    # EQL lineage clauses (``match.lineage``) the filter asks the stream's process tree
+    lineage: list[Any] = field(default_factory=list)
 
     def explain(self, ev: Event) -> list[str]:
         """Why the stage is unknown on ``ev``: the reasons of its unknown leaves."""
