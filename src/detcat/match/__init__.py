@@ -27,7 +27,7 @@ use. ``match_reference`` evaluates every admitted stage instead: the equality
 tests and ``bench/bench_match.py`` compare the two.
 
     matcher = Matcher.from_catalog("detcat.sqlite")
-    result = matcher.match(canonical_event("e1", {"process": {"name": "cmd.exe"}}))
+    result = matcher.match({"process": {"name": "cmd.exe"}})  # or an Event
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Any
 
 from detcat.match.aggregates import correlation_engine
 from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
-from detcat.match.events import Event, categorized_fields
+from detcat.match.events import Event, canonical_event, categorized_fields
 from detcat.match.lineage import Clause, ProcessTree, mentions_lineage
 from detcat.match.needs import can_hold
 from detcat.match.prefilter import Plan, Route, stage_plan
@@ -360,10 +360,13 @@ class Matcher:
             self._engine[id(rule)] = got
         return got
 
-    def match(self, ev: Event) -> EventResult:
+    def match(self, ev: Event | dict[str, Any]) -> EventResult:
         """The rules ``ev`` fires, is undetermined for, or takes a step of; and the
         multi-event rules it completes with the events before it (the matcher keeps
-        their open state and the process tree: feed events in time order)."""
+        their open state and the process tree: feed events in time order). ``ev``:
+        an ``Event``, or a JSON document (an event labelled "event")."""
+        if not isinstance(ev, Event):
+            ev = canonical_event("event", ev)
         return self._observed(ev, self.candidates)
 
     def match_reference(self, ev: Event) -> EventResult:

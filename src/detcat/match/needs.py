@@ -1,23 +1,23 @@
 """What a stage needs of an event before it can hold: the literal prefilter's input.
 
-``needs(expr)`` gives a set of *atoms*, one of which every event the stage's filter
-is true or unknown on has (a *necessary* condition; ``None`` when there is none
-this module can prove). An atom is ``(field, literal)``:
+``clauses(expr)`` gives clauses that all hold on every event the filter is true or
+unknown on (*necessary* conditions; none when this module can prove none). A
+clause is a set of *atoms*, one of which holds; an atom is ``(field, literal)``:
 
 - ``literal`` a string: some value of ``field``, case-folded (``str.casefold``),
   contains ``literal`` (already case-folded);
 - ``literal`` None: the event has ``field`` at all.
 
-The prefilter (``match.prefilter``) evaluates a stage only when one of its atoms
-holds; skipping is safe only when the filter would answer False, so the walk
-follows the three-valued semantics of ``match.evaluate``:
+The prefilter (``match.prefilter``) skips a stage when one of its clauses has no
+atom that holds. Skipping is safe only when the filter would answer False (not
+unknown, not EQL's NULL), so the walk follows the three-valued semantics of
+``match.evaluate``:
 
-- ``And`` is true or unknown only when every child is: any child's atoms do, and
-  the cheapest (longest literals, fewest atoms) is taken;
-- ``Or`` is true or unknown only when some child is: the union, or nothing when a
-  child has no atoms;
+- ``And`` is true or unknown only when every child is: the clauses of all children;
+- ``Or`` is true or unknown only when some child is: one clause, the union of one
+  clause of each child (the cheapest), or none when a child has none;
 - ``Not``, ``Opaque``, implied and derived predicates, ``is_null`` (true on a
-  missing field): nothing;
+  missing field): none;
 - a string test (``eq``, ``contains``, ``starts_with``, ``ends_with``) holds only if
   the folded value contains the folded literal (folding is per character, so a
   case-sensitive match is also one of the folded texts);
@@ -26,6 +26,10 @@ follows the three-valued semantics of ``match.evaluate``:
   full folding agree; a regex RE2 refuses (it runs on Python's ``re``) gives none;
 - every other test of a field (numbers, CIDR, lists, exists, field references)
   fails on a missing field: the field itself.
+
+``can_hold`` finds the stages that are unknown on every event (a metrics search
+kept as Opaque): of a rule that only reports the stages that hold, they need no
+evaluation at all.
 """
 
 from __future__ import annotations

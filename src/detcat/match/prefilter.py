@@ -64,10 +64,9 @@ class Route:
         self._literal_names = frozenset(self._automata)
 
     def _plan(self, i: int, plan: Plan, common: frozenset[str]) -> None:
-        ranked = sorted(
-            (c for c, cheap, fields in plan if cheap < SURE and fields.isdisjoint(common)),
-            key=lambda c: cost(c),
-        )
+        # A clause asking for a field every event of the route has is no filter.
+        usable = [(p, c) for c, p, asked in plan if p < SURE and asked.isdisjoint(common)]
+        ranked = [c for _, c in sorted(usable, key=itemgetter(0))]
         if not ranked:
             self.always.append(i)
             return
