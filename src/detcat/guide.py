@@ -8,12 +8,13 @@ Everything here speaks canonical terms only: no vendor-specific branches.
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
 from collections import Counter, defaultdict
 from typing import Any
 
-from detcat import similar
+from detcat import reach, similar
 from detcat.errors import DetcatError
 from detcat.guide_text import GUIDE  # guide.toml: the prose and the ranking settings
 from detcat.normalize import fold_value
@@ -64,12 +65,12 @@ def technique_guide(
     rules = _rules(conn, args)
     counts = Counter(r["vendor"] for r in rules)
     vendors = {v: counts[v] for v in registry.display_order({*registry.names(), *counts})}
-    rows = _event_predicates(conn, args)
-    fields = _fields(rows, limit)
+    tally = _Tally(_event_predicates(conn, args))
+    fields = _fields(tally, limit)
     # Ties among indicators go to the fields most filtered (all of them, not the top only).
     field_rank = {f: i for i, f in enumerate(fields["order"])}
-    indicators = _indicators(conn, rows, limit, exclusion=False, field_rank=field_rank)
-    exclusions = _indicators(conn, rows, limit, exclusion=True, field_rank=field_rank)
+    indicators = _indicators(conn, tally.indicators, limit, False, field_rank)
+    exclusions = _indicators(conn, tally.exclusions, limit, True, field_rank)
     return {
         "technique": header,
         "vendors": vendors,
@@ -231,40 +232,95 @@ def _ranked(counts: dict[Any, set[Any]], tie: Any = lambda k: k) -> list[Any]:
     return sorted(counts, key=lambda k: (-len(counts[k]), tie(k)))
 
 
-def _fields(rows: list[_PredRow], limit: int | None) -> dict[str, Any]:
-    """Top canonical fields: rules, vendor aliases, operator histogram, samples.
-    Implied predicates are left out: they restate another predicate."""
-    rules: dict[str, set[int]] = defaultdict(set)
-    aliases: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
-    ops: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    samples: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    spelling: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    for f, raw, op, value, vkey, negated, _excl, kind, pk, vendor, _id in rows:
-        if f is None or kind == "implied":
-            continue
-        rules[f].add(pk)
-        aliases[f][(vendor, raw)] += 1
-        ops[f][op].add(pk)
-        if not negated and value is not None:
-            samples[f][vkey].add(pk)
-            spelling[(f, vkey)][value] += 1
-    order = _ranked(rules)
+def _top(counts: dict[Any, Any], n: int | None, tie: Any = None) -> list[Any]:
+    """The ``n`` keys (all for None) with the largest ``counts[k][0]`` (a set of
+    distinct rules), ties by the key itself or by ``tie[k]``. Sorting prebuilt
+    tuples, not calling a key function, because a guide ranks thousands of keys."""
+    keys = list(counts)
+    ranked = [
+        (-len(v[0]), k if tie is None else tie[k], i) for i, (k, v) in enumerate(counts.items())
+    ]
+    if n is not None and n < len(ranked):
+        return [keys[t[2]] for t in heapq.nsmallest(n, ranked)]
+    ranked.sort()
+    return [keys[t[2]] for t in ranked]
+
+
+class _Tally:
+    """One pass over a technique's predicate rows, counting what the field,
+    indicator and exclusion sections rank. Entries are lists whose first item is
+    the set of distinct rules; the loop is written out (no helper calls) because
+    it runs once per predicate of every rule of the technique."""
+
+    def __init__(self, rows: list[_PredRow]):
+        # field -> [pks, {(vendor, raw): n}, {op: [pks]}, {vkey: [pks, {spelling: n}]}]
+        self.fields: dict[str, list[Any]] = {}
+        # (field, op, vkey) -> [refs, {spelling: n}, written (not only implied)]
+        self.indicators: dict[_Key, list[Any]] = {}
+        self.exclusions: dict[_Key, list[Any]] = {}  # (field, op, vkey) -> [refs, {spelling: n}]
+        fields, indicators, exclusions = self.fields, self.indicators, self.exclusions
+        for f, raw, op, value, vkey, negated, excl, kind, pk, vendor, rid in rows:
+            implied = kind == "implied"
+            if f is not None and not implied:  # implied predicates restate another one
+                fe = fields.get(f)
+                if fe is None:
+                    fe = fields[f] = [set(), {}, {}, {}]
+                fe[0].add(pk)
+                aliases = fe[1]
+                aliases[(vendor, raw)] = aliases.get((vendor, raw), 0) + 1
+                ops = fe[2]
+                if op in ops:
+                    ops[op][0].add(pk)
+                else:
+                    ops[op] = [{pk}]
+                if not negated and value is not None:
+                    sample = fe[3].get(vkey)
+                    if sample is None:
+                        fe[3][vkey] = [{pk}, {value: 1}]
+                    else:
+                        sample[0].add(pk)
+                        sample[1][value] = sample[1].get(value, 0) + 1
+            if op in _NO_VALUE_OPS or kind == "selector":
+                continue
+            key = (f, op, vkey)
+            if not negated:  # is_indicator
+                entry = indicators.get(key)
+                if entry is None:
+                    entry = indicators[key] = [set(), {}, False]
+                entry[0].add((vendor, rid))
+                if value is not None:
+                    entry[1][value] = entry[1].get(value, 0) + 1
+                if not implied:
+                    entry[2] = True
+            if excl and not implied:  # is_exclusion
+                entry = exclusions.get(key)
+                if entry is None:
+                    entry = exclusions[key] = [set(), {}]
+                entry[0].add((vendor, rid))
+                if value is not None:
+                    entry[1][value] = entry[1].get(value, 0) + 1
+
+
+def _fields(tally: _Tally, limit: int | None) -> dict[str, Any]:
+    """Top canonical fields: rules, vendor aliases, operator histogram, samples."""
+    order = _top(tally.fields, None)
     out = []
     for f in order[:limit]:
+        pks, aliases, ops, samples = tally.fields[f]
         by_vendor: dict[str, list[str]] = {}
-        for (vendor, raw), _n in sorted(aliases[f].items(), key=lambda i: (-i[1], i[0][1] or "")):
+        for (vendor, raw), _n in sorted(aliases.items(), key=lambda i: (-i[1], i[0][1] or "")):
             by_vendor.setdefault(vendor, []).append(raw)
         out.append({
             "field": f,
             "aliases": {v: by_vendor[v] for v in registry.display_order(by_vendor)},
-            "rules": len(rules[f]),
-            "operators": {op: len(ops[f][op]) for op in _ranked(ops[f])},
-            "samples": [_spelling(spelling[(f, k)]) for k in _ranked(samples[f])[:_SAMPLES]],
+            "rules": len(pks),
+            "operators": {op: len(ops[op][0]) for op in _top(ops, None)},
+            "samples": [_spelling(samples[k][1]) for k in _top(samples, _SAMPLES)],
         })  # fmt: skip
-    return {"rows": out, "distinct": len(rules), "order": order}
+    return {"rows": out, "distinct": len(tally.fields), "order": order}
 
 
-def _spelling(written: Counter[str]) -> str:
+def _spelling(written: dict[str, int]) -> str:
     """How a value is shown: the spelling rules write most often (values that
     differ only in case are one indicator), ties by sort order."""
     return min(written, key=lambda v: (-written[v], v))
@@ -295,48 +351,41 @@ def _screen_first(ranked: list[_Key]) -> list[_Key]:
 
 def _indicators(
     conn: sqlite3.Connection,
-    rows: list[_PredRow],
+    counts: dict[_Key, list[Any]],
     limit: int | None,
     exclusion: bool,
     field_rank: dict[str | None, int],
 ) -> dict[str, Any]:
     """Top (field, op, value) combinations by rules, ties to the fields ranked first
     in ``field_rank``; exclusions are those under top-level NOTs."""
-    rules: dict[_Key, set[tuple[str, str]]] = defaultdict(set)
-    spelling: dict[_Key, Counter[str]] = defaultdict(Counter)
-    written: set[_Key] = set()  # keys some rule writes (not only implied)
-    for f, _raw, op, value, vkey, negated, excl, kind, _pk, vendor, rid in rows:
-        if is_exclusion(excl, op, kind) if exclusion else is_indicator(negated, op, kind):
-            key = (f, op, vkey)
-            rules[key].add((vendor, rid))
-            if value is not None:
-                spelling[key][value] += 1
-            if kind != "implied":
-                written.add(key)
     last = len(field_rank)
-    ranked = _ranked(rules, tie=lambda k: (field_rank.get(k[0], last), k[0] or "", k[1], k[2]))
+    tie = {k: (field_rank.get(k[0], last), k[0] or "", k[1], k[2]) for k in counts}
+    ranked = _top(counts, None, tie)
     if not exclusion:
         ranked = _screen_first(ranked)
+    top = ranked[:limit]
     selectors = set(load(GUIDE)["ranking"]["selector_fields"])
-    vendors = registry.display_order({v for refs in rules.values() for v, _ in refs})
+    vendors = registry.display_order({v for k in top for v, _ in counts[k][0]})
+    reach = corpus_reaches(conn, top) if not exclusion else {}
     out = []
-    for key in ranked[:limit]:
-        refs = sorted(rules[key], key=lambda r: (vendors.index(r[0]), r[1]))
+    for key in top:
+        entry = counts[key]
+        refs = sorted(entry[0], key=lambda r: (vendors.index(r[0]), r[1]))
         item: dict[str, Any] = {
             "field": key[0],
             "op": key[1],
-            "value": _spelling(spelling[key]) if spelling[key] else None,
+            "value": _spelling(entry[1]) if entry[1] else None,
             "rules": len(refs),
             "rule_ids": [i for _, i in refs],
             "rule_refs": [{"vendor": v, "id": i} for v, i in refs],
-            "implied": key not in written,
+            "implied": not exclusion and not entry[2],
             "selector": key[0] in selectors,
         }
         if not exclusion:
-            item["corpus_reach"] = corpus_reach(conn, *key)
+            item["corpus_reach"] = reach[key]
             item["specific"] = item["corpus_reach"] == len(refs)
         out.append(item)
-    return {"rows": out, "distinct": len(rules)}
+    return {"rows": out, "distinct": len(counts)}
 
 
 def is_indicator(negated: Any, op: str, kind: str) -> bool:
@@ -355,12 +404,12 @@ def is_exclusion(exclusion: Any, op: str, kind: str) -> bool:
 
 def corpus_reach(conn: sqlite3.Connection, field: str | None, op: str, key: str) -> int:
     """Rules anywhere in the catalog checking the same (field, op, value)."""
-    return conn.execute(
-        """SELECT COUNT(DISTINCT rule_pk) FROM predicates
-        WHERE field IS ? AND op = ? AND value_key = ? AND negated = 0
-          AND stage_role = 'events'""",
-        (field, op, key),
-    ).fetchone()[0]
+    return reach.count(conn, field, op, key)
+
+
+def corpus_reaches(conn: sqlite3.Connection, keys: list[_Key]) -> dict[_Key, int]:
+    """``corpus_reach`` of each key."""
+    return reach.counts(conn, keys)
 
 
 def indicator_reach(

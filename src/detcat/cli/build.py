@@ -81,12 +81,13 @@ def build(
 
 
 def _derive(db: Path) -> None:
-    """Tables computed from a fresh catalog (near-duplicate clusters), so that
-    ``similar``, ``lint`` and the site find them ready."""
-    from detcat import similar
+    """Tables computed from a fresh catalog (near-duplicate clusters, corpus reach),
+    so that ``similar``, ``lint`` and the site find them ready."""
+    from detcat import reach, similar
 
     with err().status("near-duplicate rules"):
         similar.ensure(db)
+    reach.ensure(db)
 
 
 COMMANDS = [build]

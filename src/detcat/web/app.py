@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from detcat import schemas, similar, store
+from detcat import reach, schemas, similar, store
 from detcat.errors import UsageProblem
 from detcat.web import pages
 from detcat.web.templating import CSP, render
@@ -220,6 +220,7 @@ def create_app(db: Path, *, cache_bytes: int = CACHE_BYTES) -> FastAPI:
     """The site over the catalog at ``db`` (raises store.MissingCatalog when absent);
     ``cache_bytes=0`` renders every request afresh."""
     similar.try_ensure(db)  # near-duplicate tables, once per catalog (if writable)
+    reach.try_ensure(db)  # corpus reach of every indicator, likewise
     catalog = Catalog(db, cache_bytes)
     app = FastAPI(
         title="detcat",

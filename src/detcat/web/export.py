@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from detcat import similar, store
+from detcat import reach, similar, store
 from detcat.errors import DetcatError
 from detcat.web import pages, queries
 from detcat.web.templating import render
@@ -143,6 +143,7 @@ def export_site(
     started = time.perf_counter()
     out = Path(out)
     similar.try_ensure(db)  # near-duplicate tables, once per catalog (if writable)
+    reach.try_ensure(db)  # corpus reach of every indicator, likewise
     conn = store.connect(db)
     try:
         todo = list(jobs(conn))
