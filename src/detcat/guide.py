@@ -489,10 +489,11 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
             exclusions.append({"field": p["field"], "op": p["op"], "value": p["value"]})
         if is_indicator(p["negated"], p["op"], p["kind"]) and ("i", *key) not in seen:
             seen.add(("i", *key))
-            indicators.append(
-                {"field": p["field"], "op": p["op"], "value": p["value"], "kind": p["kind"],
-                 "corpus_reach": corpus_reach(conn, *key)}
-            )  # fmt: skip
+            indicators.append({"field": p["field"], "op": p["op"], "value": p["value"],
+                               "kind": p["kind"], "key": key})  # fmt: skip
+    reaches = corpus_reaches(conn, [i["key"] for i in indicators])
+    for i in indicators:
+        i["corpus_reach"] = reaches[i.pop("key")]
     return {
         **{k: r[k] for k in ("vendor", "id", "title", "description", "author", "status",
                              "severity", "type", "language", "source_path", "upstream_url",

@@ -281,9 +281,12 @@ def _indicator(op: str, value: str = "", field: str = "") -> Builder:
     return lambda c: pages.indicator(c, field, op, value)
 
 
-def _search(q: str = "", limit: int = LIMIT) -> Builder:
-    """Exactly `detcat search Q --json`: full text, and `field:value` terms."""
-    return lambda c: pages.search(c, q, limit)
+def _search(
+    q: str = "", limit: int = LIMIT, vendor: str | None = None, technique: str | None = None
+) -> Builder:
+    """Exactly `detcat search Q --json`: full text, and `field:value` terms; only
+    ``vendor``'s rules and ``technique``'s (with its sub-techniques) when given."""
+    return lambda c: pages.search(c, q, limit, vendor, technique)
 
 
 def _problems() -> Builder:
