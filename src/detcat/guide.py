@@ -62,10 +62,10 @@ def technique_guide(
     tid, sub = _family(technique_id)
     header = _technique_header(conn, tid)
     args = {"tid": tid, "sub": sub, "limit": limit, "vendor": vendor}
-    rules = _rules(conn, args)
+    rules, refs = _rules(conn, args)
     counts = Counter(r["vendor"] for r in rules)
     vendors = {v: counts[v] for v in registry.display_order({*registry.names(), *counts})}
-    tally = _Tally(_event_predicates(conn, args))
+    tally = _Tally(_event_predicates(conn, args), refs)
     fields = _fields(tally, limit)
     # Ties among indicators go to the fields most filtered (all of them, not the top only).
     field_rank = {f: i for i, f in enumerate(fields["order"])}
@@ -169,7 +169,10 @@ def _technique_header(conn: sqlite3.Connection, tid: str) -> dict[str, Any]:
     }
 
 
-def _rules(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
+def _rules(
+    conn: sqlite3.Connection, args: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[int, tuple[str, str]]]:
+    """The technique's rules, and (vendor, id) by rule key for the tallies."""
     rows = conn.execute(
         f"""SELECT r.pk, r.vendor, r.id, r.title, r.language, r.severity, r.fully_parsed,
                group_concat(rt.technique_id, ' ') AS techniques
@@ -180,6 +183,7 @@ def _rules(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any
     ).fetchall()
     vendors = registry.display_order({r["vendor"] for r in rows})
     rows.sort(key=lambda r: vendors.index(r["vendor"]))  # stable: titles stay sorted
+    refs = {r["pk"]: (r["vendor"], r["id"]) for r in rows}
     return [
         {
             "vendor": r["vendor"],
@@ -191,7 +195,7 @@ def _rules(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any
             "fully_parsed": bool(r["fully_parsed"]),
         }
         for r in rows
-    ]
+    ], refs
 
 
 def _events(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -209,7 +213,7 @@ def _events(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, An
             for r in rows]  # fmt: skip
 
 
-_PredRow = tuple[str, str, str, Any, str, int, int, str, int, str, str]
+_PredRow = tuple[str, str, str, Any, str, int, int, str, int]
 
 
 def _event_predicates(conn: sqlite3.Connection, args: dict[str, Any]) -> list[_PredRow]:
@@ -220,9 +224,8 @@ def _event_predicates(conn: sqlite3.Connection, args: dict[str, Any]) -> list[_P
     return cur.execute(
         f"""WITH {_HERE}
         SELECT p.field, p.field_raw, p.op, p.value, p.value_key, p.negated, p.exclusion,
-               p.kind, p.rule_pk, r.vendor, r.id
-        FROM predicates p JOIN here USING (rule_pk) JOIN rules r ON r.pk = p.rule_pk
-        WHERE p.stage_role = 'events'""",
+               p.kind, p.rule_pk
+        FROM predicates p JOIN here USING (rule_pk) WHERE p.stage_role = 'events'""",
         args,
     ).fetchall()
 
@@ -252,14 +255,15 @@ class _Tally:
     the set of distinct rules; the loop is written out (no helper calls) because
     it runs once per predicate of every rule of the technique."""
 
-    def __init__(self, rows: list[_PredRow]):
+    def __init__(self, rows: list[_PredRow], refs: dict[int, tuple[str, str]]):
         # field -> [pks, {(vendor, raw): n}, {op: [pks]}, {vkey: [pks, {spelling: n}]}]
         self.fields: dict[str, list[Any]] = {}
         # (field, op, vkey) -> [refs, {spelling: n}, written (not only implied)]
         self.indicators: dict[_Key, list[Any]] = {}
         self.exclusions: dict[_Key, list[Any]] = {}  # (field, op, vkey) -> [refs, {spelling: n}]
         fields, indicators, exclusions = self.fields, self.indicators, self.exclusions
-        for f, raw, op, value, vkey, negated, excl, kind, pk, vendor, rid in rows:
+        for f, raw, op, value, vkey, negated, excl, kind, pk in rows:
+            ref = refs[pk]  # (vendor, rule id)
             implied = kind == "implied"
             if f is not None and not implied:  # implied predicates restate another one
                 fe = fields.get(f)
@@ -267,7 +271,8 @@ class _Tally:
                     fe = fields[f] = [set(), {}, {}, {}]
                 fe[0].add(pk)
                 aliases = fe[1]
-                aliases[(vendor, raw)] = aliases.get((vendor, raw), 0) + 1
+                alias = (ref[0], raw)
+                aliases[alias] = aliases.get(alias, 0) + 1
                 ops = fe[2]
                 if op in ops:
                     ops[op][0].add(pk)
@@ -287,7 +292,7 @@ class _Tally:
                 entry = indicators.get(key)
                 if entry is None:
                     entry = indicators[key] = [set(), {}, False]
-                entry[0].add((vendor, rid))
+                entry[0].add(ref)
                 if value is not None:
                     entry[1][value] = entry[1].get(value, 0) + 1
                 if not implied:
@@ -296,7 +301,7 @@ class _Tally:
                 entry = exclusions.get(key)
                 if entry is None:
                     entry = exclusions[key] = [set(), {}]
-                entry[0].add((vendor, rid))
+                entry[0].add(ref)
                 if value is not None:
                     entry[1][value] = entry[1].get(value, 0) + 1
 

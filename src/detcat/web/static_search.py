@@ -34,8 +34,10 @@ from detcat.web.urls import Links
 # Characters Pagefind keeps inside a word (it drops other punctuation): a token
 # such as ``process.name:anydesk.exe`` stays one word, searchable by its start.
 INCLUDE_CHARACTERS = ".:-_@$"
-# The words of a value, as site.js splits the value of a field:value term.
-_VALUE_WORD = re.compile(r"[\w.\-@$]+")
+# Words as Pagefind should see them (it only joins what whitespace separates):
+# runs of letters, digits and INCLUDE_CHARACTERS but ":". site.js splits what is
+# typed alike, so `<script>x</script>` finds the words script and x.
+_WORD = re.compile(r"[\w.\-@$]+")
 _ROOT = Links(static=True)
 
 
@@ -44,7 +46,12 @@ class SearchIndexError(DetcatError):
 
 
 def value_words(value: str) -> list[str]:
-    return _VALUE_WORD.findall(value.casefold())
+    """The words of a value, as site.js splits the value of a field:value term."""
+    return _WORD.findall(value.casefold())
+
+
+def _words(text: str | None) -> list[str]:
+    return _WORD.findall(text or "")
 
 
 def records(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
@@ -67,7 +74,7 @@ def records(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
         tids = techniques[pk]
         yield {
             "url": _ROOT.rule(vendor, rule_id),
-            "content": " ".join([title or "", description or "", *tokens[pk]]),
+            "content": " ".join([*_words(title), *_words(description), *tokens[pk]]),
             "language": "en",
             "meta": {"title": title or rule_id, "vendor": display_name(vendor),
                      "techniques": " ".join(tids)},

@@ -34,8 +34,11 @@
   var FIELD_TERM = /^([A-Za-z_@][\w.@\-\[\]"]*):(.*)$/;
   var SHOWN = 50; // like the server's default limit
 
+  // Words as static_search.py indexes them: runs of letters, digits and ._-@$
+  var WORD = /[\p{L}\p{N}\p{M}_.\-@$]+/gu;
+
   function valueWords(value) {
-    return value.toLowerCase().match(/[\p{L}\p{N}\p{M}_.\-@$]+/gu) || [];
+    return value.toLowerCase().match(WORD) || [];
   }
 
   // Words as the shell splits them (quotes group, and are dropped), like the
@@ -51,7 +54,7 @@
       if (field && field[2].charAt(0) !== "/") {
         valueWords(field[2]).forEach(function (w) { terms.push(field[1] + ":" + w); });
       } else {
-        terms.push(tok);
+        terms.push.apply(terms, tok.match(WORD) || []);
       }
     }
     return terms;
