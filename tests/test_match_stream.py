@@ -10,6 +10,7 @@ import textwrap
 from typing import Any
 
 import pytest
+from match_helpers import rule_catalog
 
 from detcat.match import Matcher, RulePlan
 from detcat.match.events import canonical_event
@@ -305,16 +306,9 @@ def test_detcat_match_reports_a_sequence_with_its_events(tmp_path: Any) -> None:
 
     from click.testing import CliRunner
 
-    from detcat import catalog
     from detcat.cli import main
 
-    src = tmp_path / "sources"
-    (src / "attack").mkdir(parents=True)
-    (src / "attack" / "enterprise-attack.json").write_text('{"type": "bundle", "objects": []}')
-    (src / "elastic" / "rules").mkdir(parents=True)
-    (src / "elastic" / "rules" / "seq.toml").write_text(SEQUENCE_RULE)
-    db = tmp_path / "catalog.sqlite"
-    catalog.build(src, db, vendors=("elastic",), workers=1)
+    db = rule_catalog(tmp_path, "elastic", "rule.toml", SEQUENCE_RULE)
     docs = [
         {"@timestamp": "2024-01-01T00:00:00Z", "event": {"category": "process"},
          "process": {"name": "cmd.exe", "pid": 7}},

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from match_helpers import rule_catalog
 
-from detcat import catalog
 from detcat.cli import main
 from detcat.match import Matcher, RulePlan, StagePlan, required_fields
 from detcat.match.evaluate import compile_expr
@@ -478,14 +478,7 @@ def test_exit_codes(tmp_path: Path, args: list[str], code: int) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = tmp_path_factory.mktemp("sources")
-    (src / "attack").mkdir()
-    (src / "attack" / "enterprise-attack.json").write_text('{"type": "bundle", "objects": []}')
-    (src / "sigma" / "rules").mkdir(parents=True)
-    (src / "sigma" / "rules" / "whoami.yml").write_text(SIGMA_RULE)
-    db = src / "catalog.sqlite"
-    catalog.build(src, db, vendors=("sigma",), workers=1)
-    return db
+    return rule_catalog(tmp_path_factory.mktemp("catalog"), "sigma", "whoami.yml", SIGMA_RULE)
 
 
 def test_match_json(tiny_db: Path, tmp_path: Path) -> None:

@@ -60,3 +60,21 @@ def test_ensure_twice_keeps_one_table(pair: tuple[Path, Path]) -> None:
         "SELECT COUNT(*) FROM (SELECT DISTINCT field, op, value_key FROM indicator_reach)"
     ).fetchone()[0]
     assert n == distinct > 0
+
+
+def test_a_later_build_makes_the_table_stale(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """An incremental build updates the catalog in place: the table counted before
+    it is not read (counts are live) until it is derived again."""
+    stale = tmp_path / "stale.sqlite"
+    shutil.copy(pair[1], stale)
+    with store.deriving(stale) as conn:
+        conn.execute("UPDATE meta SET value = 'later' WHERE key = 'built_at'")
+        conn.execute("UPDATE indicator_reach SET rules = rules + 1000")  # visibly wrong
+    conn = store.connect(stale)
+    key = tuple(conn.execute("SELECT field, op, value_key FROM indicator_reach LIMIT 1").fetchone())
+    live = store.connect(pair[0])
+    assert not reach.available(conn)
+    assert reach.counts(conn, [key]) == reach.counts(live, [key])
+    reach.ensure(stale)
+    assert reach.available(store.connect(stale))
+    assert reach.counts(store.connect(stale), [key]) == reach.counts(live, [key])

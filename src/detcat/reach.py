@@ -7,7 +7,9 @@ costs one ``COUNT(DISTINCT)`` per indicator (a third of a guide's time), the
 table one indexed lookup. It is derived like the near-duplicate tables
 (``store.deriving``): by ``detcat build``, or on first use by ``serve`` and
 ``export-site`` when the file is writable. A read-only catalog without it still
-works: ``counts`` then counts live.
+works: ``counts`` then counts live. The table names the build it was counted
+from (``meta.built_at``): an incremental build updates the catalog in place, and
+a table from before it is never read, only derived again.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def ensure(db: Path) -> None:
         for statement in _TABLE.split(";"):
             if statement.strip():
                 wconn.execute(statement)
-        wconn.execute("INSERT OR REPLACE INTO meta VALUES ('reach', ?)", (VERSION,))
+        wconn.execute("INSERT OR REPLACE INTO meta VALUES ('reach', ?)", (_stamp(wconn),))
 
 
 def try_ensure(db: Path) -> str | None:
@@ -62,8 +64,14 @@ def try_ensure(db: Path) -> str | None:
 
 
 def available(conn: sqlite3.Connection) -> bool:
+    """Whether the table holds the counts of this catalog as built now."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'reach'").fetchone()
-    return row is not None and row[0] == VERSION
+    return row is not None and row[0] == _stamp(conn)
+
+
+def _stamp(conn: sqlite3.Connection) -> str:
+    built = conn.execute("SELECT value FROM meta WHERE key = 'built_at'").fetchone()
+    return f"{VERSION} {built[0] if built else ''}"
 
 
 def counts(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, int]:

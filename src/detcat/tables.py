@@ -17,6 +17,7 @@ EVENT_SOURCES = "event_sources.toml"
 EVENT_KINDS = "event_kinds.toml"
 FIELD_TYPES = "field_types.toml"
 SPL = "spl.toml"
+PROCESS_IDENTITY = "process_identity.toml"
 
 
 @cache

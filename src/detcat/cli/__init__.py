@@ -18,9 +18,11 @@ from typing import Any
 import click
 
 from detcat.cli import (
+    backtest,
     build,
     coverage,
     diff,
+    events,
     export_csv,
     guide,
     lint,
@@ -81,10 +83,13 @@ _MODULES = (
     stats,
     parse,
     match,
+    backtest,
+    events,
     lint,
     similar,
     coverage,
     diff,
+    events,
     export_csv,
     serve,
     mcp,

@@ -21,10 +21,14 @@ Semantics are Elasticsearch's (see ``match.eql_functions`` for the functions):
 - ``<``/``<=``/``>``/``>=`` order numbers, or strings by code point;
 - arithmetic ``+ - * / %`` as the functions ``add`` … ``modulo``.
 
-Unknown (never a false "no"): lineage (``descendant of``), ``arrayCount`` and
-other functions Elasticsearch does not define, a field indexed past an array of
-objects. Some legacy EQL that Elasticsearch rejects is read as the legacy ``eql``
-package reads it: an array index (``list[0]``, the n-th value), a bare field as a
+Lineage (``descendant of``, ``child of``, ``event of``, legacy EQL only) asks the
+stream's process tree (``match.lineage``), which tests each clause's subquery on
+every event; the clauses a stage's filter holds are listed in its dialect's
+``lineage``. Unknown (never a false "no"): ``arrayCount`` and other functions
+Elasticsearch does not define, a field indexed past an array of objects.
+
+Some legacy EQL that Elasticsearch rejects is read as the legacy ``eql`` package
+reads it: an array index (``list[0]``, the n-th value), a bare field as a
 condition (its truthiness), ``safe(x)`` (null where x is an error) and
 ``arraySearch(array, alias, condition)`` (over the document's array items).
 """
@@ -57,6 +61,7 @@ from detcat.match.evaluate import (
     wildcard_regex,
 )
 from detcat.match.events import Event
+from detcat.match.lineage import UNSETTLED, Clause, answer
 from detcat.model import Op, Opaque, Predicate, Reason
 
 # A value: the candidates an expression takes on an event (empty: null).
@@ -94,9 +99,13 @@ def eql_dialect(d: Dialect) -> Dialect:
         if o.reason in (Reason.SYNTAX_ERROR, Reason.PARSER_FAILURE):
             return None  # not an expression at all: the query could not be read
         try:
-            return compile_condition(o.text, resolve)
+            clauses: list[Clause] = []
+            test = compile_condition(o.text, resolve, clauses)
         except NotEvaluated:
             return None
+        d.lineage += clauses
+        d.unknowns += [(_answers(c), UNSETTLED) for c in clauses if not c.nested]
+        return test
 
     def derived(p: Predicate) -> Test | None:
         try:
@@ -107,6 +116,10 @@ def eql_dialect(d: Dialect) -> Dialect:
 
     d.opaque, d.derived = opaque, derived
     return d
+
+
+def _answers(clause: Clause) -> Test:
+    return lambda ev: answer(clause, ev)
 
 
 _OPS = {Op.EQ: "==", Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
@@ -125,9 +138,16 @@ def _derived_test(p: Predicate, values: Values) -> Test | None:
     return lambda ev: _guard(lambda: compare(symbol, values(ev), want))
 
 
-def compile_condition(text: str, resolve: Resolve) -> Callable[[Event], Any]:
-    """A condition written in EQL, as a test returning True, False, NULL or None."""
-    return _Compiler(resolve).condition(_expression(text))
+def compile_condition(
+    text: str, resolve: Resolve, lineage: list[Clause] | None = None
+) -> Callable[[Event], Any]:
+    """A condition written in EQL, as a test returning True, False, NULL or None;
+    its lineage clauses, inner ones first, are added to ``lineage``."""
+    compiler = _Compiler(resolve)
+    test = compiler.condition(_expression(text))
+    if lineage is not None:
+        lineage.extend(compiler.clauses)
+    return test
 
 
 def compile_value(text: str, resolve: Resolve) -> Values:
@@ -189,6 +209,8 @@ class _Compiler:
         # arraySearch aliases in scope: name -> a one-item cell holding the array
         # item the condition is being tested on.
         self.aliases: dict[str, list[Any]] = {}
+        self.clauses: list[Clause] = []  # lineage, inner clauses first
+        self.depth = 0  # lineage subqueries being compiled
 
     # -- conditions --------------------------------------------------------------------
 
@@ -216,8 +238,25 @@ class _Compiler:
         if kind == "field":
             return self._truthiness(node.children[0].value)
         if kind == "lineage":
-            raise NotEvaluated("lineage (descendant/child/event of) needs the process tree")
+            return self._lineage(*node.children)
         raise NotEvaluated(f"{kind} used as a condition")
+
+    def _lineage(self, kind: Token, subquery: Tree[Token]) -> Callable[[Event], Any]:
+        """``descendant of [file where …]``: the stream's process tree answers."""
+        bracket, query = subquery.children[0], subquery.children[1]
+        if not isinstance(bracket, Token) or bracket.type != "LSQB":
+            raise NotEvaluated("a missing-event subquery ![…] in lineage")
+        assert isinstance(query, Tree)
+        category_node, expr = query.children
+        category = _category(category_node.children[0])  # type: ignore[union-attr]
+        self.depth += 1
+        try:
+            test = self.condition(expr)
+        finally:
+            self.depth -= 1
+        clause = Clause(kind.value.lower(), all_of([category, test]), nested=self.depth > 0)
+        self.clauses.append(clause)
+        return _answers(clause)
 
     def _compare(self, left: Any, op: Token, right: Any) -> Callable[[Event], Any]:
         symbol = "==" if op.value == "=" else op.value
@@ -324,7 +363,7 @@ class _Compiler:
                 return self.value(inner)
             test = self.condition(inner)
             return lambda ev: _as_values(test(ev))
-        if kind in ("compare", "in_", "not_in", "string_op", "and_", "or_", "not_"):
+        if kind in ("compare", "in_", "not_in", "string_op", "and_", "or_", "not_", "lineage"):
             test = self.condition(node)
             return lambda ev: _as_values(test(ev))
         raise NotEvaluated(f"{kind} used as a value")
@@ -499,6 +538,19 @@ def _walk(node: Any, parts: list[str]) -> Iterator[Any]:
 _VALUE_NODES = frozenset(
     {"string", "number", "boolean", "null", "field", "signed", "arith", "call"}
 )
+
+
+def _category(token: Token) -> Callable[[Event], Any]:
+    """``process where``: the event's ``event.category`` (unknown when it has none)."""
+    name = str(_constant(token)[0]) if token.type == "STRING" else token.value
+    if name == "any":
+        return lambda ev: True
+
+    def test(ev: Event) -> bool | None:
+        got = ev.fields.get("event.category")
+        return None if not got else name in got
+
+    return test
 
 
 def _string_constant(node: Any) -> str | None:

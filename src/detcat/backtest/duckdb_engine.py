@@ -1,0 +1,72 @@
+"""Normalized events read by embedded DuckDB: a local folder or object storage
+(``s3://…``, ``gs://…``, ``https://…``: DuckDB's httpfs extension, configured by
+the usual environment or a DuckDB secret)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from detcat.backtest.parquet import MANIFEST, Manifest, NormalizeError
+from detcat.sqlgen.duckdb import DuckDB
+from detcat.sqlgen.rows import KIND
+from detcat.sqlgen.rules import nonnull_key
+
+FETCH_ROWS = 10_000
+
+
+class DuckDBSource:
+    dialect = DuckDB()
+
+    def __init__(self, root: str, threads: int | None = None, memory_limit: str | None = None):
+        import duckdb
+
+        self.root = root.rstrip("/")
+        self.con = duckdb.connect()
+        if threads:
+            self.con.execute(f"SET threads TO {int(threads)}")
+        if memory_limit:
+            self.con.execute(f"SET memory_limit = {self.dialect.literal(memory_limit)}")
+        self.con.execute("SET preserve_insertion_order = false")
+        manifest = self._manifest()
+        self.considered = set(manifest.columns) | {nonnull_key(f) for f in manifest.nonnull}
+        self._files: dict[str, list[str]] = {}
+        for (path,) in self.con.execute(
+            f"SELECT file FROM glob({self.dialect.literal(self.root + '/*/*.parquet')})"
+        ).fetchall():
+            folder = str(path).replace("\\", "/").rsplit("/", 2)[-2]
+            if folder.startswith(KIND + "="):
+                self._files.setdefault(folder.split("=", 1)[1], []).append(str(path))
+
+    def _manifest(self) -> Manifest:
+        path = f"{self.root}/{MANIFEST}"
+        try:
+            (text,) = self.con.execute(
+                f"SELECT content FROM read_text({self.dialect.literal(path)})"
+            ).fetchone()  # type: ignore[misc]
+        except Exception as e:  # duckdb.IOException and kin: no manifest there
+            raise NormalizeError(
+                f"{path}: not found: give a folder written by `detcat events normalize` ({e})"
+            ) from None
+        data = json.loads(text)
+        return Manifest(data["columns"], data["nonnull"], data.get("kinds", {}))
+
+    def routes(self) -> list[str]:
+        return sorted(self._files)
+
+    def table(self, route: str) -> str:
+        files = ", ".join(self.dialect.literal(f) for f in self._files[route])
+        return f"read_parquet([{files}], union_by_name = true)"
+
+    def columns(self, route: str) -> set[str]:
+        return {
+            r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {self.table(route)}").fetchall()
+        }
+
+    def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        cursor = self.con.cursor()
+        cursor.execute(sql)
+        while batch := cursor.fetchmany(FETCH_ROWS):
+            yield from batch
+        cursor.close()

@@ -1,0 +1,55 @@
+"""DuckDB's spelling of the IR (embedded, the default engine).
+
+Literals are standard SQL (a quote doubled; a backslash is an ordinary
+character). Substring tests use ``contains``, never ``LIKE``: ``%``, ``_`` and
+``\\`` in a value are plain characters with nothing to escape (DuckDB's LIKE has
+no default escape character). Regular expressions run on RE2, the Python
+matcher's engine: the same syntax and the same case folding.
+"""
+
+from __future__ import annotations
+
+from detcat.sqlgen.emit import SqlDialect
+from detcat.sqlgen.ir import Regex
+
+
+class DuckDB(SqlDialect):
+    name = "duckdb"
+
+    def literal(self, text: str) -> str:
+        if "\x00" in text:  # a NUL cannot be written inside a literal
+            return "(" + " || chr(0) || ".join(self.literal(p) for p in text.split("\x00")) + ")"
+        return "'" + text.replace("'", "''") + "'"
+
+    def ident(self, name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    def contains(self, col: str, needle: str) -> str:
+        return f"contains({col}, {self.literal(needle)})"
+
+    def regex(self, col: str, r: Regex) -> str:
+        pattern = self.literal((f"(?{r.flags})" if r.flags else "") + r.pattern)
+        fn = "regexp_full_match" if r.full else "regexp_matches"
+        if r.each:
+            return self.any_value(col, "x", f"{fn}(x, {pattern})")
+        return f"{fn}({col}, {pattern})"
+
+    def any_value(self, col: str, var: str, test: str) -> str:
+        return f"(len(list_filter({col}, lambda {var}: {test})) > 0)"
+
+    def list_has(self, col: str, item: str) -> str:
+        return f"list_contains({col}, {item})"
+
+    def list_max(self, col: str) -> str:
+        return f"list_max({col})"
+
+    def list_min(self, col: str) -> str:
+        return f"list_min({col})"
+
+    def codes(self, items: list[str]) -> str:
+        if not items:
+            return "CAST([] AS INTEGER[])"
+        return f"list_filter([{', '.join(items)}], lambda c: c IS NOT NULL)"
+
+    def size(self, expr: str) -> str:
+        return f"len({expr})"
