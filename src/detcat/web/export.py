@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
+from multiprocessing import get_context
 from pathlib import Path
 
 from detcat import reach, similar, store
@@ -190,7 +191,10 @@ def _render_all(
     if workers <= 1:
         results: Iterator[tuple[int, int]] = ((len(c), render_chunk(c)) for c in chunks)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        # Workers come from a fork server, not from this process: the search
+        # index thread runs here meanwhile, and forking a process with threads
+        # can copy a lock one of them holds (a worker then waits forever).
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver"))
         results = zip((len(c) for c in chunks), pool.map(render_chunk, chunks), strict=True)
     try:
         for n, written in results:
