@@ -27,17 +27,13 @@ from typing import Any
 from detcat import attack as attack_mod
 from detcat import catalog_update, store
 from detcat.catalog_read import FileResult, VendorResult, read_vendor
-from detcat.catalog_update import ReadOptions, timed
+from detcat.catalog_update import Progress, ReadOptions, timed
 from detcat.catalog_write import Loader, TechniqueIndex
 from detcat.errors import DetcatError
 from detcat.model import Problem
 from detcat.sources import files as source_files
 from detcat.sources import registry
 from detcat.workers import workers_pool
-
-# (vendor, event, rules) -> None; events: "start", "done" (per vendor read),
-# "vendor" (one vendor written to the store)
-Progress = Callable[[str, str, int], None]
 
 
 class BuildError(DetcatError):
