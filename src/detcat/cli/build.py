@@ -85,12 +85,14 @@ def build(
 
 def _derive(db: Path) -> None:
     """Tables computed from a fresh catalog (near-duplicate clusters, which a
-    build writes itself: this only fills in a catalog that lacks them), so that
-    ``similar``, ``lint`` and the site find them ready."""
-    from detcat import similar
+    build writes itself: this only fills in a catalog that lacks them; the corpus
+    reach of every indicator), so that ``similar``, ``lint`` and the site find
+    them ready."""
+    from detcat import reach, similar
 
     with err().status("near-duplicate rules"):
         similar.ensure(db)
+    reach.ensure(db)
 
 
 COMMANDS = [build]
