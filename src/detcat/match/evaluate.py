@@ -240,7 +240,7 @@ def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
     return _sure(lambda ev: any(map(search, ev.texts(name, fold))))
 
 
-def _affixes(name: str, fold: bool, affixes: tuple[str, ...], starts: bool) -> Test:
+def _affixes(name: str | None, fold: bool, affixes: tuple[str, ...], starts: bool) -> Test:
     """A value starting (ending) with one of ``affixes``: one loop, no call per value."""
     if starts:
 
@@ -343,23 +343,7 @@ def _string_leaf(op: Op, want: str, name: str | None, fold: bool) -> Test:
             return False
 
         return contains
-    if op is Op.STARTS_WITH:
-
-        def starts(ev: Event) -> bool:
-            for t in ev.texts(name, fold):  # noqa: SIM110
-                if t.startswith(want):
-                    return True
-            return False
-
-        return starts
-
-    def ends(ev: Event) -> bool:
-        for t in ev.texts(name, fold):  # noqa: SIM110
-            if t.endswith(want):
-                return True
-        return False
-
-    return ends
+    return _affixes(name, fold, (want,), op is Op.STARTS_WITH)
 
 
 def _resolved(p: Predicate, d: Dialect) -> bool:
