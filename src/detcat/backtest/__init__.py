@@ -178,9 +178,12 @@ def _events(paths: list[str], on_bad: Callable[[BadEvent], None]) -> Iterator[An
         from detcat.match.events import canonical_event
 
         source = DuckDBSource(paths[0])
-        for route in source.routes():
-            for label, raw in source.rows(f"SELECT _label, _raw FROM {source.table(route)}"):
-                yield canonical_event(label, json.loads(raw))
+        if not source.routes():
+            return
+        # In time order across kinds: multi-event rules see events as they happened.
+        every = source.table(*source.routes())
+        for label, raw in source.rows(f"SELECT _label, _raw FROM {every} ORDER BY _time, _label"):
+            yield canonical_event(label, json.loads(raw))
         return
     for path in paths:
         yield from read_events(path, on_bad)
