@@ -54,7 +54,7 @@ EVENTS: dict[str, dict[str, Any]] = {
         1,
         "2024-05-02T10:00:00Z",
         Image="C:\\a\\b.exe",
-        CommandLine="first line a\nb second",
+        CommandLine="first line a\nb second ${env:x:-j}",
         User=None,
     ),
     "wild_chars": sysmon(
@@ -194,6 +194,12 @@ CASES: list[tuple[str, str, str, set[str]]] = [
         "    sel:\n        ParentImage: '*'\n    condition: sel",
         "process_creation",
         {"cmd"},
+    ),
+    (
+        "dollar-brace",
+        "    sel:\n        CommandLine|contains: '${env:x:-j}'\n    condition: sel",
+        "process_creation",
+        {"newline"},
     ),
     (
         "quote",

@@ -39,6 +39,9 @@ class SparkSource:
             .appName("detcat backtest")
             .config("spark.sql.parquet.mergeSchema", "true")
             .config("spark.sql.caseSensitive", "true")  # field columns differ by case
+            # Spark substitutes ${var} in SQL text, literals included: a rule's
+            # "${jndi:" or "${env:x:-j}" must reach the data as written.
+            .config("spark.sql.variable.substitute", "false")
             .config("spark.ui.enabled", "false")
             .getOrCreate()
         )
