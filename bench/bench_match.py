@@ -1,45 +1,75 @@
-"""``detcat match`` throughput on SigmaHQ's regression events, all vendors' rules.
+"""``detcat match`` throughput and memory on SigmaHQ's regression events, all rules.
 
-    python bench/bench_match.py [SOURCES_DIR] [--db CATALOG]
+    python bench/bench_match.py [SOURCES_DIR] [--db CATALOG] [--sizes 10000,100000]
 
-Builds the catalog from SOURCES_DIR (unless --db names one), then times, in this
-process and on the same events: the indexed matcher (``Matcher.match``) and the
-reference, every event filter of the catalog evaluated on every event (the same
-compiled closures, no index). Prints ms per event and the ratio indexed /
-reference (target <= 0.25), plus the catalog load time.
+Builds the catalog from SOURCES_DIR (unless --db names one), then measures in one
+run, on the same events:
+
+- the matcher's build time (``Matcher.from_catalog``) and the first pass over the
+  events (routes built, stages compiled on first use), CPU seconds;
+- events per CPU-second of the indexed matcher (routes + literal prefilter:
+  ``Matcher.match``) against the reference (every admitted stage evaluated:
+  ``Matcher.match_reference``), both from the JSON document to the JSON result
+  line, and the ratio;
+- ``detcat match --jsonl`` as a child process on a JSON-lines file of each size
+  (the regression events replicated): events per CPU-second and peak RSS, which
+  must not grow with the number of events.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from detcat import catalog
-from detcat.match import Matcher
-from detcat.match.events import Event
-from detcat.match.reading import read_events
-from detcat.store import connect
+from detcat.match import EventResult, Matcher
+from detcat.match.events import canonical_event
+from detcat.match.reading import read_documents
 
-ROUNDS = 3
-
-
-def best(fn: object) -> float:
-    times = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        fn()  # type: ignore[operator]
-        times.append(time.perf_counter() - start)
-    return min(times)
+REFERENCE_EVENTS = 134  # the reference is slow: one pass over the regression events
 
 
-def naive(matcher: Matcher, events: list[Event]) -> None:
-    stages = [s for r in matcher.rules for s in r.stages if s.filters_events]
-    for ev in events:
-        for s in stages:
-            s.test()(ev)
+def cpu(fn: Callable[[], Any]) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def regression_documents(sources: Path) -> list[tuple[str, dict[str, Any]]]:
+    files = sorted((sources / "sigma" / "regression_data").rglob("*.json"))
+    return [doc for f in files for doc in read_documents(f)]
+
+
+def pipeline(docs: list[tuple[str, dict[str, Any]]], match: Callable[..., EventResult]) -> None:
+    """Document in, JSON line out: what ``detcat match --jsonl`` does per event."""
+    for label, doc in docs:
+        json.dumps(match(canonical_event(label, doc)).to_json(), ensure_ascii=False)
+
+
+def run_cli(db: Path, events: Path) -> tuple[float, float, int]:
+    """(CPU seconds, peak RSS MiB, exit code) of ``detcat match --jsonl``."""
+    cmd = [sys.executable, "-c", "from detcat.cli import main; main()",
+           "match", "--jsonl", str(events), "--db", str(db)]  # fmt: skip
+    with open(os.devnull, "w") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = usage.ru_utime + usage.ru_stime
+    return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def write_jsonl(docs: list[tuple[str, dict[str, Any]]], path: Path, n: int) -> None:
+    lines = [json.dumps(doc) + "\n" for _, doc in docs]
+    with path.open("w") as f:
+        for i in range(n):
+            f.write(lines[i % len(lines)])
 
 
 def main() -> None:
@@ -47,26 +77,37 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("sources", nargs="?", default=os.environ.get("DETCAT_SOURCES", default))
     ap.add_argument("--db", type=Path)
+    ap.add_argument("--sizes", default="10000,100000", help="events per CLI run")
     args = ap.parse_args()
     sources = Path(args.sources)
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "catalog.sqlite"
         if args.db is None:
             catalog.build(sources, db)
-        start = time.perf_counter()
-        matcher = Matcher.from_catalog(connect(db))
-        load = time.perf_counter() - start
-    files = sorted((sources / "sigma" / "regression_data").rglob("*.json"))
-    events = [ev for f in files for ev in read_events(f)]
-    naive(matcher, events)  # compile every stage once, for both measurements
-    ours = best(lambda: [matcher.match(ev) for ev in events])
-    ref = best(lambda: naive(matcher, events))
-    n = len(events)
-    print(f"{len(matcher.rules)} rules, {n} events, best of {ROUNDS}")
-    print(f"catalog load (rules, stages, index)   : {load:7.2f} s")
-    print(f"reference: every filter, every event  : {ref / n * 1000:7.2f} ms/event")
-    print(f"detcat match (indexed)                : {ours / n * 1000:7.2f} ms/event")
-    print(f"ratio indexed / reference             : {ours / ref:7.2f}  (target <= 0.25)")
+        docs = regression_documents(sources)
+        start = time.process_time()
+        matcher = Matcher.from_catalog(db)
+        build = time.process_time() - start
+        first = cpu(lambda: pipeline(docs, matcher.stream().match))
+        rounds = max(1, 2000 // len(docs))
+        ours = cpu(lambda: [pipeline(docs, matcher.stream().match) for _ in range(rounds)])
+        ref_docs = docs[:REFERENCE_EVENTS]
+        ref = cpu(lambda: pipeline(ref_docs, matcher.stream().match_reference))
+        ours_rate = rounds * len(docs) / ours
+        ref_rate = len(ref_docs) / ref
+        print(f"{len(matcher.rules)} rules, {len(docs)} regression events")
+        print(f"matcher build (Matcher.from_catalog)     : {build:8.2f} CPU s")
+        print(f"first pass (routes, stages compiled)     : {first:8.2f} CPU s")
+        print(f"reference: every admitted stage          : {ref_rate:8.0f} events/CPU-s")
+        print(f"detcat match (routes + prefilter)        : {ours_rate:8.0f} events/CPU-s")
+        print(f"ratio indexed / reference (speed-up)     : {ours_rate / ref_rate:8.1f}x")
+        for n in (int(x) for x in args.sizes.split(",")):
+            path = Path(tmp) / f"events-{n}.jsonl"
+            write_jsonl(docs, path, n)
+            seconds, rss, code = run_cli(db, path)
+            path.unlink()
+            print(f"detcat match --jsonl, {n:>7} events      : {n / seconds:8.0f} events/CPU-s "
+                  f"(start-up included), peak RSS {rss:.0f} MiB, exit {code}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,42 +1,73 @@
-"""Web catalog speed: page times over loopback, and the static export.
+"""Web catalog speed and size, now against a reference revision, in one run.
 
-    python bench/bench_web.py [--db CATALOG | --sources DIR] [--requests 200] [--no-export]
+    python bench/bench_web.py [--db CATALOG | --sources DIR] [--requests 200]
+                              [--reference REV] [--no-export]
 
-Serves the catalog with uvicorn in a subprocess, twice: as ``detcat serve`` runs
-(rendered pages cached per catalog generation) and with the cache off, where
-every request recomputes the page (the cold cost). Each URL gets N sequential
-keep-alive requests; p50/p95 of the server's own time (its Server-Timing header)
-and of the round trip are printed. Reference, measured in the same run: the
-page's data computed in-process by calling guide/search directly; the ratio is
-page p95 / direct p95. Targets: /techniques/T1219 p95 <= 50 ms and
-/search?q=anydesk p95 <= 100 ms. Then the whole site is exported and timed
-against the catalog build of the same run (when the bench built it).
+Both code versions run on the same catalog in the same run: this tree's and
+``--reference``'s (default: the last commit before issue 13's site work), taken
+from git into a temporary folder. Printed:
+
+1. The technique guide T1219 computed in-process (``guide.technique_guide``), p95
+   over N calls, each version in its own process. Target: <= 20 ms.
+2. Pages over loopback (uvicorn in a subprocess, N sequential keep-alive requests,
+   the server's own time from its Server-Timing header): this version with its
+   page cache (as ``detcat serve`` runs) and without (every request recomputes),
+   and the reference without. Target: /techniques/T1219 uncached p95 <= 20 ms.
+3. ``export-site`` of the reference (its defaults: JSON twins) and of this version
+   (its defaults: Pagefind search, no twins): pages, files, MB (sizes added up,
+   and disk usage as ``du`` counts), seconds and the time ratio. Targets: <= 150 MB,
+   <= 0.5x the reference's time.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 
-from detcat import catalog, guide, search, store
-from detcat.web.export import export_site
+from detcat import catalog, store
 
-URLS = {"/techniques/T1219": 50.0, "/search?q=anydesk": 100.0}
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = "9e48fe7"  # main before issue 13's guide and export work
+URLS = {"/techniques/T1219": 20.0, "/search?q=anydesk": 100.0}
+
+# Each script runs with the version's source folder first on sys.path (argv[1]).
 SERVER = """
-import sys, uvicorn
+import sys; sys.path.insert(0, sys.argv[1])
+import uvicorn
 from detcat.web.app import create_app, settle_gc
-app = create_app(sys.argv[1], cache_bytes=int(sys.argv[2]))
+app = create_app(sys.argv[2], cache_bytes=int(sys.argv[3]))
 settle_gc()  # as `detcat serve` does
-uvicorn.run(app, host="127.0.0.1",
-            port=int(sys.argv[3]), log_level="warning")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[4]), log_level="warning")
+"""
+GUIDE = """
+import sys, json, time; sys.path.insert(0, sys.argv[1])
+from detcat import guide, store
+conn = store.connect(sys.argv[2])
+guide.technique_guide(conn, "T1219")
+times = []
+for _ in range(int(sys.argv[3])):
+    start = time.perf_counter()
+    guide.technique_guide(conn, "T1219")
+    times.append((time.perf_counter() - start) * 1000)
+print(json.dumps(times))
+"""
+EXPORT = """
+import sys, json, os; sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from detcat.web.export import export_site
+r = export_site(Path(sys.argv[2]), Path(sys.argv[3]), workers=os.cpu_count())
+print(json.dumps({"pages": r.pages, "seconds": r.seconds}))
 """
 
 
@@ -45,15 +76,32 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def source_tree(rev: str, into: Path) -> Path:
+    """The ``src`` folder of revision ``rev``, extracted under ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "src"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def run_json(script: str, *args: object) -> Any:
+    out = subprocess.run([sys.executable, "-c", script, *map(str, args)],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-def start_server(db: Path, cache_bytes: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(src: Path, db: Path, cache_bytes: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(db), str(cache_bytes), str(port)])
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(src), str(db), str(cache_bytes),
+                             str(port)])  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -65,94 +113,101 @@ def start_server(db: Path, cache_bytes: int) -> tuple[subprocess.Popen[bytes], i
     raise RuntimeError("the server did not start")
 
 
-def measure(port: int, url: str, n: int) -> tuple[list[float], list[float]]:
-    """Server times (from Server-Timing) and round trips, in ms, after one warm-up."""
+def measure(port: int, url: str, n: int) -> list[float]:
+    """Server times (from Server-Timing), in ms, after one warm-up request."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    server, trip = [], []
+    server = []
     for i in range(n + 1):
-        start = time.perf_counter()
         conn.request("GET", url)
         resp = conn.getresponse()
         resp.read()
-        elapsed = (time.perf_counter() - start) * 1000
         assert resp.status == 200, (url, resp.status)
         if i:  # the first request compiles templates and warms SQLite's cache
-            trip.append(elapsed)
             server.append(float(resp.getheader("server-timing", "app;dur=0").split("=")[1]))
     conn.close()
-    return server, trip
+    return server
 
 
-def direct(db: Path, url: str, n: int) -> list[float]:
-    conn = store.connect(db)
-    call: Callable[[], object] = (
-        (lambda: guide.technique_guide(conn, "T1219"))
-        if url.startswith("/techniques")
-        else (lambda: search.search(conn, "anydesk"))
-    )
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
+def verdict(value: float, target: float) -> str:
+    return f"target <= {target:g}: {'OK' if value <= target else 'MISSED'}"
 
 
-def bench_pages(db: Path, n: int) -> None:
-    print(f"{'url':22} {'cache':5} {'server p50':>10} {'p95':>7} {'trip p50':>9} {'p95':>7}"
-          f" {'direct p95':>10} {'ratio':>6}  target")  # fmt: skip
-    for cache_bytes, label in ((64_000_000, "warm"), (0, "cold")):
-        proc, port = start_server(db, cache_bytes)
+def bench_guide(now: Path, ref: Path, db: Path, n: int) -> None:
+    p95 = {name: pct(run_json(GUIDE, src, db, n), 95) for name, src in (("ref", ref), ("now", now))}
+    print(f"guide T1219 in-process p95: reference {p95['ref']:.2f} ms, now {p95['now']:.2f} ms"
+          f" (ratio {p95['now'] / p95['ref']:.2f}); {verdict(p95['now'], 20)}")  # fmt: skip
+
+
+def bench_pages(now: Path, ref: Path, db: Path, n: int) -> None:
+    print(f"{'url':22} {'version':17} {'p50':>8} {'p95':>8}")
+    runs = (("reference, uncached", ref, 0), ("now, uncached", now, 0),
+            ("now, cached", now, 64_000_000))  # fmt: skip
+    results: dict[str, dict[str, float]] = {}
+    for label, src, cache_bytes in runs:
+        proc, port = start_server(src, db, cache_bytes)
         try:
-            for url, target in URLS.items():
-                server, trip = measure(port, url, n)
-                ref = pct(direct(db, url, n), 95)
-                p95 = pct(server, 95)
-                verdict = "OK" if p95 <= target else "MISSED"
-                print(f"{url:22} {label:5} {pct(server, 50):8.2f}ms {p95:5.2f}ms"
-                      f" {pct(trip, 50):7.2f}ms {pct(trip, 95):5.2f}ms {ref:8.2f}ms"
-                      f" {p95 / ref:6.2f}  p95 <= {target:.0f} ms {verdict}")  # fmt: skip
+            for url in URLS:
+                times = measure(port, url, n)
+                results.setdefault(url, {})[label] = pct(times, 95)
+                print(f"{url:22} {label:19} {pct(times, 50):6.2f}ms {pct(times, 95):6.2f}ms")
         finally:
             proc.terminate()
             proc.wait(10)
+    for url, target in URLS.items():
+        got = results[url]
+        ratio = got["now, uncached"] / got["reference, uncached"]
+        print(f"{url}: uncached p95 now / reference = {ratio:.2f};"
+              f" {verdict(got['now, uncached'], target)} ms")  # fmt: skip
 
 
-def bench_export(db: Path, build_seconds: float | None) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        for twins in (True, False):
-            r = export_site(
-                db, Path(tmp) / f"site-{twins}", workers=os.cpu_count(), json_twins=twins
-            )
-            what = "with JSON twins" if twins else "HTML only     "
-            ratio = (
-                f"; ratio export / build {r.seconds / build_seconds:.2f}" if build_seconds else ""
-            )
-            print(f"export {what}: {r.pages} pages, {r.files} files, {r.bytes / 1e6:.0f} MB in "
-                  f"{r.seconds:.1f} s ({r.pages / r.seconds:.0f} pages/s){ratio}")  # fmt: skip
+def site_size(out: Path) -> tuple[int, float, float]:
+    """Files, MB (sizes added up) and MB on disk (whole blocks, as du counts)."""
+    stats = [p.stat() for p in out.rglob("*") if p.is_file()]
+    return (len(stats), sum(s.st_size for s in stats) / 1e6,
+            sum(s.st_blocks * 512 for s in stats) / 1e6)  # fmt: skip
+
+
+def bench_export(now: Path, ref: Path, db: Path, tmp: Path) -> None:
+    seconds = {}
+    for name, src in (("reference", ref), ("now", now)):
+        out = tmp / f"site-{name}"
+        got = run_json(EXPORT, src, db, out)
+        seconds[name] = got["seconds"]
+        files, mb, disk = site_size(out)
+        print(f"export {name:9}: {got['pages']} pages, {files} files, {mb:.1f} MB"
+              f" ({disk:.1f} MB on disk) in {got['seconds']:.1f} s")  # fmt: skip
+        if name == "now":
+            print(f"  size: {verdict(round(mb, 1), 150)} MB ({verdict(round(disk, 1), 150)} MB"
+                  f" on disk); time now / reference = {seconds['now'] / seconds['reference']:.2f}"
+                  f", {verdict(round(seconds['now'] / seconds['reference'], 2), 0.5)}")  # fmt: skip
 
 
 def main() -> None:
-    default = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+    default = REPO.parent / "shared" / "corpora"
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", type=Path, help="an existing catalog (else built from --sources)")
     ap.add_argument("--sources", type=Path, default=Path(os.environ.get("DETCAT_SOURCES", default)))
     ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--reference", default=REFERENCE, help="git revision to compare with")
     ap.add_argument("--no-export", action="store_true")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        db, built = args.db, None
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        db = args.db
         if db is None:
-            db = Path(tmp) / "detcat.sqlite"
+            db = tmp / "detcat.sqlite"
             start = time.perf_counter()
             catalog.build(args.sources, db)
-            built = time.perf_counter() - start
-            print(f"catalog built from {args.sources} in {built:.1f} s")
+            print(f"catalog built from {args.sources} in {time.perf_counter() - start:.1f} s")
+        ref, now = source_tree(args.reference, tmp / "reference"), REPO / "src"
         rules = store.connect(db).execute("SELECT COUNT(*) FROM rules").fetchone()[0]
-        print(f"{rules} rules; {args.requests} sequential requests per URL on loopback,"
-              f" {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-        bench_pages(db, args.requests)
+        print(f"{rules} rules; reference {args.reference}; {args.requests} calls or requests"
+              f" each; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        bench_guide(now, ref, db, args.requests)
+        bench_pages(now, ref, db, args.requests)
         if not args.no_export:
-            bench_export(db, built)
+            bench_export(now, ref, db, tmp)
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -122,12 +122,12 @@ def test_failed_build_keeps_previous_catalog(
     catalog.build(sources, db, workers=1)
     before = db.read_bytes()
 
-    def explode(self: object, rule: object) -> bool:
+    def explode(self: object, *args: object) -> int:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(store.CatalogWriter, "add_rule", explode)
     with pytest.raises(RuntimeError):
-        catalog.build(sources, db, workers=1)
+        catalog.build(sources, db, workers=1, incremental=False)
     assert db.read_bytes() == before
     assert not list(tmp_path.glob(".c.sqlite.*")), "temporary file left behind"
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM rules").fetchone()[0] == 4

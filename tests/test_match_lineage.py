@@ -160,6 +160,17 @@ CASES = [
         ["no", "yes"],
     ),
     (
+        "event of: an event logged before its process's creation event",
+        EVENT_OF_CMD,
+        [
+            ecs("c0", "c", name="cmd.exe"),
+            start("c", "c", "userinit", name="x.exe"),
+            ecs("f", "c", kind="file"),
+        ],
+        True,
+        ["no", "no", "yes"],
+    ),
+    (
         "event of: an event of another process, undetermined",
         EVENT_OF_CMD,
         [start("c", "c", name="cmd.exe"), ecs("f", "x", kind="file")],
@@ -232,6 +243,15 @@ CASES += [
 def test_lineage(name: str, query: str, events: list[Event], complete: bool,
                  expected: list[str]) -> None:  # fmt: skip
     assert run(query, events, complete) == expected
+
+
+def test_an_undetermined_answer_says_why() -> None:
+    rule = build_rule({"rule_id": "r", "name": "r", "type": "eql", "language": "eql",
+                       "query": UNDER_CMD}, {}, "r.toml")  # fmt: skip
+    normalize_rule(rule)
+    m = Matcher([RulePlan.from_rule(rule)]).stream()
+    results = [m.match(e) for e in OTHER]
+    assert lineage.UNSETTLED in results[1].undetermined[0]["unknown"]
 
 
 def test_an_unknown_subquery_leaves_descendants_undetermined() -> None:

@@ -1,28 +1,36 @@
 """The build pipeline: sources -> parse -> normalize -> store.
 
-Vendors are read (and their rules normalized) in worker processes; a reader
-that works file by file (``rule_files`` + ``read_file``) is split across the
-workers. The parent writes each vendor's rules to a temporary catalog as soon as
-they arrive, in one transaction, and swaps it in at the end (``store.writing``).
+Vendors are read (and their rules normalized and made rows) in worker processes
+(``catalog_read``); a reader that works file by file (``rule_files`` +
+``read_file``) is split across the workers. The parent writes each vendor's rows
+to a temporary catalog as soon as they arrive, in one transaction, and swaps it
+in at the end (``store.writing``). When the previous catalog was built from the
+same folders, a build updates a copy of it instead, reading only the files that
+changed (``catalog_update``); both end in ``catalog_write``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from detcat import attack as attack_mod
-from detcat import store
+from detcat import catalog_update, store
+from detcat.catalog_read import FileResult, VendorResult, read_vendor
+from detcat.catalog_update import ReadOptions, timed
+from detcat.catalog_write import Loader, TechniqueIndex
 from detcat.errors import DetcatError
-from detcat.model import Opaque, Problem, QueryError, Reason, Rule, check_depth
+from detcat.model import Problem
 from detcat.sources import files as source_files
 from detcat.sources import registry
 from detcat.workers import workers_pool
@@ -37,15 +45,6 @@ class BuildError(DetcatError):
 
 
 @dataclass
-class VendorResult:
-    vendor: str
-    rules: list[Rule] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    seconds: float = 0.0
-    collection: str = "public"
-
-
-@dataclass
 class BuildReport:
     db: Path
     vendors: dict[str, dict[str, int]]
@@ -54,156 +53,13 @@ class BuildReport:
     seconds: float
     # Vendors with fewer rules than the catalog this build replaced: (before, now).
     dropped: dict[str, tuple[int, int]] = field(default_factory=dict)
+    incremental: bool = False  # an update of the previous catalog
+    files_read: int | None = None  # by an incremental build (a full one reads them all)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds, by part of the build
 
     @property
     def problem_count(self) -> int:
         return len(self.problems)
-
-
-def read_vendor(
-    vendor: str,
-    root: Path,
-    include_deprecated: bool,
-    files: list[Path] | None = None,
-    *,
-    report_shared: bool = True,
-    max_file_bytes: int = source_files.DEFAULT_MAX_BYTES,
-) -> VendorResult:
-    """Read and normalize one vendor's rules, or the given files of it (runs in a
-    worker process). ``report_shared``: also return the problems of the files
-    every rule shares (Splunk macros and lookups), which one shard reports."""
-    started = time.perf_counter()
-    result = VendorResult(vendor)
-    with source_files.size_limit(max_file_bytes):
-        _read_into(result, vendor, root, include_deprecated, files, report_shared)
-    result.seconds = time.perf_counter() - started
-    return result
-
-
-def _read_into(
-    result: VendorResult,
-    vendor: str,
-    root: Path,
-    include_deprecated: bool,
-    files: list[Path] | None,
-    report_shared: bool,
-) -> None:
-    try:
-        reader = registry.get(vendor)
-    except (ImportError, DetcatError) as e:
-        result.problems.append(Problem(str(root), f"no reader for {vendor}: {e}", vendor=vendor))
-        return
-    shared = _guarded(
-        vendor, root, root, lambda: reader.prepare(root, include_deprecated=include_deprecated)
-    )
-    if report_shared:
-        result.problems += [p for p in shared if isinstance(p, Problem)]
-    if files is None:
-        try:
-            files = reader.rule_files(root, include_deprecated)
-        except Exception as e:  # an unreadable folder: its rules are lost, said once
-            failed = f"cannot list the rule files: {type(e).__name__}: {e}"
-            result.problems.append(_clean(Problem(str(root), failed, vendor=vendor)))
-            files = []
-    if files is None:  # a vendor that reads its folder whole: isolated per rule only
-        items: Iterable[Rule | Problem] = _read_whole(reader, vendor, root, include_deprecated)
-    else:
-        items = (x for f in files for x in read_one(reader, vendor, f, root))
-    for item in items:
-        (result.problems if isinstance(item, Problem) else result.rules).append(item)
-
-
-def _read_whole(
-    reader: Any, vendor: str, root: Path, include_deprecated: bool
-) -> Iterator[Rule | Problem]:
-    """A folder read whole (no ``rule_files``): an exception ends the folder's
-    remaining rules (the vendor cannot say which file failed), with a problem."""
-    try:
-        for item in reader.read(root, include_deprecated=include_deprecated):
-            yield _finish(item, vendor)
-    except Exception as e:
-        yield _clean(
-            Problem(str(root), f"{vendor} reader failed: {type(e).__name__}: {e}", vendor=vendor)
-        )
-
-
-def read_one(reader: Any, vendor: str, path: Path, root: Path) -> list[Rule | Problem]:
-    """The rules of one file, bounded and normalized, or problems naming it.
-
-    This is the one place a file is isolated: whatever goes wrong while it is
-    read, decoded, loaded, shape-checked, parsed or normalized costs this file
-    only (``RecursionError`` and ``MemoryError`` included)."""
-
-    def work() -> list[Rule | Problem]:
-        got = reader.read_file(path, root)
-        items = [got] if isinstance(got, Rule | Problem) else list(got)
-        return [_finish(item, vendor) for item in items]
-
-    return _guarded(vendor, path, root, work)
-
-
-def _guarded(vendor: str, path: Path, root: Path, work: Callable[[], Any]) -> list[Any]:
-    try:
-        return list(work())
-    except RecursionError:
-        message = "nested too deeply to read (RecursionError)"
-    except MemoryError:
-        message = "ran out of memory reading this file"
-    except Exception as e:  # a reader bug or a shape nobody foresaw: this file only
-        message = f"could not be read: {type(e).__name__}: {e}"
-    return [_clean(Problem(_rel(path, root), message, vendor=vendor))]
-
-
-def _finish(item: Rule | Problem, vendor: str) -> Rule | Problem:
-    """Bound a rule's depth (before anything walks or pickles it), normalize it,
-    and make every problem safe to show."""
-    from detcat.normalize import normalize_rule
-
-    if isinstance(item, Problem):
-        item.vendor = item.vendor or vendor
-        return _clean(item)
-    _bound_depth(item)
-    try:
-        normalize_rule(item)
-    except Exception as e:  # a normalization bug must not lose the rule
-        item.problems.append(
-            Problem(item.source_path, f"normalization failed: {type(e).__name__}: {e}")
-        )
-    item.problems = [_clean(p) for p in item.problems]
-    return item
-
-
-def _bound_depth(rule: Rule) -> None:
-    """A stage nested deeper than ``MAX_DEPTH`` becomes Opaque, with a problem."""
-    for stage in rule.stages:
-        try:
-            check_depth(stage.expr)
-        except QueryError as e:
-            stage.expr = Opaque(rule.query, Reason.SYNTAX_ERROR, e.message)
-            rule.problems.append(Problem(rule.source_path, e.message, rule_id=rule.id))
-
-
-_EXCERPT = 300  # characters of a problem message kept; messages may quote the file
-
-
-def _clean(p: Problem) -> Problem:
-    """One short line: control characters escaped, long quotes cut."""
-    text = p.message
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else _escape(c) for c in text)
-    p.message = text if len(text) <= _EXCERPT else text[:_EXCERPT] + "… (cut)"
-    return p
-
-
-def _escape(c: str) -> str:
-    return c.encode("unicode_escape").decode("ascii")
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _shards(vendor: str, root: Path, include_deprecated: bool, n: int) -> list[list[Path]] | None:
@@ -254,10 +110,17 @@ def build(
     workers: int | None = None,
     progress: Progress | None = None,
     max_file_bytes: int = source_files.DEFAULT_MAX_BYTES,
+    incremental: bool = True,
 ) -> BuildReport:
     """Build the catalog from one sources folder, or several collections (each
     rule keeps its collection's name; the ATT&CK bundle comes from the first
-    collection that has one)."""
+    collection that has one).
+
+    ``incremental``: when the catalog at ``db`` was built by this detcat from the
+    same folders, options and bundle, update a copy of it, reading only the files
+    that changed (and those whose macros or lookups changed); the result is the
+    catalog a full build would write. Otherwise (or when ``incremental`` is
+    False) every file is read."""
     started = time.perf_counter()
     colls = [Collection("public", Path(sources))] if isinstance(sources, (str, Path)) else sources
     attack_path = next(
@@ -277,18 +140,26 @@ def build(
         roots = ", ".join(str(c.root) for c in colls)
         raise BuildError(f"{roots} holds none of the vendor folders {', '.join(vendors)}")
     before = {_label(Collection(c, Path()), v): n for (c, v), n in store.rule_counts(db).items()}
-    attack = attack_mod.load(attack_path)
     options = ReadOptions(include_deprecated, max_file_bytes)
-    results = _read_all(jobs, options, workers, progress)
-    report = _write(db, attack, results, started, progress)
+    plain_jobs = [catalog_update.Job(c.name, c.root, v, _label(c, v)) for c, v in jobs]
+    phases: dict[str, float] = {}
+    with timed(phases, "fingerprint"):
+        key = catalog_update.fingerprint(plain_jobs, options, attack_path)
+    meta = {"build_key": key, "collections": sorted({c.name for c, _ in jobs})}
+    files_read = None
+    if incremental:
+        files_read = catalog_update.update(db, plain_jobs, options, meta, phases, progress)
+    if files_read is None:
+        with timed(phases, "attack"):
+            attack = attack_mod.load(attack_path)
+        results = _read_all(jobs, options, workers, progress)
+        _write(db, attack, results, meta, phases, progress)
+    report = _report(db, time.perf_counter() - started)
     report.dropped = _drops(before, report.vendors)
+    report.incremental = files_read is not None
+    report.files_read = files_read
+    report.phases = {k: round(v, 3) for k, v in phases.items()}
     return report
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    include_deprecated: bool = False
-    max_file_bytes: int = source_files.DEFAULT_MAX_BYTES
 
 
 def _drops(before: dict[str, int], after: dict[str, dict[str, int]]) -> dict[str, tuple[int, int]]:
@@ -319,7 +190,7 @@ def _read_all(
         for c, v in jobs:
             result = read(v, c.root / v, None, True)
             result.collection = c.name
-            notify(_label(c, v), "done", len(result.rules))
+            notify(_label(c, v), "done", result.rule_count)
             yield result
         return
     with workers_pool(workers) as pool:
@@ -334,7 +205,7 @@ def _read_all(
             parts = [_shard_result(read, v, root, s, i == 0, f) for i, (s, f) in enumerate(futs)]
             result = _merge(v, parts)
             result.collection = c.name
-            notify(_label(c, v), "done", len(result.rules))
+            notify(_label(c, v), "done", result.rule_count)
             yield result
 
 
@@ -369,10 +240,13 @@ def _shard_result(
 
 
 def _merge(vendor: str, parts: list[VendorResult]) -> VendorResult:
+    """The shards' files back in listing order (shard i holds files i, i+n, …), so
+    that any number of workers writes the same rules under the same keys."""
+    files = [f for group in zip_longest(*(p.files for p in parts)) for f in group if f]
     return VendorResult(
         vendor,
-        rules=[r for p in parts for r in p.rules],
-        problems=[x for p in parts for x in p.problems],
+        files=files,
+        shared=[x for p in parts for x in p.shared],
         seconds=sum(p.seconds for p in parts),
     )
 
@@ -381,80 +255,79 @@ def _write(
     db: Path,
     attack: attack_mod.Attack,
     results: Iterable[VendorResult],
-    started: float,
+    meta: dict[str, Any],
+    phases: dict[str, float],
     progress: Progress | None,
-) -> BuildReport:
+) -> None:
     from detcat.normalize import event_catalog
     from detcat.normalize.attack_sources import log_source_events
 
-    names = attack.ids_by_name()
-    unknown: Counter[str] = Counter()
-    problems: list[Problem] = []
-    summary: dict[str, dict[str, int]] = {}
+    index = TechniqueIndex.of(attack)
     seconds: dict[str, float] = {}
-    names_seen: set[str] = set()
+    read_started = time.perf_counter()
     with store.writing(db) as w:
+        loader = Loader(w, index)
         for res in results:
-            names_seen.add(res.collection)
-            for rule in res.rules:
-                rule.collection = res.collection
-                _resolve_techniques(rule, attack, names, unknown)
-            res.rules = [r for r in res.rules if _store(w, r, res.problems)]
-            problems += [p for r in res.rules for p in r.problems]
-            for p in res.problems:
-                w.add_problem(p)
-            problems += res.problems
-            label = _label(Collection(res.collection, Path()), res.vendor)
-            summary[label] = _vendor_summary(res)
-            seconds[label] = round(res.seconds, 3)
+            with timed(phases, "store rules"):
+                loader.add_file(res.collection, res.vendor, FileResult("", res.shared), {})
+                for fr in res.files:
+                    loader.add_file(res.collection, res.vendor, fr, {})
+            seconds[_label(Collection(res.collection, Path()), res.vendor)] = round(res.seconds, 3)
             if progress:
-                progress("store", "vendor", len(res.rules))
-        w.add_attack(attack)
-        w.add_analytics(attack.analytics, log_source_events)
-        w.add_events(store.EventRow(e.id, e.provider, e.event_id, e.title) for e in event_catalog())
-        w.set_meta(
-            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            unknown_techniques=dict(unknown),
-            attack_version=attack.version,
-            collections=sorted(names_seen),
-            vendor_seconds=seconds,
+                progress("store", "vendor", res.rule_count)
+        phases["read (waiting on workers)"] = (
+            time.perf_counter() - read_started - phases.get("store rules", 0.0)
         )
-    return BuildReport(db, summary, problems, dict(unknown), time.perf_counter() - started)
+        with timed(phases, "ATT&CK and events tables"):
+            for tid in sorted(index.unknown):
+                attack.add_unknown(tid)
+            w.add_attack(attack)
+            w.add_analytics(attack.analytics, log_source_events)
+            w.add_events(
+                store.EventRow(e.id, e.provider, e.event_id, e.title) for e in event_catalog()
+            )
+        with timed(phases, "near-duplicates and cache"):
+            loader.finish({**meta, **_build_meta(seconds), "attack_version": attack.version})
+        started = time.perf_counter()
+    phases["indexes, full-text, statistics"] = time.perf_counter() - started
 
 
-def _store(w: store.CatalogWriter, rule: Rule, problems: list[Problem]) -> bool:
-    """Write one rule; one that cannot be serialized is a problem naming its file
-    (``add_rule`` prepares every row before it inserts any). Storage failures
-    (a full disk) still end the build: they are not this file's fault."""
-    try:
-        return w.add_rule(rule)
-    except store.UnstorableRule as e:
-        problems.append(_clean(Problem(rule.source_path, e.message, vendor=rule.vendor)))
-        return False
-
-
-def _resolve_techniques(
-    rule: Rule, attack: attack_mod.Attack, names: dict[str, str], unknown: Counter[str]
-) -> None:
-    """Map technique names to ids; keep unknown ids (flagged) rather than drop them.
-    An unknown name is a problem only when the rule names no technique otherwise."""
-    had_ids = bool(rule.techniques)
-    for name in rule.context.get("technique_names", []):
-        tid = names.get(str(name).strip().lower())
-        if tid:
-            rule.techniques.append(tid)
-        elif not had_ids:
-            rule.problems.append(Problem(rule.source_path, f"unknown ATT&CK technique {name!r}"))
-    rule.techniques = list(dict.fromkeys(t.upper() for t in rule.techniques))
-    for tid in rule.techniques:
-        if not (attack.get(tid) or attack.add_unknown(tid)).known:
-            unknown[tid] += 1
-
-
-def _vendor_summary(res: VendorResult) -> dict[str, int]:
+def _build_meta(seconds: dict[str, float]) -> dict[str, Any]:
     return {
-        "rules": len(res.rules),
-        "with_query": sum(r.has_query for r in res.rules),
-        "fully_parsed": sum(r.fully_parsed for r in res.rules),
-        "problems": len(res.problems) + sum(len(r.problems) for r in res.rules),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "vendor_seconds": seconds,
     }
+
+
+def _report(db: Path, seconds: float) -> BuildReport:
+    """The report of the catalog just written, from the catalog itself (a full and
+    an incremental build report the same way)."""
+    conn = sqlite3.connect(f"file:{Path(db).resolve()}?mode=ro", uri=True)
+    try:
+        summary: dict[str, dict[str, int]] = {}
+        for c, v, problems in conn.execute(
+            "SELECT collection, vendor, problems FROM build_files ORDER BY rowid"
+        ):
+            s = summary.setdefault(_label(Collection(c, Path()), v), _empty_summary())
+            s["problems"] += len(json.loads(problems))
+        for c, v, n, with_query, full in conn.execute(
+            "SELECT collection, vendor, COUNT(*), SUM(has_query), SUM(fully_parsed)"
+            " FROM rules GROUP BY collection, vendor"
+        ):
+            s = summary.setdefault(_label(Collection(c, Path()), v), _empty_summary())
+            s.update(rules=n, with_query=with_query, fully_parsed=full)
+        problems = [
+            Problem(path, message, line, col, vendor or "", rule_id or "")
+            for vendor, path, line, col, message, rule_id in conn.execute(
+                "SELECT vendor, path, line, col, message, rule_id FROM problems ORDER BY rowid"
+            )
+        ]
+        row = conn.execute("SELECT value FROM meta WHERE key = 'unknown_techniques'").fetchone()
+    finally:
+        conn.close()
+    unknown = json.loads(row[0]) if row else {}
+    return BuildReport(Path(db), summary, problems, unknown, seconds)
+
+
+def _empty_summary() -> dict[str, int]:
+    return {"rules": 0, "with_query": 0, "fully_parsed": 0, "problems": 0}

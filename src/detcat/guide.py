@@ -8,12 +8,13 @@ Everything here speaks canonical terms only: no vendor-specific branches.
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
 from collections import Counter, defaultdict
 from typing import Any
 
-from detcat import similar
+from detcat import reach, similar
 from detcat.errors import DetcatError
 from detcat.guide_text import GUIDE  # guide.toml: the prose and the ranking settings
 from detcat.normalize import fold_value
@@ -61,15 +62,15 @@ def technique_guide(
     tid, sub = _family(technique_id)
     header = _technique_header(conn, tid)
     args = {"tid": tid, "sub": sub, "limit": limit, "vendor": vendor}
-    rules = _rules(conn, args)
+    rules, refs = _rules(conn, args)
     counts = Counter(r["vendor"] for r in rules)
     vendors = {v: counts[v] for v in registry.display_order({*registry.names(), *counts})}
-    rows = _event_predicates(conn, args)
-    fields = _fields(rows, limit)
+    tally = _Tally(_event_predicates(conn, args), refs)
+    fields = _fields(tally, limit)
     # Ties among indicators go to the fields most filtered (all of them, not the top only).
     field_rank = {f: i for i, f in enumerate(fields["order"])}
-    indicators = _indicators(conn, rows, limit, exclusion=False, field_rank=field_rank)
-    exclusions = _indicators(conn, rows, limit, exclusion=True, field_rank=field_rank)
+    indicators = _indicators(conn, tally.indicators, limit, False, field_rank)
+    exclusions = _indicators(conn, tally.exclusions, limit, True, field_rank)
     return {
         "technique": header,
         "vendors": vendors,
@@ -168,7 +169,10 @@ def _technique_header(conn: sqlite3.Connection, tid: str) -> dict[str, Any]:
     }
 
 
-def _rules(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
+def _rules(
+    conn: sqlite3.Connection, args: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[int, tuple[str, str]]]:
+    """The technique's rules, and (vendor, id) by rule key for the tallies."""
     rows = conn.execute(
         f"""SELECT r.pk, r.vendor, r.id, r.title, r.language, r.severity, r.fully_parsed,
                group_concat(rt.technique_id, ' ') AS techniques
@@ -179,6 +183,7 @@ def _rules(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any
     ).fetchall()
     vendors = registry.display_order({r["vendor"] for r in rows})
     rows.sort(key=lambda r: vendors.index(r["vendor"]))  # stable: titles stay sorted
+    refs = {r["pk"]: (r["vendor"], r["id"]) for r in rows}
     return [
         {
             "vendor": r["vendor"],
@@ -190,7 +195,7 @@ def _rules(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any
             "fully_parsed": bool(r["fully_parsed"]),
         }
         for r in rows
-    ]
+    ], refs
 
 
 def _events(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -208,7 +213,7 @@ def _events(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, An
             for r in rows]  # fmt: skip
 
 
-_PredRow = tuple[str, str, str, Any, str, int, int, str, int, str, str]
+_PredRow = tuple[str, str, str, Any, str, int, int, str, int]
 
 
 def _event_predicates(conn: sqlite3.Connection, args: dict[str, Any]) -> list[_PredRow]:
@@ -219,9 +224,8 @@ def _event_predicates(conn: sqlite3.Connection, args: dict[str, Any]) -> list[_P
     return cur.execute(
         f"""WITH {_HERE}
         SELECT p.field, p.field_raw, p.op, p.value, p.value_key, p.negated, p.exclusion,
-               p.kind, p.rule_pk, r.vendor, r.id
-        FROM predicates p JOIN here USING (rule_pk) JOIN rules r ON r.pk = p.rule_pk
-        WHERE p.stage_role = 'events'""",
+               p.kind, p.rule_pk
+        FROM predicates p JOIN here USING (rule_pk) WHERE p.stage_role = 'events'""",
         args,
     ).fetchall()
 
@@ -231,40 +235,97 @@ def _ranked(counts: dict[Any, set[Any]], tie: Any = lambda k: k) -> list[Any]:
     return sorted(counts, key=lambda k: (-len(counts[k]), tie(k)))
 
 
-def _fields(rows: list[_PredRow], limit: int | None) -> dict[str, Any]:
-    """Top canonical fields: rules, vendor aliases, operator histogram, samples.
-    Implied predicates are left out: they restate another predicate."""
-    rules: dict[str, set[int]] = defaultdict(set)
-    aliases: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
-    ops: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    samples: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    spelling: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    for f, raw, op, value, vkey, negated, _excl, kind, pk, vendor, _id in rows:
-        if f is None or kind == "implied":
-            continue
-        rules[f].add(pk)
-        aliases[f][(vendor, raw)] += 1
-        ops[f][op].add(pk)
-        if not negated and value is not None:
-            samples[f][vkey].add(pk)
-            spelling[(f, vkey)][value] += 1
-    order = _ranked(rules)
+def _top(counts: dict[Any, Any], n: int | None, tie: Any = None) -> list[Any]:
+    """The ``n`` keys (all for None) with the largest ``counts[k][0]`` (a set of
+    distinct rules), ties by the key itself or by ``tie[k]``. Sorting prebuilt
+    tuples, not calling a key function, because a guide ranks thousands of keys."""
+    keys = list(counts)
+    ranked = [
+        (-len(v[0]), k if tie is None else tie[k], i) for i, (k, v) in enumerate(counts.items())
+    ]
+    if n is not None and n < len(ranked):
+        return [keys[t[2]] for t in heapq.nsmallest(n, ranked)]
+    ranked.sort()
+    return [keys[t[2]] for t in ranked]
+
+
+class _Tally:
+    """One pass over a technique's predicate rows, counting what the field,
+    indicator and exclusion sections rank. Entries are lists whose first item is
+    the set of distinct rules; the loop is written out (no helper calls) because
+    it runs once per predicate of every rule of the technique."""
+
+    def __init__(self, rows: list[_PredRow], refs: dict[int, tuple[str, str]]):
+        # field -> [pks, {(vendor, raw): n}, {op: [pks]}, {vkey: [pks, {spelling: n}]}]
+        self.fields: dict[str, list[Any]] = {}
+        # (field, op, vkey) -> [refs, {spelling: n}, written (not only implied)]
+        self.indicators: dict[_Key, list[Any]] = {}
+        self.exclusions: dict[_Key, list[Any]] = {}  # (field, op, vkey) -> [refs, {spelling: n}]
+        fields, indicators, exclusions = self.fields, self.indicators, self.exclusions
+        for f, raw, op, value, vkey, negated, excl, kind, pk in rows:
+            ref = refs[pk]  # (vendor, rule id)
+            implied = kind == "implied"
+            if f is not None and not implied:  # implied predicates restate another one
+                fe = fields.get(f)
+                if fe is None:
+                    fe = fields[f] = [set(), {}, {}, {}]
+                fe[0].add(pk)
+                aliases = fe[1]
+                alias = (ref[0], raw)
+                aliases[alias] = aliases.get(alias, 0) + 1
+                ops = fe[2]
+                if op in ops:
+                    ops[op][0].add(pk)
+                else:
+                    ops[op] = [{pk}]
+                if not negated and value is not None:
+                    sample = fe[3].get(vkey)
+                    if sample is None:
+                        fe[3][vkey] = [{pk}, {value: 1}]
+                    else:
+                        sample[0].add(pk)
+                        sample[1][value] = sample[1].get(value, 0) + 1
+            if op in _NO_VALUE_OPS or kind == "selector":
+                continue
+            key = (f, op, vkey)
+            if not negated:  # is_indicator
+                entry = indicators.get(key)
+                if entry is None:
+                    entry = indicators[key] = [set(), {}, False]
+                entry[0].add(ref)
+                if value is not None:
+                    entry[1][value] = entry[1].get(value, 0) + 1
+                if not implied:
+                    entry[2] = True
+            if excl and not implied:  # is_exclusion
+                entry = exclusions.get(key)
+                if entry is None:
+                    entry = exclusions[key] = [set(), {}]
+                entry[0].add(ref)
+                if value is not None:
+                    entry[1][value] = entry[1].get(value, 0) + 1
+
+
+def _fields(tally: _Tally, limit: int | None) -> dict[str, Any]:
+    """Top canonical fields: rules, vendor aliases, operator histogram, samples."""
+    order = _top(tally.fields, None)
     out = []
     for f in order[:limit]:
+        pks, aliases, ops, samples = tally.fields[f]
         by_vendor: dict[str, list[str]] = {}
-        for (vendor, raw), _n in sorted(aliases[f].items(), key=lambda i: (-i[1], i[0][1] or "")):
+        for (vendor, raw), _n in sorted(aliases.items(), key=lambda i: (-i[1], i[0][1] or "")):
             by_vendor.setdefault(vendor, []).append(raw)
         out.append({
             "field": f,
             "aliases": {v: by_vendor[v] for v in registry.display_order(by_vendor)},
-            "rules": len(rules[f]),
-            "operators": {op: len(ops[f][op]) for op in _ranked(ops[f])},
-            "samples": [_spelling(spelling[(f, k)]) for k in _ranked(samples[f])[:_SAMPLES]],
+            "rules": len(pks),
+            "operators": {op: len(ops[op][0]) for op in _top(ops, None)},
+            "samples": [_spelling(samples[k][1]) for k in _top(samples, _SAMPLES)],
         })  # fmt: skip
-    return {"rows": out, "distinct": len(rules), "order": order}
+    return {"rows": out, "distinct": len(tally.fields), "order": order}
 
 
-def _spelling(written: Counter[str]) -> str:
+def _spelling(written: dict[str, int]) -> str:
     """How a value is shown: the spelling rules write most often (values that
     differ only in case are one indicator), ties by sort order."""
     return min(written, key=lambda v: (-written[v], v))
@@ -295,48 +356,41 @@ def _screen_first(ranked: list[_Key]) -> list[_Key]:
 
 def _indicators(
     conn: sqlite3.Connection,
-    rows: list[_PredRow],
+    counts: dict[_Key, list[Any]],
     limit: int | None,
     exclusion: bool,
     field_rank: dict[str | None, int],
 ) -> dict[str, Any]:
     """Top (field, op, value) combinations by rules, ties to the fields ranked first
     in ``field_rank``; exclusions are those under top-level NOTs."""
-    rules: dict[_Key, set[tuple[str, str]]] = defaultdict(set)
-    spelling: dict[_Key, Counter[str]] = defaultdict(Counter)
-    written: set[_Key] = set()  # keys some rule writes (not only implied)
-    for f, _raw, op, value, vkey, negated, excl, kind, _pk, vendor, rid in rows:
-        if is_exclusion(excl, op, kind) if exclusion else is_indicator(negated, op, kind):
-            key = (f, op, vkey)
-            rules[key].add((vendor, rid))
-            if value is not None:
-                spelling[key][value] += 1
-            if kind != "implied":
-                written.add(key)
     last = len(field_rank)
-    ranked = _ranked(rules, tie=lambda k: (field_rank.get(k[0], last), k[0] or "", k[1], k[2]))
+    tie = {k: (field_rank.get(k[0], last), k[0] or "", k[1], k[2]) for k in counts}
+    ranked = _top(counts, None, tie)
     if not exclusion:
         ranked = _screen_first(ranked)
+    top = ranked[:limit]
     selectors = set(load(GUIDE)["ranking"]["selector_fields"])
-    vendors = registry.display_order({v for refs in rules.values() for v, _ in refs})
+    vendors = registry.display_order({v for k in top for v, _ in counts[k][0]})
+    reach = corpus_reaches(conn, top) if not exclusion else {}
     out = []
-    for key in ranked[:limit]:
-        refs = sorted(rules[key], key=lambda r: (vendors.index(r[0]), r[1]))
+    for key in top:
+        entry = counts[key]
+        refs = sorted(entry[0], key=lambda r: (vendors.index(r[0]), r[1]))
         item: dict[str, Any] = {
             "field": key[0],
             "op": key[1],
-            "value": _spelling(spelling[key]) if spelling[key] else None,
+            "value": _spelling(entry[1]) if entry[1] else None,
             "rules": len(refs),
             "rule_ids": [i for _, i in refs],
             "rule_refs": [{"vendor": v, "id": i} for v, i in refs],
-            "implied": key not in written,
+            "implied": not exclusion and not entry[2],
             "selector": key[0] in selectors,
         }
         if not exclusion:
-            item["corpus_reach"] = corpus_reach(conn, *key)
+            item["corpus_reach"] = reach[key]
             item["specific"] = item["corpus_reach"] == len(refs)
         out.append(item)
-    return {"rows": out, "distinct": len(rules)}
+    return {"rows": out, "distinct": len(counts)}
 
 
 def is_indicator(negated: Any, op: str, kind: str) -> bool:
@@ -355,12 +409,12 @@ def is_exclusion(exclusion: Any, op: str, kind: str) -> bool:
 
 def corpus_reach(conn: sqlite3.Connection, field: str | None, op: str, key: str) -> int:
     """Rules anywhere in the catalog checking the same (field, op, value)."""
-    return conn.execute(
-        """SELECT COUNT(DISTINCT rule_pk) FROM predicates
-        WHERE field IS ? AND op = ? AND value_key = ? AND negated = 0
-          AND stage_role = 'events'""",
-        (field, op, key),
-    ).fetchone()[0]
+    return reach.count(conn, field, op, key)
+
+
+def corpus_reaches(conn: sqlite3.Connection, keys: list[_Key]) -> dict[_Key, int]:
+    """``corpus_reach`` of each key."""
+    return reach.counts(conn, keys)
 
 
 def indicator_reach(
@@ -440,10 +494,11 @@ def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
             exclusions.append({"field": p["field"], "op": p["op"], "value": p["value"]})
         if is_indicator(p["negated"], p["op"], p["kind"]) and ("i", *key) not in seen:
             seen.add(("i", *key))
-            indicators.append(
-                {"field": p["field"], "op": p["op"], "value": p["value"], "kind": p["kind"],
-                 "corpus_reach": corpus_reach(conn, *key)}
-            )  # fmt: skip
+            indicators.append({"field": p["field"], "op": p["op"], "value": p["value"],
+                               "kind": p["kind"], "key": key})  # fmt: skip
+    reaches = corpus_reaches(conn, [i["key"] for i in indicators])
+    for i in indicators:
+        i["corpus_reach"] = reaches[i.pop("key")]
     return {
         **{k: r[k] for k in ("vendor", "id", "title", "description", "author", "status",
                              "severity", "type", "language", "source_path", "upstream_url",

@@ -9,19 +9,21 @@ predicate with an implied file-name twin (``Image|endswith '\\x.exe'`` ->
 Similarity is weighted Jaccard: shared weight over union weight, a feature's
 weight its kind's multiplier times ``ln(1 + N/df)`` (``data/similar.toml``).
 
-The catalog-wide pairs come from MinHash LSH (``datasketch``) over the
-indicator and exclusion sets, each candidate then scored exactly; pairs from the
-``pairs`` threshold on are stored (a rule page's "similar rules"), those from
-the ``cluster`` threshold on form clusters (connected components). This is computed once
-per catalog, by ``detcat build`` or on first use, and cached in the catalog
-file itself (tables ``sim_*``; a new build writes a new file, so a cache can
-never outlive its catalog). One rule's or one draft's neighbours are scored
-exactly against every rule sharing a specific feature (an indexed lookup).
+The catalog-wide pairs are exact: every pair at or above the ``pairs``
+threshold that shares an indicator or exclusion, found with prefix filtering
+(each rule is only compared with rules sharing one of its rarest features; see
+``pairs``). Pairs from the ``pairs`` threshold on are stored (a rule page's
+"similar rules"), those from the ``cluster`` threshold on form clusters
+(connected components). ``detcat build`` computes them from the rules it writes
+(``write_tables``); a catalog without them computes them on first use
+(``ensure``), cached in the catalog file itself (tables ``sim_*``; a new build
+writes a new file, so a cache can never outlive its catalog). One rule's or one
+draft's neighbours are scored exactly against every rule sharing a specific
+feature (an indexed lookup).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import sqlite3
@@ -37,7 +39,8 @@ from detcat.model import And, Expr, Not, Or, Predicate, Rule, StageRole, expr_fr
 from detcat.normalize import indicator_key
 from detcat.normalize.tables import load
 
-VERSION = "2"  # bump when features or scoring change: cached tables are recomputed
+# Bump when features or scoring change: cached tables are recomputed (3: exact pairs).
+VERSION = "3"
 _NO_VALUE_OPS = ("exists", "is_null")
 _KINDS = {"i": "indicator", "x": "exclusion", "e": "event"}
 
@@ -126,7 +129,7 @@ def catalog_features(conn: sqlite3.Connection) -> dict[int, set[str]]:
         "SELECT rule_pk, idx, expr FROM stages WHERE role = 'events' AND negated = 0"
     ):
         out[pk] |= stage_features(expr_from_json(json.loads(expr)), events[(pk, idx)])
-    return {pk: f for pk, f in out.items() if any(x[0] == "i" for x in f)}
+    return {pk: f for pk, f in out.items() if compared(f)}
 
 
 def weight(feature: str, df: int, n: int) -> float:
@@ -185,23 +188,32 @@ def cached_summary(conn: sqlite3.Connection) -> dict[str, Any] | None:
 
 
 def _compute(conn: sqlite3.Connection) -> dict[str, Any]:
+    return write_tables(conn, catalog_features(conn))
+
+
+def write_tables(
+    conn: sqlite3.Connection,
+    feats: dict[int, set[str]],
+    previous: dict[int, dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """Weights, pairs and clusters of the rules' features (``rule_pk -> features``,
+    rules without an indicator left out), written as the ``sim_*`` tables inside
+    the caller's transaction; returns the summary stored in ``meta``.
+    ``previous``: the weights the tables hold now (``stored_weights``), when only
+    the rows that changed are to be written (an incremental build)."""
     started = time.perf_counter()
-    feats = catalog_features(conn)
-    df: dict[str, int] = defaultdict(int)
-    for fs in feats.values():
-        for f in fs:
-            df[f] += 1
-    n = len(feats)
-    weighted = {pk: {f: weight(f, df[f], n) for f in fs} for pk, fs in feats.items()}
-    pairs = _pairs(feats, weighted)
+    feats = {pk: fs for pk, fs in feats.items() if compared(fs)}
+    weighted = weigh(feats)
+    pairs = exact_pairs(weighted, settings()["thresholds"]["pairs"])
     cut = settings()["thresholds"]["cluster"]
     clusters = _components([p for p in pairs if p[2] >= cut])
-    for statement in [f"DROP TABLE IF EXISTS {t}" for t in _TABLES] + DDL.split(";")[:-1]:
-        conn.execute(statement)  # not executescript: it would commit the transaction
-    conn.executemany(
-        "INSERT INTO sim_features VALUES (?,?,?)",
-        ((pk, f, w) for pk, fs in weighted.items() for f, w in fs.items()),
-    )
+    if previous is None or not _write_changes(conn, previous, weighted):
+        for statement in [f"DROP TABLE IF EXISTS {t}" for t in _TABLES] + DDL.split(";")[:-1]:
+            conn.execute(statement)  # not executescript: it would commit the transaction
+        conn.executemany(
+            "INSERT INTO sim_features VALUES (?,?,?)",
+            ((pk, f, w) for pk in sorted(weighted) for f, w in weighted[pk].items()),
+        )
     conn.executemany("INSERT INTO sim_pairs VALUES (?,?,?)", pairs)
     conn.executemany(
         "INSERT INTO sim_clusters VALUES (?,?)",
@@ -209,7 +221,7 @@ def _compute(conn: sqlite3.Connection) -> dict[str, Any]:
     )
     summary = {
         "version": VERSION,
-        "rules": n,
+        "rules": len(weighted),
         "pairs": len(pairs),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -220,40 +232,106 @@ def _compute(conn: sqlite3.Connection) -> dict[str, Any]:
 _TABLES = ("sim_features", "sim_pairs", "sim_clusters")
 
 
-def _pairs(
-    feats: dict[int, set[str]], weighted: dict[int, dict[str, float]]
+def _write_changes(
+    conn: sqlite3.Connection,
+    previous: dict[int, dict[str, float]],
+    weighted: dict[int, dict[str, float]],
+) -> bool:
+    """Update ``sim_features`` row by row and empty the pair and cluster tables;
+    False (nothing written) when so many weights changed (the number of rules
+    did) that writing the tables anew is cheaper."""
+    old = {(pk, f): w for pk, fs in previous.items() for f, w in fs.items()}
+    new = {(pk, f): w for pk, fs in weighted.items() for f, w in fs.items()}
+    gone = [k for k, w in old.items() if new.get(k) != w]
+    added = [(*k, w) for k, w in new.items() if old.get(k) != w]
+    if len(gone) + len(added) > len(new) // 10:
+        return False
+    conn.executemany("DELETE FROM sim_features WHERE rule_pk = ? AND feature = ?", gone)
+    conn.executemany("INSERT INTO sim_features VALUES (?,?,?)", added)
+    conn.execute("DELETE FROM sim_pairs")
+    conn.execute("DELETE FROM sim_clusters")
+    return True
+
+
+def features_of(conn: sqlite3.Connection, pks: list[int]) -> dict[int, frozenset[str]]:
+    """The stored features of some rules (those taking part in the tables)."""
+    return {pk: frozenset(ws) for pk, ws in _features_of(conn, pks).items()}
+
+
+def compared(features: Iterable[str]) -> bool:
+    """Whether a rule takes part in the catalog-wide tables: it has an indicator."""
+    return any(x[0] == "i" for x in features)
+
+
+def stored_weights(conn: sqlite3.Connection) -> dict[int, dict[str, float]]:
+    """The weighted features the catalog's similarity tables hold."""
+    out: dict[int, dict[str, float]] = defaultdict(dict)
+    for pk, f, w in conn.execute("SELECT rule_pk, feature, weight FROM sim_features"):
+        out[pk][f] = w
+    return dict(out)
+
+
+def weigh(feats: dict[int, set[str]]) -> dict[int, dict[str, float]]:
+    df: dict[str, int] = defaultdict(int)
+    for fs in feats.values():
+        for f in fs:
+            df[f] += 1
+    n = len(feats)
+    w = {f: weight(f, k, n) for f, k in df.items()}
+    # Sorted: a score's float sums then add in one order, whatever the set order.
+    return {pk: {f: w[f] for f in sorted(fs)} for pk, fs in feats.items()}
+
+
+def exact_pairs(
+    weighted: dict[int, dict[str, float]], threshold: float
 ) -> list[tuple[int, int, float]]:
-    """Pairs at the stored-pair threshold: LSH candidates over indicator and
-    exclusion sets, each scored exactly."""
-    threshold = settings()["thresholds"]["pairs"]
+    """Every pair ``(a, b, score)``, ``a < b``, scoring at least ``threshold`` and
+    sharing an indicator or exclusion, sorted.
+
+    Prefix filtering (exact, not a sample): order all features rarest (heaviest)
+    first; a rule's *prefix* is its shortest run of features, in that order,
+    whose remaining weight is below ``threshold`` times its total. Two rules
+    scoring at least the threshold share at least that much weight, so they
+    share a feature of the shorter of their two prefixes: comparing each rule
+    with the rules already indexed under its prefix features finds every pair.
+    Common features (one event, ``host.os.type``) end up outside most prefixes,
+    so each rule meets few candidates."""
+    weights = {f: w for fs in weighted.values() for f, w in fs.items()}
+    rank = {f: i for i, f in enumerate(sorted(weights, key=lambda f: (-weights[f], f)))}
+    index: dict[str, list[int]] = defaultdict(list)
     out = []
-    for a, b in lsh_candidates(feats):
-        s = score(weighted[a], weighted[b])
-        if s >= threshold:
-            out.append((a, b, round(s, 4)))
+    for pk in sorted(weighted):
+        feats = weighted[pk]
+        candidates: set[int] = set()
+        for f in _prefix(feats, rank, threshold):
+            candidates.update(index[f])
+            index[f].append(pk)
+        for other in candidates:
+            if not _shares_specific(feats, weighted[other]):
+                continue
+            s = score(weighted[other], feats)
+            if s >= threshold:
+                out.append((other, pk, round(s, 4)))
     return sorted(out)
 
 
-def lsh_candidates(feats: dict[int, set[str]]) -> set[tuple[int, int]]:
-    """Candidate pairs ``(a, b)``, ``a < b``, from MinHash LSH."""
-    from datasketch import MinHash, MinHashLSH
-
-    cfg = settings()["lsh"]
-    keys = sorted(feats)
-    sets = [[f.encode() for f in feats[pk] if f[0] != "e"] for pk in keys]
-    hashes = MinHash.bulk(sets, num_perm=cfg["num_perm"])
-    lsh = MinHashLSH(threshold=cfg["threshold"], num_perm=cfg["num_perm"])
-    with lsh.insertion_session() as session:
-        for pk, h in zip(keys, hashes, strict=True):
-            session.insert(pk, h)
-    # Every bucket of every band holds candidates for each other: reading the
-    # buckets once is the same set as querying each rule, several times faster.
-    out: set[tuple[int, int]] = set()
-    for table in lsh.hashtables:
-        for bucket in table.keys():  # noqa: SIM118 (a storage object, not a dict)
-            members = sorted(table.get(bucket))
-            out.update(itertools.combinations(members, 2))
+def _prefix(feats: dict[str, float], rank: dict[str, int], threshold: float) -> list[str]:
+    total = sum(feats.values())
+    # A hair under the bound: rounding must never shorten a prefix (longer is safe).
+    bound = threshold * total * (1 - 1e-9)
+    left = total
+    out = []
+    for f in sorted(feats, key=rank.__getitem__):
+        out.append(f)
+        left -= feats[f]
+        if left < bound:
+            break
     return out
+
+
+def _shares_specific(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two rules share an indicator or exclusion (not only events)."""
+    return any(f[0] != "e" and f in b for f in a)
 
 
 def _components(pairs: list[tuple[int, int, float]]) -> list[list[int]]:

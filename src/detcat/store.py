@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detcat.attack import Analytic, Attack
+from detcat.attack import Analytic, Attack, Technique
 from detcat.errors import DetcatError
 from detcat.model import (
     Opaque,
@@ -93,6 +94,18 @@ CREATE TABLE rule_events (
 CREATE TABLE problems (
     vendor TEXT, path TEXT, line INTEGER, col INTEGER, message TEXT, rule_id TEXT
 );
+-- The build cache (catalog.py): what each source file gave, so that the next build
+-- reads only the files that changed. path "" holds what no one file owns (shared
+-- macros' and lookups' problems); rules and problems are JSON lists of rules.pk and
+-- problems.rowid; uses the shared definitions the file looked up, uses_digest
+-- their digest then; dup 1 when a rule id of the file clashed with another's;
+-- stamp the file's size, time and inode, which spare reading it when unchanged.
+CREATE TABLE build_files (
+    collection TEXT NOT NULL, vendor TEXT NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL,
+    stamp TEXT NOT NULL,
+    uses TEXT NOT NULL, uses_digest TEXT NOT NULL, rules TEXT NOT NULL, problems TEXT NOT NULL,
+    dup INTEGER NOT NULL, PRIMARY KEY (collection, vendor, path)
+);
 CREATE VIRTUAL TABLE rules_fts USING fts5(
     title, description, content='rules', content_rowid='pk', tokenize='unicode61'
 );
@@ -131,6 +144,47 @@ class UnstorableRule(DetcatError):
     """A rule whose rows cannot be prepared; nothing of it was written."""
 
 
+@dataclass(slots=True)
+class RuleRows:
+    """One rule as the rows the catalog stores, prepared where the rule was read: a
+    worker ships these (flat tuples pickle several times faster than trees), and the
+    parent resolves techniques, keys and collections as it inserts them."""
+
+    vendor: str
+    id: str
+    source_path: str
+    title: str
+    description: str
+    row: tuple[Any, ...]  # the ``rules`` row without collection and pk
+    stages: list[tuple[tuple[Any, ...], list[Any], list[Any], list[Any]]]
+    techniques: list[str]
+    technique_names: list[str]
+    problems: list[Problem]
+    features: frozenset[str] = frozenset()  # similar.rule_features, set by the reader
+
+    @property
+    def has_query(self) -> bool:
+        return bool(self.row[16])
+
+    @property
+    def fully_parsed(self) -> bool:
+        return bool(self.row[17])
+
+
+def rule_rows(rule: Rule) -> RuleRows:
+    """A rule's rows; ``UnstorableRule`` when its metadata cannot be serialized."""
+    try:
+        row = _rule_row(rule)
+        stages = [_stage_rows(i, stage) for i, stage in enumerate(rule.stages)]
+    except Exception as e:  # e.g. metadata JSON cannot encode
+        raise UnstorableRule(f"cannot be stored: {type(e).__name__}: {e}") from e
+    names = [str(n) for n in rule.context.get("technique_names", [])]
+    return RuleRows(
+        rule.vendor, rule.id, rule.source_path, rule.title, rule.description, row, stages,
+        list(rule.techniques), names, list(rule.problems),
+    )  # fmt: skip
+
+
 def _rule_row(rule: Rule) -> tuple[Any, ...]:
     n_opaque = sum(isinstance(lf.node, Opaque) for s in rule.stages for lf in leaves(s.expr))
     return (
@@ -138,7 +192,7 @@ def _rule_row(rule: Rule) -> tuple[Any, ...]:
         rule.severity, rule.type, rule.language, rule.source_path, rule.query,
         rule.upstream_url, _dump(rule.references), _dump(rule.tags),
         _dump(rule.context), _dump(rule.extra), int(rule.has_query),
-        int(rule.fully_parsed), n_opaque, rule.collection,
+        int(rule.fully_parsed), n_opaque,
     )  # fmt: skip
 
 
@@ -163,79 +217,118 @@ def _stage_rows(i: int, stage: Stage) -> tuple[tuple[Any, ...], list[Any], list[
     return row, preds, opaque, events
 
 
+_RULE_COLUMNS = (
+    "vendor, id, title, description, author, status, severity, type, language, source_path,"
+    " query, upstream_url, refs, tags, context, extra, has_query, fully_parsed, n_opaque,"
+    " collection, pk"
+)
+_RULE_TABLES = ("stages", "predicates", "opaque", "rule_events", "rule_techniques")
+
+
 class CatalogWriter:
-    """Writes one catalog inside one transaction on a temporary file."""
+    """Writes one catalog inside one transaction on a temporary file: a fresh one
+    (its full-text index is built once, at the end), or a copy of the previous
+    catalog that a build updates (``updating``: the index follows each change)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, *, updating: bool = False):
         self.conn = conn
+        self.updating = updating
         self.seen: dict[tuple[str, str], str] = {}  # (vendor, id) -> collection
+        self.problem_ids: list[int] = []  # rowids of the problems written, in order
+        self.clashes: set[tuple[str, str]] = set()  # (vendor, id) of the duplicates met
 
-    def add_rule(self, rule: Rule) -> bool:
-        """Insert a rule; a duplicate (vendor, id) becomes a problem instead (the
-        first one read is kept, whatever its collection). Every row is prepared
-        before the first insert, so a rule that cannot be serialized raises with
-        nothing of it written."""
+    def add_rule(self, rule: RuleRows, collection: str, pk: int | None = None) -> int | None:
+        """Insert a rule (under ``pk``, or the next free one) and return its pk; a
+        duplicate (vendor, id) becomes a problem instead (the first one read is
+        kept, whatever its collection) and returns None."""
         key = (rule.vendor, rule.id)
         if key in self.seen:
             first = self.seen[key]
-            where = "" if first == rule.collection else f" (collection {rule.collection} "
+            where = "" if first == collection else f" (collection {collection} "
             where += f"clashes with collection {first})" if where else ""
+            self.clashes.add(key)
             msg = f"duplicate rule id {rule.id}{where}"
             self.add_problem(Problem(rule.source_path, msg, vendor=rule.vendor))
-            return False
-        try:
-            row = _rule_row(rule)
-            stages = [_stage_rows(i, stage) for i, stage in enumerate(rule.stages)]
-        except Exception as e:  # e.g. metadata JSON cannot encode
-            raise UnstorableRule(f"cannot be stored: {type(e).__name__}: {e}") from e
-        self.seen[key] = rule.collection
+            return None
+        self.seen[key] = collection
         cur = self.conn.execute(
-            "INSERT INTO rules (vendor, id, title, description, author, status, severity, type,"
-            " language, source_path, query, upstream_url, refs, tags, context, extra,"
-            " has_query, fully_parsed, n_opaque, collection)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            row,
+            f"INSERT INTO rules ({_RULE_COLUMNS}) VALUES ({','.join('?' * 21)})",
+            (*rule.row, collection, pk),
         )
-        pk = cur.lastrowid
-        for stage_row, preds, opaque, events in stages:
-            self.conn.execute("INSERT INTO stages VALUES (?,?,?,?,?,?,?,?)", (pk, *stage_row))
-            self.conn.executemany(
-                "INSERT INTO predicates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(pk, *r) for r in preds],
+        pk = int(cur.lastrowid or 0)
+        self._insert_rows(pk, rule)
+        if self.updating:
+            self.conn.execute(
+                "INSERT INTO rules_fts (rowid, title, description) VALUES (?,?,?)",
+                (pk, rule.title, rule.description),
             )
-            self.conn.executemany(
-                "INSERT INTO opaque VALUES (?,?,?,?,?)", [(pk, *r) for r in opaque]
-            )
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO rule_events VALUES (?,?,?)", [(pk, *r) for r in events]
-            )
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO rule_techniques VALUES (?, ?)",
-            [(pk, t) for t in dict.fromkeys(rule.techniques)],
-        )
         for p in rule.problems:
             p.vendor = p.vendor or rule.vendor
             p.rule_id = p.rule_id or rule.id
             self.add_problem(p)
-        return True
+        return pk
+
+    def _insert_rows(self, pk: int, rule: RuleRows) -> None:
+        self.conn.executemany(
+            "INSERT INTO stages VALUES (?,?,?,?,?,?,?,?)", [(pk, *r[0]) for r in rule.stages]
+        )
+        self.conn.executemany(
+            "INSERT INTO predicates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(pk, *p) for r in rule.stages for p in r[1]],
+        )
+        self.conn.executemany(
+            "INSERT INTO opaque VALUES (?,?,?,?,?)", [(pk, *o) for r in rule.stages for o in r[2]]
+        )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO rule_events VALUES (?,?,?)",
+            [(pk, *e) for r in rule.stages for e in r[3]],
+        )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO rule_techniques VALUES (?, ?)",
+            [(pk, t) for t in dict.fromkeys(rule.techniques)],
+        )
+
+    def remove_rule(self, pk: int) -> None:
+        """Delete a rule and every row of it (an update replacing its file)."""
+        row = self.conn.execute(
+            "SELECT vendor, id, title, description FROM rules WHERE pk = ?", (pk,)
+        ).fetchone()
+        if row is None:
+            return
+        self.conn.execute(
+            "INSERT INTO rules_fts (rules_fts, rowid, title, description)"
+            " VALUES ('delete', ?, ?, ?)",
+            (pk, row[2], row[3]),
+        )
+        for table in _RULE_TABLES:
+            self.conn.execute(f"DELETE FROM {table} WHERE rule_pk = ?", (pk,))
+        self.conn.execute("DELETE FROM rules WHERE pk = ?", (pk,))
+        self.seen.pop((row[0], row[1]), None)
 
     def add_problem(self, p: Problem) -> None:
-        self.conn.execute(
+        cur = self.conn.execute(
             "INSERT INTO problems VALUES (?,?,?,?,?,?)",
             (p.vendor, p.path, p.line, p.column, p.message, p.rule_id),
         )
+        self.problem_ids.append(int(cur.lastrowid or 0))
+
+    def remove_problems(self, rowids: Iterable[int]) -> None:
+        self.conn.executemany("DELETE FROM problems WHERE rowid = ?", [(i,) for i in rowids])
 
     def add_attack(self, attack: Attack) -> None:
         self.conn.executemany(
             "INSERT INTO tactics VALUES (?,?,?,?)",
             [(t.id, t.shortname, t.name, i) for i, t in enumerate(attack.tactics)],
         )
+        self.add_techniques(attack.techniques.values())
+
+    def add_techniques(self, techniques: Iterable[Technique]) -> None:
         self.conn.executemany(
             "INSERT INTO techniques VALUES (?,?,?,?,?,?,?,?)",
             [
                 (t.id, t.name, t.description, _dump(t.tactics), t.parent, int(t.revoked),
                  int(t.deprecated), int(t.known))
-                for t in attack.techniques.values()
+                for t in techniques
             ],
         )  # fmt: skip
 
@@ -268,8 +361,9 @@ class CatalogWriter:
 
 
 @contextmanager
-def writing(db: Path) -> Iterator[CatalogWriter]:
-    """Yield a writer on a fresh temporary catalog; replace ``db`` on success only.
+def writing(db: Path, *, update: bool = False) -> Iterator[CatalogWriter]:
+    """Yield a writer on a temporary catalog, fresh or (``update``) a copy of
+    ``db`` to change; replace ``db`` on success only.
 
     The temporary file is named after this process (``.NAME.<pid>.<random>.tmp``)
     so a later build can tell the debris of a killed build from the file of one
@@ -281,18 +375,24 @@ def writing(db: Path) -> Iterator[CatalogWriter]:
     tmp = db.parent / f".{db.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
+        if update:
+            shutil.copyfile(db, tmp)
         conn = sqlite3.connect(tmp)
         try:
             conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
-            conn.executescript(SCHEMA)
+            if not update:
+                conn.executescript(SCHEMA)
             conn.execute("BEGIN")
-            writer = CatalogWriter(conn)
+            writer = CatalogWriter(conn, updating=update)
             writer.set_meta(schema_version=SCHEMA_VERSION)
             yield writer
-            conn.executescript(INDEXES)
-            conn.execute("INSERT INTO rules_fts(rules_fts) VALUES ('rebuild')")
+            if not update:  # indexes and statistics built once, after the load
+                conn.executescript(INDEXES)
+                conn.execute("INSERT INTO rules_fts(rules_fts) VALUES ('rebuild')")
             conn.commit()
-            conn.execute("ANALYZE")
+            if not update:  # an update keeps the statistics: the data changed little
+                conn.execute("PRAGMA analysis_limit = 1000")
+                conn.execute("ANALYZE")
         finally:
             conn.close()
         os.replace(tmp, db)

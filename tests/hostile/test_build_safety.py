@@ -23,7 +23,7 @@ from detcat.cli import main
 from detcat.model import QueryError
 from detcat.parse import parse_rules
 from detcat.sources import files
-from detcat.sources.splunk import MAX_MACRO_CALLS, Macros
+from detcat.sources.splunk_macros import MAX_MACRO_CALLS, Macros
 from detcat.workers import workers_pool
 
 # -- fewer rules than before -------------------------------------------------------

@@ -117,10 +117,37 @@ def test_clusters_command_cross_vendor(sim_db: Path) -> None:
 def test_settings_are_read_and_well_formed() -> None:
     cfg = similar.settings()
     assert set(cfg["multipliers"]) == {"indicator", "exclusion", "event"}
-    assert 0 < cfg["lsh"]["threshold"] <= cfg["thresholds"]["cluster"] <= 1
     t = cfg["thresholds"]
     assert 0 < t["related"] < t["pairs"] <= t["cluster"]
     source = Path(similar.__file__).read_text()
     for section, keys in cfg.items():
         for key in keys if section != "multipliers" else ():
             assert f'["{key}"]' in source, f"{section}.{key} is never read"
+
+
+def _brute_force(weighted: dict[int, dict[str, float]], threshold: float) -> list[tuple]:
+    out = []
+    for a in sorted(weighted):
+        for b in sorted(weighted):
+            shares = any(f[0] != "e" and f in weighted[b] for f in weighted[a])
+            s = similar.score(weighted[a], weighted[b])
+            if a < b and shares and s >= threshold:
+                out.append((a, b, round(s, 4)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_prefix_filtering_finds_exactly_the_pairs_a_full_scan_finds(
+    seed: int, threshold: float
+) -> None:
+    import random
+
+    rng = random.Random(seed)
+    vocab = [f"{k}\tf{i}" for k in "iiixe" for i in range(12)]
+    feats = {pk: set(rng.sample(vocab, rng.randint(1, 8))) for pk in range(60)}
+    feats = {pk: fs | {"i\tcommon"} for pk, fs in feats.items()}  # one feature everyone has
+    weighted = similar.weigh(feats)
+    expected = _brute_force(weighted, threshold)
+    assert expected, "the draw must hold pairs for the check to mean something"
+    assert similar.exact_pairs(weighted, threshold) == expected

@@ -150,17 +150,17 @@ def events() -> list[Event]:
     ]
 
 
-def matcher(case: Case) -> Matcher:
+def matcher(case: Case, complete: bool = True) -> Matcher:
     rule = build_rule(
         {"rule_id": "q", "name": case.query, "type": "eql", "language": "eql",
          "query": namespaced(case.query)}, {}, "eql_suite.toml")  # fmt: skip
     assert not rule.problems, rule.problems
     normalize_rule(rule)
-    return Matcher([RulePlan.from_rule(rule)]).stream(complete=True)
+    return Matcher([RulePlan.from_rule(rule)]).stream(complete)
 
 
-def single_outcome(case: Case, evs: list[Event]) -> str:
-    m = matcher(case)
+def single_outcome(case: Case, evs: list[Event], complete: bool = True) -> str:
+    m = matcher(case, complete)
     yes, unknown = set(), set()
     for ev in evs:
         r = m.match(ev)
@@ -218,3 +218,17 @@ def test_eql_suite(kind: str) -> None:
     for case in chosen:
         want = "undetermined" if expected_undetermined(case) else "exact"
         assert results[case.query] == want, case.query
+
+
+LINEAGE = ("descendant of", "child of", "event of")
+
+
+def test_lineage_without_completeness_says_yes_or_undetermined() -> None:
+    """Not declared complete, the same stream gets no "no" from lineage: each lineage
+    query finds only expected events and is undetermined on the others it may hold
+    (exact when every event its other conditions admit is a "yes")."""
+    evs = events()
+    chosen = [c for c in kept() if not c.multi_event and any(w in c.query for w in LINEAGE)]
+    assert len(chosen) == 9
+    results = [single_outcome(c, evs, complete=False) for c in chosen]
+    assert sorted(results) == ["exact"] * 5 + ["undetermined"] * 4

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_helpers import CHROMIUM, CHROMIUM_ARGS, LiveServer, write_sources
+from web_helpers import CHROMIUM, CHROMIUM_ARGS, LiveServer, StaticServer, write_sources
 
 from detcat import catalog
 
@@ -39,8 +39,14 @@ def hostile_export(hostile_db: Path, tmp_path_factory: pytest.TempPathFactory) -
     from detcat.web.export import export_site
 
     out = tmp_path_factory.mktemp("hostile-site") / "site"
-    export_site(hostile_db, out, workers=1)
+    export_site(hostile_db, out, workers=1, json_twins=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def hostile_export_server(hostile_export: Path) -> Iterator[str]:
+    with StaticServer(hostile_export) as s:
+        yield s.url
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +60,14 @@ def corpus_export(corpus_db: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from detcat.web.export import export_site
 
     out = tmp_path_factory.mktemp("corpus-site") / "site"
-    export_site(corpus_db, out, workers=2)
+    export_site(corpus_db, out, workers=2)  # as `detcat export-site` does: no JSON twins
     return out
+
+
+@pytest.fixture(scope="session")
+def corpus_export_server(corpus_export: Path) -> Iterator[str]:
+    with StaticServer(corpus_export) as s:
+        yield s.url
 
 
 # -- the browser ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from detcat.attack import paragraphs
-from detcat.web.export import tokens
+from detcat.web.static_search import value_words
 from detcat.web.templating import heat, http_url
 from detcat.web.urls import Links, indicator_key, slug
 
@@ -57,7 +57,7 @@ def test_slugs_of_distinct_ids_differ() -> None:
         (DEEP, "home", (), "../../index.html"),
         (DEEP, "rule", ("sigma", "r1"), "../../rules/sigma/r1.html"),
         (DEEP, "event", ("sysmon:1",), f"../../events/{slug('sysmon:1')}.html"),
-        (DEEP, "indicator", ("f", "eq", "ABC"), f"../../indicators/{KEY}.html"),
+        (DEEP, "indicator", ("f", "eq", "ABC"), f"../../indicators/{KEY[:2]}.html#i{KEY}"),
         (DEEP, "problems", (), "../../problems.html"),
     ],
 )  # fmt: skip
@@ -128,13 +128,15 @@ def test_heat_buckets(n: int, level: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "text, expected",
+    "value, expected",
     [
-        ("AnyDesk.exe started", ["anydesk", "exe", "started"]),
-        ("snake_case-word", ["snake", "case", "word"]),
-        ("Jaśniewicz Ünïcode", ["jasniewicz", "unicode"]),
-        ("<script>x</script>", ["script", "x", "script"]),
+        ("C:\\Program Files\\AnyDesk.exe", ["c", "program", "files", "anydesk.exe"]),
+        ("-enc  /c whoami", ["-enc", "c", "whoami"]),
+        ("Jaśniewicz_ü$x@y", ["jaśniewicz_ü$x@y"]),
+        ('"><script>', ["script"]),
+        ("", []),
     ],
 )
-def test_search_tokens_follow_fts5_unicode61(text: str, expected: list[str]) -> None:
-    assert tokens(text) == expected
+def test_static_search_value_words(value: str, expected: list[str]) -> None:
+    """The words a field:value token is made of (site.js splits what is typed alike)."""
+    assert value_words(value) == expected

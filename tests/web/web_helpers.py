@@ -162,6 +162,33 @@ class LiveServer:
         self.sock.close()
 
 
+class StaticServer:
+    """A plain static file server over an exported site (Pagefind's search runs
+    over HTTP only), on a loopback port, in a daemon thread."""
+
+    def __init__(self, root: Path):
+        import functools
+        import http.server
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        handler = functools.partial(Quiet, directory=str(root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> StaticServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.thread.join(10)
+        self.httpd.server_close()
+
+
 def save_artifact(src: Path) -> Path:
     """Copy a test artifact where CI (or a person) can find it; print the path."""
     dest_dir = Path(os.environ.get("DETCAT_ARTIFACTS", "/tmp/detcat-artifacts"))
@@ -220,13 +247,6 @@ def broken_links(root: Path) -> dict[str, list[str]]:
     return broken
 
 
-def read_search_index(root: Path) -> dict[str, Any]:
-    text = (root / "search-index.js").read_text()
-    prefix = "window.DETCAT_INDEX = "
-    assert text.startswith(prefix)
-    return json.loads(text[len(prefix) :].rstrip().removesuffix(";"))
-
-
 class Site:
     """One way of browsing the catalog: served over HTTP, or exported to files."""
 
@@ -247,6 +267,11 @@ def served(url: str) -> Site:
 
 def exported(root: Path) -> Site:
     return Site("exported", root.resolve().as_uri() + "/", static=True)
+
+
+def exported_over_http(url: str) -> Site:
+    """An exported site served by a static file server (where its search runs)."""
+    return Site("exported", url + "/", static=True)
 
 
 def squash(text: Any) -> str:
@@ -321,8 +346,8 @@ def expected_technique_facts(g: dict[str, Any]) -> dict[str, Any]:
 
 
 def tree_counts(e: Any) -> dict[str, int]:
-    """Node kinds in a JSON predicate tree."""
-    counts = {"and": 0, "or": 0, "not": 0, "opaque": 0, "pred": 0}
+    """Node kinds in a JSON predicate tree, and predicate values (not None)."""
+    counts = {"and": 0, "or": 0, "not": 0, "opaque": 0, "pred": 0, "values": 0}
     stack = [e]
     while stack:
         node = stack.pop()
@@ -330,6 +355,7 @@ def tree_counts(e: Any) -> dict[str, int]:
             continue
         kind = next((k for k in ("and", "or", "not", "opaque") if k in node), "pred")
         counts[kind] += 1
+        counts["values"] += kind == "pred" and node.get("value") is not None
         if kind in ("and", "or"):
             stack.extend(node[kind])
         elif kind == "not":

@@ -38,6 +38,8 @@ from detcat.errors import UsageProblem
     show_default=True,
     help="Skip (as a problem) source files larger than this many KiB.",
 )
+@click.option("--full", is_flag=True,
+              help="Read every file (no incremental update).")  # fmt: skip
 @click.option("--force", is_flag=True,
               help="Replace --db even when it is not a detcat catalog.")  # fmt: skip
 @json_option
@@ -48,6 +50,7 @@ def build(
     strict: bool,
     workers: int | None,
     max_file_size: int,
+    full: bool,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -67,7 +70,7 @@ def build(
         with render.build_progress(err()) as progress:
             report = catalog.build(
                 collections, db, include_deprecated=include_deprecated, workers=workers,
-                progress=progress, max_file_bytes=max_file_size * 1024,
+                progress=progress, max_file_bytes=max_file_size * 1024, incremental=not full,
             )  # fmt: skip
     except catalog.BuildError as e:
         raise catalog.BuildError(f"build failed: {e} (the previous catalog is unchanged)") from e
@@ -81,12 +84,15 @@ def build(
 
 
 def _derive(db: Path) -> None:
-    """Tables computed from a fresh catalog (near-duplicate clusters), so that
-    ``similar``, ``lint`` and the site find them ready."""
-    from detcat import similar
+    """Tables computed from a fresh catalog (near-duplicate clusters, which a
+    build writes itself: this only fills in a catalog that lacks them; the corpus
+    reach of every indicator), so that ``similar``, ``lint`` and the site find
+    them ready."""
+    from detcat import reach, similar
 
     with err().status("near-duplicate rules"):
         similar.ensure(db)
+    reach.ensure(db)
 
 
 COMMANDS = [build]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -37,6 +37,12 @@ SHOWN_BAD = 20  # bad events reported one by one on stderr; the rest are counted
 @click.option("--vendor", type=VENDOR_CHOICE, help="Only these rules.")
 @json_option
 @click.option(
+    "--jsonl",
+    "as_jsonl",
+    is_flag=True,
+    help="Print one JSON result per line (JSON lines) as each event is matched.",
+)
+@click.option(
     "--complete-capture",
     is_flag=True,
     help="The events are all there is for their hosts (a sandbox run, a capture from "
@@ -47,6 +53,7 @@ def match(
     db: Path,
     vendor: str | None,
     as_json: bool,
+    as_jsonl: bool,
     complete_capture: bool,
 ) -> None:
     """Which catalog rules fire on the events in EVENT_FILES ("-" reads stdin).
@@ -58,15 +65,21 @@ def match(
     matched as "partial" instead of claiming a match, and a rule whose known parts
     hold but that depends on something detcat cannot evaluate is "undetermined".
     With --json the output is a JSON array with one item per event, written as
-    the events are read; an event that cannot be read is {"event", "error"}.
+    the events are read; with --jsonl the same items one a line (JSON lines). An
+    event that cannot be read is {"event", "error"}. Memory stays flat however
+    many events are read.
     """
     from detcat.match import Matcher
-    from detcat.match.reading import EventFileError, check_event_file, read_events
+    from detcat.match.reading import STDIN, EventFileError, check_event_file, read_events
 
+    if as_json and as_jsonl:
+        raise click.UsageError("--json and --jsonl: choose one")
     for path in event_files:
         check_event_file(path)
     matcher = Matcher.from_catalog(open_catalog(db), vendor).stream(complete_capture)
-    output = _JsonArray() if as_json else _Text()
+    output: _Output = _Text()
+    if as_json or as_jsonl:
+        output = _JsonArray() if as_json else _JsonLines(interactive=STDIN in event_files)
     bad = _BadEvents(output)
     for path in event_files:
         try:
@@ -77,6 +90,14 @@ def match(
     output.close()
     bad.summary()
     sys.exit(EXIT_FAILED if bad.count else 0)
+
+
+class _Output(Protocol):
+    def write(self, result: dict[str, Any]) -> None: ...
+
+    def bad(self, label: str, message: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class _Text:
@@ -108,8 +129,28 @@ class _JsonArray:
         click.echo("\n]" if not self.first else "]")
 
 
+class _JsonLines:
+    """One JSON object a line, buffered; flushed per event when reading stdin (a
+    pipe's reader sees each result as soon as it is known)."""
+
+    def __init__(self, interactive: bool) -> None:
+        self.stream = click.get_text_stream("stdout")
+        self.interactive = interactive
+
+    def write(self, item: dict[str, Any]) -> None:
+        self.stream.write(dump_json(item, indent=None) + "\n")
+        if self.interactive:
+            self.stream.flush()
+
+    def bad(self, label: str, message: str) -> None:
+        self.write({"event": label, "error": message})
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
 class _BadEvents:
-    def __init__(self, output: _Text | _JsonArray) -> None:
+    def __init__(self, output: _Output) -> None:
         self.output = output
         self.count = 0
 

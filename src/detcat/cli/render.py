@@ -83,6 +83,8 @@ def build_report_json(report: BuildReport) -> dict[str, Any]:
     return {
         "db": str(report.db),
         "seconds": round(report.seconds, 2),
+        "incremental": report.incremental,
+        "files_read": report.files_read,
         "vendors": report.vendors,
         "problems": [
             {"vendor": p.vendor, "path": p.path, "line": p.line, "column": p.column,
@@ -95,7 +97,8 @@ def build_report_json(report: BuildReport) -> dict[str, Any]:
 
 
 def build_summary(console: Console, report: BuildReport) -> None:
-    t = Table(title=Text(f"Catalog written to {report.db} in {report.seconds:.1f} s"))
+    how = f", updated: {plural(report.files_read or 0, 'file')} read" if report.incremental else ""
+    t = Table(title=Text(f"Catalog written to {report.db} in {report.seconds:.1f} s{how}"))
     for col in ("vendor", "rules", "with query", "fully parsed", "problems"):
         t.add_column(col, justify="left" if col == "vendor" else "right")
     for v, s in report.vendors.items():

@@ -35,11 +35,12 @@ def serve(db: Path, host: str, port: int) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: CPUs).")  # fmt: skip
 @click.option(
-    "--json/--no-json", "json_twins", default=True, show_default=True,
-    help="Also write each page's JSON twin under api/.",
+    "--json/--no-json", "json_twins", default=False, show_default=True,
+    help="Also write each page's JSON twin under api/ (the pages' data again).",
 )  # fmt: skip
 def export_site(directory: Path, db: Path, workers: int | None, json_twins: bool) -> None:
-    """Write the whole site as static HTML (relative links, client-side search)."""
+    """Write the whole site as static HTML (relative links; search runs in the
+    browser with Pagefind when the folder is served over HTTP)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from detcat.web.export import export_site as run
@@ -55,7 +56,8 @@ def export_site(directory: Path, db: Path, workers: int | None, json_twins: bool
         report = run(db, directory, workers=workers, json_twins=json_twins, progress=advance)
     out().print(
         f"{report.pages} pages ({report.files} files, {report.bytes / 1e6:.1f} MB) written to "
-        f"{report.out} in {report.seconds:.1f} s; open index.html",
+        f"{report.out} in {report.seconds:.1f} s; open index.html (search needs the folder "
+        f"served over HTTP: python3 -m http.server -d {report.out})",
         markup=False,
     )
 

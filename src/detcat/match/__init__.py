@@ -7,6 +7,9 @@ its filter holds, and is *undetermined* when its known parts hold but it depends
 on something detcat cannot evaluate (an Opaque part, a deployer's list, a regex
 out of time): never a "no" it does not know.
 
+EQL lineage (``descendant of``, ``child of``, ``event of``) is answered from the
+stream's process tree (``match.lineage``), which every event updates first.
+
 Multi-event rules are evaluated over the stream of events, taken in the order
 given (``match.stateful``: EQL sequences, samples and joins, Elastic threshold
 rules, Sigma correlations, YARA-L match windows): the event that completes one
@@ -14,9 +17,6 @@ reports it, with the events that make it up. The matcher keeps their open state,
 bounded per rule. Multi-stage rules without an engine (aggregations, new terms,
 YARA-L joins across events) report the stages an event matched as *partial*,
 with the reason they are not evaluated.
-
-EQL lineage (``descendant of``, ``child of``, ``event of``) is answered from the
-stream's process tree (``match.lineage``), which every event updates first.
 
 Speed: 3,000+ rules per event would be slow one by one, so each stage is
 indexed by one field it cannot match without (the rarest of its required
@@ -30,15 +30,18 @@ from __future__ import annotations
 import copy
 import json
 import sqlite3
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from detcat.match.aggregates import correlation_engine
 from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
-from detcat.match.events import Event
+from detcat.match.events import Event, categorization
 from detcat.match.lineage import Clause, ProcessTree, mentions_lineage
+from detcat.match.needs import can_hold
+from detcat.match.prefilter import Route, route_facts
 from detcat.match.stateful import Engine, Results, engine_for
 from detcat.match.yaral import condition_needs as _needs
 from detcat.model import (
@@ -64,6 +67,9 @@ from detcat.sources import registry
 _MIN_COUNT = "min_count"
 # Scope kinds compared between a rule stage and an event (see StagePlan.admits).
 _GATED_SCOPES = ("product:", "service:", "category:")
+# Routes kept at once: event kinds are few; a stream of ever-new scopes is not.
+MAX_ROUTES = 256
+RouteKey = tuple[str | None, frozenset[str]]
 
 
 @dataclass(eq=False)
@@ -89,20 +95,39 @@ class StagePlan:
 
     def admits(self, ev: Event) -> bool:
         """Not written for another log source: a product, service or category both
-        the stage and the event state agrees (catalog events are matched by the
-        index)."""
+        the stage and the event state agrees (catalog events: see ``in_route``)."""
+        return self.admits_scopes(ev.scopes)
+
+    def admits_scopes(self, scopes: frozenset[str]) -> bool:
         for kind, mine in self.gates:
-            theirs = [s for s in ev.scopes if s.startswith(kind)]
+            theirs = [s for s in scopes if s.startswith(kind)]
             if theirs and mine.isdisjoint(theirs):
                 return False
         return True
 
+    def in_route(self, catalog_id: str | None, scopes: frozenset[str]) -> bool:
+        """Written for events of this catalog event (any, when the event is not one
+        the catalog knows) and log source."""
+        if self.events and catalog_id is not None and catalog_id not in self.events:
+            return False
+        return not self.gates or self.admits_scopes(scopes)
+
+    def applies(self, ev: Event) -> bool:
+        """In the event's route, and reading one of its fields when no field is
+        required (see ``Matcher.admitted``)."""
+        if not self.in_route(ev.catalog_id, ev.scopes):
+            return False
+        return not self.reads or not self.reads.isdisjoint(ev.fields)
+
     def test(self) -> Test:
         """The stage's filter: True, False or None (unknown); EQL's null is False."""
         if self._test is None:
-            self._dialect = self.rule.dialect(self)
-            inner = compile_expr(self.expr, self._dialect.full_match, dialect=self._dialect)
-            self._test = lambda ev: False if (r := inner(ev)) is NULL else r
+            d = self._dialect = self.rule.dialect(self)
+            inner = compile_expr(self.expr, d.full_match, dialect=d)
+            if d.opaque is None and d.derived is None:
+                self._test = inner  # only EQL's computed conditions give NULL
+            else:
+                self._test = lambda ev: False if (r := inner(ev)) is NULL else r
         return self._test
 
     def lineage(self) -> list[Clause]:
@@ -201,7 +226,8 @@ class EventResult:
 
 
 class Matcher:
-    """All rules, indexed for fast candidate selection (see the module docstring)."""
+    """All rules, routed and prefiltered for fast candidate selection (see the
+    module docstring)."""
 
     def __init__(self, rules: Iterable[RulePlan]):
         self.rules = list(rules)
@@ -211,52 +237,81 @@ class Matcher:
             c for r in self.rules for s in r.stages if mentions_lineage(s.expr) for c in s.lineage()
         ]
         self._tree = ProcessTree(self.lineage)
-        stages = [s for r in self.rules for s in r.stages if s.filters_events]
-        required = {id(s): required_fields(s.expr) for s in stages}
-        freq = Counter(f for fields in required.values() for f in fields)
-        # catalog event (None: any event) -> anchor field (None: no anchor) -> stages
-        self.index: dict[str | None, dict[str | None, list[StagePlan]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
         for r in self.rules:  # also the stages stream engines test themselves (until)
             for s in r.stages:
                 if s.role is StageRole.EVENTS and s.expr is not None:
                     s.gates = _gates(r.stage_scopes(s))
-        for s in stages:
-            fields = required[id(s)]
-            anchor = min(fields, key=lambda f: (freq[f], f)) if fields else None
-            if anchor is None:
+        self.event_stages = [s for r in self.rules for s in r.stages if s.filters_events]
+        self._single_ids = {id(r) for r in self.rules if r.single_event}
+        for s in self.event_stages:
+            if not required_fields(s.expr):
                 s.reads = read_fields(s.expr)
-            for event in s.events or (None,):
-                self.index[event][anchor].append(s)
+        # (catalog event, scopes) -> the route's stages and prefilter, built on first use
+        self._routes: dict[RouteKey, Route] = {}
 
     @classmethod
-    def from_catalog(cls, conn: sqlite3.Connection, vendor: str | None = None) -> Matcher:
-        return cls(load_rules(conn, vendor))
+    def from_catalog(
+        cls, catalog: sqlite3.Connection | str | Path, vendor: str | None = None
+    ) -> Matcher:
+        """The matcher of a catalog (an open connection or the catalog file's path)."""
+        if not isinstance(catalog, sqlite3.Connection):
+            from detcat.store import connect
+
+            catalog = connect(Path(catalog))
+        return cls(load_rules(catalog, vendor))
+
+    def admitted(self, ev: Event) -> list[StagePlan]:
+        """Every stage the event's identity and fields admit: written for its log
+        source and, for a stage no field is required by, reading one of its fields
+        (a stage that reads none of the event's fields, ``not resultType: 0`` on a
+        Sysmon event, says nothing about it, although a missing field would make
+        its negation hold). The reference evaluates all of them."""
+        return [s for s in self.event_stages if s.applies(ev)]
 
     def candidates(self, ev: Event) -> list[StagePlan]:
-        """Stages the event's identity and fields admit. A stage that reads none of
-        the event's fields (``not resultType: 0`` on a Sysmon event) says nothing
-        about it, although a missing field would make its negation hold."""
-        keys = (None, *ev.fields)
-        if ev.catalog_id is not None:
-            # A stage sits under one anchor of one bucket here: no duplicates.
-            buckets = (self.index.get(ev.catalog_id, {}), self.index.get(None, {}))
-            found = [s for b in buckets for k in keys for s in b.get(k, ())]
-        else:  # an unknown event: the stages of every catalog event apply
-            found = list(
-                {id(s): s for b in self.index.values() for k in keys for s in b.get(k, ())}.values()
-            )
+        """The admitted stages the event's route and values do not rule out."""
+        fields = ev.fields
         return [
             s
-            for s in found
-            if (not s.gates or s.admits(ev)) and (not s.reads or not s.reads.isdisjoint(ev.fields))
+            for s in self.route(ev).candidates(ev)
+            if not s.reads or not s.reads.isdisjoint(fields)
         ]
+
+    def route(self, ev: Event) -> Route:
+        """The route of the event's kind: built from the first event of that kind."""
+        key = (ev.catalog_id, ev.scopes)
+        got = self._routes.get(key)
+        if got is None:
+            if len(self._routes) >= MAX_ROUTES:  # a stream of ever-new scopes
+                del self._routes[next(iter(self._routes))]
+            stages = [
+                s
+                for s in self.event_stages
+                if s.in_route(ev.catalog_id, ev.scopes) and not self._inert(s)
+            ]
+            got = Route(stages, _facts(ev.catalog_id), frozenset(ev.fields))
+            self._routes[key] = got
+        return got
+
+    def _inert(self, stage: StagePlan) -> bool:
+        """A stage whose answer changes nothing: of a multi-stage rule without an
+        engine (only its stages that hold are reported, as partial) and unknown on
+        every event (an Opaque metrics search, a computed value)."""
+        rule = stage.rule
+        if rule.single_event or any(s.role is StageRole.CORRELATION for s in rule.stages):
+            return False
+        evaluated = registry.language_engine(rule.language) == "sequences"  # EQL's own
+        if can_hold(stage.expr, stage.params.get("derived"), evaluated):
+            return False
+        if id(rule) not in self._engineless:
+            self._engineless[id(rule)] = isinstance(engine_for(rule), str)
+        return self._engineless[id(rule)]
 
     def _engines(self) -> None:
         """Multi-event rules get an engine (see ``match.stateful``) when one of their
         stages first holds: most never do, and building one compiles join keys."""
         self._engine: dict[int, Engine | str] = {}  # an engine, or why there is none
+        self._engineless: dict[int, bool] = {}  # rules engine_for gives none (shared)
         # referenced rule id -> the correlation rules referencing it
         self.correlations: dict[str, list[RulePlan]] = defaultdict(list)
         self._watch: dict[int, Engine] = {}  # open engines fed every event
@@ -292,17 +347,25 @@ class Matcher:
         """The rules ``ev`` fires, is undetermined for, or takes a step of; and the
         multi-event rules it completes with the events before it (the matcher keeps
         their open state and the process tree: feed events in time order)."""
-        if not self.lineage:
-            return self._match(ev)
-        with self._tree.observing(ev):
-            return self._match(ev)
+        return self._observed(ev, self.candidates)
 
-    def _match(self, ev: Event) -> EventResult:
+    def match_reference(self, ev: Event) -> EventResult:
+        """``match`` without route nor prefilter: every admitted stage evaluated.
+        Slow; the equality tests and the benchmark compare ``match`` with it."""
+        return self._observed(ev, self.admitted)
+
+    def _observed(self, ev: Event, select: Callable[[Event], list[StagePlan]]) -> EventResult:
+        if not self.lineage:
+            return self._match(ev, select(ev))
+        with self._tree.observing(ev):
+            return self._match(ev, select(ev))
+
+    def _match(self, ev: Event, stages: list[StagePlan]) -> EventResult:
         result = EventResult(ev.label)
         per_rule: dict[int, Results] = defaultdict(dict)
         unknown: dict[int, StagePlan] = {}
-        for s in self.candidates(ev):
-            r = s.test()(ev)
+        for s in stages:
+            r = (s._test or s.test())(ev)
             if r is True:
                 per_rule[id(s.rule)][s.name] = True
             elif r is None:
@@ -311,7 +374,7 @@ class Matcher:
         fired: Results = {}
         for key, results in per_rule.items():
             rule = self.by_key[key]
-            if rule.single_event:
+            if key in self._single_ids:
                 self._single(rule, ev, results, unknown.get(key), result, fired)
             elif not isinstance(engine := self.engine(rule), str):
                 self._feed(key, engine, ev, results, result)
@@ -367,6 +430,14 @@ class Matcher:
             self._watch[key] = engine
         else:
             self._watch.pop(key, None)
+
+
+def _facts(catalog_id: str | None) -> frozenset[tuple[str, str | None]]:
+    """What every event of a catalog event has (``match.events._derive``)."""
+    if catalog_id is None:
+        return frozenset()
+    pairs = [(f, v) for f, values in categorization(catalog_id).items() for v in values]
+    return route_facts([*pairs, ("host.os.type", "windows")])
 
 
 def _gates(scopes: tuple[str, ...]) -> tuple[tuple[str, frozenset[str]], ...]:

@@ -61,7 +61,7 @@ from detcat.match.evaluate import (
     wildcard_regex,
 )
 from detcat.match.events import Event
-from detcat.match.lineage import Clause, answer
+from detcat.match.lineage import UNSETTLED, Clause, answer
 from detcat.model import Op, Opaque, Predicate, Reason
 
 # A value: the candidates an expression takes on an event (empty: null).
@@ -99,9 +99,13 @@ def eql_dialect(d: Dialect) -> Dialect:
         if o.reason in (Reason.SYNTAX_ERROR, Reason.PARSER_FAILURE):
             return None  # not an expression at all: the query could not be read
         try:
-            return compile_condition(o.text, resolve, d.lineage)
+            clauses: list[Clause] = []
+            test = compile_condition(o.text, resolve, clauses)
         except NotEvaluated:
             return None
+        d.lineage += clauses
+        d.unknowns += [(_answers(c), UNSETTLED) for c in clauses if not c.nested]
+        return test
 
     def derived(p: Predicate) -> Test | None:
         try:
@@ -112,6 +116,10 @@ def eql_dialect(d: Dialect) -> Dialect:
 
     d.opaque, d.derived = opaque, derived
     return d
+
+
+def _answers(clause: Clause) -> Test:
+    return lambda ev: answer(clause, ev)
 
 
 _OPS = {Op.EQ: "==", Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
@@ -202,6 +210,7 @@ class _Compiler:
         # item the condition is being tested on.
         self.aliases: dict[str, list[Any]] = {}
         self.clauses: list[Clause] = []  # lineage, inner clauses first
+        self.depth = 0  # lineage subqueries being compiled
 
     # -- conditions --------------------------------------------------------------------
 
@@ -240,10 +249,14 @@ class _Compiler:
         assert isinstance(query, Tree)
         category_node, expr = query.children
         category = _category(category_node.children[0])  # type: ignore[union-attr]
-        test = self.condition(expr)
-        clause = Clause(kind.value.lower(), all_of([category, test]))
+        self.depth += 1
+        try:
+            test = self.condition(expr)
+        finally:
+            self.depth -= 1
+        clause = Clause(kind.value.lower(), all_of([category, test]), nested=self.depth > 0)
         self.clauses.append(clause)
-        return lambda ev: answer(clause, ev)
+        return _answers(clause)
 
     def _compare(self, left: Any, op: Token, right: Any) -> Callable[[Event], Any]:
         symbol = "==" if op.value == "=" else op.value

@@ -153,18 +153,20 @@ def _short_circuit(tests: list[Test], decisive: bool) -> Test:
     return run
 
 
-_GROUPABLE = (Op.EQ, Op.STARTS_WITH, Op.ENDS_WITH, Op.CONTAINS)
+_GROUPABLE = (Op.EQ, Op.STARTS_WITH, Op.ENDS_WITH, Op.CONTAINS, Op.WILDCARD)
 
 
 def _any_of(children: tuple[Expr, ...], d: Dialect) -> Test:
     """An Or, with its value lists (``Image|endswith: [50 names]``) tested as one:
-    a set, a tuple for startswith/endswith, one RE2 alternation for substrings."""
+    a set, a tuple for startswith/endswith, one RE2 alternation for substrings and
+    for wildcards (which RE2 always compiles: never unknown)."""
     groups: dict[tuple[str, Op, bool], list[str]] = defaultdict(list)
     tests: list[Test] = []
     for c in children:
         if _groupable(c):
             key = (c.field, c.op, c.case_sensitive)  # type: ignore[union-attr]
-            groups[key].append(_fold(str(c.value), c.case_sensitive))  # type: ignore[union-attr]
+            value = str(c.value)  # type: ignore[union-attr]
+            groups[key].append(value if c.op is Op.WILDCARD else _fold(value, key[2]))  # type: ignore[union-attr]
         else:
             tests.append(_compile(c, d))
     for (name, op, cased), values in groups.items():
@@ -176,7 +178,7 @@ def _groupable(e: Expr) -> bool:
     return (
         isinstance(e, Predicate)
         and e.op in _GROUPABLE
-        and not e.kind
+        and e.kind not in ("implied", "derived")  # evaluated as written (lookups too)
         and bool(e.field)
         and isinstance(e.value, str)
         and not (e.op is Op.EQ and number(e.value) is not None)
@@ -192,6 +194,8 @@ def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
         ends = tuple(values)
         method = str.startswith if op is Op.STARTS_WITH else str.endswith
         return lambda ev: any(method(t, ends) for t in ev.texts(name, fold))
+    if op is Op.WILDCARD:
+        return _wildcards(name, cased, values)
     if len(values) <= 3:
         return lambda ev: any(v in t for t in ev.texts(name, fold) for v in values)
     import re2
@@ -200,6 +204,24 @@ def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
     options.never_capture = True
     rx = re2.compile("|".join(re2.escape(v) for v in values), options)
     return lambda ev: any(rx.search(t) is not None for t in ev.texts(name, fold))
+
+
+def _wildcards(name: str, cased: bool, values: list[str]) -> Test:
+    """Wildcard patterns of one field as one RE2 alternation; each on its own (and
+    maybe unknown) if RE2 refuses the alternation (too large)."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = cased
+    options.dot_nl = True
+    options.never_capture = True
+    try:
+        rx = re2.compile("|".join(f"(?:{wildcard_regex(v)})" for v in values), options)
+    except re2.error:
+        tests = [compiled_regex(wildcard_regex(v), cased, True) for v in values]
+        return any_of([_three_valued(t, name) for t in tests])
+    return lambda ev: any(rx.fullmatch(t) is not None for t in ev.texts(name, False))
 
 
 # -- predicates -------------------------------------------------------------------------

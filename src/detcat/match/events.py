@@ -40,6 +40,7 @@ _PROVIDER_FIELDS = (
 )
 _CODE_FIELDS = ("EventID", "event.code", "winlog.event_id", "EventCode")
 _PATH_SPLIT = re.compile(r"[\\/]")
+_ALL = "\x00all"  # Event's cache key of all_text (no field is named NUL)
 
 
 @dataclass(slots=True)
@@ -55,7 +56,9 @@ class Event:
     # The document as read: legacy EQL's arraySearch binds whole array items, which
     # the flattened names no longer group.
     doc: dict[str, Any] = field(default_factory=dict)
-    _texts: dict[tuple[str, bool], list[str]] = field(default_factory=dict)
+    # field -> its values as text, as written / case-folded (see ``texts``)
+    _plain: dict[str, list[str]] = field(default_factory=dict)
+    _folded: dict[str, list[str]] = field(default_factory=dict)
 
     def get(self, name: str | None) -> list[Scalar] | None:
         return self.fields.get(name) if name else None
@@ -63,21 +66,24 @@ class Event:
     def texts(self, name: str | None, fold: bool) -> list[str]:
         """The field's values as text (case-folded when ``fold``), computed once:
         thousands of predicates read the same few fields."""
-        key = (name or "", fold)
-        got = self._texts.get(key)
+        cache = self._folded if fold else self._plain
+        got = cache.get(name)  # type: ignore[arg-type]
         if got is None:
-            got = [value_text(v) for v in self.fields.get(name or "", ())]
-            got = [t.casefold() for t in got] if fold else got
-            self._texts[key] = got
+            if fold:
+                got = [t.casefold() for t in self.texts(name, False)]
+            else:
+                values = self.fields.get(name or "", ())
+                got = [v if v.__class__ is str else value_text(v) for v in values]  # type: ignore[misc]
+            cache[name] = got  # type: ignore[index]
         return got
 
     def all_text(self, fold: bool) -> list[str]:
         """Every string value of the event (field-less keyword search)."""
-        key = ("\x00all", fold)  # no field is named NUL
-        got = self._texts.get(key)
+        if not fold:
+            return self.text
+        got = self._folded.get(_ALL)
         if got is None:
-            got = [t.casefold() for t in self.text] if fold else self.text
-            self._texts[key] = got
+            got = self._folded[_ALL] = [t.casefold() for t in self.text]
         return got
 
 
@@ -182,8 +188,15 @@ def _check_depth(depth: int) -> None:
 def _add(out: dict[str, list[Scalar]], name: str, value: Any) -> None:
     if isinstance(value, dict):
         value = value.get("#text")
-    values = value if isinstance(value, list) else [value]
-    out.setdefault(name, []).extend(v for v in values if not isinstance(v, dict | list))
+    if isinstance(value, list):
+        values = [v for v in value if not isinstance(v, dict | list)]
+    else:
+        values = [] if isinstance(value, dict) else [value]
+    got = out.get(name)
+    if got is None:
+        out[name] = values
+    else:
+        got.extend(values)
 
 
 # -- canonical names -------------------------------------------------------------------
@@ -204,12 +217,40 @@ def canonical_event(label: str, doc: dict[str, Any]) -> Event:
             ev.scopes |= {f"category:{v}", *log_categories_of(v)}
     naming = vendor_scopes(raw, scopes)
     events = (ev.catalog_id,) if ev.catalog_id else ()
+    names = _names_table(naming, events)
+    fields = ev.fields
     for name, values in raw.items():
-        for canon in event_field_names(name, naming, events):
-            ev.fields.setdefault(canon, []).extend(values)
+        canon = names.get(name)
+        if canon is None:
+            canon = names[name] = tuple(event_field_names(name, naming, events))
+        for c in canon:
+            got = fields.get(c)
+            if got is None:
+                fields[c] = list(values)
+            else:
+                got.extend(values)
     _derive(ev)
     ev.text = [str(v) for values in raw.values() for v in values if isinstance(v, str)]
     return ev
+
+
+# Canonical names of raw names, per naming context (vendors' scopes, catalog event):
+# the same few hundred names recur in every event of a stream. Bounded: a stream of
+# ever-new names empties a table rather than growing it.
+_NAMES: dict[tuple[Any, ...], dict[str, tuple[str, ...]]] = {}
+MAX_NAMES = 50_000
+
+
+def _names_table(
+    naming: list[tuple[Vendor, tuple[str, ...]]], events: tuple[str, ...]
+) -> dict[str, tuple[str, ...]]:
+    key = (tuple((v.name, scopes) for v, scopes in naming), events)
+    table = _NAMES.get(key)
+    if table is None or len(table) > MAX_NAMES:
+        if len(_NAMES) > 1000:
+            _NAMES.clear()
+        table = _NAMES[key] = {}
+    return table
 
 
 def vendor_scopes(
@@ -360,9 +401,16 @@ def _split_hashes(ev: Event, canon: str) -> None:
                 ev.fields.setdefault(f"{base}.{target}", []).append(digest.strip())
 
 
+# An argument without backslashes before quotes: runs of unquoted non-blanks and
+# quoted text (to the closing quote or the end).
+_ARG = re.compile(r'(?:[^ \t"]+|"[^"]*"?)+')
+
+
 def windows_argv(cmd: str) -> list[str]:
     """A command line split as ``CommandLineToArgvW`` does: whitespace separates,
     double quotes group, ``2n`` backslashes before a quote are ``n`` backslashes."""
+    if '\\"' not in cmd:  # the usual case, at regex speed: quotes only group
+        return [a.replace('"', "") for a in _ARG.findall(cmd)]
     args: list[str] = []
     buf: list[str] = []
     quoted = started = False

@@ -61,12 +61,20 @@ MAX_PROCESSES = 100_000
 _LINEAGE = re.compile(r"\b(?:descendant|child|event)\s+of\s*\[", re.IGNORECASE)
 
 
+# Why a stage with lineage is undetermined (``detcat match``'s "unknown").
+UNSETTLED = (
+    "lineage: what this stream shows of the process's ancestry does not settle it "
+    "(a 'no' needs the stream declared a complete capture)"
+)
+
+
 @dataclass(eq=False)
 class Clause:
     """One ``<kind> of [subquery]`` of a rule (compiled by ``match.eql``)."""
 
     kind: str  # "descendant", "child" or "event"
     subquery: Callable[[Event], Any]  # True, False, NULL (no match) or None (unknown)
+    nested: bool = False  # inside another clause's subquery
 
 
 def mentions_lineage(expr: Expr | None) -> bool:
@@ -245,6 +253,9 @@ class ProcessTree:
                 inherited = self._inherited(who, i, clause.kind) if created else self._no(proc)
                 proc.lineage[i] = inherited
         key = _key(who)
+        earlier = self.processes.get(key) if who.uid is not None else None
+        if earlier is not None:
+            proc.matched = earlier.matched  # its events logged before its creation event
         self._add(key, proc)
         return key, proc
 

@@ -100,6 +100,17 @@ class Vendor(ABC):
         build and worker process; the default: nothing shared."""
         return []
 
+    def shared_names(self) -> tuple[str, ...]:
+        """The shared definitions (Splunk: ``macro:NAME``, ``lookup:NAME``) the last
+        ``read_file`` of this process looked up, defined or not: the build reads
+        the file again when one of them changes. Default: nothing shared."""
+        return ()
+
+    def shared_digest(self, root: Path, name: str) -> str:
+        """A digest of one shared definition of ``root`` as ``prepare`` read it
+        (the same text for an undefined name while it stays undefined)."""
+        return ""
+
     def draft_format(self, path: Path, text: str) -> str | None:
         """The format of a user's draft file if this vendor writes it: one of its
         ``languages`` (a whole rule ``parse_text`` reads) or its own name (a rule

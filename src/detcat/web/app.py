@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from detcat import schemas, similar, store
+from detcat import reach, schemas, similar, store
 from detcat.errors import UsageProblem
 from detcat.web import pages
 from detcat.web.templating import CSP, render
@@ -220,6 +220,7 @@ def create_app(db: Path, *, cache_bytes: int = CACHE_BYTES) -> FastAPI:
     """The site over the catalog at ``db`` (raises store.MissingCatalog when absent);
     ``cache_bytes=0`` renders every request afresh."""
     similar.try_ensure(db)  # near-duplicate tables, once per catalog (if writable)
+    reach.try_ensure(db)  # corpus reach of every indicator, likewise
     catalog = Catalog(db, cache_bytes)
     app = FastAPI(
         title="detcat",
@@ -280,9 +281,12 @@ def _indicator(op: str, value: str = "", field: str = "") -> Builder:
     return lambda c: pages.indicator(c, field, op, value)
 
 
-def _search(q: str = "", limit: int = LIMIT) -> Builder:
-    """Exactly `detcat search Q --json`: full text, and `field:value` terms."""
-    return lambda c: pages.search(c, q, limit)
+def _search(
+    q: str = "", limit: int = LIMIT, vendor: str | None = None, technique: str | None = None
+) -> Builder:
+    """Exactly `detcat search Q --json`: full text, and `field:value` terms; only
+    ``vendor``'s rules and ``technique``'s (with its sub-techniques) when given."""
+    return lambda c: pages.search(c, q, limit, vendor, technique)
 
 
 def _problems() -> Builder:

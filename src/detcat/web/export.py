@@ -1,37 +1,38 @@
 """``detcat export-site``: the whole site as static files with relative links.
 
-Each page is written at the path ``Links(static=True)`` gives it, next to its
-JSON twin under ``api/``; the search page runs in the browser over
-``search-index.js`` (a script, not a fetched JSON file, because browsers refuse
-``fetch`` from ``file://``). Rendering is split over worker processes.
+Each page is written at the path ``Links(static=True)`` gives it (with its JSON
+twin under ``api/`` when asked: the twins repeat what the pages show, so they
+are off by default). The search page runs Pagefind in the browser over the index
+``static_search`` builds in ``pagefind/``, while worker processes render pages.
+Pages open from ``file://``; search needs the folder served over HTTP (any
+static server), because browsers refuse ``fetch`` and WebAssembly there.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
+import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
-from detcat import similar, store
+from detcat import reach, similar, store
 from detcat.errors import DetcatError
-from detcat.web import pages, queries
+from detcat.web import pages, queries, static_search
 from detcat.web.templating import render
-from detcat.web.urls import Links
+from detcat.web.urls import Links, indicator_group, indicator_key
 
 MARKER = ".detcat-export"  # marks a directory this command may empty and rewrite
 _ROOT = Links(static=True)
-_TOKEN = re.compile(r"[^\W_]+")
+SEARCH_DIR = "pagefind"
 
 Builder = Callable[[sqlite3.Connection], pages.Page]
 Progress = Callable[[int, int], None]
@@ -46,7 +47,8 @@ class ExportReport:
     out: Path
     pages: int
     files: int
-    bytes: int
+    bytes: int  # the files' sizes added up
+    disk_bytes: int  # what they take on this disk (whole blocks, as du counts)
     seconds: float
 
 
@@ -64,9 +66,12 @@ def jobs(conn: sqlite3.Connection) -> Iterator[tuple[str, Builder]]:
         yield _ROOT.field(name), partial(pages.field_, name=name)
     for event_id in queries.event_ids(conn):
         yield _ROOT.event(event_id), partial(pages.event, event_id=event_id)
+    groups: dict[str, list[tuple[str | None, str, str]]] = {}
     for field, op, value in queries.shared_indicators(conn):
-        path = _ROOT.indicator(field, op, value)
-        yield path, partial(pages.indicator, field_name=field, op=op, value=value or "")
+        key = indicator_key(field, op, value)
+        groups.setdefault(indicator_group(key), []).append((field, op, value or ""))
+    for path, items in sorted(groups.items()):
+        yield path, partial(pages.indicator_group, items=items)
 
 
 def _write_page(out: Path, conn: sqlite3.Connection, path: str, build: Builder, twins: bool) -> int:
@@ -96,24 +101,29 @@ def _render_chunk(db: Path, out: Path, twins: bool, chunk: list[tuple[str, Build
         conn.close()
 
 
-def search_index(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Rows [vendor, id, title, href, [technique ids], tokens] for site.js, and
-    the href of each technique once (rules share techniques)."""
-    rules, techniques = [], {}
-    for r in queries.search_rows(conn):
-        tids = sorted((r["techniques"] or "").split())
-        techniques.update((t, _ROOT.technique(t)) for t in tids)
-        text = f"{r['title'] or ''} {r['description'] or ''}"
-        rules.append([r["vendor"], r["id"], r["title"], _ROOT.rule(r["vendor"], r["id"]), tids,
-                      " ".join(dict.fromkeys(tokens(text)))])  # fmt: skip
-    return {"rules": rules, "techniques": techniques}
+class _SearchIndex(threading.Thread):
+    """Builds the Pagefind index while the workers render: the indexer is its own
+    process, so it takes the CPU the page writers leave."""
 
+    def __init__(self, db: Path, out: Path):
+        super().__init__(name="pagefind index")
+        self.db, self.out = db, out
+        self.error: BaseException | None = None
 
-def tokens(text: str) -> list[str]:
-    """Words as FTS5's unicode61 tokenizer sees them: case-folded, no diacritics."""
-    plain = unicodedata.normalize("NFD", text.casefold())
-    plain = "".join(c for c in plain if not unicodedata.combining(c))
-    return _TOKEN.findall(plain)
+    def run(self) -> None:
+        try:
+            conn = store.connect(self.db)
+            try:
+                static_search.write_index(conn, self.out)
+            finally:
+                conn.close()
+        except BaseException as e:  # re-raised by finish() in the exporting thread
+            self.error = e
+
+    def finish(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _prepare(out: Path) -> None:
@@ -135,28 +145,38 @@ def export_site(
     out: Path,
     *,
     workers: int | None = None,
-    json_twins: bool = True,
+    json_twins: bool = False,
     progress: Progress | None = None,
 ) -> ExportReport:
     """Write the whole site under ``out`` (with each page's JSON twin under ``api/``
-    unless ``json_twins`` is false); ``progress(done, total)`` after each chunk."""
+    when ``json_twins``); ``progress(done, total)`` after each chunk."""
     started = time.perf_counter()
     out = Path(out)
     similar.try_ensure(db)  # near-duplicate tables, once per catalog (if writable)
+    reach.try_ensure(db)  # corpus reach of every indicator, likewise
     conn = store.connect(db)
     try:
         todo = list(jobs(conn))
-        index = search_index(conn)
         layer = pages.layer(conn, events=()).data
     finally:
         conn.close()
     _prepare(out)
-    size = _write(out / "search-index.js", "window.DETCAT_INDEX = " + json.dumps(index) + ";\n")
-    size += _write(out / _ROOT.layer(), json.dumps(layer, ensure_ascii=False))
-    render_chunk = partial(_render_chunk, Path(db), out, json_twins)
-    size += _render_all(render_chunk, todo, workers or os.cpu_count() or 1, progress)
-    files = sum(1 for p in out.rglob("*") if p.is_file())
-    return ExportReport(out, len(todo), files, size, time.perf_counter() - started)
+    search = _SearchIndex(Path(db), out / SEARCH_DIR)
+    search.start()
+    try:
+        _write(out / _ROOT.layer(), json.dumps(layer, ensure_ascii=False))
+        render_chunk = partial(_render_chunk, Path(db), out, json_twins)
+        _render_all(render_chunk, todo, workers or os.cpu_count() or 1, progress)
+    finally:
+        search.finish()
+    files, size, disk = _sizes(out)
+    return ExportReport(out, len(todo), files, size, disk, time.perf_counter() - started)
+
+
+def _sizes(out: Path) -> tuple[int, int, int]:
+    """Files, their bytes, and their disk usage in bytes."""
+    stats = [p.stat() for p in out.rglob("*") if p.is_file()]
+    return len(stats), sum(s.st_size for s in stats), sum(s.st_blocks * 512 for s in stats)
 
 
 def _render_all(
@@ -171,7 +191,10 @@ def _render_all(
     if workers <= 1:
         results: Iterator[tuple[int, int]] = ((len(c), render_chunk(c)) for c in chunks)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        # Workers come from a fork server, not from this process: the search
+        # index thread runs here meanwhile, and forking a process with threads
+        # can copy a lock one of them holds (a worker then waits forever).
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver"))
         results = zip((len(c) for c in chunks), pool.map(render_chunk, chunks), strict=True)
     try:
         for n, written in results:

@@ -42,10 +42,11 @@ def technique(conn: sqlite3.Connection, tid: str, limit: int = DEFAULT_LIMIT) ->
         g = guide.technique_guide(conn, tid, limit=limit)
     except guide.UnknownTechnique as e:
         raise NotFound(str(e)) from e
-    titles = {(r["vendor"], r["id"]): r["title"] for r in g["rules"]}
+    # Indicator rows name their rules by position in the page's rule list.
+    positions = {(r["vendor"], r["id"]): i for i, r in enumerate(g["rules"])}
     h = g["technique"]
     parent = queries.technique_names(conn, [h["parent"]]) if h["parent"] else {}
-    context = {"titles": titles, "parent": parent, "about": guide_text.explain(g)}
+    context = {"positions": positions, "parent": parent, "about": guide_text.explain(g)}
     return Page("technique.html", f"{h['id']} {h['name']}", g, context)
 
 
@@ -90,9 +91,27 @@ def indicator(conn: sqlite3.Connection, field_name: str | None, op: str, value: 
     return Page("indicator.html", title, data)
 
 
-def search(conn: sqlite3.Connection, query: str, limit: int = DEFAULT_LIMIT) -> Page:
-    data = search_mod.search(conn, query, limit=limit)
-    return Page("search.html", f"Search {query}" if query else "Search", data)
+def indicator_group(conn: sqlite3.Connection, items: list[tuple[str | None, str, str]]) -> Page:
+    """Several indicators on one page, each in its own section (the static export)."""
+    data = [queries.indicator_page(conn, f or None, op, value) for f, op, value in items]
+    found = [d for d in data if d is not None]
+    return Page("indicators.html", f"{len(found)} indicators", found)
+
+
+def search(
+    conn: sqlite3.Connection,
+    query: str,
+    limit: int = DEFAULT_LIMIT,
+    vendor: str | None = None,
+    technique: str | None = None,
+) -> Page:
+    """Rules matching ``query`` (words and field:value terms), of one vendor and
+    technique (with its sub-techniques) when given; the static export's search
+    page takes the same parameters."""
+    vendor, technique = vendor or None, (technique or "").strip() or None
+    data = search_mod.search(conn, query, limit=limit, vendor=vendor, technique=technique)
+    context = {"vendor": vendor or "", "technique": technique or ""}
+    return Page("search.html", f"Search {query}" if query else "Search", data, context)
 
 
 def problems(conn: sqlite3.Connection) -> Page:

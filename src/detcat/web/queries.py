@@ -225,11 +225,3 @@ def shared_indicators(conn: sqlite3.Connection) -> Iterator[tuple[str | None, st
         WHERE {_USES} AND p.op NOT IN ('exists', 'is_null')
         GROUP BY p.field, p.op, p.value_key HAVING COUNT(DISTINCT p.rule_pk) > 1"""
     )
-
-
-def search_rows(conn: sqlite3.Connection) -> Iterator[sqlite3.Row]:
-    """What the client-side search of the static export indexes."""
-    yield from conn.execute(
-        f"""SELECT r.vendor, r.id, r.title, r.description, {_RULE_TECHNIQUES} AS techniques
-        FROM rules r ORDER BY r.vendor, r.title"""
-    )

@@ -14,18 +14,21 @@ import jinja2
 import markupsafe
 
 from detcat.attack import paragraphs
-from detcat.model import value_text
 from detcat.sources import registry
+from detcat.web import trees
 from detcat.web.pages import Page
-from detcat.web.urls import Links
+from detcat.web.urls import Links, indicator_key
 
 # The policy the server sends as a header and the export as a <meta> tag: only
-# our own stylesheet and scripts, no inline code, nothing fetched elsewhere.
-CSP_META = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+# our own stylesheet and scripts, no inline code, nothing fetched elsewhere. The
+# export's search runs Pagefind's WebAssembly, which needs 'wasm-unsafe-eval'
+# (compiling WebAssembly, never evaluating strings).
+_POLICY = (
+    "default-src 'none'; script-src 'self'{wasm}; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'"
 )
-CSP = CSP_META + "; frame-ancestors 'none'"  # browsers ignore frame-ancestors in <meta>
+CSP_META = _POLICY.format(wasm=" 'wasm-unsafe-eval'")
+CSP = _POLICY.format(wasm="") + "; frame-ancestors 'none'"  # browsers ignore it in <meta>
 
 # Heatmap buckets (upper bounds of rule counts); site.js uses the same ones.
 HEAT = (0, 2, 5, 10, 25, 50, 100)
@@ -64,11 +67,6 @@ def pct(n: int, total: int) -> str:
     return f"{100 * n / total:.1f}%" if total else "–"
 
 
-def show(value: Any) -> str:
-    """A predicate value as text; None is the absence of a value."""
-    return "(none)" if value is None else value_text(value)
-
-
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -79,12 +77,15 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        http_url=http_url, paragraphs=paragraphs, heat=heat, show=show, prose=prose,
+        http_url=http_url, paragraphs=paragraphs, heat=heat, prose=prose,
         by_vendor=by_vendor,
         vendor_label=registry.display_name,
     )  # fmt: skip
     env.globals.update(
-        pct=pct, vendors=registry.names, csp=CSP_META, heat_levels=len(HEAT) + 1
+        pct=pct, vendors=registry.names, csp=CSP_META, heat_levels=len(HEAT) + 1,
+        tree=trees.tree, tree_field=trees.field_link, tree_value=trees.value,
+        reach_link=trees.reach_link,
+        indicator_key=indicator_key,
     )  # fmt: skip
     return env
 

@@ -34,6 +34,11 @@ def indicator_key(field: str | None, op: str, value: object) -> str:
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
+def indicator_group(key: str) -> str:
+    """The static page holding an indicator's section: 256 pages, by key prefix."""
+    return f"indicators/{key[:2]}.html"
+
+
 def _events_query(events: Sequence[str], collection: str | None = None) -> str:
     params = [("events", e) for e in events] + ([("collection", collection)] if collection else [])
     return "?" + urlencode(params) if params else ""
@@ -77,8 +82,11 @@ class Links:
         return self._page("events", event_id)
 
     def indicator(self, field: str | None, op: str, value: object) -> str:
+        """A static indicator is a section of a shared page (12,000 one-screen pages
+        would repeat the page frame and waste a disk block each)."""
         if self.static:
-            return self.root + f"indicators/{indicator_key(field, op, value)}.html"
+            key = indicator_key(field, op, value)
+            return self.root + f"{indicator_group(key)}#i{key}"
         params = {"field": field or "", "op": op, "value": "" if value is None else str(value)}
         return self.root + "indicators?" + urlencode(params)
 

@@ -1,5 +1,5 @@
 // detcat: the ATT&CK matrix vendor filter, the coverage form and the static
-// export's search.
+// export's search (Pagefind).
 // Catalog data reaches the page only through textContent and setAttribute on
 // hrefs we built ourselves, never through innerHTML.
 (function () {
@@ -26,14 +26,39 @@
     });
   }
 
-  // Tokens as SQLite FTS5's unicode61 tokenizer makes them: runs of letters and
-  // digits, case-folded, diacritics removed (the index holds them pre-made).
-  function tokens(text) {
-    var plain = text.toLowerCase().normalize("NFD").replace(/[\u0300-\u036f]/g, "");
-    return plain.match(/[\p{L}\p{N}]+/gu) || [];
+  // -- the static export's search: Pagefind over one record per rule ----------
+  // static_search.py writes each value a rule checks as `field:word` tokens; a
+  // `field:value` term becomes the same tokens, so it matches values whose words
+  // start with the words typed. Vendor and technique are Pagefind filters.
+
+  var FIELD_TERM = /^([A-Za-z_@][\w.@\-\[\]"]*):(.*)$/;
+  var SHOWN = 50; // like the server's default limit
+
+  // Words as static_search.py indexes them: runs of letters, digits and ._-@$
+  var WORD = /[\p{L}\p{N}\p{M}_.\-@$]+/gu;
+
+  function valueWords(value) {
+    return value.toLowerCase().match(WORD) || [];
   }
 
-  var FIELD_TERM = /^[A-Za-z_@][\w.@\-\[\]"]*:(?!\/)./;
+  // Words as the shell splits them (quotes group, and are dropped), like the
+  // server's shlex; a field term becomes one token per word of its value.
+  function pagefindTerms(query) {
+    var terms = [], m, word = /(?:[^\s"']+|"[^"]*"|'[^']*')+/g;
+    while ((m = word.exec(query))) {
+      var tok = m[0].replace(/["']/g, "");
+      var field = FIELD_TERM.exec(tok);
+      if (field && !field[2]) {
+        throw new Error(tok + " has no value: write " + tok + "VALUE (e.g. process.name:anydesk)");
+      }
+      if (field && field[2].charAt(0) !== "/") {
+        valueWords(field[2]).forEach(function (w) { terms.push(field[1] + ":" + w); });
+      } else {
+        terms.push.apply(terms, tok.match(WORD) || []);
+      }
+    }
+    return terms;
+  }
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -42,17 +67,17 @@
     return node;
   }
 
-  function resultItem(r, techniqueHrefs) {
+  function resultItem(data, root) {
     var li = el("li");
-    li.appendChild(el("span", "vendor", r[0]));
+    li.appendChild(el("span", "vendor", data.meta.vendor));
     li.appendChild(document.createTextNode(" "));
-    var a = el("a", "rule", r[2]);
-    a.setAttribute("href", r[3]);
+    var a = el("a", "rule", data.meta.title);
+    a.setAttribute("href", root + data.url.replace(/^\//, ""));
     li.appendChild(a);
     var techs = el("span", "techs");
-    r[4].forEach(function (t) {
+    (data.meta.techniques || "").split(" ").filter(Boolean).forEach(function (t) {
       var link = el("a", "technique", t);
-      link.setAttribute("href", techniqueHrefs[t]);
+      link.setAttribute("href", root + "techniques/" + t + ".html");
       techs.appendChild(document.createTextNode(" "));
       techs.appendChild(link);
     });
@@ -62,29 +87,74 @@
 
   function staticSearch() {
     var list = document.getElementById("search-results");
-    var index = window.DETCAT_INDEX;
-    if (!list || !index) return;
-    var query = new URLSearchParams(window.location.search).get("q") || "";
-    var input = document.querySelector('input[name="q"]');
-    if (input) input.value = query;
-    var words = query.split(/\s+/).filter(Boolean);
-    var structured = words.filter(function (w) { return FIELD_TERM.test(w); });
-    var wanted = [].concat.apply([], words.filter(function (w) {
-      return !FIELD_TERM.test(w);
-    }).map(tokens));
+    if (!list || !list.hasAttribute("data-pagefind")) return;
     var summary = document.getElementById("search-summary");
-    if (!wanted.length) {
-      summary.textContent = structured.length
-        ? "field:value search needs the server (detcat serve)." : "";
+    var params = new URLSearchParams(window.location.search);
+    var query = params.get("q") || "";
+    var filters = {};
+    ["vendor", "technique"].forEach(function (name) {
+      var value = (params.get(name) || "").trim();
+      var input = document.querySelector('[name="' + name + '"]');
+      if (input) input.value = value;
+      if (value) filters[name] = name === "technique" ? value.toUpperCase() : value;
+    });
+    document.querySelectorAll('input[name="q"]').forEach(function (i) { i.value = query; });
+    var terms;
+    try {
+      terms = pagefindTerms(query);
+    } catch (e) {
+      summary.textContent = e.message;
       return;
     }
-    var found = index.rules.filter(function (r) {
-      if (!r.tokenSet) r.tokenSet = new Set(r[5].split(" "));
-      return wanted.every(function (t) { return r.tokenSet.has(t); });
+    if (!terms.length && !Object.keys(filters).length) return;
+    if (window.location.protocol === "file:") {
+      summary.textContent = "Search runs over HTTP only (browsers block it from files): " +
+        "serve this folder, e.g. python3 -m http.server, and open search.html there.";
+      return;
+    }
+    var root = list.getAttribute("data-root");
+    var base = new URL(root, window.location.href);
+    import(new URL(list.getAttribute("data-pagefind"), window.location.href).href)
+      .then(function (pagefind) {
+        return pagefind.options({ baseUrl: base.pathname }).then(function () {
+          return pagefind.search(terms.length ? terms.join(" ") : null,
+            { filters: filters, sort: { order: "asc" } });
+        });
+      })
+      .then(function (found) {
+        var shown = found.results.slice(0, SHOWN);
+        return Promise.all(shown.map(function (r) { return r.data(); })).then(function (data) {
+          summary.textContent = found.results.length + " rules match " + JSON.stringify(query) +
+            (shown.length < found.results.length ? " (first " + shown.length + " shown)" : "");
+          data.forEach(function (d) {
+            d.url = d.url.indexOf(base.pathname) === 0 ? d.url.slice(base.pathname.length) : d.url;
+            list.appendChild(resultItem(d, root));
+          });
+        });
+      })
+      .catch(function (e) { summary.textContent = "Search failed: " + e; });
+  }
+
+  // A technique page lists each rule once; an indicator row names its rules by
+  // position in that list (data-rules) and shows them when opened.
+  function indicatorRules() {
+    document.querySelectorAll("details[data-rules]").forEach(function (details) {
+      details.addEventListener("toggle", function () {
+        if (!details.open || details.querySelector("ul")) return;
+        var list = el("ul", "rules");
+        details.getAttribute("data-rules").split(" ").filter(Boolean).forEach(function (i) {
+          var item = document.querySelector('#rules li[data-r="' + i + '"]');
+          if (!item) return;
+          var heading = item.parentElement.previousElementSibling;
+          var li = el("li");
+          li.appendChild(el("span", "vendor", heading ? heading.firstChild.textContent.trim() : ""));
+          li.appendChild(document.createTextNode(" "));
+          li.appendChild(item.querySelector("a.rule").cloneNode(true));
+          list.appendChild(li);
+        });
+        details.appendChild(list);
+      });
     });
-    summary.textContent = found.length + " rules match " + JSON.stringify(query) +
-      (structured.length ? " (field:value terms ignored: they need the server)" : "");
-    found.forEach(function (r) { list.appendChild(resultItem(r, index.techniques)); });
   }
 
   // The coverage page recomputes on the server for the ticked events.
@@ -99,6 +169,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     matrixFilter();
     coverageForm();
+    indicatorRules();
     staticSearch();
   });
 })();

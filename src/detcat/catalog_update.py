@@ -1,0 +1,296 @@
+"""Incremental builds: update a copy of the previous catalog, reading only what changed.
+
+The previous catalog holds the build cache (table ``build_files``): for each
+source file, the digest of its bytes, the shared definitions it looked up (Splunk
+macros and lookups, with their digest then) and the rules and problems it gave.
+Its ``meta.build_key`` digests everything else a rule's rows depend on: detcat's
+own code and tables, the versions of the libraries that parse, the options, the
+folders and the ATT&CK bundle. When that key matches, a build
+
+- reads again only the files whose bytes changed, the new ones, and those whose
+  macros or lookups changed; deletes the rows of those and of the removed files;
+- reads the shared definitions again (their problems are replaced every time);
+- recomputes what depends on every rule (near-duplicates, unknown techniques)
+  exactly as a full build does (``catalog_write``),
+
+into a temporary copy that replaces the catalog only when all went well. A file
+that clashes on a rule id (before or after), a changed key, a missing or foreign
+catalog: a full build instead (``update`` returns None).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import detcat
+from detcat import similar, store
+from detcat.catalog_read import (
+    FileResult,
+    file_digest,
+    file_stamp,
+    prepare,
+    read_source,
+    uses_digest,
+)
+from detcat.catalog_write import Clash, Loader, TechniqueIndex, add_unknown_techniques
+from detcat.errors import DetcatError
+from detcat.sources import files as source_files
+from detcat.sources import registry
+
+Progress = Callable[[str, str, int], None]
+# Libraries whose output becomes rows: another version may parse differently.
+_LIBRARIES = ("pysigma", "lark", "pyyaml", "google-re2")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    include_deprecated: bool = False
+    max_file_bytes: int = source_files.DEFAULT_MAX_BYTES
+
+
+@dataclass(frozen=True)
+class Job:
+    """One collection's vendor folder."""
+
+    collection: str
+    root: Path  # the collection's sources folder
+    vendor: str
+    label: str  # how the report names it
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.vendor
+
+
+def fingerprint(jobs: list[Job], options: ReadOptions, attack_path: Path) -> str:
+    """The build key: what every rule's rows depend on besides its own file."""
+    h = hashlib.blake2b(digest_size=16)
+    package = Path(detcat.__file__).parent
+    code = [p for p in sorted(package.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+    for job in jobs:  # a vendor plugin's own module, when it lives elsewhere
+        file = _module_file(job.vendor)
+        if file and not file.is_relative_to(package):
+            code.append(file)
+    for p in code:
+        h.update(f"{p.name}\0".encode() + p.read_bytes())
+    for lib in _LIBRARIES:
+        h.update(f"{lib}={_version(lib)}\0".encode())
+    h.update(f"{sys.version}\0{store.SCHEMA_VERSION}\0{similar.VERSION}\0".encode())
+    h.update(repr(options).encode())
+    h.update(repr([(j.collection, str(j.root.resolve()), j.vendor) for j in jobs]).encode())
+    h.update(attack_path.read_bytes())
+    return h.hexdigest()
+
+
+def _module_file(vendor: str) -> Path | None:
+    try:
+        module = sys.modules.get(type(registry.get(vendor)).__module__)
+    except (ImportError, DetcatError):  # no reader: a full build reports it
+        return None
+    return Path(module.__file__) if module and module.__file__ else None
+
+
+def _version(lib: str) -> str:
+    try:
+        return metadata.version(lib)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+@dataclass
+class _Entry:
+    """One ``build_files`` row; its JSON lists are read only when needed (most
+    entries are only compared by digest)."""
+
+    path: str
+    digest: str
+    stamp: str
+    uses_json: str
+    uses_digest: str
+    rules_json: str
+    problems_json: str
+    dup: bool
+
+    @property
+    def uses(self) -> list[str]:
+        return [] if self.uses_json == "[]" else list(json.loads(self.uses_json))
+
+    @property
+    def rules(self) -> list[int]:
+        return list(json.loads(self.rules_json))
+
+    @property
+    def problems(self) -> list[int]:
+        return list(json.loads(self.problems_json))
+
+
+@dataclass
+class _Plan:
+    """What an update does for one job."""
+
+    job: Job
+    reader: Any
+    folder: Path
+    shared: list[Any] = field(default_factory=list)  # the shared entry's new items
+    read: list[Path] = field(default_factory=list)  # files to read
+    drop: list[_Entry] = field(default_factory=list)  # entries whose rows go
+    reuse: dict[tuple[str, str], int] = field(default_factory=dict)  # (vendor, id) -> old pk
+
+
+def update(
+    db: Path,
+    jobs: list[Job],
+    options: ReadOptions,
+    meta: dict[str, Any],
+    phases: dict[str, float],
+    progress: Progress | None = None,
+) -> int | None:
+    """Update the catalog at ``db`` from what changed; the number of files read,
+    or None when a full build is needed (nothing was written then)."""
+    started = time.perf_counter()
+    cached = _cached(db, meta["build_key"], jobs)
+    if cached is None:
+        return None
+    with source_files.size_limit(options.max_file_bytes):
+        plans = [_plan(job, options, cached.pop((job.collection, job.vendor))) for job in jobs]
+        if any(p is None or any(e.dup for e in p.drop) for p in plans):
+            return None
+        phases["find changed files"] = time.perf_counter() - started
+        try:
+            return _apply(db, [p for p in plans if p], meta, phases, progress)
+        except Clash:
+            return None
+
+
+def _cached(db: Path, key: str, jobs: list[Job]) -> dict[tuple[str, str], dict[str, _Entry]] | None:
+    """The previous catalog's cache entries by job, when its build key is ``key``
+    and it was built for the same jobs."""
+    try:
+        with closing(store.connect(db)) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'build_key'").fetchone()
+            if row is None or row[0] != key:
+                return None
+            rows = conn.execute(
+                "SELECT collection, vendor, path, digest, stamp, uses, uses_digest, rules,"
+                " problems, dup FROM build_files"
+            ).fetchall()
+    except (sqlite3.Error, store.MissingCatalog):
+        return None
+    out: dict[tuple[str, str], dict[str, _Entry]] = {}
+    for c, v, path, *fields, dup in rows:
+        out.setdefault((c, v), {})[path] = _Entry(path, *fields, bool(dup))
+    return out if set(out) == {(j.collection, j.vendor) for j in jobs} else None
+
+
+def _plan(job: Job, options: ReadOptions, entries: dict[str, _Entry]) -> _Plan | None:
+    """Which files of one job to read again and which entries to drop; None when
+    the vendor reads its folder whole (a full build then)."""
+    try:
+        reader = registry.get(job.vendor)
+        files = reader.rule_files(job.folder, options.include_deprecated)
+    except Exception:  # a full build records why
+        return None
+    if files is None:
+        return None
+    plan = _Plan(job, reader, job.folder)
+    plan.shared = prepare(reader, job.vendor, job.folder, options.include_deprecated)
+    plan.drop.append(entries.pop("", _Entry("", "", "", "[]", "", "[]", "[]", False)))
+    memo: dict[str, str] = {}
+    prefix = f"{job.folder}{os.sep}"
+    for path in files:
+        name = str(path)  # the relative path by slicing: Path.relative_to is slow
+        rel = name[len(prefix) :] if name.startswith(prefix) else path.relative_to(job.folder)
+        entry = entries.pop(Path(rel).as_posix() if os.sep != "/" else str(rel), None)
+        if entry is None or not _unchanged(entry, path, plan, memo):
+            plan.read.append(path)
+            if entry is not None:
+                plan.drop.append(entry)
+    plan.drop += entries.values()  # files that are gone
+    return plan
+
+
+def _unchanged(entry: _Entry, path: Path, plan: _Plan, memo: dict[str, str]) -> bool:
+    if not entry.stamp or entry.stamp != file_stamp(path):  # else: its bytes are the same
+        digest = file_digest(path, plan.folder)
+        if not digest or digest != entry.digest:
+            return False
+    return uses_digest(plan.reader, plan.folder, entry.uses, memo) == entry.uses_digest
+
+
+def _apply(
+    db: Path,
+    plans: list[_Plan],
+    meta: dict[str, Any],
+    phases: dict[str, float],
+    progress: Progress | None,
+) -> int:
+    notify = progress or (lambda *_: None)
+    with store.writing(db, update=True) as w:
+        with timed(phases, "remove changed rows"):
+            removed = _remove(w, plans)
+            w.seen = {(v, i): c for v, i, c in w.conn.execute(
+                "SELECT vendor, id, collection FROM rules")}  # fmt: skip
+            loader = Loader(w, TechniqueIndex.of_catalog(w.conn))
+        seconds: dict[str, float] = {}
+        for plan in plans:
+            job = plan.job
+            notify(job.label, "start", 0)
+            start = time.perf_counter()
+            read = [read_source(plan.reader, job.vendor, p, job.folder) for p in plan.read]
+            seconds[job.label] = round(time.perf_counter() - start, 3)
+            phases["read changed files"] = phases.get("read changed files", 0) + seconds[job.label]
+            notify(job.label, "done", sum(len(f.rules) for f in read))
+            with timed(phases, "store rules"):
+                loader.add_file(job.collection, job.vendor, FileResult("", plan.shared), {})
+                for fr in read:
+                    loader.add_file(job.collection, job.vendor, fr, plan.reuse)
+            notify("store", "vendor", 0)
+        with timed(phases, "near-duplicates and cache"):
+            add_unknown_techniques(w, loader.index.unknown)
+            built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            loader.finish({**meta, "built_at": built_at, "vendor_seconds": seconds}, removed)
+        started = time.perf_counter()
+    phases["commit"] = time.perf_counter() - started
+    return sum(len(p.read) for p in plans)
+
+
+def _remove(w: store.CatalogWriter, plans: list[_Plan]) -> dict[int, frozenset[str]]:
+    """Delete the dropped entries' rows (remembering each rule's pk, so that a rule
+    read again keeps it); the similarity features of the rules deleted (their
+    ``sim_features`` rows stay until ``Loader.finish``)."""
+    gone: set[int] = set()
+    for plan in plans:
+        for e in plan.drop:
+            for pk in e.rules:
+                row = w.conn.execute("SELECT vendor, id FROM rules WHERE pk = ?", (pk,)).fetchone()
+                if row:
+                    plan.reuse[(row[0], row[1])] = pk
+                w.remove_rule(pk)
+                gone.add(pk)
+            w.remove_problems(e.problems)
+            w.conn.execute(
+                "DELETE FROM build_files WHERE collection = ? AND vendor = ? AND path = ?",
+                (plan.job.collection, plan.job.vendor, e.path),
+            )
+    return similar.features_of(w.conn, sorted(gone))
+
+
+@contextmanager
+def timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Add the time spent inside to ``phases[name]`` (the build report's breakdown)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - start

@@ -1,0 +1,128 @@
+"""The literal prefilter: the few stages of a route an event's values admit.
+
+A *route* is the set of stages written for one kind of event (its catalog event
+and log-source scopes: ``Matcher.route``). For each stage, ``match.needs`` gives
+clauses that must all hold for its filter to be true or unknown; the route picks
+one clause per stage as its *key* (the rarest) and keeps up to ``CHECKED`` more.
+
+Per event, every atom of every kept clause is tested at once: one Aho–Corasick
+automaton per canonical field over the literals the route's clauses look for in
+it (run on the field's case-folded values), plus a set lookup per field whose mere
+presence a clause asks. A stage is evaluated only when an atom of its key holds
+and each kept clause has one that holds; stages without a usable key are always
+evaluated. Skipping is thus limited to stages whose filter is False on the event
+(``match.needs`` explains why), so the results equal the reference's, which
+evaluates every stage the route admits (``Matcher.match_reference``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from operator import itemgetter
+from typing import TYPE_CHECKING
+
+import ahocorasick
+
+from detcat.match.events import Event
+from detcat.match.needs import ALL_TEXT, Atom, Facts, Needs, clauses, cost, is_fact
+
+if TYPE_CHECKING:
+    from detcat.match import StagePlan
+
+# Clauses checked besides the key: each rejects more, and costs a set test.
+CHECKED = 2
+# A clause this likely to hold (a fact, a common field's presence) is no key.
+USELESS = 0.999
+
+_value = itemgetter(1)
+_SEPARATOR = "\x00"
+
+
+class Route:
+    """The stages of one route with the automata that select among them."""
+
+    def __init__(self, stages: list[StagePlan], facts: Facts, common: frozenset[str]) -> None:
+        self.stages = stages
+        self._ids: dict[Atom, int] = {}
+        self._keyed: dict[int, list[int]] = defaultdict(list)  # atom -> stages it keys
+        self.always: list[int] = []  # stages without a key
+        self._checks: dict[int, tuple[frozenset[int], ...]] = {}
+        for i, s in enumerate(stages):
+            self._plan(i, clauses(s.expr, facts, s.params.get("derived")), facts, common)
+        self._present: dict[str, int] = {}
+        literals: dict[str, dict[str, int]] = defaultdict(dict)
+        for (name, literal), atom in self._ids.items():
+            if literal is None:
+                self._present[name] = atom
+            else:
+                literals[name][literal] = atom
+        self._all_text = _automaton(literals.pop(ALL_TEXT)) if ALL_TEXT in literals else None
+        self._automata = {name: _automaton(words) for name, words in literals.items()}
+        self._present_names = frozenset(self._present)
+        self._literal_names = frozenset(self._automata)
+
+    def _plan(self, i: int, found: list[Needs], facts: Facts, common: frozenset[str]) -> None:
+        ranked = sorted(
+            (c for c in found if cost(c, facts, common) < USELESS),
+            key=lambda c: cost(c, facts, common),
+        )
+        if not ranked:
+            self.always.append(i)
+            return
+        for atom in ranked[0]:
+            self._keyed[self._id(atom)].append(i)
+        checks = tuple(frozenset(map(self._id, c)) for c in ranked[1 : 1 + CHECKED])
+        if checks:
+            self._checks[i] = checks
+
+    def _id(self, atom: Atom) -> int:
+        return self._ids.setdefault(atom, len(self._ids))
+
+    def hits(self, ev: Event) -> set[int]:
+        """The atoms that hold on ``ev``."""
+        fields = ev.fields
+        present = self._present
+        found = {present[n] for n in self._present_names.intersection(fields)}
+        automata = self._automata
+        for name in self._literal_names.intersection(fields):
+            texts = ev.texts(name, True)
+            # Values joined by NUL, which no literal has: one scan, no match across.
+            text = texts[0] if len(texts) == 1 else _SEPARATOR.join(texts)
+            found.update(map(_value, automata[name].iter(text)))
+        if self._all_text is not None:
+            found.update(map(_value, self._all_text.iter(_SEPARATOR.join(ev.all_text(True)))))
+        return found
+
+    def candidates(self, ev: Event) -> list[StagePlan]:
+        """The route's stages whose clauses ``ev`` satisfies, in route order."""
+        found = self.hits(ev)
+        picked = set(self.always)
+        for atom in found:
+            keyed = self._keyed.get(atom)
+            if keyed:
+                picked.update(keyed)
+        checks = self._checks
+        out = []
+        for i in sorted(picked):
+            kept = checks.get(i)
+            if kept is None or all(not found.isdisjoint(c) for c in kept):
+                out.append(self.stages[i])
+        return out
+
+
+def _automaton(words: dict[str, int]) -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for word, atom in words.items():
+        assert _SEPARATOR not in word, "a literal with NUL is no atom (match.needs)"
+        automaton.add_word(word, atom)
+    automaton.make_automaton()
+    return automaton
+
+
+def route_facts(pairs: Iterable[tuple[str, str]]) -> Facts:
+    """Facts from (field, value) pairs every event of the route has."""
+    return frozenset((name, value.casefold()) for name, value in pairs)
+
+
+__all__ = ["Route", "route_facts", "is_fact"]

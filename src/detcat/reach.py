@@ -1,0 +1,94 @@
+"""Corpus reach of every indicator, derived once per catalog and cached in it.
+
+Corpus reach is the number of rules anywhere in the catalog that check the same
+(field, operator, case-folded value) in an events stage, not negated. Technique
+guides and rule pages show it for every indicator they list; counting it live
+costs one ``COUNT(DISTINCT)`` per indicator (a third of a guide's time), the
+table one indexed lookup. It is derived like the near-duplicate tables
+(``store.deriving``): by ``detcat build``, or on first use by ``serve`` and
+``export-site`` when the file is writable. A read-only catalog without it still
+works: ``counts`` then counts live. The table names the build it was counted
+from (``meta.built_at``): an incremental build updates the catalog in place, and
+a table from before it is never read, only derived again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from detcat import store
+
+VERSION = "1"  # bump when the definition or the table changes
+
+Key = tuple[str | None, str, str]  # (canonical field or None, op, value_key)
+
+# The one definition of "a rule checks this indicator", shared by both paths.
+_USES = "negated = 0 AND stage_role = 'events'"
+_TABLE = f"""
+CREATE TABLE indicator_reach (field TEXT, op TEXT NOT NULL, value_key TEXT NOT NULL,
+                              rules INTEGER NOT NULL);
+INSERT INTO indicator_reach
+    SELECT field, op, value_key, COUNT(DISTINCT rule_pk) FROM predicates
+    WHERE {_USES} GROUP BY field, op, value_key;
+CREATE UNIQUE INDEX indicator_reach_key ON indicator_reach (field, op, value_key);
+"""
+
+
+def ensure(db: Path) -> None:
+    """Derive the table in the catalog at ``db`` unless it is there already."""
+    conn = store.connect(db)
+    try:
+        if available(conn):
+            return
+    finally:
+        conn.close()
+    with store.deriving(db) as wconn:
+        if available(wconn):  # another process derived it meanwhile
+            return
+        wconn.execute("DROP TABLE IF EXISTS indicator_reach")  # from an older VERSION
+        for statement in _TABLE.split(";"):
+            if statement.strip():
+                wconn.execute(statement)
+        wconn.execute("INSERT OR REPLACE INTO meta VALUES ('reach', ?)", (_stamp(wconn),))
+
+
+def try_ensure(db: Path) -> str | None:
+    """``ensure``, or why it could not (a read-only catalog counts live instead)."""
+    try:
+        ensure(db)
+    except store.CatalogReadOnly as e:
+        return e.message
+    return None
+
+
+def available(conn: sqlite3.Connection) -> bool:
+    """Whether the table holds the counts of this catalog as built now."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'reach'").fetchone()
+    return row is not None and row[0] == _stamp(conn)
+
+
+def _stamp(conn: sqlite3.Connection) -> str:
+    built = conn.execute("SELECT value FROM meta WHERE key = 'built_at'").fetchone()
+    return f"{VERSION} {built[0] if built else ''}"
+
+
+def counts(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, int]:
+    """Corpus reach of each key (0 for a key no rule checks)."""
+    table = available(conn)
+    sql = (
+        "SELECT rules FROM indicator_reach WHERE field IS ? AND op = ? AND value_key = ?"
+        if table
+        else f"""SELECT COUNT(DISTINCT rule_pk) FROM predicates
+        WHERE field IS ? AND op = ? AND value_key = ? AND {_USES}"""
+    )
+    out = {}
+    for key in keys:
+        row = conn.execute(sql, key).fetchone()
+        out[key] = row[0] if row else 0
+    return out
+
+
+def count(conn: sqlite3.Connection, field: str | None, op: str, key: str) -> int:
+    return counts(conn, [(field, op, key)])[(field, op, key)]

@@ -1,0 +1,200 @@
+"""Incremental builds write the catalog a full build writes.
+
+One real-corpus sources folder (Sigma, Elastic, Splunk with its macros and
+lookups, Chronicle) goes through a sequence of changes; after each, the catalog
+updated from the previous one is compared, table by table, with a catalog built
+from nothing. Rule keys (``pk``) are compared through the rules they name:
+which number a rule gets is not part of the catalog's meaning.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detcat import catalog, similar
+
+# meta keys that say when and how fast, not what
+_TIMING_META = {"built_at", "vendor_seconds"}
+_SIGMA = "sigma/rules/windows/process_creation"
+
+
+def _copy_some(src: Path, dest: Path, pattern: str, n: int, must: str = "") -> list[Path]:
+    picked = [p for p in sorted(src.glob(pattern)) if must in p.read_text(errors="replace")][:n]
+    for p in picked:
+        target = dest / p.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, target)
+    return picked
+
+
+@pytest.fixture(scope="module")
+def sources(corpora: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("incremental") / "sources"
+    sigma = _copy_some(corpora, dest, f"{_SIGMA}/*.yml", 41)
+    (dest / _SIGMA / sigma[-1].name).replace(dest / "spare.yml")  # added by a scenario
+    _copy_some(corpora, dest, "elastic/rules/windows/*.toml", 25)
+    _copy_some(corpora, dest, "splunk/detections/endpoint/*.yml", 25, "`sysmon`")
+    _copy_some(corpora, dest, "splunk/detections/endpoint/*.yml", 6, "| lookup remote_access")
+    for folder in ("macros", "lookups"):
+        shutil.copytree(corpora / "splunk" / folder, dest / "splunk" / folder)
+    _copy_some(corpora, dest, "chronicle/rules/community/*/*.yaral", 15)
+    shutil.copytree(corpora / "attack", dest / "attack")
+    return dest
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{path}: {old!r} not found"
+    path.write_text(text.replace(old, new, 1))
+
+
+def _first(folder: Path, pattern: str, must: str = "") -> Path:
+    return next(p for p in sorted(folder.glob(pattern)) if must in p.read_text())
+
+
+def _mentioning(sources: Path, text: str) -> int:
+    found = sources.glob("splunk/detections/**/*.yml")
+    return sum(text in p.read_text() for p in found)
+
+
+# (what changes, how, how many files an incremental build reads: None = a full build)
+Change = Callable[[Path], Any]
+SCENARIOS: list[tuple[str, Change, Callable[[Path], int | None]]] = [
+    ("nothing", lambda s: None, lambda s: 0),
+    ("a Sigma rule's detection",
+     lambda s: _edit(_first(s, f"{_SIGMA}/*.yml", "|endswith"), "|endswith", "|startswith"),
+     lambda s: 1),
+    ("a Sigma rule's title", lambda s: _edit(_first(s, f"{_SIGMA}/*.yml"), "title: ", "title: X "),
+     lambda s: 1),
+    ("a file removed", lambda s: _first(s, "elastic/rules/windows/*.toml").unlink(), lambda s: 0),
+    ("a file added", lambda s: (s / "spare.yml").replace(s / _SIGMA / "zz_added.yml"),
+     lambda s: 1),
+    ("a bad file", lambda s: (s / _SIGMA / "zz_bad.yml").write_text("title: [unclosed\n"),
+     lambda s: 1),
+    ("nothing, with a bad file cached", lambda s: None, lambda s: 0),
+    ("a Splunk macro",
+     lambda s: _edit(s / "splunk/macros/sysmon.yml", "definition: ", "definition: host=x OR "),
+     lambda s: _mentioning(s, "`sysmon`")),
+    ("a Splunk lookup's rows", lambda s: (s / "splunk/lookups/remote_access_software20240726.csv")
+     .open("a").write("zz_tool.exe,zz tool,TRUE,,\n"), lambda s: -1),
+    ("a chronicle rule removed, a duplicate id added", lambda s: (
+        _first(s, "chronicle/rules/community/*/*.yaral").unlink(),
+        shutil.copy(_first(s, f"{_SIGMA}/*.yml"), s / _SIGMA / "zz_duplicate.yml")),
+     lambda s: None),
+    ("the duplicate removed", lambda s: (s / _SIGMA / "zz_duplicate.yml").unlink(),
+     lambda s: None),
+]  # fmt: skip
+
+
+def test_every_change_gives_the_catalog_a_full_build_gives(sources: Path, tmp_path: Path) -> None:
+    updated = tmp_path / "updated.sqlite"
+    catalog.build(sources, updated, workers=1, incremental=False)
+    for name, change, reads in SCENARIOS:
+        change(sources)
+        report = catalog.build(sources, updated, workers=1)
+        cold = tmp_path / f"cold-{len(name)}.sqlite"
+        cold_report = catalog.build(sources, cold, workers=2, incremental=False)
+        expected = reads(sources)
+        if expected is None:
+            assert not report.incremental, f"{name}: a clash needs a full build"
+        elif expected < 0:  # some of the files naming the lookup look it up
+            assert report.incremental and 0 < (report.files_read or 0) <= 6, name
+        else:
+            assert (report.incremental, report.files_read) == (True, expected), name
+        assert _tables(updated) == _tables(cold), f"{name}: the catalogs differ"
+        assert _fts_ok(updated), name
+        assert Counter(map(repr, report.problems)) == Counter(map(repr, cold_report.problems))
+        assert report.vendors == cold_report.vendors, name
+        cold.unlink()
+
+
+def test_a_cached_bad_file_still_reports_its_problem(sources: Path, tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    (sources / _SIGMA / "zz_bad_again.yml").write_text("title: [unclosed\n")
+    try:
+        first = catalog.build(sources, db, workers=1, incremental=False)
+        again = catalog.build(sources, db, workers=1)
+    finally:
+        (sources / _SIGMA / "zz_bad_again.yml").unlink()
+    assert again.incremental and again.files_read == 0
+    bad = [p for p in again.problems if p.path.endswith("zz_bad_again.yml")]
+    assert bad and bad == [p for p in first.problems if p.path.endswith("zz_bad_again.yml")]
+    assert "invalid YAML" in bad[0].message and bad[0].line == 2
+
+
+def _fts_ok(db: Path) -> bool:
+    conn = sqlite3.connect(db)
+    try:  # raises when the index does not match the rules table
+        conn.execute("INSERT INTO rules_fts(rules_fts, rank) VALUES ('integrity-check', 1)")
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        conn.close()
+    return True
+
+
+def _tables(db: Path) -> dict[str, Any]:
+    """Every table's rows as a multiset, rule keys replaced by (vendor, id)."""
+    conn = sqlite3.connect(db)
+    key = {pk: (v, i) for pk, v, i in conn.execute("SELECT pk, vendor, id FROM rules")}
+    names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    out: dict[str, Any] = {}
+    for table in names:
+        if table.startswith(("sqlite_", "rules_fts")):
+            continue  # statistics; the full-text index (checked by integrity-check)
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        rows = [dict(zip(cols, r, strict=True)) for r in conn.execute(f"SELECT * FROM {table}")]
+        out[table] = Counter(repr(_row(table, r, key, conn)) for r in rows)
+    out["sim_clusters"] = sorted(
+        sorted(key[pk] for pk in members)
+        for members in _clusters(conn).values()  # cluster numbers are names too
+    )
+    conn.close()
+    return out
+
+
+def _row(table: str, row: dict[str, Any], key: dict[int, Any], conn: sqlite3.Connection) -> Any:
+    import json
+
+    row.pop("pk", None)
+    if "rule_pk" in row:
+        row["rule_pk"] = key[row["rule_pk"]]
+    if table == "sim_pairs":
+        row["a"], row["b"] = sorted((key[row["a"]], key[row["b"]]))
+    if table == "sim_clusters":
+        row.pop("cluster")
+    if table == "meta" and row["key"] in _TIMING_META:
+        row["value"] = "-"
+    if table == "meta" and row["key"] == "similar":
+        row["value"] = {k: v for k, v in json.loads(row["value"]).items() if k != "seconds"}
+    if table == "build_files":
+        row.pop("stamp")  # the file system's, not the catalog's
+        row["rules"] = sorted(key[pk] for pk in json.loads(row["rules"]))
+        row["problems"] = sorted(
+            repr(conn.execute("SELECT * FROM problems WHERE rowid = ?", (i,)).fetchone())
+            for i in json.loads(row["problems"])
+        )
+    return sorted(row.items())
+
+
+def _clusters(conn: sqlite3.Connection) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for pk, cid in conn.execute("SELECT rule_pk, cluster FROM sim_clusters"):
+        out.setdefault(cid, []).append(pk)
+    return out
+
+
+def test_similarity_tables_come_with_the_build(sources: Path, tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    catalog.build(sources, db, workers=1, incremental=False)
+    conn = sqlite3.connect(db)
+    summary = similar.cached_summary(conn)
+    assert summary is not None and summary["rules"] > 0
+    assert conn.execute("SELECT COUNT(*) FROM sim_features").fetchone()[0] > 0
