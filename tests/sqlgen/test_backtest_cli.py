@@ -78,3 +78,22 @@ def test_sql_report_counts_the_rule_exact(db: Path) -> None:
 def test_backtest_text_output(db: Path, events: Path) -> None:
     res = run("backtest", str(events), "--db", str(db))
     assert "1 rule fired" in res.stdout and "cmd-from-explorer" in res.stdout
+
+
+def test_backtest_a_draft_rule_file(db: Path, events: Path, tmp_path: Path) -> None:
+    draft = tmp_path / "draft.yml"
+    draft.write_text(
+        sigma(
+            "draft-percent", "    sel:\n        CommandLine|contains: '%TEMP%'\n    condition: sel"
+        )
+    )
+    res = run("backtest", str(events), "--rules", str(draft), "--db", str(db), "--json")
+    got = json.loads(res.stdout)
+    assert [(r["title"], r["hits"]) for r in got["rules"]] == [("draft-percent", 1)]
+
+
+def test_backtest_a_list_of_rule_ids(db: Path, events: Path, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# none of the catalog's\nsigma:00000000-0000-0000-0000-000000000000\n")
+    res = run("backtest", str(events), "--rules", str(ids), "--db", str(db), "--json")
+    assert json.loads(res.stdout)["rules"] == []
