@@ -496,6 +496,20 @@ def test_match_json(tiny_db: Path, tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+def test_python_api_matches_documents_as_the_cli(tiny_db: Path) -> None:
+    """``Matcher.from_catalog(path).match(document)``: the library's entry point."""
+    whoami = json.loads(json.dumps(SYSMON_1))
+    whoami["Event"]["EventData"]["Image"] = "C:\\Windows\\System32\\whoami.exe"
+    whoami["Event"]["EventData"]["ParentImage"] = "C:\\Windows\\System32\\cmd.exe"
+    matcher = Matcher.from_catalog(tiny_db)
+    assert matcher.match(whoami).to_json() == {
+        "event": "event",
+        "matches": [{"vendor": "sigma", "title": "Whoami",
+                     "id": "11111111-1111-4111-8111-111111111111"}],
+    }  # fmt: skip
+    assert matcher.match(canonical_event("e", SYSMON_1)).to_json() == {"event": "e", "matches": []}
+
+
 def test_match_unreadable_event_file_fails(tiny_db: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

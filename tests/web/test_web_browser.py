@@ -151,7 +151,7 @@ def test_expanding_an_indicator_shows_its_rules(
     titles = {(r["vendor"], r["id"]): squash(r["title"]) for r in g["rules"]}
     page.goto(corpus_site.url("technique", "T1219"))
     row = page.locator("#indicators tbody tr").first
-    links = row.locator("details a.rule")
+    links = row.locator("details li > a")
     assert not links.first.is_visible()
     row.locator("summary").click()
     links.first.wait_for()  # site.js lists them from the page's rule list on opening
@@ -175,7 +175,7 @@ def _search(page: Any, site: Site, **params: str) -> tuple[list[str], str]:
     page.goto(site.url("search") + "?" + urlencode(params))
     summary = page.locator("#search-summary:not(:empty)")
     summary.wait_for()
-    titles = page.locator("#search-results a.rule").all_text_contents()
+    titles = page.locator("#search-results li > a").all_text_contents()
     return [squash(t) for t in titles], squash(summary.text_content())
 
 
@@ -388,7 +388,7 @@ def test_hostile_search_is_inert(
     page.goto(hostile_search_site.url("search", query))
     page.wait_for_selector("#search-results li")
     found = search.search(store.connect(hostile_db), query)
-    shown = page.locator("#search-results a.rule").all_text_contents()
+    shown = page.locator("#search-results li > a").all_text_contents()
     assert HOSTILE_TITLE in shown and set(shown) <= {r["title"] for r in found["rules"]}
     assert page.locator("header input[name=q]").input_value() == query
     _assert_inert(page, watch)
@@ -398,10 +398,10 @@ def test_peer_rule_links_back_through_the_shared_indicator(page: Any, hostile_si
     """Corpus reach on a rule page links to the other rules checking the value."""
     page.goto(hostile_site.url("rule", "sigma", PEER_ID))
     row = page.locator("#indicators tbody tr", has_text=SCRIPT)
-    row.locator("a.reach").click()
+    row.locator("td.num a").click()  # the corpus reach
     page.wait_for_load_state()
     # The export holds indicators as sections of shared pages: the link opens one.
     shown = ".indicator:target" if hostile_site.name == "exported" else ".indicator"
-    titles = page.locator(f"{shown} .checking a.rule").all_text_contents()
+    titles = page.locator(f"{shown} .checking li > a").all_text_contents()
     assert page.locator(".indicator").filter(has_text="AnyDesk peer rule").count() >= 1
     assert sorted(titles) == sorted(["AnyDesk peer rule", HOSTILE_TITLE])

@@ -298,7 +298,7 @@ TECHNIQUE_FACTS_JS = """() => {
     exclusions: rows('exclusions', tr => [t(tr.children[0]), t(tr.children[1]),
       t(tr.querySelector('summary')), t(tr.children[3])]),
     vendors: [...document.querySelectorAll('#rules h3')].map(t),
-    rules: [...document.querySelectorAll('#rules a.rule')].map(t),
+    rules: [...document.querySelectorAll('#rules li > a')].map(t),
   };
 }"""
 

@@ -9,6 +9,7 @@ events after it are still matched.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -77,6 +78,8 @@ def match(
     for path in event_files:
         check_event_file(path)
     matcher = Matcher.from_catalog(open_catalog(db), vendor).stream(complete_capture)
+    # The rules live as long as the process: later collections need not walk them.
+    gc.freeze()
     output: _Output = _Text()
     if as_json or as_jsonl:
         output = _JsonArray() if as_json else _JsonLines(interactive=STDIN in event_files)

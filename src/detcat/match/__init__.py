@@ -18,30 +18,37 @@ bounded per rule. Multi-stage rules without an engine (aggregations, new terms,
 YARA-L joins across events) report the stages an event matched as *partial*,
 with the reason they are not evaluated.
 
-Speed: 3,000+ rules per event would be slow one by one, so each stage is
-indexed by one field it cannot match without (the rarest of its required
-fields) and, when the catalog knows the events a stage applies to, by those
-events; an event only meets the stages its fields and identity admit. Stages
-compile to closures on first use.
+Speed: 8,000 stages per event would be slow one by one. An event's *route* (its
+catalog event and log-source scopes) holds the stages written for that kind of
+event, built on the first event of the kind; within it, the literal prefilter
+(``match.prefilter``, over the clauses ``match.needs`` finds) leaves the few
+stages the event's values do not rule out. Stages compile to closures on first
+use. ``match_reference`` evaluates every admitted stage instead: the equality
+tests and ``bench/bench_match.py`` compare the two.
+
+    matcher = Matcher.from_catalog("detcat.sqlite")
+    result = matcher.match({"process": {"name": "cmd.exe"}})  # or an Event
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from detcat.match.aggregates import correlation_engine
 from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
-from detcat.match.events import Event, categorization
+from detcat.match.events import Event, canonical_event, categorized_fields
 from detcat.match.lineage import Clause, ProcessTree, mentions_lineage
 from detcat.match.needs import can_hold
-from detcat.match.prefilter import Route, route_facts
+from detcat.match.prefilter import Plan, Route, stage_plan
 from detcat.match.stateful import Engine, Results, engine_for
 from detcat.match.yaral import condition_needs as _needs
 from detcat.model import (
@@ -248,6 +255,7 @@ class Matcher:
                 s.reads = read_fields(s.expr)
         # (catalog event, scopes) -> the route's stages and prefilter, built on first use
         self._routes: dict[RouteKey, Route] = {}
+        self._plans: dict[int, Plan] = {}  # a stage's clauses (shared by its routes)
 
     @classmethod
     def from_catalog(
@@ -258,7 +266,8 @@ class Matcher:
             from detcat.store import connect
 
             catalog = connect(Path(catalog))
-        return cls(load_rules(catalog, vendor))
+        with _no_gc():
+            return cls(load_rules(catalog, vendor))
 
     def admitted(self, ev: Event) -> list[StagePlan]:
         """Every stage the event's identity and fields admit: written for its log
@@ -284,13 +293,21 @@ class Matcher:
         if got is None:
             if len(self._routes) >= MAX_ROUTES:  # a stream of ever-new scopes
                 del self._routes[next(iter(self._routes))]
-            stages = [
-                s
-                for s in self.event_stages
-                if s.in_route(ev.catalog_id, ev.scopes) and not self._inert(s)
-            ]
-            got = Route(stages, _facts(ev.catalog_id), frozenset(ev.fields))
+            with _no_gc():
+                stages = [
+                    s
+                    for s in self.event_stages
+                    if s.in_route(ev.catalog_id, ev.scopes) and not self._inert(s)
+                ]
+                got = Route(stages, [self._plan(s) for s in stages], frozenset(ev.fields))
             self._routes[key] = got
+        return got
+
+    def _plan(self, stage: StagePlan) -> Plan:
+        """The stage's clauses for the prefilter, worked out once for all routes."""
+        got = self._plans.get(id(stage))
+        if got is None:
+            got = self._plans[id(stage)] = stage_plan(stage, categorized_fields())
         return got
 
     def _inert(self, stage: StagePlan) -> bool:
@@ -343,10 +360,13 @@ class Matcher:
             self._engine[id(rule)] = got
         return got
 
-    def match(self, ev: Event) -> EventResult:
+    def match(self, ev: Event | dict[str, Any]) -> EventResult:
         """The rules ``ev`` fires, is undetermined for, or takes a step of; and the
         multi-event rules it completes with the events before it (the matcher keeps
-        their open state and the process tree: feed events in time order)."""
+        their open state and the process tree: feed events in time order). ``ev``:
+        an ``Event``, or a JSON document (an event labelled "event")."""
+        if not isinstance(ev, Event):
+            ev = canonical_event("event", ev)
         return self._observed(ev, self.candidates)
 
     def match_reference(self, ev: Event) -> EventResult:
@@ -432,12 +452,17 @@ class Matcher:
             self._watch.pop(key, None)
 
 
-def _facts(catalog_id: str | None) -> frozenset[tuple[str, str | None]]:
-    """What every event of a catalog event has (``match.events._derive``)."""
-    if catalog_id is None:
-        return frozenset()
-    pairs = [(f, v) for f, values in categorization(catalog_id).items() for v in values]
-    return route_facts([*pairs, ("host.os.type", "windows")])
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """No garbage collection while building: it would walk the growing heap of rule
+    trees again and again, and none of it is garbage."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _gates(scopes: tuple[str, ...]) -> tuple[tuple[str, frozenset[str]], ...]:

@@ -118,7 +118,20 @@ def _unknown_unless(test: Test | None, reason: str, d: Dialect) -> Test:
 
 
 def negate(inner: Test) -> Test:
+    if _is_sure(inner):
+        return _sure(lambda ev: not inner(ev))
     return lambda ev: r if (r := inner(ev)) is None or r is NULL else not r
+
+
+def _sure(test: Test) -> Test:
+    """Mark ``test`` as answering only True or False, never unknown nor NULL: an And,
+    Or or Not of such tests needs no three-valued bookkeeping."""
+    test.sure = True  # type: ignore[attr-defined]
+    return test
+
+
+def _is_sure(test: Test) -> bool:
+    return getattr(test, "sure", False)
 
 
 def _const(value: bool | None) -> Test:
@@ -137,6 +150,8 @@ def _short_circuit(tests: list[Test], decisive: bool) -> Test:
     """Three-valued And (``decisive=False``) or Or (``True``): the first test giving
     the decisive value settles it; otherwise unknown (None), else NULL, else the
     other truth value."""
+    if all(map(_is_sure, tests)):
+        return _sure(_two_valued(tests, decisive))
 
     def run(ev: Event) -> Any:
         result: Any = not decisive
@@ -151,6 +166,27 @@ def _short_circuit(tests: list[Test], decisive: bool) -> Test:
         return result
 
     return run
+
+
+def _two_valued(tests: list[Test], decisive: bool) -> Test:
+    """And / Or of tests that answer only True or False."""
+    if decisive:
+
+        def any_holds(ev: Event) -> bool:
+            for t in tests:  # noqa: SIM110 (a loop: no generator made per call)
+                if t(ev):
+                    return True
+            return False
+
+        return any_holds
+
+    def all_hold(ev: Event) -> bool:
+        for t in tests:  # noqa: SIM110 (a loop: no generator made per call)
+            if not t(ev):
+                return False
+        return True
+
+    return all_hold
 
 
 _GROUPABLE = (Op.EQ, Op.STARTS_WITH, Op.ENDS_WITH, Op.CONTAINS, Op.WILDCARD)
@@ -189,21 +225,21 @@ def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
     fold = not cased
     if op is Op.EQ:
         members = frozenset(values)
-        return lambda ev: not members.isdisjoint(ev.texts(name, fold))
+        return _sure(lambda ev: not members.isdisjoint(ev.texts(name, fold)))
     if op is Op.STARTS_WITH or op is Op.ENDS_WITH:
         ends = tuple(values)
         method = str.startswith if op is Op.STARTS_WITH else str.endswith
-        return lambda ev: any(method(t, ends) for t in ev.texts(name, fold))
+        return _sure(lambda ev: any(method(t, ends) for t in ev.texts(name, fold)))
     if op is Op.WILDCARD:
         return _wildcards(name, cased, values)
     if len(values) <= 3:
-        return lambda ev: any(v in t for t in ev.texts(name, fold) for v in values)
+        return _sure(lambda ev: any(v in t for t in ev.texts(name, fold) for v in values))
     import re2
 
     options = re2.Options()
     options.never_capture = True
-    rx = re2.compile("|".join(re2.escape(v) for v in values), options)
-    return lambda ev: any(rx.search(t) is not None for t in ev.texts(name, fold))
+    search = re2_test(re2.compile("|".join(re2.escape(v) for v in values), options), False)
+    return _sure(lambda ev: any(map(search, ev.texts(name, fold))))
 
 
 def _wildcards(name: str, cased: bool, values: list[str]) -> Test:
@@ -221,7 +257,8 @@ def _wildcards(name: str, cased: bool, values: list[str]) -> Test:
     except re2.error:
         tests = [compiled_regex(wildcard_regex(v), cased, True) for v in values]
         return any_of([_three_valued(t, name) for t in tests])
-    return lambda ev: any(rx.fullmatch(t) is not None for t in ev.texts(name, False))
+    fullmatch = re2_test(rx, True)
+    return _sure(lambda ev: any(map(fullmatch, ev.texts(name, False))))
 
 
 # -- predicates -------------------------------------------------------------------------
@@ -232,37 +269,78 @@ def compile_predicate(
 ) -> Test:
     d = d or Dialect(full_match, refs)
     if p.kind == "implied":
-        return _const(True)
+        return _sure(_const(True))
     if p.kind == "derived" and not _resolved(p, d):
         # A value the query computes (``length(f)``, an EVAL'd field): evaluated
         # when the language can, never read as a field the event does not have.
         test = d.derived(p) if d.derived else None
         return _unknown_unless(test, f"computed value {p.field_raw} not evaluated", d)
     if p.op is Op.KEYWORD:
-        return _keyword(p)
+        return _sure(_keyword(p))
     if p.op is Op.IN_LIST:
         # The list is the deployer's: its members are unknown, but a missing field
         # is in no list.
         test: Test = lambda ev: None if ev.get(p.field) else False  # noqa: E731
         return _unknown_unless(test, f"members of the deployer's list {p.value!r} unknown", d)
     if p.op is Op.IS_NULL:
-        return lambda ev: all(v is None or v == "" for v in ev.get(p.field) or ())
+        return _sure(lambda ev: all(v is None or v == "" for v in ev.get(p.field) or ()))
     if p.op is Op.EXISTS:
-        return lambda ev: any(v is not None for v in ev.get(p.field) or ())
+        return _sure(lambda ev: any(v is not None for v in ev.get(p.field) or ()))
     if p.op is Op.FIELD_REF:
-        return _field_ref(p, refs)
+        return _sure(_field_ref(p, refs))
     if p.op is Op.EQ and number(p.value) is not None:
-        return _numeric_equals(p)
+        return _sure(_numeric_equals(p))
     text_test = _text_test(p, full_match)
     if text_test is None:
         return _unknown_unless(None, f"operator {p.op} on {p.value!r} not evaluated", d)
     name = p.field
     if p.op in (Op.WILDCARD, Op.REGEX_MATCH):
         # A regex RE2 cannot run may hit the time limit (or have none): unknown.
+        if _is_sure(text_test):  # RE2 runs it: never unknown
+            return _sure(lambda ev: any(map(text_test, ev.texts(name, False))))
         test = _three_valued(text_test, name)
         return _unknown_unless(test, regex_reason(p), d)
     fold = not p.case_sensitive
-    return lambda ev: any(map(text_test, ev.texts(name, fold)))
+    if p.op in _STRING_LEAVES:
+        return _sure(_string_leaf(p.op, _fold(value_text(p.value), p.case_sensitive), name, fold))
+    return _sure(lambda ev: any(map(text_test, ev.texts(name, fold))))
+
+
+_STRING_LEAVES = (Op.EQ, Op.CONTAINS, Op.STARTS_WITH, Op.ENDS_WITH)
+
+
+def _string_leaf(op: Op, want: str, name: str | None, fold: bool) -> Test:
+    """The commonest leaves as one loop each (the same tests as ``_text_test``):
+    no call per value, where most predicates are spent."""
+    if op is Op.EQ:
+        return lambda ev: want in ev.texts(name, fold)
+
+    if op is Op.CONTAINS:
+
+        def contains(ev: Event) -> bool:
+            for t in ev.texts(name, fold):  # noqa: SIM110 (no generator per call)
+                if want in t:
+                    return True
+            return False
+
+        return contains
+    if op is Op.STARTS_WITH:
+
+        def starts(ev: Event) -> bool:
+            for t in ev.texts(name, fold):  # noqa: SIM110
+                if t.startswith(want):
+                    return True
+            return False
+
+        return starts
+
+    def ends(ev: Event) -> bool:
+        for t in ev.texts(name, fold):  # noqa: SIM110
+            if t.endswith(want):
+                return True
+        return False
+
+    return ends
 
 
 def _resolved(p: Predicate, d: Dialect) -> bool:
@@ -430,9 +508,27 @@ def compiled_regex(pattern: str, case_sensitive: bool, full: bool) -> Callable[[
         rx = re2.compile(pattern, options)
     except re2.error:
         return _fallback(pattern, case_sensitive, full)
-    if full:
-        return lambda s: rx.fullmatch(s) is not None
-    return lambda s: rx.search(s) is not None
+    return _sure(re2_test(rx, full))
+
+
+def re2_test(rx: Any, full: bool) -> Callable[[str], bool]:
+    """Whether the compiled RE2 pattern ``rx`` matches a text (whole if ``full``).
+    RE2's own ``Match`` on the UTF-8 bytes where the binding has it: the wrapper's
+    ``search``/``fullmatch`` build a match object, its offsets decoded back to
+    characters, that a yes/no never reads (twice the cost of the match itself)."""
+    regexp = getattr(rx, "_regexp", None)
+    anchors = getattr(regexp, "Anchor", None)
+    if anchors is None:  # another binding: its public API
+        run = rx.fullmatch if full else rx.search
+        return lambda s: run(s) is not None
+    match = regexp.Match
+    anchor = anchors.ANCHOR_BOTH if full else anchors.UNANCHORED
+
+    def test(s: str) -> bool:
+        data = s.encode()
+        return match(anchor, data, 0, len(data))[0][0] != -1  # group 0's span, (-1, -1) if none
+
+    return test
 
 
 def _fallback(pattern: str, case_sensitive: bool, full: bool) -> Callable[[str], bool | None]:

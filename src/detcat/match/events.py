@@ -332,6 +332,14 @@ def categorization(event_id: str | None) -> dict[str, list[str]]:
     return _kinds()["categorization"].get(event_id or "", {})
 
 
+@cache
+def categorized_fields() -> frozenset[str]:
+    """Fields whose values a catalog event implies (``_derive``): few values, found
+    in every event of a kind, they tell events apart poorly."""
+    table = _kinds()["categorization"]
+    return frozenset({"host.os.type", *(f for fields in table.values() for f in fields)})
+
+
 def known_scopes(event_id: str | None, evtx: bool, os_type: str | None = None) -> frozenset[str]:
     """What is known of the event's log source (used to skip rules written for other
     log sources): its product (from the dictionary, the evtx shape, or an ECS

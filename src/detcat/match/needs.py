@@ -1,23 +1,23 @@
 """What a stage needs of an event before it can hold: the literal prefilter's input.
 
-``needs(expr)`` gives a set of *atoms*, one of which every event the stage's filter
-is true or unknown on has (a *necessary* condition; ``None`` when there is none
-this module can prove). An atom is ``(field, literal)``:
+``clauses(expr)`` gives clauses that all hold on every event the filter is true or
+unknown on (*necessary* conditions; none when this module can prove none). A
+clause is a set of *atoms*, one of which holds; an atom is ``(field, literal)``:
 
 - ``literal`` a string: some value of ``field``, case-folded (``str.casefold``),
   contains ``literal`` (already case-folded);
 - ``literal`` None: the event has ``field`` at all.
 
-The prefilter (``match.prefilter``) evaluates a stage only when one of its atoms
-holds; skipping is safe only when the filter would answer False, so the walk
-follows the three-valued semantics of ``match.evaluate``:
+The prefilter (``match.prefilter``) skips a stage when one of its clauses has no
+atom that holds. Skipping is safe only when the filter would answer False (not
+unknown, not EQL's NULL), so the walk follows the three-valued semantics of
+``match.evaluate``:
 
-- ``And`` is true or unknown only when every child is: any child's atoms do, and
-  the cheapest (longest literals, fewest atoms) is taken;
-- ``Or`` is true or unknown only when some child is: the union, or nothing when a
-  child has no atoms;
+- ``And`` is true or unknown only when every child is: the clauses of all children;
+- ``Or`` is true or unknown only when some child is: one clause, the union of one
+  clause of each child (the cheapest), or none when a child has none;
 - ``Not``, ``Opaque``, implied and derived predicates, ``is_null`` (true on a
-  missing field): nothing;
+  missing field): none;
 - a string test (``eq``, ``contains``, ``starts_with``, ``ends_with``) holds only if
   the folded value contains the folded literal (folding is per character, so a
   case-sensitive match is also one of the folded texts);
@@ -26,6 +26,10 @@ follows the three-valued semantics of ``match.evaluate``:
   full folding agree; a regex RE2 refuses (it runs on Python's ``re``) gives none;
 - every other test of a field (numbers, CIDR, lists, exists, field references)
   fails on a missing field: the field itself.
+
+``can_hold`` finds the stages that are unknown on every event (a metrics search
+kept as Opaque): of a rule that only reports the stages that hold, they need no
+evaluation at all.
 """
 
 from __future__ import annotations
@@ -39,15 +43,13 @@ from detcat.normalize.values import lookup_name
 
 Atom = tuple[str, str | None]  # (canonical field, folded literal or None: present)
 Needs = frozenset[Atom]
-# Atoms every event of a route has: (field, folded value) for the values its
-# catalog event implies (``event.category: process``), (field, None) for fields.
-Facts = frozenset[tuple[str, str | None]]
 
 # Pseudo-field of field-less keyword searches: every string value of the event.
 ALL_TEXT = "\x00text"
 # Shorter ASCII literals say too little to be worth an automaton hit: the field
 # instead (a non-ASCII character, a Cyrillic "А", is a fine literal alone).
 MIN_LITERAL = 2
+SURE = 1.0  # the cost of an atom that (nearly) every event has
 
 _STRING_OPS = (Op.EQ, Op.CONTAINS, Op.STARTS_WITH, Op.ENDS_WITH)
 # Tests that fail on a missing field (``match.evaluate``); ``is_null`` holds there.
@@ -55,52 +57,42 @@ _FIELD_OPS = frozenset(Op) - {Op.IS_NULL, Op.KEYWORD}
 
 
 def clauses(
-    expr: Expr | None, facts: Facts = frozenset(), computed: dict[str, Any] | None = None
+    expr: Expr | None,
+    vague: frozenset[str] = frozenset(),
+    computed: dict[str, Any] | None = None,
 ) -> list[Needs]:
     """Clauses (sets of atoms) that must all hold, one atom each, for ``expr`` to be
-    true or unknown: a conjunction of disjunctions. ``facts``: atoms every event of
-    the route has, which say nothing (an ``Or`` picks around them); ``computed``:
-    the stage's computed fields (``params["derived"]``)."""
+    true or unknown: a conjunction of disjunctions. ``vague``: fields whose values
+    say little (``event.category``, which catalog events imply: an ``Or`` picks
+    around them); ``computed``: the stage's computed fields (``params["derived"]``)."""
     match expr:
         case Predicate():
             n = _predicate(expr, computed)
             return [n] if n is not None else []
         case And(children):
-            return [c for child in children for c in clauses(child, facts, computed)]
+            return [c for child in children for c in clauses(child, vague, computed)]
         case Or(children):
             out: set[Atom] = set()
             for child in children:
-                options = clauses(child, facts, computed)
+                options = clauses(child, vague, computed)
                 if not options:
                     return []
-                out |= min(options, key=lambda n: cost(n, facts))
+                out |= min(options, key=lambda n: cost(n, vague))
             return [frozenset(out)] if out else []
     return []  # Not, Opaque: no condition on the event is necessary
 
 
-def cost(atoms: Needs, facts: Facts = frozenset(), common: frozenset[str] = frozenset()) -> float:
-    """How likely one of the atoms holds, roughly (1.0: surely): long literals are
-    rare, a field's presence is common (sure, for a field in ``common``), a fact
-    always holds. Many literals of one field (a list of names) are not sure to
-    hold: below 1.0 whatever their number."""
-    odds = [_atom_cost(a, facts, common) for a in atoms]
-    return 1.0 if 1.0 in odds else min(sum(odds), 0.9)
-
-
-def is_fact(atom: Atom, facts: Facts) -> bool:
-    name, literal = atom
-    return any(
-        f == name and (literal is None or (v is not None and literal in v)) for f, v in facts
-    )
-
-
-def _atom_cost(atom: Atom, facts: Facts, common: frozenset[str]) -> float:
-    if facts and is_fact(atom, facts):
-        return 1.0
-    name, literal = atom
-    if literal is None:
-        return 1.0 if name in common else 0.2
-    return 0.6 ** len(literal)
+def cost(atoms: Needs, vague: frozenset[str] = frozenset()) -> float:
+    """How likely one of the atoms holds, roughly (``SURE``: always): long literals
+    are rare, a field's presence is common, a vague field's values are common.
+    Many literals of one field (a list of names) are not sure to hold: below
+    ``SURE`` whatever their number."""
+    total = 0.0
+    for name, literal in atoms:
+        if name in vague:
+            return SURE
+        total += 0.2 if literal is None else 0.6 ** len(literal)
+    return min(total, 0.9)
 
 
 def _predicate(p: Predicate, computed: dict[str, Any] | None) -> Needs | None:

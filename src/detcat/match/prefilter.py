@@ -18,22 +18,21 @@ evaluates every stage the route admits (``Matcher.match_reference``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import ahocorasick
 
 from detcat.match.events import Event
-from detcat.match.needs import ALL_TEXT, Atom, Facts, Needs, clauses, cost, is_fact
+from detcat.match.needs import ALL_TEXT, SURE, Atom, Needs, clauses, cost
 
 if TYPE_CHECKING:
     from detcat.match import StagePlan
 
 # Clauses checked besides the key: each rejects more, and costs a set test.
 CHECKED = 2
-# A clause this likely to hold (a fact, a common field's presence) is no key.
-USELESS = 0.999
+# A stage's clauses: (atoms, cost, fields whose presence it asks).
+Plan = list[tuple[Needs, float, frozenset[str]]]
 
 _value = itemgetter(1)
 _SEPARATOR = "\x00"
@@ -42,14 +41,16 @@ _SEPARATOR = "\x00"
 class Route:
     """The stages of one route with the automata that select among them."""
 
-    def __init__(self, stages: list[StagePlan], facts: Facts, common: frozenset[str]) -> None:
+    def __init__(self, stages: list[StagePlan], plans: list[Plan], common: frozenset[str]) -> None:
+        """``plans``: each stage's clauses (``stage_plan``); ``common``: fields the
+        route's events have (those of its first event), whose presence says nothing."""
         self.stages = stages
         self._ids: dict[Atom, int] = {}
         self._keyed: dict[int, list[int]] = defaultdict(list)  # atom -> stages it keys
         self.always: list[int] = []  # stages without a key
         self._checks: dict[int, tuple[frozenset[int], ...]] = {}
-        for i, s in enumerate(stages):
-            self._plan(i, clauses(s.expr, facts, s.params.get("derived")), facts, common)
+        for i, plan in enumerate(plans):
+            self._plan(i, plan, common)
         self._present: dict[str, int] = {}
         literals: dict[str, dict[str, int]] = defaultdict(dict)
         for (name, literal), atom in self._ids.items():
@@ -62,11 +63,10 @@ class Route:
         self._present_names = frozenset(self._present)
         self._literal_names = frozenset(self._automata)
 
-    def _plan(self, i: int, found: list[Needs], facts: Facts, common: frozenset[str]) -> None:
-        ranked = sorted(
-            (c for c in found if cost(c, facts, common) < USELESS),
-            key=lambda c: cost(c, facts, common),
-        )
+    def _plan(self, i: int, plan: Plan, common: frozenset[str]) -> None:
+        # A clause asking for a field every event of the route has is no filter.
+        usable = [(p, c) for c, p, asked in plan if p < SURE and asked.isdisjoint(common)]
+        ranked = [c for _, c in sorted(usable, key=itemgetter(0))]
         if not ranked:
             self.always.append(i)
             return
@@ -120,9 +120,8 @@ def _automaton(words: dict[str, int]) -> ahocorasick.Automaton:
     return automaton
 
 
-def route_facts(pairs: Iterable[tuple[str, str]]) -> Facts:
-    """Facts from (field, value) pairs every event of the route has."""
-    return frozenset((name, value.casefold()) for name, value in pairs)
-
-
-__all__ = ["Route", "route_facts", "is_fact"]
+def stage_plan(stage: StagePlan, vague: frozenset[str]) -> Plan:
+    """The stage's clauses (``match.needs``), each with its cost and the fields
+    whose mere presence it asks."""
+    found = clauses(stage.expr, vague, stage.params.get("derived"))
+    return [(c, cost(c, vague), frozenset(n for n, lit in c if lit is None)) for c in found]

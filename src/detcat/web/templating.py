@@ -6,6 +6,7 @@ autoescaped expressions, and only http(s) URLs become links.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,8 +28,9 @@ _POLICY = (
     "default-src 'none'; script-src 'self'{wasm}; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'"
 )
-CSP_META = _POLICY.format(wasm=" 'wasm-unsafe-eval'")
-CSP = _POLICY.format(wasm="") + "; frame-ancestors 'none'"  # browsers ignore it in <meta>
+CSP_META = _POLICY.format(wasm="")
+CSP_META_SEARCH = _POLICY.format(wasm=" 'wasm-unsafe-eval'")  # the export's search page
+CSP = CSP_META + "; frame-ancestors 'none'"  # browsers ignore frame-ancestors in <meta>
 
 # Heatmap buckets (upper bounds of rule counts); site.js uses the same ones.
 HEAT = (0, 2, 5, 10, 25, 50, 100)
@@ -82,7 +84,7 @@ def environment() -> jinja2.Environment:
         vendor_label=registry.display_name,
     )  # fmt: skip
     env.globals.update(
-        pct=pct, vendors=registry.names, csp=CSP_META, heat_levels=len(HEAT) + 1,
+        pct=pct, vendors=registry.names, heat_levels=len(HEAT) + 1,
         tree=trees.tree, tree_field=trees.field_link, tree_value=trees.value,
         reach_link=trees.reach_link,
         indicator_key=indicator_key,
@@ -90,9 +92,17 @@ def environment() -> jinja2.Environment:
     return env
 
 
+# Whitespace between tags (template indentation): one space renders the same, as
+# HTML collapses runs of it; no <pre> holds a tag (their text is escaped).
+_BETWEEN_TAGS = re.compile(r">\s{2,}<")
+
+
 def render(page: Page, links: Links, api: str | None = None, query: str = "") -> str:
     template = environment().get_template(page.template)
-    return template.render(
-        page=page, d=page.data, links=links, api=api, static=links.static, query=query,
+    # Our own constant, with no double quote: written as is (not entity-escaped).
+    csp = markupsafe.Markup(CSP_META_SEARCH if page.template == "search.html" else CSP_META)
+    html = template.render(
+        page=page, d=page.data, links=links, api=api, static=links.static, query=query, csp=csp,
         **page.context,
     )  # fmt: skip
+    return _BETWEEN_TAGS.sub("> <", html)

@@ -22,14 +22,29 @@ _MUTED = '<span class="muted">{}</span>'
 
 
 def tree(expr: dict[str, Any] | None, links: Links) -> Markup:
+    """The tree as HTML; each field links to its page where it first appears."""
     if expr is None:
         return Markup(_MUTED.format("(no query)"))
     out: list[str] = []
-    _node(expr, links, out)
+    _node(expr, _Linker(links), out)
     return Markup("".join(out))
 
 
-def _node(e: dict[str, Any], links: Links, out: list[str]) -> None:
+class _Linker:
+    """Links as usual, except that a field already linked in this tree is plain text."""
+
+    def __init__(self, links: Links):
+        self.links = links
+        self.linked: set[str] = set()
+
+    def field(self, name: str) -> str:
+        if name in self.linked:
+            return str(escape(name))
+        self.linked.add(name)
+        return f'<a href="{escape(self.links.field(name))}">{escape(name)}</a>'
+
+
+def _node(e: dict[str, Any], links: _Linker, out: list[str]) -> None:
     for key in ("and", "or", "not"):
         if key in e:
             children = e[key] if key != "not" else [e[key]]
@@ -75,11 +90,11 @@ def _value_lists(children: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return runs
 
 
-def predicate(e: dict[str, Any], links: Links, values: list[Any] | None = None) -> str:
-    """One predicate: field (linked), vendor name, operator, value (or the values
-    of a value list), source syntax, flags."""
+def predicate(e: dict[str, Any], links: _Linker, values: list[Any] | None = None) -> str:
+    """One predicate: field, vendor name, operator, value (or the values of a value
+    list), source syntax, flags."""
     field, raw = e["field"], e.get("field_raw")
-    parts = [field_link(field, links)]
+    parts = [_MUTED.format("(keyword)") if field is None else links.field(field)]
     if raw and raw != field:
         parts.append(f'<span class="raw">[{escape(raw)}]</span>')
     parts.append(f'<span class="op">{escape(e["op"])}</span>')
@@ -108,4 +123,4 @@ def reach_link(field: str | None, op: str, v: Any, n: int, links: Links) -> Mark
     """A count of rules checking an indicator; a link when other rules share it."""
     if n <= 1:
         return Markup(str(n))
-    return Markup(f'<a class="reach" href="{escape(links.indicator(field, op, v))}">{n}</a>')
+    return Markup(f'<a href="{escape(links.indicator(field, op, v))}">{n}</a>')

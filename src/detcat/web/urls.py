@@ -29,9 +29,10 @@ def slug(text: str) -> str:
 
 
 def indicator_key(field: str | None, op: str, value: object) -> str:
-    """A short stable name for a (field, op, case-folded value) indicator."""
+    """A short stable name for a (field, op, case-folded value) indicator: 48 bits
+    (a collision among the catalog's 55,000 indicators: about 1 in 200,000)."""
     raw = "\x1f".join((field or "", op, value_key(value)))
-    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+    return hashlib.sha1(raw.encode()).hexdigest()[:12]
 
 
 def indicator_group(key: str) -> str:

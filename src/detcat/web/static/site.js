@@ -71,7 +71,7 @@
     var li = el("li");
     li.appendChild(el("span", "vendor", data.meta.vendor));
     li.appendChild(document.createTextNode(" "));
-    var a = el("a", "rule", data.meta.title);
+    var a = el("a", "", data.meta.title);
     a.setAttribute("href", root + data.url.replace(/^\//, ""));
     li.appendChild(a);
     var techs = el("span", "techs");
@@ -149,7 +149,7 @@
           var li = el("li");
           li.appendChild(el("span", "vendor", heading ? heading.firstChild.textContent.trim() : ""));
           li.appendChild(document.createTextNode(" "));
-          li.appendChild(item.querySelector("a.rule").cloneNode(true));
+          li.appendChild(item.querySelector(":scope > a").cloneNode(true));
           list.appendChild(li);
         });
         details.appendChild(list);
