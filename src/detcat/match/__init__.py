@@ -91,7 +91,7 @@ class StagePlan:
     join_keys: tuple[str, ...] = ()
     gates: tuple[tuple[str, frozenset[str]], ...] = ()  # (scope kind, the stage's scopes)
     # Set for stages no field is required by (``not a``, ``a or b``): the fields it
-    # reads, one of which the event must have (see Matcher.candidates).
+    # reads, one of which the event must have (see Route.candidates).
     reads: frozenset[str] = frozenset()
     _test: Test | None = None
     _filter: Test | None = None  # the compiled filter, EQL's null not mapped to False
