@@ -37,7 +37,7 @@ def _copy_some(src: Path, dest: Path, pattern: str, n: int, must: str = "") -> l
 @pytest.fixture(scope="module")
 def sources(corpora: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("incremental") / "sources"
-    sigma = _copy_some(corpora, dest, f"{_SIGMA}/*.yml", 41)
+    sigma = _copy_some(corpora, dest, f"{_SIGMA}/*.yml", 81)
     (dest / _SIGMA / sigma[-1].name).replace(dest / "spare.yml")  # added by a scenario
     _copy_some(corpora, dest, "elastic/rules/windows/*.toml", 25)
     _copy_some(corpora, dest, "splunk/detections/endpoint/*.yml", 25, "`sysmon`")

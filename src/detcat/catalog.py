@@ -27,17 +27,13 @@ from typing import Any
 from detcat import attack as attack_mod
 from detcat import catalog_update, store
 from detcat.catalog_read import FileResult, VendorResult, read_vendor
-from detcat.catalog_update import ReadOptions, timed
+from detcat.catalog_update import Progress, ReadOptions, timed
 from detcat.catalog_write import Loader, TechniqueIndex
 from detcat.errors import DetcatError
 from detcat.model import Problem
 from detcat.sources import files as source_files
 from detcat.sources import registry
 from detcat.workers import workers_pool
-
-# (vendor, event, rules) -> None; events: "start", "done" (per vendor read),
-# "vendor" (one vendor written to the store)
-Progress = Callable[[str, str, int], None]
 
 
 class BuildError(DetcatError):
@@ -150,10 +146,8 @@ def build(
     if incremental:
         files_read = catalog_update.update(db, plain_jobs, options, meta, phases, progress)
     if files_read is None:
-        with timed(phases, "attack"):
-            attack = attack_mod.load(attack_path)
         results = _read_all(jobs, options, workers, progress)
-        _write(db, attack, results, meta, phases, progress)
+        _write(db, attack_path, results, meta, phases, progress)
     report = _report(db, time.perf_counter() - started)
     report.dropped = _drops(before, report.vendors)
     report.incremental = files_read is not None
@@ -253,7 +247,7 @@ def _merge(vendor: str, parts: list[VendorResult]) -> VendorResult:
 
 def _write(
     db: Path,
-    attack: attack_mod.Attack,
+    attack_path: Path,
     results: Iterable[VendorResult],
     meta: dict[str, Any],
     phases: dict[str, float],
@@ -262,12 +256,12 @@ def _write(
     from detcat.normalize import event_catalog
     from detcat.normalize.attack_sources import log_source_events
 
-    index = TechniqueIndex.of(attack)
     seconds: dict[str, float] = {}
-    read_started = time.perf_counter()
     with store.writing(db) as w:
-        loader = Loader(w, index)
-        for res in results:
+        attack, loader = None, None
+        for res in _waited(results, phases):
+            if attack is None:  # read while the workers parse the next vendors
+                attack, loader = _attack(attack_path, w, phases)
             with timed(phases, "store rules"):
                 loader.add_file(res.collection, res.vendor, FileResult("", res.shared), {})
                 for fr in res.files:
@@ -275,11 +269,10 @@ def _write(
             seconds[_label(Collection(res.collection, Path()), res.vendor)] = round(res.seconds, 3)
             if progress:
                 progress("store", "vendor", res.rule_count)
-        phases["read (waiting on workers)"] = (
-            time.perf_counter() - read_started - phases.get("store rules", 0.0)
-        )
+        if attack is None:
+            attack, loader = _attack(attack_path, w, phases)
         with timed(phases, "ATT&CK and events tables"):
-            for tid in sorted(index.unknown):
+            for tid in sorted(loader.index.unknown):
                 attack.add_unknown(tid)
             w.add_attack(attack)
             w.add_analytics(attack.analytics, log_source_events)
@@ -290,6 +283,25 @@ def _write(
             loader.finish({**meta, **_build_meta(seconds), "attack_version": attack.version})
         started = time.perf_counter()
     phases["indexes, full-text, statistics"] = time.perf_counter() - started
+
+
+def _attack(
+    path: Path, w: store.CatalogWriter, phases: dict[str, float]
+) -> tuple[attack_mod.Attack, Loader]:
+    with timed(phases, "ATT&CK bundle"):
+        attack = attack_mod.load(path)
+    return attack, Loader(w, TechniqueIndex.of(attack))
+
+
+def _waited(results: Iterable[VendorResult], phases: dict[str, float]) -> Iterator[VendorResult]:
+    """``results``, the time spent waiting for each counted as reading."""
+    it = iter(results)
+    while True:
+        with timed(phases, "read (waiting on workers)"):
+            res = next(it, None)
+        if res is None:
+            return
+        yield res
 
 
 def _build_meta(seconds: dict[str, float]) -> dict[str, Any]:

@@ -115,10 +115,10 @@ def prepare(reader: Any, vendor: str, root: Path, include_deprecated: bool) -> l
 
 def read_source(reader: Any, vendor: str, path: Path, root: Path) -> FileResult:
     """One rule file as a ``FileResult``."""
-    stamp = file_stamp(path)
+    # Stamp and digest first: a file changed while it is read is read again next time.
+    stamp, digest = file_stamp(path), file_digest(path, root)
     items = read_one(reader, vendor, path, root)
     uses = tuple(reader.shared_names())
-    digest = file_digest(path, root)
     return FileResult(_rel(path, root), items, digest, stamp, uses, uses_digest(reader, root, uses))
 
 

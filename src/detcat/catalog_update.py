@@ -48,7 +48,12 @@ from detcat.errors import DetcatError
 from detcat.sources import files as source_files
 from detcat.sources import registry
 
+# (vendor, event, rules) -> None; events: "start", "done" (per vendor read),
+# "vendor" (one vendor written to the store)
 Progress = Callable[[str, str, int], None]
+# An update reads its files in this process: past this share of all the files, a
+# full build (all the workers) is faster.
+_MOST_READ = 0.25
 # Libraries whose output becomes rows: another version may parse differently.
 _LIBRARIES = ("pysigma", "lark", "pyyaml", "google-re2")
 
@@ -162,10 +167,13 @@ def update(
     cached = _cached(db, meta["build_key"], jobs)
     if cached is None:
         return None
+    total = sum(len(entries) for entries in cached.values())
     with source_files.size_limit(options.max_file_bytes):
         plans = [_plan(job, options, cached.pop((job.collection, job.vendor))) for job in jobs]
         if any(p is None or any(e.dup for e in p.drop) for p in plans):
             return None
+        if sum(len(p.read) for p in plans if p) > _MOST_READ * total:
+            return None  # a full build reads them in parallel, on every worker
         phases["find changed files"] = time.perf_counter() - started
         try:
             return _apply(db, [p for p in plans if p], meta, phases, progress)

@@ -12,7 +12,7 @@ weight its kind's multiplier times ``ln(1 + N/df)`` (``data/similar.toml``).
 The catalog-wide pairs are exact: every pair at or above the ``pairs``
 threshold that shares an indicator or exclusion, found with prefix filtering
 (each rule is only compared with rules sharing one of its rarest features; see
-``pairs``). Pairs from the ``pairs`` threshold on are stored (a rule page's
+``exact_pairs``). Pairs from the ``pairs`` threshold on are stored (a rule page's
 "similar rules"), those from the ``cluster`` threshold on form clusters
 (connected components). ``detcat build`` computes them from the rules it writes
 (``write_tables``); a catalog without them computes them on first use

@@ -94,7 +94,7 @@ CREATE TABLE rule_events (
 CREATE TABLE problems (
     vendor TEXT, path TEXT, line INTEGER, col INTEGER, message TEXT, rule_id TEXT
 );
--- The build cache (catalog.py): what each source file gave, so that the next build
+-- The build cache (catalog_update.py): what each source file gave, so that the next build
 -- reads only the files that changed. path "" holds what no one file owns (shared
 -- macros' and lookups' problems); rules and problems are JSON lists of rules.pk and
 -- problems.rowid; uses the shared definitions the file looked up, uses_digest
@@ -147,8 +147,8 @@ class UnstorableRule(DetcatError):
 @dataclass(slots=True)
 class RuleRows:
     """One rule as the rows the catalog stores, prepared where the rule was read: a
-    worker ships these (flat tuples pickle several times faster than trees), and the
-    parent resolves techniques, keys and collections as it inserts them."""
+    worker ships these (tuples of strings travel back cheaper than trees of objects),
+    and the parent resolves techniques, keys and collections as it inserts them."""
 
     vendor: str
     id: str
@@ -161,14 +161,6 @@ class RuleRows:
     technique_names: list[str]
     problems: list[Problem]
     features: frozenset[str] = frozenset()  # similar.rule_features, set by the reader
-
-    @property
-    def has_query(self) -> bool:
-        return bool(self.row[16])
-
-    @property
-    def fully_parsed(self) -> bool:
-        return bool(self.row[17])
 
 
 def rule_rows(rule: Rule) -> RuleRows:

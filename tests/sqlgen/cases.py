@@ -44,11 +44,17 @@ EVENTS: dict[str, dict[str, Any]] = {
         CommandLine="STRASSE ΣΊΣΥΦΟΣ it's",
         User="",
     ),
+    "unicode_sql": sysmon(
+        1,
+        "2024-05-02T09:30:00Z",
+        Image="C:\\Users\\Élodie\\ΣΊΣΥΦΟΣ.exe",
+        CommandLine="ÉCOLE Ünïcode run.EXE",
+    ),
     "newline": sysmon(
         1,
         "2024-05-02T10:00:00Z",
         Image="C:\\a\\b.exe",
-        CommandLine="first line a\nb second",
+        CommandLine="first line a\nb second ${env:x:-j}",
         User=None,
     ),
     "wild_chars": sysmon(
@@ -109,7 +115,7 @@ CASES: list[tuple[str, str, str, set[str]]] = [
         "        ParentImage|endswith: '\\explorer.exe'\n"
         "    condition: sel and not filter",
         "process_creation",
-        {"no_parent", "unicode", "newline", "wild_chars", "flat"},
+        {"no_parent", "unicode", "unicode_sql", "newline", "wild_chars", "flat"},
     ),
     (
         "backslash-path",
@@ -164,6 +170,36 @@ CASES: list[tuple[str, str, str, set[str]]] = [
         "    sel:\n        Image|endswith: 'şahi̇n.exe'\n    condition: sel",
         "process_creation",
         {"unicode"},
+    ),
+    (
+        "casefold-accent",
+        "    sel:\n        CommandLine|contains: 'école'\n    condition: sel",
+        "process_creation",
+        {"unicode_sql"},
+    ),
+    (
+        "wildcard-unicode",
+        "    sel:\n        Image: '*σίσυφος.exe'\n    condition: sel",
+        "process_creation",
+        {"unicode_sql"},
+    ),
+    (
+        "wildcard-ascii-suffix",
+        "    sel:\n        CommandLine: '*RUN.exe'\n    condition: sel",
+        "process_creation",
+        {"unicode_sql"},
+    ),
+    (
+        "wildcard-any",
+        "    sel:\n        ParentImage: '*'\n    condition: sel",
+        "process_creation",
+        {"cmd"},
+    ),
+    (
+        "dollar-brace",
+        "    sel:\n        CommandLine|contains: '${env:x:-j}'\n    condition: sel",
+        "process_creation",
+        {"newline"},
     ),
     (
         "quote",

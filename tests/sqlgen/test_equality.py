@@ -95,3 +95,22 @@ def test_regression_events_same_hits_whole_catalog(
     assert not differ
     assert sum(1 for h, _ in hits["python"].values() if h) >= 150  # the comparison is not empty
     assert {r.vendor for r in sql.fired()} >= {"sigma", "elastic", "splunk"}
+
+
+@pytest.mark.slow
+def test_spark_gives_the_same_hits_on_fixtures(
+    event_file: Path, engines: dict[str, dict[str, set[str]]], tmp_path: Path
+) -> None:
+    """Spark local[2] on the same normalized rows: every rule, the same events."""
+    pytest.importorskip("pyspark", reason="the spark engine is optional: detcat[spark]")
+    from detcat.backtest.parquet import normalize_files
+    from detcat.sqlgen import compile_rules
+    from detcat.sqlgen.rules import wanted_columns
+
+    plans = fixture_rules()
+    columns, nonnull = wanted_columns(compile_rules(plans))
+    normalize_files([event_file], tmp_path / "rows", columns, nonnull, print)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(results, "SAMPLES", len(EVENTS))
+        got = fired(backtest([str(tmp_path / "rows")], plans, {}, "spark"), event_file)
+    assert got == engines["python"]

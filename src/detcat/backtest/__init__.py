@@ -43,16 +43,17 @@ def select_rules(
     rules_file: Path | None = None,
 ) -> tuple[list[RulePlan], dict[str, list[str]]]:
     """The catalog rules to backtest, and each one's techniques (``vendor:id`` keys).
-    ``rules_file``: rule ids (``vendor:id`` or ``id``, one a line, ``#`` comments)
-    or a Sigma rule file (``.yml``/``.yaml``), the rules in it not yet in the catalog."""
+    ``rules_file``: a draft rule file of any vendor (its rules need not be in the
+    catalog), or rule ids (``vendor:id`` or ``id``, one a line, ``#`` comments)."""
     techniques: dict[str, list[str]] = defaultdict(list)
     for v, rid, t in conn.execute(
         "SELECT r.vendor, r.id, t.technique_id FROM rules r"
         " JOIN rule_techniques t ON t.rule_pk = r.pk ORDER BY t.technique_id"
     ):
         techniques[f"{v}:{rid}"].append(t)
-    if rules_file is not None and rules_file.suffix in (".yml", ".yaml"):
-        plans = _rule_file(rules_file, techniques)
+    drafts = _draft_rules(rules_file, techniques) if rules_file is not None else None
+    if drafts is not None:
+        plans = drafts
     else:
         plans = load_rules(conn, vendor)
         if rules_file is not None:
@@ -78,17 +79,22 @@ def _rule_ids(path: Path) -> set[str]:
     return {ln.split("#", 1)[0].strip() for ln in lines} - {""}
 
 
-def _rule_file(path: Path, techniques: dict[str, list[str]]) -> list[RulePlan]:
-    from detcat.parse import parse_rules
+def _draft_rules(path: Path, techniques: dict[str, list[str]]) -> list[RulePlan] | None:
+    """The rules of a draft rule file (any vendor's format, as ``detcat lint``
+    reads it), or None when the file is no rule file (then: a list of ids)."""
+    from detcat.drafts import DraftError, detect_format, read_draft
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageProblem(f"{path}: cannot read the rule file: {e}") from None
-    rules = parse_rules("sigma", text)
-    for r in rules:
+        detect_format(path, path.read_text(encoding="utf-8"))
+    except (DraftError, OSError, UnicodeDecodeError):
+        return None
+    draft = read_draft(path)
+    if not draft.rules:
+        why = "; ".join(str(p) for p in draft.problems) or "no rule in it"
+        raise UsageProblem(f"{path}: {why}")
+    for r in draft.rules:
         techniques[f"{r.vendor}:{r.id}"] = list(r.techniques)
-    return [RulePlan.from_rule(r) for r in rules]
+    return [RulePlan.from_rule(r) for r in draft.rules]
 
 
 def new_result(engine: str, plans: list[RulePlan], techniques: dict[str, list[str]]) -> Backtest:
@@ -178,9 +184,12 @@ def _events(paths: list[str], on_bad: Callable[[BadEvent], None]) -> Iterator[An
         from detcat.match.events import canonical_event
 
         source = DuckDBSource(paths[0])
-        for route in source.routes():
-            for label, raw in source.rows(f"SELECT _label, _raw FROM {source.table(route)}"):
-                yield canonical_event(label, json.loads(raw))
+        if not source.routes():
+            return
+        # In time order across kinds: multi-event rules see events as they happened.
+        every = source.table(*source.routes())
+        for label, raw in source.rows(f"SELECT _label, _raw FROM {every} ORDER BY _time, _label"):
+            yield canonical_event(label, json.loads(raw))
         return
     for path in paths:
         yield from read_events(path, on_bad)

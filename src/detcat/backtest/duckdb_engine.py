@@ -55,8 +55,9 @@ class DuckDBSource:
     def routes(self) -> list[str]:
         return sorted(self._files)
 
-    def table(self, route: str) -> str:
-        files = ", ".join(self.dialect.literal(f) for f in self._files[route])
+    def table(self, *routes: str) -> str:
+        """The rows of these routes (one, in the SQL driver)."""
+        files = ", ".join(self.dialect.literal(f) for r in routes for f in self._files[r])
         return f"read_parquet([{files}], union_by_name = true)"
 
     def columns(self, route: str) -> set[str]:

@@ -44,8 +44,7 @@ class SqlBacktest:
         self.source = source
         self.rules = [c for c in compiled if c.status is not Status.NOT_COMPILED]
         self.hits = hits
-        self._python: Matcher | None = None  # every SQL rule: for rows SQL cannot read
-        self._fallback: dict[str, Matcher] = {}
+        self._matchers: dict[str, Matcher] = {}  # see _matcher
 
     def run(self, result: Backtest) -> None:
         started = time.perf_counter()
@@ -86,25 +85,20 @@ class SqlBacktest:
     def _read(self, sql: str, route_rules: list[tuple[CompiledRule, RouteRule]]) -> None:
         for label, when, hits, unknown, maybe, raw in self.source.rows(sql):
             for code in hits or ():
-                self._hit(route_rules[code][0], label, when)
+                self.hits[route_rules[code][0].key].hit(label, when)
             for code in unknown or ():
-                self._stats(route_rules[code][0]).unknown += 1
+                self.hits[route_rules[code][0].key].unknown += 1
             if maybe:
-                self._decide([route_rules[code][0] for code in maybe], label, when, raw)
+                self._count(self._matcher("fallback"), label, when, raw)
 
-    def _stats(self, c: CompiledRule) -> RuleHits:
-        return self.hits[c.key]
-
-    def _hit(self, c: CompiledRule, label: str, when: str | None) -> None:
-        self._stats(c).hit(label, when)
-
-    def _decide(self, rules: list[CompiledRule], label: str, when: str | None, raw: str) -> None:
-        """The Python matcher on a row the prefilter of fallback ``rules`` kept."""
-        key = ",".join(sorted(c.key for c in rules))
-        matcher = self._fallback.get(key)
-        if matcher is None:
-            matcher = self._fallback[key] = Matcher([c.plan for c in rules])
-        self._count(matcher, label, when, raw)
+    def _matcher(self, which: str) -> Matcher:
+        """The Python matcher of the fallback rules (for the rows their prefilter
+        keeps: a rule whose prefilter is false on a row is false there, so all its
+        answers count), or of every SQL rule (for rows SQL cannot read)."""
+        if which not in self._matchers:
+            rules = [c for c in self.rules if which == "all" or c.status is Status.FALLBACK]
+            self._matchers[which] = Matcher([c.plan for c in rules])
+        return self._matchers[which]
 
     def _python_rows(self, table: str) -> None:
         sql = (
@@ -112,9 +106,7 @@ class SqlBacktest:
             f"WHERE coalesce({self._c(PYTHON)}, FALSE)"
         )
         for label, when, raw in self.source.rows(sql):
-            if self._python is None:
-                self._python = Matcher([c.plan for c in self.rules])
-            self._count(self._python, label, when, raw)
+            self._count(self._matcher("all"), label, when, raw)
 
     def _count(self, matcher: Matcher, label: str, when: str | None, raw: str) -> None:
         result = matcher.match(canonical_event(label, json.loads(raw)))

@@ -42,7 +42,7 @@ SHOWN = 50  # rules listed in the text output
     "--rules",
     "rules_file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Only these rules: ids (vendor:id, one a line), or a Sigma rule file.",
+    help="Only these rules: a draft rule file (any vendor), or ids (vendor:id, one a line).",
 )
 @click.option(
     "--spark-master",

@@ -94,6 +94,7 @@ class StagePlan:
     # reads, one of which the event must have (see Matcher.candidates).
     reads: frozenset[str] = frozenset()
     _test: Test | None = None
+    _filter: Test | None = None  # the compiled filter, EQL's null not mapped to False
     _dialect: Dialect | None = None
 
     @property
@@ -130,12 +131,19 @@ class StagePlan:
         """The stage's filter: True, False or None (unknown); EQL's null is False."""
         if self._test is None:
             d = self._dialect = self.rule.dialect(self)
-            inner = compile_expr(self.expr, d.full_match, dialect=d)
+            inner = self._filter = compile_expr(self.expr, d.full_match, dialect=d)
             if d.opaque is None and d.derived is None:
                 self._test = inner  # only EQL's computed conditions give NULL
             else:
                 self._test = lambda ev: False if (r := inner(ev)) is NULL else r
         return self._test
+
+    def filter(self) -> Test:
+        """``test`` without its mapping of EQL's null to False, for callers that
+        read only True and None (``Matcher._match``): one call less per event."""
+        if self._filter is None:
+            self.test()
+        return self._filter  # type: ignore[return-value]
 
     def lineage(self) -> list[Clause]:
         """The EQL lineage clauses of the filter (compiled now: the stream's process
@@ -279,12 +287,7 @@ class Matcher:
 
     def candidates(self, ev: Event) -> list[StagePlan]:
         """The admitted stages the event's route and values do not rule out."""
-        fields = ev.fields
-        return [
-            s
-            for s in self.route(ev).candidates(ev)
-            if not s.reads or not s.reads.isdisjoint(fields)
-        ]
+        return self.route(ev).candidates(ev)
 
     def route(self, ev: Event) -> Route:
         """The route of the event's kind: built from the first event of that kind."""
@@ -385,7 +388,7 @@ class Matcher:
         per_rule: dict[int, Results] = defaultdict(dict)
         unknown: dict[int, StagePlan] = {}
         for s in stages:
-            r = (s._test or s.test())(ev)
+            r = (s._filter or s.filter())(ev)  # NULL is neither: as False
             if r is True:
                 per_rule[id(s.rule)][s.name] = True
             elif r is None:

@@ -227,9 +227,7 @@ def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
         members = frozenset(values)
         return _sure(lambda ev: not members.isdisjoint(ev.texts(name, fold)))
     if op is Op.STARTS_WITH or op is Op.ENDS_WITH:
-        ends = tuple(values)
-        method = str.startswith if op is Op.STARTS_WITH else str.endswith
-        return _sure(lambda ev: any(method(t, ends) for t in ev.texts(name, fold)))
+        return _sure(_affixes(name, fold, tuple(values), op is Op.STARTS_WITH))
     if op is Op.WILDCARD:
         return _wildcards(name, cased, values)
     if len(values) <= 3:
@@ -238,8 +236,29 @@ def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
 
     options = re2.Options()
     options.never_capture = True
-    rx = re2.compile("|".join(re2.escape(v) for v in values), options)
-    return _sure(lambda ev: any(rx.search(t) is not None for t in ev.texts(name, fold)))
+    search = re2_test(re2.compile("|".join(re2.escape(v) for v in values), options), False)
+    return _sure(lambda ev: any(map(search, ev.texts(name, fold))))
+
+
+def _affixes(name: str, fold: bool, affixes: tuple[str, ...], starts: bool) -> Test:
+    """A value starting (ending) with one of ``affixes``: one loop, no call per value."""
+    if starts:
+
+        def any_start(ev: Event) -> bool:
+            for t in ev.texts(name, fold):  # noqa: SIM110 (no generator per call)
+                if t.startswith(affixes):
+                    return True
+            return False
+
+        return any_start
+
+    def any_end(ev: Event) -> bool:
+        for t in ev.texts(name, fold):  # noqa: SIM110
+            if t.endswith(affixes):
+                return True
+        return False
+
+    return any_end
 
 
 def _wildcards(name: str, cased: bool, values: list[str]) -> Test:
@@ -257,7 +276,8 @@ def _wildcards(name: str, cased: bool, values: list[str]) -> Test:
     except re2.error:
         tests = [compiled_regex(wildcard_regex(v), cased, True) for v in values]
         return any_of([_three_valued(t, name) for t in tests])
-    return _sure(lambda ev: any(rx.fullmatch(t) is not None for t in ev.texts(name, False)))
+    fullmatch = re2_test(rx, True)
+    return _sure(lambda ev: any(map(fullmatch, ev.texts(name, False))))
 
 
 # -- predicates -------------------------------------------------------------------------
@@ -300,7 +320,46 @@ def compile_predicate(
         test = _three_valued(text_test, name)
         return _unknown_unless(test, regex_reason(p), d)
     fold = not p.case_sensitive
+    if p.op in _STRING_LEAVES:
+        return _sure(_string_leaf(p.op, _fold(value_text(p.value), p.case_sensitive), name, fold))
     return _sure(lambda ev: any(map(text_test, ev.texts(name, fold))))
+
+
+_STRING_LEAVES = (Op.EQ, Op.CONTAINS, Op.STARTS_WITH, Op.ENDS_WITH)
+
+
+def _string_leaf(op: Op, want: str, name: str | None, fold: bool) -> Test:
+    """The commonest leaves as one loop each (the same tests as ``_text_test``):
+    no call per value, where most predicates are spent."""
+    if op is Op.EQ:
+        return lambda ev: want in ev.texts(name, fold)
+
+    if op is Op.CONTAINS:
+
+        def contains(ev: Event) -> bool:
+            for t in ev.texts(name, fold):  # noqa: SIM110 (no generator per call)
+                if want in t:
+                    return True
+            return False
+
+        return contains
+    if op is Op.STARTS_WITH:
+
+        def starts(ev: Event) -> bool:
+            for t in ev.texts(name, fold):  # noqa: SIM110
+                if t.startswith(want):
+                    return True
+            return False
+
+        return starts
+
+    def ends(ev: Event) -> bool:
+        for t in ev.texts(name, fold):  # noqa: SIM110
+            if t.endswith(want):
+                return True
+        return False
+
+    return ends
 
 
 def _resolved(p: Predicate, d: Dialect) -> bool:
@@ -468,9 +527,27 @@ def compiled_regex(pattern: str, case_sensitive: bool, full: bool) -> Callable[[
         rx = re2.compile(pattern, options)
     except re2.error:
         return _fallback(pattern, case_sensitive, full)
-    if full:
-        return _sure(lambda s: rx.fullmatch(s) is not None)
-    return _sure(lambda s: rx.search(s) is not None)
+    return _sure(re2_test(rx, full))
+
+
+def re2_test(rx: Any, full: bool) -> Callable[[str], bool]:
+    """Whether the compiled RE2 pattern ``rx`` matches a text (whole if ``full``).
+    RE2's own ``Match`` on the UTF-8 bytes where the binding has it: the wrapper's
+    ``search``/``fullmatch`` build a match object, its offsets decoded back to
+    characters, that a yes/no never reads (twice the cost of the match itself)."""
+    regexp = getattr(rx, "_regexp", None)
+    anchors = getattr(regexp, "Anchor", None)
+    if anchors is None:  # another binding: its public API
+        run = rx.fullmatch if full else rx.search
+        return lambda s: run(s) is not None
+    match = regexp.Match
+    anchor = anchors.ANCHOR_BOTH if full else anchors.UNANCHORED
+
+    def test(s: str) -> bool:
+        data = s.encode()
+        return match(anchor, data, 0, len(data))[0][0] != -1  # group 0's span, (-1, -1) if none
+
+    return test
 
 
 def _fallback(pattern: str, case_sensitive: bool, full: bool) -> Callable[[str], bool | None]:

@@ -45,6 +45,7 @@ class Route:
         """``plans``: each stage's clauses (``stage_plan``); ``common``: fields the
         route's events have (those of its first event), whose presence says nothing."""
         self.stages = stages
+        self._reads = [s.reads or None for s in stages]  # see ``candidates``
         self._ids: dict[Atom, int] = {}
         self._keyed: dict[int, list[int]] = defaultdict(list)  # atom -> stages it keys
         self.always: list[int] = []  # stages without a key
@@ -95,20 +96,33 @@ class Route:
         return found
 
     def candidates(self, ev: Event) -> list[StagePlan]:
-        """The route's stages whose clauses ``ev`` satisfies, in route order."""
+        """The route's stages whose clauses ``ev`` satisfies and, for a stage no
+        field is required by, that read one of its fields (``StagePlan.reads``), in
+        route order."""
         found = self.hits(ev)
         picked = set(self.always)
+        keyed = self._keyed
         for atom in found:
-            keyed = self._keyed.get(atom)
-            if keyed:
-                picked.update(keyed)
-        checks = self._checks
+            stages_keyed = keyed.get(atom)
+            if stages_keyed:
+                picked.update(stages_keyed)
+        checks, reads, stages, fields = self._checks, self._reads, self.stages, ev.fields
         out = []
         for i in sorted(picked):
             kept = checks.get(i)
-            if kept is None or all(not found.isdisjoint(c) for c in kept):
-                out.append(self.stages[i])
+            if kept is not None and not _all_hit(kept, found):
+                continue
+            needed = reads[i]
+            if needed is None or not needed.isdisjoint(fields):
+                out.append(stages[i])
         return out
+
+
+def _all_hit(kept: tuple[frozenset[int], ...], found: set[int]) -> bool:
+    for atoms in kept:  # noqa: SIM110 (a loop: no generator made per call)
+        if found.isdisjoint(atoms):
+            return False
+    return True
 
 
 def _automaton(words: dict[str, int]) -> ahocorasick.Automaton:

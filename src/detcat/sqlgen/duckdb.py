@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from detcat.sqlgen.emit import SqlDialect
 from detcat.sqlgen.ir import Regex
+from detcat.sqlgen.lower import rx_literal
+
+ALTERNATION_MIN = 4  # needles from which one regex beats a contains() each
+ALTERNATION_MAX = 400  # needles per regex
 
 
 class DuckDB(SqlDialect):
@@ -26,6 +30,18 @@ class DuckDB(SqlDialect):
 
     def contains(self, col: str, needle: str) -> str:
         return f"contains({col}, {self.literal(needle)})"
+
+    def contains_any(self, col: str, needles: list[str]) -> str:
+        """Many needles as one RE2 alternation of literals: one pass over the value
+        instead of one per needle (RE2 matches bytes, so a literal matches exactly
+        itself). Chunks keep each pattern far below RE2's memory limit."""
+        if len(needles) < ALTERNATION_MIN:
+            return super().contains_any(col, needles)
+        parts = []
+        for i in range(0, len(needles), ALTERNATION_MAX):
+            pattern = "|".join(rx_literal(n) for n in needles[i : i + ALTERNATION_MAX])
+            parts.append(f"regexp_matches({col}, {self.literal(pattern)})")
+        return "(" + " OR ".join(parts) + ")"
 
     def regex(self, col: str, r: Regex) -> str:
         pattern = self.literal((f"(?{r.flags})" if r.flags else "") + r.pattern)

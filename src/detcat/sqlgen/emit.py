@@ -108,13 +108,35 @@ class SqlDialect:
                 return "TRUE" if value else "FALSE"
             case Unknown() | Python():
                 return "CAST(NULL AS BOOLEAN)"
-            case All(children) | Any_(children):
-                glue = " AND " if isinstance(node, All) else " OR "
-                return "(" + glue.join(self.condition(c, negated, strict) for c in children) + ")"
+            case All(children):
+                return (
+                    "(" + " AND ".join(self.condition(c, negated, strict) for c in children) + ")"
+                )
+            case Any_(children):
+                return "(" + " OR ".join(self._any(children, negated, strict)) + ")"
             case Neg(child):
                 return f"(NOT {self.condition(child, not negated, strict)})"
         sql, nullable = self.leaf(node)
         return f"coalesce({sql}, FALSE)" if nullable and (negated or strict) else sql
+
+    def _any(self, children: tuple[Node, ...], negated: bool, strict: bool) -> list[str]:
+        """An OR's terms; its substring tests of one column as one ``contains_any``
+        (value lists: ``Image|endswith: [50 names]``)."""
+        groups: dict[Col, list[str]] = {}
+        terms = []
+        for c in children:
+            if isinstance(c, Has):
+                groups.setdefault(c.col, []).append(c.needle)
+            else:
+                terms.append(self.condition(c, negated, strict))
+        for col, needles in groups.items():
+            sql = self.contains_any(self.col(col), needles)
+            terms.append(f"coalesce({sql}, FALSE)" if negated or strict else sql)
+        return terms
+
+    def contains_any(self, col: str, needles: list[str]) -> str:
+        """Some needle is in the column (null without the column)."""
+        return " OR ".join(self.contains(col, n) for n in needles)
 
     def leaf(self, node: Node) -> tuple[str, bool]:
         """A leaf's SQL, and whether it is null on a row without the column."""

@@ -134,6 +134,10 @@ def _text_test(p: Predicate, field: str, full_match: bool) -> Node:
         case Op.ENDS_WITH:
             return has(col, want, after=SEP)
         case Op.WILDCARD:
+            col = Col(field, Variant.TEXT if p.case_sensitive else Variant.FOLD)
+            simple = _simple_wildcard(str(p.value), p.case_sensitive, col, whole=True)
+            if simple is not None:
+                return simple
             body = wildcard_body(str(p.value))
             return Regex(Col(field), SEP_RX + body + SEP_RX, _flags(p.case_sensitive, False))
         case Op.REGEX_MATCH:
@@ -164,6 +168,28 @@ def wildcard_body(pattern: str) -> str:
     )
 
 
+def _simple_wildcard(pattern: str, case_sensitive: bool, col: Col, whole: bool) -> Node | None:
+    """A wildcard that is one literal with ``*`` at either end (``*\\cmd.exe``,
+    ``C:\\*``, ``*psexec*``) as a substring test, far cheaper than a regex; None
+    for any other. ``whole``: the literal is anchored where no ``*`` stands (a
+    field's value), else searched (keywords). A case-insensitive one must be ASCII:
+    RE2's folding of ASCII letters agrees with ``str.casefold`` on every character
+    whose fold is one character, and rows with a character folding to several
+    (``ß``, ``İ``) are the Python matcher's (``rows.RowMaker``)."""
+    while "**" in pattern:
+        pattern = pattern.replace("**", "*")
+    core = pattern.strip("*")
+    if "*" in core or "?" in core or not (case_sensitive or core.isascii()):
+        return None
+    if not whole:
+        return has(col, _fold(core, case_sensitive))
+    before = "" if pattern.startswith("*") else SEP
+    after = "" if pattern.endswith("*") and core else SEP
+    if not core and pattern:  # "*": any value
+        return _has_values(col)
+    return has(col, _fold(core, case_sensitive), before, after)
+
+
 def _flags(case_sensitive: bool, dot_nl: bool) -> str:
     return ("" if case_sensitive else "i") + ("s" if dot_nl else "")
 
@@ -173,6 +199,10 @@ def _keyword(p: Predicate) -> Node:
     with wildcards is searched (dot matching newlines) in each value."""
     text = value_text(p.value)
     if "*" in text or "?" in text:
+        col = TEXT_ALL if p.case_sensitive else TEXT_ALL_FOLD
+        simple = _simple_wildcard(text, p.case_sensitive, col, whole=False)
+        if simple is not None:
+            return simple
         return Regex(TEXT_ALL, wildcard_body(text), _flags(p.case_sensitive, True))
     col = TEXT_ALL if p.case_sensitive else TEXT_ALL_FOLD
     return has(col, _fold(text, p.case_sensitive))

@@ -9,7 +9,7 @@ variants its rules need (``ir.Variant``), and these others:
 - ``_catalog_id`` (``sysmon:1``, the event kind rules are routed by) and ``_scopes``;
 - ``_text`` / ``_text#cf``: every string value of the document (keyword search);
 - ``_nonnull``: the fields tested by ``exists`` that have a non-null value;
-- ``_python``: a value holds the separator, so only the Python matcher reads it.
+- ``_python``: a value SQL cannot test exactly (``_unsafe``): the Python matcher's.
 """
 
 from __future__ import annotations
@@ -114,20 +114,27 @@ class RowMaker:
             SCOPES: SEP.join(sorted(ev.scopes)),
             NONNULL: [],
         }
-        unsafe = any(SEP in t for t in ev.text)
+        unsafe = any(_unsafe(t) for t in ev.text)
         out["_text"], out["_text#cf"] = joined(ev.text), joined(t.casefold() for t in ev.text)
         for field, values in ev.fields.items():
             variants = self.by_field.get(field)
             if variants is None:
                 continue
             texts = [value_text(v) for v in values]
-            unsafe = unsafe or any(SEP in t for t in texts)
+            unsafe = unsafe or any(_unsafe(t) for t in texts)
             for variant in variants:
                 out[field + variant] = _column(variant, values, texts)
             if field in self.nonnull and any(v is not None for v in values):
                 out[NONNULL].append(field)
         out[PYTHON] = unsafe
         return out
+
+
+def _unsafe(text: str) -> bool:
+    """A value SQL cannot test as the matcher does: it holds the separator, or a
+    character whose case fold is several (``ß`` -> ``ss``: RE2's case-insensitive
+    wildcards and ``str.casefold`` disagree there, see ``lower._simple_wildcard``)."""
+    return SEP in text or (not text.isascii() and len(text.casefold()) != len(text))
 
 
 def _column(variant: Variant, values: list[Any], texts: list[str]) -> Any:

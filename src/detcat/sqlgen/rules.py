@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from detcat.match import RulePlan, StagePlan, _gates, required_fields
+from detcat.match import RulePlan, _gates, required_fields
 from detcat.match import read_fields as _read_fields
 from detcat.sqlgen.ir import (
     FALSE,
@@ -155,10 +155,6 @@ def wanted_columns(compiled: Iterable[CompiledRule]) -> tuple[set[str], set[str]
         nonnull |= {n.field for n in walk(c.node) if isinstance(n, NonNull)}
     wanted |= {split_name(n).field for n in wanted}  # each field's presence
     return wanted, nonnull
-
-
-def stage_of(c: CompiledRule) -> StagePlan:
-    return c.plan.stages[0]
 
 
 @dataclass

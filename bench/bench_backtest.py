@@ -1,0 +1,227 @@
+"""``detcat backtest`` throughput: the whole catalog on synthetic events shaped like
+SigmaHQ's regression events, per engine, with peak memory.
+
+    python bench/bench_backtest.py [SOURCES_DIR] [--db CATALOG] [--events N]
+                                   [--python-events N] [--threads 2] [--spark]
+
+SigmaHQ's regression events are normalized to Parquet, then copied by DuckDB to
+N rows (10M by default) in the same event-kind proportions, each copy with its
+own label, time and command line (a per-row token, so no two rows share the
+tested text). Each engine runs in a child process (peak RSS is the child's):
+
+- duckdb: ``detcat backtest`` on the N rows (the SQL engine, ``--threads``);
+- spark (``--spark``, needs pyspark): the same on ``local[threads]``;
+- python: the reference, the Python matcher on ``--python-events`` of the
+  regression events repeated (it runs at a few thousand events/s: the whole N
+  would take hours), every rule including multi-event ones.
+
+Prints events/s and peak RSS per engine and the ratio to the Python matcher.
+The goal for DuckDB: at least 50,000 events/s on 2 cores, with flat memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIED = ("process.command_line", "process.command_line#cf")  # get a per-row token
+
+
+def build_catalog(sources: Path, db: Path) -> None:
+    from detcat import catalog
+
+    catalog.build(sources, db)
+
+
+def regression_files(sources: Path) -> list[str]:
+    return sorted(str(p) for p in (sources / "sigma" / "regression_data").rglob("*.json"))
+
+
+def synthesize(base: Path, out: Path, rows: int) -> int:
+    """``rows`` rows copied from the normalized ``base`` folder, kind by kind."""
+    import duckdb
+
+    from detcat.backtest.parquet import MANIFEST, Manifest
+
+    manifest = Manifest.read(base)
+    assert manifest is not None
+    total = sum(manifest.kinds.values())
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    written = 0
+    for kind, n in sorted(manifest.kinds.items()):
+        copies = max(1, round(rows * n / total / n))
+        src = f"read_parquet('{base}/detcat_kind={kind}/*.parquet', union_by_name = true)"
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+        select = []
+        for c in cols:
+            q = '"' + c.replace('"', '""') + '"'
+            if c == "_label":
+                select.append(f"{q} || '#' || i AS {q}")
+            elif c == "_time":
+                select.append(
+                    f"strftime(CAST({q} AS TIMESTAMP) + to_seconds(i), '%Y-%m-%dT%H:%M:%S') AS {q}"
+                )
+            elif c in VARIED:
+                # the token goes at the end of the (last) value, before its separator
+                select.append(
+                    f"CASE WHEN length({q}) > 1 THEN left({q}, length({q}) - 1) "
+                    f"|| ' ' || i || chr(31) ELSE {q} END AS {q}"
+                )
+            else:
+                select.append(q)
+        target = out / f"detcat_kind={kind}"
+        target.mkdir(parents=True)
+        con.execute(
+            f"COPY (SELECT {', '.join(select)} FROM {src}, range({copies}) AS t(i)) "
+            f"TO '{target}/part-0.parquet' (FORMAT parquet, COMPRESSION zstd)"
+        )
+        written += copies * n
+        manifest.kinds[kind] = copies * n
+    manifest.write(out)
+    assert (out / MANIFEST).exists()
+    return written
+
+
+def child(args: argparse.Namespace) -> None:
+    """One engine's run; prints JSON (events, seconds, hits, peak RSS)."""
+    from detcat.backtest import backtest, select_rules
+    from detcat.store import connect
+
+    plans, techniques = select_rules(connect(args.db))
+    start = time.perf_counter()  # compiling the rules counts
+    if args.engine == "python":
+        files = regression_files(Path(args.sources))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "events.jsonl"
+            docs = [line for f in files for line in _documents(f)]
+            with open(path, "w", encoding="utf-8") as fh:
+                for i in range(args.python_events):
+                    fh.write(docs[i % len(docs)] + "\n")
+            result = backtest([str(path)], plans, techniques, "python")
+    else:
+        result = backtest(
+            [args.data],
+            plans,
+            techniques,
+            args.engine,
+            spark_master=f"local[{args.threads}]",
+            threads=args.threads,
+        )
+    seconds = time.perf_counter() - start
+    peak = peak_rss()
+    print(
+        json.dumps(
+            {
+                "events": result.events,
+                "seconds": seconds,
+                "fired": len(result.fired()),
+                "hits": sum(result.hits_by_rule().values()),
+                "rss": peak,
+            }
+        )
+    )
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes (VmHWM: unlike ru_maxrss it
+    starts afresh at exec, not at the parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _documents(path: str) -> list[str]:
+    from detcat.match.reading import read_documents
+
+    return [json.dumps(doc) for _, doc in read_documents(path)]
+
+
+def run_child(args: argparse.Namespace, engine: str, data: Path) -> dict[str, float]:
+    cmd = [
+        sys.executable,
+        __file__,
+        args.sources,
+        "--db",
+        str(args.db),
+        "--child",
+        engine,
+        "--data",
+        str(data),
+        "--threads",
+        str(args.threads),
+        "--python-events",
+        str(args.python_events),
+    ]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    default = ROOT.parent / "shared" / "corpora"
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sources", nargs="?", default=os.environ.get("DETCAT_SOURCES", str(default)))
+    ap.add_argument("--db", type=Path)
+    ap.add_argument("--events", type=int, default=10_000_000, help="synthetic rows")
+    ap.add_argument("--python-events", type=int, default=5_000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--spark", action="store_true", help="also time Spark local[threads]")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        args.engine = args.child
+        child(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-backtest-") as tmp:
+        work = Path(tmp)
+        if args.db is None:
+            args.db = work / "catalog.sqlite"
+            build_catalog(Path(args.sources), args.db)
+        from detcat.backtest import select_rules
+        from detcat.backtest.parquet import normalize_files
+        from detcat.sqlgen import compile_rules
+        from detcat.sqlgen.rules import wanted_columns
+        from detcat.store import connect
+
+        plans, _ = select_rules(connect(args.db))
+        columns, nonnull = wanted_columns(compile_rules(plans))
+        base = work / "base"
+        normalize_files(regression_files(Path(args.sources)), base, columns, nonnull, print)
+        start = time.perf_counter()
+        rows = synthesize(base, work / "synthetic", args.events)
+        made = time.perf_counter() - start
+        size = sum(f.stat().st_size for f in (work / "synthetic").rglob("*.parquet"))
+        print(
+            f"{len(plans)} rules; {rows:,} synthetic events ({size / 2**20:,.0f} MiB Parquet, "
+            f"made in {made:.0f} s); {args.threads} threads"
+        )
+        engines = ["python", "duckdb"] + (["spark"] if args.spark else [])
+        got = {e: run_child(args, e, work / "synthetic") for e in engines}
+    ref = got["python"]["events"] / got["python"]["seconds"]
+    print(
+        f"{'engine':<8} {'events':>12} {'seconds':>9} {'events/s':>10} {'x python':>9} "
+        f"{'peak RSS':>9} {'rules fired':>11}"
+    )
+    for e, r in got.items():
+        rate = r["events"] / r["seconds"]
+        print(
+            f"{e:<8} {r['events']:>12,} {r['seconds']:>9.1f} {rate:>10,.0f} {rate / ref:>9.1f} "
+            f"{r['rss'] / 2**20:>8,.0f}M {r['fired']:>11}"
+        )
+    rate = got["duckdb"]["events"] / got["duckdb"]["seconds"]
+    print(f"duckdb goal >= 50,000 events/s on 2 cores: {'met' if rate >= 50_000 else 'NOT met'}")
+    print("rules fired: python also runs multi-event rules, on the regression events unchanged")
+
+
+if __name__ == "__main__":
+    main()
