@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -43,7 +44,13 @@ from detcat.catalog_read import (
     read_source,
     uses_digest,
 )
-from detcat.catalog_write import Clash, Loader, TechniqueIndex, add_unknown_techniques
+from detcat.catalog_write import (
+    BUILD_META,
+    Clash,
+    Loader,
+    TechniqueIndex,
+    add_unknown_techniques,
+)
 from detcat.errors import DetcatError
 from detcat.sources import files as source_files
 from detcat.sources import registry
@@ -246,6 +253,7 @@ def _apply(
     notify = progress or (lambda *_: None)
     with store.writing(db, update=True) as w:
         with timed(phases, "remove changed rows"):
+            _drop_derived(w)
             removed = _remove(w, plans)
             w.seen = {(v, i): c for v, i, c in w.conn.execute(
                 "SELECT vendor, id, collection FROM rules")}  # fmt: skip
@@ -271,6 +279,19 @@ def _apply(
         started = time.perf_counter()
     phases["commit"] = time.perf_counter() - started
     return sum(len(p.read) for p in plans)
+
+
+def _drop_derived(w: store.CatalogWriter) -> None:
+    """Tables derived from the catalog after its build (``reach``'s, computed on
+    first use) describe the old rules: the copy loses them, and their ``meta``
+    keys, as a full build's file never had them; they are derived again."""
+    built = {*re.findall(r"CREATE (?:VIRTUAL )?TABLE (\w+)", store.SCHEMA), *similar.TABLES}
+    tables = w.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    for (name,) in tables:
+        if name not in built and not name.startswith(("sqlite_", "rules_fts_")):
+            w.conn.execute(f'DROP TABLE "{name}"')
+    keys = ",".join("?" * len(BUILD_META))
+    w.conn.execute(f"DELETE FROM meta WHERE key NOT IN ({keys})", BUILD_META)
 
 
 def _remove(w: store.CatalogWriter, plans: list[_Plan]) -> dict[int, frozenset[str]]:

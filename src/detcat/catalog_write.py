@@ -19,6 +19,13 @@ from detcat.attack import Attack, Technique
 from detcat.catalog_read import FileResult
 from detcat.model import Problem
 
+# The meta keys a build writes (catalog.py, catalog_update.py, ``finish``), and
+# the near-duplicate summary, which it writes too.
+BUILD_META = (
+    "schema_version", "build_key", "collections", "built_at", "vendor_seconds",
+    "unknown_techniques", "attack_version", "similar",
+)  # fmt: skip
+
 
 class Clash(Exception):
     """An update met a duplicate rule id: which copy a full build keeps depends on

@@ -230,11 +230,6 @@ def _event_predicates(conn: sqlite3.Connection, args: dict[str, Any]) -> list[_P
     ).fetchall()
 
 
-def _ranked(counts: dict[Any, set[Any]], tie: Any = lambda k: k) -> list[Any]:
-    """Keys by how many distinct rules each has, most first, ties by ``tie(key)``."""
-    return sorted(counts, key=lambda k: (-len(counts[k]), tie(k)))
-
-
 def _top(counts: dict[Any, Any], n: int | None, tie: Any = None) -> list[Any]:
     """The ``n`` keys (all for None) with the largest ``counts[k][0]`` (a set of
     distinct rules), ties by the key itself or by ``tie[k]``. Sorting prebuilt
@@ -412,9 +407,7 @@ def corpus_reach(conn: sqlite3.Connection, field: str | None, op: str, key: str)
     return reach.count(conn, field, op, key)
 
 
-def corpus_reaches(conn: sqlite3.Connection, keys: list[_Key]) -> dict[_Key, int]:
-    """``corpus_reach`` of each key."""
-    return reach.counts(conn, keys)
+corpus_reaches = reach.counts  # ``corpus_reach`` of each of several keys
 
 
 def indicator_reach(
@@ -447,7 +440,7 @@ def indicator_reach(
             "techniques": sorted((r["techniques"] or "").split()),
         })  # fmt: skip
     by_vendor = Counter(v for v, _ in rules)
-    ranked = _ranked(pairs, tie=lambda k: (k[0] or "", k[1]))
+    ranked = sorted(pairs, key=lambda k: (-len(pairs[k]), k[0] or "", k[1]))
     return {
         "value": value,
         "field": field,

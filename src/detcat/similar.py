@@ -208,7 +208,7 @@ def write_tables(
     cut = settings()["thresholds"]["cluster"]
     clusters = _components([p for p in pairs if p[2] >= cut])
     if previous is None or not _write_changes(conn, previous, weighted):
-        for statement in [f"DROP TABLE IF EXISTS {t}" for t in _TABLES] + DDL.split(";")[:-1]:
+        for statement in [f"DROP TABLE IF EXISTS {t}" for t in TABLES] + DDL.split(";")[:-1]:
             conn.execute(statement)  # not executescript: it would commit the transaction
         conn.executemany(
             "INSERT INTO sim_features VALUES (?,?,?)",
@@ -229,7 +229,7 @@ def write_tables(
     return summary
 
 
-_TABLES = ("sim_features", "sim_pairs", "sim_clusters")
+TABLES = ("sim_features", "sim_pairs", "sim_clusters")
 
 
 def _write_changes(

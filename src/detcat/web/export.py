@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from detcat import reach, similar, store
@@ -101,29 +101,37 @@ def _render_chunk(db: Path, out: Path, twins: bool, chunk: list[tuple[str, Build
         conn.close()
 
 
-class _SearchIndex(threading.Thread):
-    """Builds the Pagefind index while the workers render: the indexer is its own
-    process, so it takes the CPU the page writers leave."""
+class _SearchIndex:
+    """Builds the Pagefind index in a process of its own while the workers render
+    (it takes the CPU they leave). A process, not a thread: the render workers
+    are forked after it starts, and forking a process that runs threads can copy
+    a lock one of them holds (the worker then waits forever)."""
 
     def __init__(self, db: Path, out: Path):
-        super().__init__(name="pagefind index")
-        self.db, self.out = db, out
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            conn = store.connect(self.db)
-            try:
-                static_search.write_index(conn, self.out)
-            finally:
-                conn.close()
-        except BaseException as e:  # re-raised by finish() in the exporting thread
-            self.error = e
+        context = get_context()
+        self._answer, answer = context.Pipe(duplex=False)
+        self._proc = context.Process(target=_index, args=(db, out, answer), name="pagefind")
+        self._proc.start()
 
     def finish(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error
+        self._proc.join()
+        error = self._answer.recv() if self._answer.poll() else "the indexing process died"
+        if error:
+            raise ExportError(f"the search index was not written: {error}")
+
+
+def _index(db: Path, out: Path, answer: Connection) -> None:
+    """In the indexing process: the index, then "" or the error."""
+    try:
+        conn = store.connect(db)
+        try:
+            static_search.write_index(conn, out)
+        finally:
+            conn.close()
+    except Exception as e:  # told to the exporting process, which raises it
+        answer.send(f"{type(e).__name__}: {e}")
+    else:
+        answer.send("")
 
 
 def _prepare(out: Path) -> None:
@@ -162,7 +170,6 @@ def export_site(
         conn.close()
     _prepare(out)
     search = _SearchIndex(Path(db), out / SEARCH_DIR)
-    search.start()
     try:
         _write(out / _ROOT.layer(), json.dumps(layer, ensure_ascii=False))
         render_chunk = partial(_render_chunk, Path(db), out, json_twins)
@@ -191,10 +198,7 @@ def _render_all(
     if workers <= 1:
         results: Iterator[tuple[int, int]] = ((len(c), render_chunk(c)) for c in chunks)
     else:
-        # Workers come from a fork server, not from this process: the search
-        # index thread runs here meanwhile, and forking a process with threads
-        # can copy a lock one of them holds (a worker then waits forever).
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver"))
+        pool = ProcessPoolExecutor(max_workers=workers)
         results = zip((len(c) for c in chunks), pool.map(render_chunk, chunks), strict=True)
     try:
         for n, written in results:

@@ -45,6 +45,10 @@ class SearchIndexError(DetcatError):
     pass
 
 
+class _Ended(SearchIndexError):
+    """The pagefind process closed its output: no further answer will come."""
+
+
 def value_words(value: str) -> list[str]:
     """The words of a value, as site.js splits the value of a field:value term."""
     return _WORD.findall(value.casefold())
@@ -110,7 +114,7 @@ class Pagefind:
         while b"," not in self._buffer:
             chunk = self._proc.stdout.read1(1 << 16)
             if not chunk:
-                raise SearchIndexError("the pagefind process ended without answering")
+                raise _Ended("the pagefind process ended without answering")
             self._buffer += chunk
         message, _, self._buffer = self._buffer.partition(b",")
         payload: dict[str, Any] = json.loads(base64.b64decode(message))["payload"]
@@ -128,9 +132,8 @@ class Pagefind:
         """Add every record; returns how many were indexed."""
         answers: list[dict[str, Any] | Exception] = []
         sent = 0
-        reader = threading.Thread(target=self._drain, args=(answers,))
         pending = [dict(r, type="AddRecord", index_id=self.index_id) for r in items]
-        self._expected = len(pending)
+        reader = threading.Thread(target=self._drain, args=(len(pending), answers))
         reader.start()
         try:
             for payload in pending:
@@ -145,14 +148,15 @@ class Pagefind:
             raise SearchIndexError(f"{len(errors)} of {sent} records not indexed: {errors[0]}")
         return sent
 
-    def _drain(self, answers: list[dict[str, Any] | Exception]) -> None:
-        for _ in range(self._expected):
+    def _drain(self, expected: int, answers: list[dict[str, Any] | Exception]) -> None:
+        for _ in range(expected):
             try:
                 answers.append(self._receive())
-            except SearchIndexError as e:
+            except _Ended as e:
                 answers.append(e)
-                if "ended" in str(e):
-                    return
+                return
+            except SearchIndexError as e:  # one record refused: the others go on
+                answers.append(e)
 
     def write(self, out: Path) -> None:
         self._call({"type": "WriteFiles", "index_id": self.index_id, "output_path": str(out)})
