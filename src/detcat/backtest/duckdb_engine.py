@@ -4,11 +4,10 @@ the usual environment or a DuckDB secret)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-from detcat.backtest.parquet import MANIFEST, Manifest, NormalizeError
+from detcat.backtest.parquet import MANIFEST, Manifest, missing_manifest
 from detcat.sqlgen.duckdb import DuckDB
 from detcat.sqlgen.rows import KIND
 from detcat.sqlgen.rules import nonnull_key
@@ -46,11 +45,8 @@ class DuckDBSource:
                 f"SELECT content FROM read_text({self.dialect.literal(path)})"
             ).fetchone()  # type: ignore[misc]
         except Exception as e:  # duckdb.IOException and kin: no manifest there
-            raise NormalizeError(
-                f"{path}: not found: give a folder written by `detcat events normalize` ({e})"
-            ) from None
-        data = json.loads(text)
-        return Manifest(data["columns"], data["nonnull"], data.get("kinds", {}))
+            raise missing_manifest(path, e) from None
+        return Manifest.parse(text, path)
 
     def routes(self) -> list[str]:
         return sorted(self._files)

@@ -51,7 +51,12 @@ class Manifest:
         path = folder / MANIFEST
         if not path.exists():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls.parse(path.read_text(encoding="utf-8"), str(path))
+
+    @classmethod
+    def parse(cls, text: str, path: str) -> Manifest:
+        """The manifest in ``text``, read from ``path`` (local or object storage)."""
+        data = json.loads(text)
         if data.get("format") != FORMAT:
             raise NormalizeError(f"{path}: written by another detcat (format {data.get('format')})")
         return cls(data["columns"], data["nonnull"], data.get("kinds", {}))
@@ -60,6 +65,13 @@ class Manifest:
         data = {"format": self.format, "columns": self.columns, "nonnull": self.nonnull}
         data["kinds"] = dict(sorted(self.kinds.items()))
         (folder / MANIFEST).write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+def missing_manifest(path: str, error: Exception) -> NormalizeError:
+    """What an engine says when ``path`` holds no manifest it can read."""
+    return NormalizeError(
+        f"{path}: not found: give a folder written by `detcat events normalize` ({error})"
+    )
 
 
 @dataclass

@@ -6,11 +6,10 @@ two cores. Each route (event kind) is one temporary view and one query."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-from detcat.backtest.parquet import MANIFEST, Manifest, NormalizeError
+from detcat.backtest.parquet import MANIFEST, Manifest, missing_manifest
 from detcat.errors import DetcatError
 from detcat.sqlgen.rows import KIND
 from detcat.sqlgen.rules import nonnull_key
@@ -55,11 +54,8 @@ class SparkSource:
         try:
             text = "\n".join(r.value for r in self.spark.read.text(path).collect())
         except Exception as e:  # AnalysisException: no such path
-            raise NormalizeError(
-                f"{path}: not found: give a folder written by `detcat events normalize` ({e})"
-            ) from None
-        data = json.loads(text)
-        return Manifest(data["columns"], data["nonnull"], data.get("kinds", {}))
+            raise missing_manifest(path, e) from None
+        return Manifest.parse(text, path)
 
     def routes(self) -> list[str]:
         return self._routes

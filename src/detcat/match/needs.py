@@ -187,7 +187,7 @@ def regex_literals(pattern: str) -> list[str] | None:
     longest literal run of each top-level branch; None when a branch has none or
     the pattern cannot be read. Groups, classes and escapes other than punctuation
     are skipped, never read; a pattern RE2 refuses gives None."""
-    if not _re2_compiles(pattern):
+    if not re2_compiles(pattern):
         return None
     branches = _top_level_branches(pattern)
     if branches is None:
@@ -201,7 +201,9 @@ def regex_literals(pattern: str) -> list[str] | None:
     return out
 
 
-def _re2_compiles(pattern: str) -> bool:
+def re2_compiles(pattern: str) -> bool:
+    """Whether RE2 (linear time) takes ``pattern``; the matcher and the SQL lowering
+    fall back to Python's ``re`` for what it refuses."""
     import re2
 
     options = re2.Options()

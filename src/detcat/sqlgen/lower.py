@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from detcat.match.evaluate import Dialect, number
+from detcat.match.needs import re2_compiles
 from detcat.model import Expr, Op, Opaque, Predicate, _rebuild, value_text
 from detcat.normalize.values import lookup_name
 from detcat.sqlgen.ir import (
@@ -216,18 +217,6 @@ def _regex(p: Predicate, field: str, full_match: bool) -> Node:
         return Python(f"backtracking regex: {pattern!r} (RE2 refuses it; Python's re)")
     flags = _flags(p.case_sensitive, full_match)
     return Regex(Col(field, Variant.LIST), pattern, flags, each=True, full=full_match)
-
-
-def re2_compiles(pattern: str) -> bool:
-    import re2
-
-    options = re2.Options()
-    options.log_errors = False
-    try:
-        re2.compile(pattern, options)
-    except re2.error:
-        return False
-    return True
 
 
 # -- numbers and addresses -------------------------------------------------------------
