@@ -39,6 +39,7 @@ from typing import Any
 
 from detcat.match.evaluate import number
 from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, value_text
+from detcat.normalize.regex import class_end, top_level_branches
 from detcat.normalize.values import lookup_name
 
 Atom = tuple[str, str | None]  # (canonical field, folded literal or None: present)
@@ -189,7 +190,7 @@ def regex_literals(pattern: str) -> list[str] | None:
     are skipped, never read; a pattern RE2 refuses gives None."""
     if not re2_compiles(pattern):
         return None
-    branches = _top_level_branches(pattern)
+    branches = top_level_branches(pattern)
     if branches is None:
         return None
     out = []
@@ -215,60 +216,6 @@ def re2_compiles(pattern: str) -> bool:
     return True
 
 
-def _top_level_branches(pattern: str) -> list[str] | None:
-    """``pattern`` split at its top-level ``|``; None when it cannot be read."""
-    out, start, depth, i = [], 0, 0, 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "[":
-            end = _class_end(pattern, i)
-            if end is None:
-                return None
-            i = end
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth < 0:
-                return None
-        elif c == "|" and depth == 0:
-            out.append(pattern[start:i])
-            start = i + 1
-        i += 1
-    if depth:
-        return None
-    out.append(pattern[start:])
-    return out
-
-
-def _class_end(pattern: str, i: int) -> int | None:
-    """Index after the character class opening at ``i`` (``[]a]``, ``[^]a]``,
-    ``[[:alpha:]]``, escapes)."""
-    j = i + 1
-    if j < len(pattern) and pattern[j] == "^":
-        j += 1
-    if j < len(pattern) and pattern[j] == "]":
-        j += 1
-    while j < len(pattern):
-        c = pattern[j]
-        if c == "\\":
-            j += 2
-        elif c == "[" and pattern.startswith("[:", j):
-            end = pattern.find(":]", j + 2)
-            if end < 0:
-                return None
-            j = end + 2
-        elif c == "]":
-            return j + 1
-        else:
-            j += 1
-    return None
-
-
 def _branch_pieces(branch: str) -> list[str]:
     """Literal runs of one branch without top-level ``|``."""
     out: list[str] = []
@@ -291,7 +238,7 @@ def _branch_pieces(branch: str) -> list[str]:
         if char is None:
             _flush(run, out)
             if c == "[":
-                step = (_class_end(branch, i) or n) - i
+                step = (class_end(branch, i) or n) - i
             elif c == "(":
                 step = _group_end(branch, i) - i
             elif c == "{":
@@ -320,7 +267,7 @@ def _group_end(branch: str, i: int) -> int:
             j += 2
             continue
         if c == "[":
-            j = _class_end(branch, j) or n
+            j = class_end(branch, j) or n
             continue
         if c == "(":
             depth += 1

@@ -35,7 +35,7 @@ def regex_literal(pattern: str, full_match: bool) -> Literal | None:
     ci = False
     if pattern.startswith("(?i)"):
         ci, pattern = True, pattern[4:]
-    branches = _split_top(pattern)
+    branches = top_level_branches(pattern)
     if branches is None:
         return None
     found: list[tuple[Op, str]] = []
@@ -97,14 +97,20 @@ def _unescaped_suffix(text: str, suffix: str) -> bool:
     return slashes % 2 == 0
 
 
-def _split_top(pattern: str) -> list[str] | None:
-    """Split on top-level ``|``; None when parentheses do not balance."""
-    parts, depth, cur, i = [], 0, [], 0
+def top_level_branches(pattern: str) -> list[str] | None:
+    """``pattern`` split at its top-level ``|`` (not inside a group or a character
+    class); None when parentheses or classes do not close."""
+    out, start, depth, i = [], 0, 0, 0
     while i < len(pattern):
         c = pattern[i]
-        if c == "\\" and i + 1 < len(pattern):
-            cur.append(pattern[i : i + 2])
+        if c == "\\":
             i += 2
+            continue
+        if c == "[":
+            end = class_end(pattern, i)
+            if end is None:
+                return None
+            i = end
             continue
         if c == "(":
             depth += 1
@@ -113,16 +119,37 @@ def _split_top(pattern: str) -> list[str] | None:
             if depth < 0:
                 return None
         elif c == "|" and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-            i += 1
-            continue
-        cur.append(c)
+            out.append(pattern[start:i])
+            start = i + 1
         i += 1
     if depth:
         return None
-    parts.append("".join(cur))
-    return parts
+    out.append(pattern[start:])
+    return out
+
+
+def class_end(pattern: str, i: int) -> int | None:
+    """Index after the character class opening at ``i`` (``[]a]``, ``[^]a]``,
+    ``[[:alpha:]]``, escapes)."""
+    j = i + 1
+    if j < len(pattern) and pattern[j] == "^":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1
+    while j < len(pattern):
+        c = pattern[j]
+        if c == "\\":
+            j += 2
+        elif c == "[" and pattern.startswith("[:", j):
+            end = pattern.find(":]", j + 2)
+            if end < 0:
+                return None
+            j = end + 2
+        elif c == "]":
+            return j + 1
+        else:
+            j += 1
+    return None
 
 
 def _expand(text: str) -> list[str] | None:
@@ -137,7 +164,7 @@ def _expand(text: str) -> list[str] | None:
     if inner.startswith("?:"):
         inner = inner[2:]
     head, tail = _unescape(text[:open_at]), _unescape(text[close_at + 1 :])
-    alts = _split_top(inner)
+    alts = top_level_branches(inner)
     if head is None or tail is None or alts is None:
         return None
     out = []
