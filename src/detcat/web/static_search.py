@@ -159,7 +159,16 @@ class Pagefind:
                 answers.append(e)
 
     def write(self, out: Path) -> None:
-        self._call({"type": "WriteFiles", "index_id": self.index_id, "output_path": str(out)})
+        """The index's files, written under ``out`` by us: the service's own
+        ``WriteFiles`` answers before its writes reach the files, and closing the
+        service then cut files short (an empty ``pagefind-entry.json`` was seen)."""
+        files = self._call({"type": "GetFiles", "index_id": self.index_id})["files"]
+        for f in files:
+            path = out / f["path"]
+            if not path.resolve().is_relative_to(out.resolve()):
+                raise SearchIndexError(f"pagefind: a file outside the index folder: {f['path']}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(base64.b64decode(f["content"]))
 
     def close(self) -> None:
         if self._proc.stdin:
