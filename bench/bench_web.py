@@ -7,6 +7,8 @@ Both code versions run on the same catalog in the same run: this tree's and
 ``--reference``'s (default: the last commit before issue 13's site work), taken
 from git into a temporary folder. Printed:
 
+0. What storing the guides' sections (``guide_sections.refresh``, every technique)
+   costs a build: seconds, and the share of the catalog build when built here.
 1. The technique guide T1219 computed in-process (``guide.technique_guide``), p95
    over N calls, each version in its own process. Target: <= 20 ms.
 2. Pages over loopback (uvicorn in a subprocess, N sequential keep-alive requests,
@@ -25,7 +27,9 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -35,7 +39,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from detcat import catalog, store
+from detcat import catalog, guide_sections, store
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "9e48fe7"  # main before issue 13's guide and export work
@@ -132,6 +136,21 @@ def verdict(value: float, target: float) -> str:
     return f"target <= {target:g}: {'OK' if value <= target else 'MISSED'}"
 
 
+def bench_sections(db: Path, tmp: Path, build_seconds: float | None) -> None:
+    """Every technique's sections ranked again, as a build from nothing does."""
+    copy = tmp / "sections.sqlite"
+    shutil.copy(db, copy)
+    conn = sqlite3.connect(copy)
+    wall, cpu = time.perf_counter(), time.process_time()
+    n = guide_sections.refresh(conn, None)
+    conn.commit()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    conn.close()
+    copy.unlink()
+    share = f"; {wall / build_seconds:.3f} of the catalog build" if build_seconds else ""
+    print(f"guide sections of {n} techniques stored in {wall:.2f} s ({cpu:.2f} s CPU){share}")
+
+
 def bench_guide(now: Path, ref: Path, db: Path, n: int) -> None:
     p95 = {name: pct(run_json(GUIDE, src, db, n), 95) for name, src in (("ref", ref), ("now", now))}
     print(f"guide T1219 in-process p95: reference {p95['ref']:.2f} ms, now {p95['now']:.2f} ms"
@@ -193,16 +212,18 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        db = args.db
+        db, built = args.db, None
         if db is None:
             db = tmp / "detcat.sqlite"
             start = time.perf_counter()
             catalog.build(args.sources, db)
-            print(f"catalog built from {args.sources} in {time.perf_counter() - start:.1f} s")
+            built = time.perf_counter() - start
+            print(f"catalog built from {args.sources} in {built:.1f} s")
         ref, now = source_tree(args.reference, tmp / "reference"), REPO / "src"
         rules = store.connect(db).execute("SELECT COUNT(*) FROM rules").fetchone()[0]
         print(f"{rules} rules; reference {args.reference}; {args.requests} calls or requests"
               f" each; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        bench_sections(db, tmp, built)
         bench_guide(now, ref, db, args.requests)
         bench_pages(now, ref, db, args.requests)
         if not args.no_export:
