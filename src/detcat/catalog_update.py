@@ -253,7 +253,9 @@ def _apply(
     progress: Progress | None,
 ) -> int:
     notify = progress or (lambda *_: None)
+    started = time.perf_counter()
     with store.writing(db, update=True) as w:
+        phases["copy the previous catalog"] = time.perf_counter() - started
         with timed(phases, "remove changed rows"):
             _drop_derived(w)
             removed = _remove(w, plans)
