@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from detcat import catalog, reach, similar
+from detcat import catalog, reach, similar, similar_update
 
 # meta keys that say when and how fast, not what
 _TIMING_META = {"built_at", "vendor_seconds"}
@@ -64,41 +64,66 @@ def _mentioning(sources: Path, text: str) -> int:
     return sum(text in p.read_text() for p in found)
 
 
-# (what changes, how, how many files an incremental build reads: None = a full build)
+# How the near-duplicate tables follow (``similar_update``): the pairs of the rules
+# whose weights changed found again, or (the number of compared rules changed, so
+# every weight did) everything computed anew.
+PAIRS, WHOLE = "pairs of the touched rules", "computed whole"
+
+# (what changes, how, how many files an incremental build reads, how the
+# near-duplicate tables follow); None for both: a full build.
 Change = Callable[[Path], Any]
-SCENARIOS: list[tuple[str, Change, Callable[[Path], int | None]]] = [
-    ("nothing", lambda s: None, lambda s: 0),
+SCENARIOS: list[tuple[str, Change, Callable[[Path], int | None], str | None]] = [
+    ("nothing", lambda s: None, lambda s: 0, PAIRS),
     ("a Sigma rule's detection",
      lambda s: _edit(_first(s, f"{_SIGMA}/*.yml", "|endswith"), "|endswith", "|startswith"),
-     lambda s: 1),
+     lambda s: 1, PAIRS),
     ("a Sigma rule's title", lambda s: _edit(_first(s, f"{_SIGMA}/*.yml"), "title: ", "title: X "),
-     lambda s: 1),
-    ("a file removed", lambda s: _first(s, "elastic/rules/windows/*.toml").unlink(), lambda s: 0),
+     lambda s: 1, PAIRS),
+    ("an Elastic query's value and a Sigma detection", lambda s: (
+        _edit(_first(s, "elastic/rules/windows/*.toml", '.exe"'), '.exe"', 'z.exe"'),
+        _edit(_first(s, f"{_SIGMA}/*.yml", "|contains"), "|contains", "|endswith")),
+     lambda s: 2, PAIRS),
+    ("a Sigma file renamed", lambda s: _first(s, f"{_SIGMA}/*.yml").rename(s / _SIGMA / "zz_a.yml"),
+     lambda s: 1, PAIRS),
+    ("a file removed", lambda s: _first(s, "elastic/rules/windows/*.toml").unlink(), lambda s: 0,
+     WHOLE),
     ("a file added", lambda s: (s / "spare.yml").replace(s / _SIGMA / "zz_added.yml"),
-     lambda s: 1),
+     lambda s: 1, WHOLE),
     ("a bad file", lambda s: (s / _SIGMA / "zz_bad.yml").write_text("title: [unclosed\n"),
-     lambda s: 1),
-    ("nothing, with a bad file cached", lambda s: None, lambda s: 0),
+     lambda s: 1, PAIRS),
+    ("nothing, with a bad file cached", lambda s: None, lambda s: 0, PAIRS),
     ("a Splunk macro",
      lambda s: _edit(s / "splunk/macros/sysmon.yml", "definition: ", "definition: host=x OR "),
-     lambda s: _mentioning(s, "`sysmon`")),
+     lambda s: _mentioning(s, "`sysmon`"), PAIRS),
     ("a Splunk lookup's rows", lambda s: (s / "splunk/lookups/remote_access_software20240726.csv")
-     .open("a").write("zz_tool.exe,zz tool,TRUE,,\n"), lambda s: -1),
+     .open("a").write("zz_tool.exe,zz tool,TRUE,,\n"), lambda s: -1, PAIRS),
     ("a chronicle rule removed, a duplicate id added", lambda s: (
         _first(s, "chronicle/rules/community/*/*.yaral").unlink(),
         shutil.copy(_first(s, f"{_SIGMA}/*.yml"), s / _SIGMA / "zz_duplicate.yml")),
-     lambda s: None),
+     lambda s: None, None),
     ("the duplicate removed", lambda s: (s / _SIGMA / "zz_duplicate.yml").unlink(),
-     lambda s: None),
+     lambda s: None, None),
 ]  # fmt: skip
 
 
-def test_every_change_gives_the_catalog_a_full_build_gives(sources: Path, tmp_path: Path) -> None:
+def test_every_change_gives_the_catalog_a_full_build_gives(
+    sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    followed: list[str] = []  # how the near-duplicate tables followed each build
+    update = similar_update.update
+
+    def spy(*args: Any) -> Any:
+        got = update(*args)
+        followed.append(WHOLE if got is None else PAIRS)
+        return got
+
+    monkeypatch.setattr(similar_update, "update", spy)
     updated = tmp_path / "updated.sqlite"
     catalog.build(sources, updated, workers=1, incremental=False)
-    for name, change, reads in SCENARIOS:
+    for name, change, reads, sim in SCENARIOS:
         reach.ensure(updated)  # derived after a build, as `detcat build` does: not kept
         change(sources)
+        followed.clear()
         report = catalog.build(sources, updated, workers=1)
         cold = tmp_path / f"cold-{len(name)}.sqlite"
         cold_report = catalog.build(sources, cold, workers=2, incremental=False)
@@ -109,6 +134,7 @@ def test_every_change_gives_the_catalog_a_full_build_gives(sources: Path, tmp_pa
             assert report.incremental and 0 < (report.files_read or 0) <= 6, name
         else:
             assert (report.incremental, report.files_read) == (True, expected), name
+        assert followed == ([sim] if sim else []), name
         assert _tables(updated) == _tables(cold), f"{name}: the catalogs differ"
         assert _fts_ok(updated), name
         assert Counter(map(repr, report.problems)) == Counter(map(repr, cold_report.problems))

@@ -148,7 +148,8 @@ def build(
     if files_read is None:
         results = _read_all(jobs, options, workers, progress)
         _write(db, attack_path, results, meta, phases, progress)
-    report = _report(db, time.perf_counter() - started)
+    with timed(phases, "report"):
+        report = _report(db, time.perf_counter() - started)
     report.dropped = _drops(before, report.vendors)
     report.incremental = files_read is not None
     report.files_read = files_read
@@ -318,10 +319,11 @@ def _report(db: Path, seconds: float) -> BuildReport:
     try:
         summary: dict[str, dict[str, int]] = {}
         for c, v, problems in conn.execute(
-            "SELECT collection, vendor, problems FROM build_files ORDER BY rowid"
+            "SELECT collection, vendor, SUM(json_array_length(problems)) FROM build_files"
+            " GROUP BY collection, vendor ORDER BY MIN(rowid)"
         ):
             s = summary.setdefault(_label(Collection(c, Path()), v), _empty_summary())
-            s["problems"] += len(json.loads(problems))
+            s["problems"] += problems
         for c, v, n, with_query, full in conn.execute(
             "SELECT collection, vendor, COUNT(*), SUM(has_query), SUM(fully_parsed)"
             " FROM rules GROUP BY collection, vendor"

@@ -10,8 +10,10 @@ folders and the ATT&CK bundle. When that key matches, a build
 - reads again only the files whose bytes changed, the new ones, and those whose
   macros or lookups changed; deletes the rows of those and of the removed files;
 - reads the shared definitions again (their problems are replaced every time);
-- recomputes what depends on every rule (near-duplicates, unknown techniques)
-  exactly as a full build does (``catalog_write``),
+- brings what depends on every rule up to date (``catalog_write``): the
+  unknown techniques, and the near-duplicate pairs of the rules whose features
+  or weights changed (``similar_update``; all of them when the number of rules
+  changed, as every weight does then),
 
 into a temporary copy that replaces the catalog only when all went well. A file
 that clashes on a rule id (before or after), a changed key, a missing or foreign
@@ -251,7 +253,9 @@ def _apply(
     progress: Progress | None,
 ) -> int:
     notify = progress or (lambda *_: None)
+    started = time.perf_counter()
     with store.writing(db, update=True) as w:
+        phases["copy the previous catalog"] = time.perf_counter() - started
         with timed(phases, "remove changed rows"):
             _drop_derived(w)
             removed = _remove(w, plans)

@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from detcat import guide_sections, similar, store
+from detcat import guide_sections, similar, similar_update, store
 from detcat.attack import Attack, Technique
 from detcat.catalog_read import FileResult
 from detcat.model import Problem
@@ -126,14 +126,13 @@ class Loader:
         )
         if removed is None:
             similar.write_tables(conn, {pk: set(fs) for pk, fs in self.features.items()})
-        elif removed != {pk: fs for pk, fs in self.features.items() if similar.compared(fs)}:
-            # Weights depend on every rule: recomputed whole, rows written where they differ.
+        elif similar_update.update(conn, removed, self.features) is None:
+            # Every weight changed (or most rules did): recomputed whole, rows
+            # written where they differ.
             previous = similar.stored_weights(conn)
             kept = {pk: set(ws) for pk, ws in previous.items() if pk not in removed}
             features = kept | {pk: set(fs) for pk, fs in self.features.items()}
             similar.write_tables(conn, features, previous)
-        # else: the same rules under the same keys with the same features (an edited
-        # title or description): the similarity tables stay as they are.
         unknown = dict(
             conn.execute(
                 "SELECT rt.technique_id, COUNT(*) FROM rule_techniques rt"
