@@ -14,6 +14,7 @@ a table from before it is never read, only derived again.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -76,17 +77,24 @@ def _stamp(conn: sqlite3.Connection) -> str:
 
 def counts(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, int]:
     """Corpus reach of each key (0 for a key no rule checks)."""
-    table = available(conn)
-    sql = (
-        "SELECT rules FROM indicator_reach WHERE field IS ? AND op = ? AND value_key = ?"
-        if table
-        else f"""SELECT COUNT(DISTINCT rule_pk) FROM predicates
+    keys = list(keys)
+    out = dict.fromkeys(keys, 0)
+    if not keys:
+        return out
+    if available(conn):  # one indexed lookup per key, in one statement
+        rows = conn.execute(
+            """SELECT r.field, r.op, r.value_key, r.rules FROM json_each(?) j
+            JOIN indicator_reach r ON r.field IS json_extract(j.value, '$[0]')
+                AND r.op = json_extract(j.value, '$[1]')
+                AND r.value_key = json_extract(j.value, '$[2]')""",
+            (json.dumps(keys),),
+        )
+        out.update(((f, op, vkey), n) for f, op, vkey, n in rows)
+        return out
+    sql = f"""SELECT COUNT(DISTINCT rule_pk) FROM predicates
         WHERE field IS ? AND op = ? AND value_key = ? AND {_USES}"""
-    )
-    out = {}
     for key in keys:
-        row = conn.execute(sql, key).fetchone()
-        out[key] = row[0] if row else 0
+        out[key] = conn.execute(sql, key).fetchone()[0]
     return out
 
 
