@@ -9,6 +9,7 @@ which number a rule gets is not part of the catalog's meaning.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from collections import Counter
@@ -174,8 +175,9 @@ def _tables(db: Path) -> dict[str, Any]:
     names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     out: dict[str, Any] = {}
     for table in names:
-        if table.startswith(("sqlite_", "rules_fts")):
-            continue  # statistics; the full-text index (checked by integrity-check)
+        if table.startswith(("sqlite_", "rules_fts")) or table == "build_dirs":
+            continue  # statistics; the full-text index (checked by integrity-check);
+            # the file system's stamps of the folders, not the catalog's
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         rows = [dict(zip(cols, r, strict=True)) for r in conn.execute(f"SELECT * FROM {table}")]
         out[table] = Counter(repr(_row(table, r, key, conn)) for r in rows)
@@ -225,3 +227,71 @@ def test_similarity_tables_come_with_the_build(sources: Path, tmp_path: Path) ->
     summary = similar.cached_summary(conn)
     assert summary is not None and summary["rules"] > 0
     assert conn.execute("SELECT COUNT(*) FROM sim_features").fetchone()[0] > 0
+
+
+def _keep_size_and_mtime(path: Path) -> None:
+    """An edit that keeps the file's size and sets its modification time back (as
+    ``touch -r`` or ``rsync -t`` can): only its change time tells."""
+    st = path.stat()
+    text = path.read_text()
+    path.write_text(text.replace("title: Y", "title: Q", 1))
+    assert path.stat().st_size == st.st_size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# (what changes, whether the Sigma folders are listed again, how many files' bytes
+# are read to compare them, how many files are read as rules)
+LISTING: list[tuple[str, Change, bool, int, int]] = [
+    ("nothing", lambda s: None, False, 0, 0),
+    ("a rule edited in place", lambda s: _edit(_first(s, f"{_SIGMA}/*.yml"), "title: ", "title: Y"),
+     False, 1, 1),
+    ("a rule edited, its size and modification time kept",
+     lambda s: _keep_size_and_mtime(_first(s, f"{_SIGMA}/*.yml", "title: Y")), False, 1, 1),
+    ("a file touched, its bytes the same", lambda s: _first(s, f"{_SIGMA}/*.yml").touch(),
+     False, 1, 0),
+    ("nothing, after the touch (stamped anew)", lambda s: None, False, 0, 0),
+    ("a file added", lambda s: (s / "spare1.yml").rename(s / _SIGMA / "zz.yml"), True, 0, 1),
+    ("nothing, after a file was added", lambda s: None, False, 0, 0),
+    ("a file renamed", lambda s: (s / _SIGMA / "zz.yml").rename(s / _SIGMA / "zz_renamed.yml"),
+     True, 0, 1),
+    ("a file removed", lambda s: (s / _SIGMA / "zz_renamed.yml").unlink(), True, 0, 0),
+    ("an empty folder added", lambda s: (s / _SIGMA / "empty").mkdir(), True, 0, 0),
+    ("a rule file in a new folder",
+     lambda s: (s / "spare2.yml").rename(s / _SIGMA / "empty" / "zz_deeper.yml"), True, 0, 1),
+]  # fmt: skip
+
+
+def test_rule_folders_are_listed_again_only_when_one_changed(
+    corpora: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detcat import catalog_read, catalog_update
+
+    sources = tmp_path / "sources"
+    spares = _copy_some(corpora, sources, f"{_SIGMA}/*.yml", 14)[-2:]  # added by scenarios
+    for i, spare in enumerate(spares, 1):
+        (sources / spare.relative_to(corpora)).rename(sources / f"spare{i}.yml")
+    (sources / "attack").symlink_to(corpora / "attack")
+    # Stamps of whatever just changed are trusted here (the "racy" guard is for
+    # edits within one tick of the file system's clock; these are a build apart).
+    monkeypatch.setattr(catalog_read, "_RACY_SECONDS", 0)
+    listed: list[Path] = []
+    hashed: list[Path] = []
+    stamps, digest = catalog_update.folder_stamps, catalog_update.file_digest
+    monkeypatch.setattr(
+        catalog_update, "folder_stamps", lambda folder: listed.append(folder) or stamps(folder)
+    )
+    monkeypatch.setattr(
+        catalog_update, "file_digest", lambda p, root: hashed.append(p) or digest(p, root)
+    )
+    db = tmp_path / "c.sqlite"
+    catalog.build(sources, db, workers=1, incremental=False)
+    for name, change, relisted, compared, reads in LISTING:
+        change(sources)
+        listed.clear()
+        hashed.clear()
+        report = catalog.build(sources, db, workers=1)
+        assert (report.incremental, report.files_read) == (True, reads), name
+        assert (bool(listed), len(hashed)) == (relisted, compared), name
+    cold = tmp_path / "cold.sqlite"
+    catalog.build(sources, cold, workers=1, incremental=False)
+    assert _tables(db) == _tables(cold)
