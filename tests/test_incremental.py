@@ -22,7 +22,7 @@ import pytest
 from detcat import catalog, reach, similar, similar_update
 
 # meta keys that say when and how fast, not what
-_TIMING_META = {"built_at", "vendor_seconds"}
+_TIMING_META = {"built_at", "vendor_seconds", "build_inputs"}
 _SIGMA = "sigma/rules/windows/process_creation"
 
 
@@ -295,3 +295,32 @@ def test_rule_folders_are_listed_again_only_when_one_changed(
     cold = tmp_path / "cold.sqlite"
     catalog.build(sources, cold, workers=1, incremental=False)
     assert _tables(db) == _tables(cold)
+
+
+def test_the_build_key_follows_the_bytes_of_its_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from detcat import catalog_read
+    from detcat.catalog_update import ReadOptions, fingerprint
+
+    monkeypatch.setattr(catalog_read, "_RACY_SECONDS", 0)  # see the listing test
+    bundle = tmp_path / "enterprise-attack.json"
+    bundle.write_text('{"a": 1}')
+    key, inputs = fingerprint([], ReadOptions(), bundle)
+    # A previous build's digest is taken as it is while the stamps hold: a forged
+    # one shows that the bytes were not read again.
+    forged = json.dumps({**json.loads(inputs), "digest": "forged"})
+    assert fingerprint([], ReadOptions(), bundle, inputs)[0] == key
+    assert fingerprint([], ReadOptions(), bundle, forged)[0] != key
+    # (change to the bundle, whether the key stays)
+    changes = [
+        ("touched, the same bytes", bundle.touch, True),
+        ("other bytes of the same size", lambda: bundle.write_text('{"a": 2}'), False),
+    ]
+    for name, change, same in changes:
+        change()
+        got, _ = fingerprint([], ReadOptions(), bundle, forged)
+        assert got == fingerprint([], ReadOptions(), bundle)[0], name  # read again
+        assert (got == key) == same, name

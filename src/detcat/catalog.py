@@ -140,8 +140,13 @@ def build(
     plain_jobs = [catalog_update.Job(c.name, c.root, v, _label(c, v)) for c, v in jobs]
     phases: dict[str, float] = {}
     with timed(phases, "fingerprint"):
-        key = catalog_update.fingerprint(plain_jobs, options, attack_path)
-    meta = {"build_key": key, "collections": sorted({c.name for c, _ in jobs})}
+        previous = catalog_update.previous_inputs(db) if incremental else None
+        key, inputs = catalog_update.fingerprint(plain_jobs, options, attack_path, previous)
+    meta = {
+        "build_key": key,
+        "build_inputs": inputs,
+        "collections": sorted({c.name for c, _ in jobs}),
+    }
     files_read = None
     if incremental:
         files_read = catalog_update.update(db, plain_jobs, options, meta, phases, progress)

@@ -99,24 +99,58 @@ class Job:
         return (self.collection, self.vendor)
 
 
-def fingerprint(jobs: list[Job], options: ReadOptions, attack_path: Path) -> str:
-    """The build key: what every rule's rows depend on besides its own file."""
+def fingerprint(
+    jobs: list[Job], options: ReadOptions, attack_path: Path, previous: str | None = None
+) -> tuple[str, str]:
+    """The build key: what every rule's rows depend on besides its own file; and
+    the stamps of the files it read (``meta.build_inputs``). ``previous``: those
+    of the last build, whose digest of the files' bytes holds while every stamp
+    is the same (``file_stamp``), so that their 35 MB are not read again."""
     h = hashlib.blake2b(digest_size=16)
-    package = Path(detcat.__file__).parent
-    code = [p for p in sorted(package.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
-    for job in jobs:  # a vendor plugin's own module, when it lives elsewhere
-        file = _module_file(job.vendor)
-        if file and not file.is_relative_to(package):
-            code.append(file)
-    for p in code:
-        h.update(f"{p.name}\0".encode() + p.read_bytes())
     for lib in _LIBRARIES:
         h.update(f"{lib}={_version(lib)}\0".encode())
     h.update(f"{sys.version}\0{store.SCHEMA_VERSION}\0{similar.VERSION}\0".encode())
     h.update(repr(options).encode())
     h.update(repr([(j.collection, str(j.root.resolve()), j.vendor) for j in jobs]).encode())
-    h.update(attack_path.read_bytes())
-    return h.hexdigest()
+    inputs = _inputs(jobs, attack_path, previous)
+    h.update(inputs["digest"].encode())
+    return h.hexdigest(), json.dumps(inputs)
+
+
+def _inputs(jobs: list[Job], attack_path: Path, previous: str | None) -> dict[str, str]:
+    """detcat's code and tables, a vendor plugin's module and the ATT&CK bundle:
+    a digest of their stamps and one of their bytes (the last build's while the
+    stamps are the same)."""
+    package = Path(detcat.__file__).parent
+    files = [p for p in sorted(package.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+    for job in jobs:  # a vendor plugin's own module, when it lives elsewhere
+        file = _module_file(job.vendor)
+        if file and not file.is_relative_to(package):
+            files.append(file)
+    files.append(attack_path)
+    stamps = [file_stamp(p) for p in files]
+    listed = "\n".join(f"{p}\0{s}" for p, s in zip(files, stamps, strict=True))
+    stamp = hashlib.blake2b(listed.encode(), digest_size=16).hexdigest() if all(stamps) else ""
+    try:
+        last = json.loads(previous or "{}")
+    except ValueError:
+        last = {}
+    if stamp and last.get("stamps") == stamp and last.get("digest"):
+        return {"stamps": stamp, "digest": last["digest"]}
+    h = hashlib.blake2b(digest_size=16)
+    for p in files:
+        h.update(f"{p.name}\0".encode() + p.read_bytes())
+    return {"stamps": stamp, "digest": h.hexdigest()}
+
+
+def previous_inputs(db: Path) -> str | None:
+    """``meta.build_inputs`` of the catalog at ``db``, if it has one."""
+    try:
+        with closing(store.connect(db)) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'build_inputs'").fetchone()
+    except (sqlite3.Error, store.MissingCatalog, DetcatError):
+        return None
+    return str(row[0]) if row else None
 
 
 def _module_file(vendor: str) -> Path | None:

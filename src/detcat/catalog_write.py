@@ -22,7 +22,7 @@ from detcat.model import Problem
 # The meta keys a build writes (catalog.py, catalog_update.py, ``finish``), and
 # the near-duplicate summary, which it writes too.
 BUILD_META = (
-    "schema_version", "build_key", "collections", "built_at", "vendor_seconds",
+    "schema_version", "build_key", "build_inputs", "collections", "built_at", "vendor_seconds",
     "unknown_techniques", "attack_version", "similar",
 )  # fmt: skip
 
