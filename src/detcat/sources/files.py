@@ -28,12 +28,13 @@ from typing import Any
 import yaml
 
 from detcat.errors import DetcatError
+from detcat.sources.yaml_loader import FastSafeLoader
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # the largest public rule file is 0.3 MB, a lookup 2.2 MB
 MAX_VALUES = 250_000  # scalars + containers of one document, aliases counted each time used
 MAX_NESTING = 100  # containers inside containers
 
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOADER: Any = FastSafeLoader
 _max_bytes = DEFAULT_MAX_BYTES
 
 
