@@ -107,6 +107,14 @@ CREATE TABLE build_files (
     uses TEXT NOT NULL, uses_digest TEXT NOT NULL, rules TEXT NOT NULL, problems TEXT NOT NULL,
     dup INTEGER NOT NULL, PRIMARY KEY (collection, vendor, path)
 );
+-- Every folder under a vendor folder ("" the vendor folder itself) with its stamp at
+-- the build: while none changed, no file was added, removed or renamed there, and the
+-- build cache's paths are the rule files (catalog_update.py). No rows for a vendor
+-- folder when one of its folders changed too recently to trust its stamp.
+CREATE TABLE build_dirs (
+    collection TEXT NOT NULL, vendor TEXT NOT NULL, path TEXT NOT NULL, stamp TEXT NOT NULL,
+    PRIMARY KEY (collection, vendor, path)
+);
 CREATE VIRTUAL TABLE rules_fts USING fts5(
     title, description, content='rules', content_rowid='pk', tokenize='unicode61'
 );
