@@ -115,9 +115,12 @@ def prepare(reader: Any, vendor: str, root: Path, include_deprecated: bool) -> l
 
 def read_source(reader: Any, vendor: str, path: Path, root: Path) -> FileResult:
     """One rule file as a ``FileResult``."""
-    # Stamp and digest first: a file changed while it is read is read again next time.
-    stamp, digest = file_stamp(path), file_digest(path, root)
-    items = read_one(reader, vendor, path, root)
+    # Stamp first: a file changed while it is read is read again next time. Its
+    # bytes are read once, for the digest and the reader.
+    stamp = file_stamp(path)
+    with source_files.read_once(path, root) as data:
+        digest = "" if data is None else _digest(data)
+        items = read_one(reader, vendor, path, root)
     uses = tuple(reader.shared_names())
     return FileResult(_rel(path, root), items, digest, stamp, uses, uses_digest(reader, root, uses))
 
