@@ -22,7 +22,7 @@ from detcat.model import Problem
 # The meta keys a build writes (catalog.py, catalog_update.py, ``finish``), and
 # the near-duplicate summary, which it writes too.
 BUILD_META = (
-    "schema_version", "build_key", "collections", "built_at", "vendor_seconds",
+    "schema_version", "build_key", "build_inputs", "collections", "built_at", "vendor_seconds",
     "unknown_techniques", "attack_version", "similar",
 )  # fmt: skip
 
@@ -83,6 +83,8 @@ class Loader:
         self.features: dict[int, frozenset[str]] = {}  # of the rules added
         self.entries: dict[tuple[str, str, str], list[Any]] = {}
         self.owner: dict[tuple[str, str], tuple[str, str, str]] = {}  # rule key -> file
+        # (collection, vendor) -> its folders' stamps (``build_dirs``), to write anew
+        self.dirs: dict[tuple[str, str], list[tuple[str, str]]] = {}
 
     def add_file(
         self, collection: str, vendor: str, fr: FileResult, reuse: dict[tuple[str, str], int]
@@ -124,6 +126,11 @@ class Loader:
         conn.executemany(
             "INSERT OR REPLACE INTO build_files VALUES (?,?,?,?,?,?,?,?,?,?)", self.entries.values()
         )
+        for (c, v), stamps in self.dirs.items():
+            conn.execute("DELETE FROM build_dirs WHERE collection = ? AND vendor = ?", (c, v))
+            conn.executemany(
+                "INSERT INTO build_dirs VALUES (?,?,?,?)", [(c, v, d, s) for d, s in stamps]
+            )
         if removed is None:
             similar.write_tables(conn, {pk: set(fs) for pk, fs in self.features.items()})
         elif similar_update.update(conn, removed, self.features) is None:
