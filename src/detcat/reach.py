@@ -15,7 +15,6 @@ kept it up to date (``recount``: the keys of the rules it removed and added).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -117,15 +116,16 @@ def counts(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, int]:
     out = dict.fromkeys(keys, 0)
     if not keys:
         return out
-    if available(conn):  # one indexed lookup per key, in one statement
-        rows = conn.execute(
-            """SELECT r.field, r.op, r.value_key, r.rules FROM json_each(?) j
-            JOIN indicator_reach r ON r.field IS json_extract(j.value, '$[0]')
-                AND r.op = json_extract(j.value, '$[1]')
-                AND r.value_key = json_extract(j.value, '$[2]')""",
-            (json.dumps(keys),),
-        )
-        out.update(((f, op, vkey), n) for f, op, vkey, n in rows)
+    if available(conn):  # one indexed lookup per key, a few hundred keys per statement
+        for i in range(0, len(keys), 300):
+            chunk = keys[i : i + 300]
+            rows = conn.execute(
+                f"""WITH k(field, op, value_key) AS (VALUES {",".join(["(?,?,?)"] * len(chunk))})
+                SELECT r.field, r.op, r.value_key, r.rules FROM k JOIN indicator_reach r
+                ON r.field IS k.field AND r.op = k.op AND r.value_key = k.value_key""",
+                [part for key in chunk for part in key],
+            )
+            out.update(((f, op, vkey), n) for f, op, vkey, n in rows)
         return out
     sql = f"""SELECT COUNT(DISTINCT rule_pk) FROM predicates
         WHERE field IS ? AND op = ? AND value_key = ? AND {_USES}"""
