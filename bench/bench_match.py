@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from detcat import catalog
+from detcat.cli.match import json_bytes
 from detcat.match import EventResult, Matcher
 from detcat.match.events import canonical_event
 from detcat.match.reading import read_documents
@@ -51,7 +52,7 @@ def regression_documents(sources: Path) -> list[tuple[str, dict[str, Any]]]:
 def pipeline(docs: list[tuple[str, dict[str, Any]]], match: Callable[..., EventResult]) -> None:
     """Document in, JSON line out: what ``detcat match --jsonl`` does per event."""
     for label, doc in docs:
-        json.dumps(match(canonical_event(label, doc)).to_json(), ensure_ascii=False)
+        json_bytes(match(canonical_event(label, doc)).to_json())
 
 
 def run_cli(db: Path, events: Path) -> tuple[float, float, int]:

@@ -40,6 +40,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -385,31 +386,41 @@ class Matcher:
 
     def _match(self, ev: Event, stages: list[StagePlan]) -> EventResult:
         result = EventResult(ev.label)
-        per_rule: dict[int, Results] = defaultdict(dict)
+        # Most stages answer False; a single-event rule's one stage that holds (or
+        # may) is its result at once, other rules' stages are gathered per rule.
+        per_rule: dict[int, Results] = {}
         unknown: dict[int, StagePlan] = {}
+        fired: Results = {}
+        single = self._single_ids
         for s in stages:
             r = (s._filter or s.filter())(ev)  # NULL is neither: as False
-            if r is True:
-                per_rule[id(s.rule)][s.name] = True
-            elif r is None:
-                per_rule[id(s.rule)].setdefault(s.name, None)
-                unknown[id(s.rule)] = s
-        fired: Results = {}
+            if r is not True and r is not None:
+                continue
+            rule = s.rule
+            key = id(rule)
+            if key in single:  # its only stage
+                self._single(rule, ev, r, s, result, fired)
+            elif r:
+                per_rule.setdefault(key, {})[s.name] = True
+            else:
+                per_rule.setdefault(key, {}).setdefault(s.name, None)
+                unknown[key] = s
         for key, results in per_rule.items():
             rule = self.by_key[key]
-            if key in self._single_ids:
-                self._single(rule, ev, results, unknown.get(key), result, fired)
-            elif not isinstance(engine := self.engine(rule), str):
+            if not isinstance(engine := self.engine(rule), str):
                 self._feed(key, engine, ev, results, result)
             elif any(results.values()):
                 hits = [s for s in rule.stages if results.get(s.name)]
                 result.partial.append({**_partial(rule, hits), "reason": engine})
-        for key, engine in list(self._watch.items()):
-            if key not in per_rule:
-                self._feed(key, engine, ev, {}, result)
-        self._correlate(ev, fired, result)
+        if self._watch:
+            for key, engine in list(self._watch.items()):
+                if key not in per_rule:
+                    self._feed(key, engine, ev, {}, result)
+        if fired:
+            self._correlate(ev, fired, result)
         for lst in (result.matches, result.partial, result.undetermined):
-            lst.sort(key=lambda d: (d["vendor"], d["title"], d["id"]))
+            if len(lst) > 1:
+                lst.sort(key=_ORDER)
         return result
 
     def _correlate(self, ev: Event, fired: Results, result: EventResult) -> None:
@@ -428,16 +439,17 @@ class Matcher:
         self,
         rule: RulePlan,
         ev: Event,
-        results: Results,
-        unknown: StagePlan | None,
+        holds: bool | None,
+        stage: StagePlan,
         result: EventResult,
         fired: Results,
     ) -> None:
-        if any(results.values()):
+        """A single-event rule whose stage holds (``holds``) or may hold (None)."""
+        if holds:
             result.matches.append(rule.ref())
             fired[rule.id] = True
-        elif unknown is not None:
-            result.undetermined.append({**rule.ref(), "unknown": unknown.unknown_reasons(ev)})
+        else:
+            result.undetermined.append({**rule.ref(), "unknown": stage.unknown_reasons(ev)})
             fired[rule.id] = None
 
     def _feed(
@@ -476,6 +488,10 @@ def _gates(scopes: tuple[str, ...]) -> tuple[tuple[str, frozenset[str]], ...]:
         if mine:
             out.append((kind, mine))
     return tuple(out)
+
+
+# Results are listed by vendor, title and id.
+_ORDER = itemgetter("vendor", "title", "id")
 
 
 def _partial(rule: RulePlan, matched: list[StagePlan]) -> dict[str, Any]:
