@@ -47,6 +47,7 @@ from typing import Any
 from detcat.match.aggregates import correlation_engine
 from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
 from detcat.match.events import Event, canonical_event, categorized_fields
+from detcat.match.fuse import fuse
 from detcat.match.lineage import Clause, ProcessTree, mentions_lineage
 from detcat.match.needs import can_hold
 from detcat.match.prefilter import Plan, Route, stage_plan
@@ -95,7 +96,8 @@ class StagePlan:
     # reads, one of which the event must have (see Route.candidates).
     reads: frozenset[str] = frozenset()
     _test: Test | None = None
-    _filter: Test | None = None  # the compiled filter, EQL's null not mapped to False
+    _filter: Test | None = None  # the compiled filter, EQL's null not mapped to False, fused
+    _unfused: Test | None = None  # the same, one closure per node (the reference's)
     _dialect: Dialect | None = None
 
     @property
@@ -132,7 +134,8 @@ class StagePlan:
         """The stage's filter: True, False or None (unknown); EQL's null is False."""
         if self._test is None:
             d = self._dialect = self.rule.dialect(self)
-            inner = self._filter = compile_expr(self.expr, d.full_match, dialect=d)
+            inner = self._unfused = compile_expr(self.expr, d.full_match, dialect=d)
+            self._filter = fuse(inner)
             if d.opaque is None and d.derived is None:
                 self._test = inner  # only EQL's computed conditions give NULL
             else:
@@ -145,6 +148,13 @@ class StagePlan:
         if self._filter is None:
             self.test()
         return self._filter  # type: ignore[return-value]
+
+    def unfused(self) -> Test:
+        """``filter`` as closures, one per node: what the reference evaluates, so
+        that the equality tests compare the fused code with it (``match.fuse``)."""
+        if self._unfused is None:
+            self.test()
+        return self._unfused  # type: ignore[return-value]
 
     def lineage(self) -> list[Clause]:
         """The EQL lineage clauses of the filter (compiled now: the stream's process
@@ -376,15 +386,17 @@ class Matcher:
     def match_reference(self, ev: Event) -> EventResult:
         """``match`` without route nor prefilter: every admitted stage evaluated.
         Slow; the equality tests and the benchmark compare ``match`` with it."""
-        return self._observed(ev, self.admitted)
+        return self._observed(ev, self.admitted, fused=False)
 
-    def _observed(self, ev: Event, select: Callable[[Event], list[StagePlan]]) -> EventResult:
+    def _observed(
+        self, ev: Event, select: Callable[[Event], list[StagePlan]], fused: bool = True
+    ) -> EventResult:
         if not self.lineage:
-            return self._match(ev, select(ev))
+            return self._match(ev, select(ev), fused)
         with self._tree.observing(ev):
-            return self._match(ev, select(ev))
+            return self._match(ev, select(ev), fused)
 
-    def _match(self, ev: Event, stages: list[StagePlan]) -> EventResult:
+    def _match(self, ev: Event, stages: list[StagePlan], fused: bool = True) -> EventResult:
         result = EventResult(ev.label)
         # Most stages answer False; a single-event rule's one stage that holds (or
         # may) is its result at once, other rules' stages are gathered per rule.
@@ -393,7 +405,7 @@ class Matcher:
         fired: Results = {}
         single = self._single_ids
         for s in stages:
-            r = (s._filter or s.filter())(ev)  # NULL is neither: as False
+            r = ((s._filter or s.filter()) if fused else s.unfused())(ev)  # NULL: as False
             if r is not True and r is not None:
                 continue
             rule = s.rule
