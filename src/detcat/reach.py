@@ -9,7 +9,8 @@ table one indexed lookup. It is derived like the near-duplicate tables
 ``export-site`` when the file is writable. A read-only catalog without it still
 works: ``counts`` then counts live. The table names the build it was counted
 from (``meta.built_at``): an incremental build updates the catalog in place, and
-a table from before it is never read, only derived again.
+a table from before it is never read, only derived again, unless the build
+kept it up to date (``recount``: the keys of the rules it removed and added).
 """
 
 from __future__ import annotations
@@ -52,6 +53,41 @@ def ensure(db: Path) -> None:
             if statement.strip():
                 wconn.execute(statement)
         wconn.execute("INSERT OR REPLACE INTO meta VALUES ('reach', ?)", (_stamp(wconn),))
+
+
+TABLE, META = "indicator_reach", "reach"  # what an incremental build keeps (recount)
+
+
+def keys_of(conn: sqlite3.Connection, pks: Iterable[int]) -> set[Key]:
+    """The keys the given rules check (those whose reach they count in)."""
+    out: set[Key] = set()
+    pks = sorted(pks)
+    for i in range(0, len(pks), 500):
+        chunk = pks[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        out.update(conn.execute(
+            f"SELECT DISTINCT field, op, value_key FROM predicates"
+            f" WHERE rule_pk IN ({marks}) AND {_USES}", chunk,
+        ).fetchall())  # fmt: skip
+    return out
+
+
+def recount(conn: sqlite3.Connection, keys: Iterable[Key]) -> None:
+    """Count ``keys`` again, as ``ensure`` counts them, and stamp the table with
+    the catalog's build (an incremental build that removed and added the rules
+    checking them; it has written its ``meta.built_at``)."""
+    for key in sorted(set(keys), key=repr):
+        conn.execute(
+            "DELETE FROM indicator_reach WHERE field IS ? AND op = ? AND value_key = ?", key
+        )
+        conn.execute(
+            f"""INSERT INTO indicator_reach
+            SELECT field, op, value_key, COUNT(DISTINCT rule_pk) FROM predicates
+            WHERE field IS ? AND op = ? AND value_key = ? AND {_USES}
+            GROUP BY field, op, value_key""",
+            key,
+        )
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('reach', ?)", (_stamp(conn),))
 
 
 def try_ensure(db: Path) -> str | None:
