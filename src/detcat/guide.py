@@ -1,8 +1,9 @@
 """Per-technique authoring guides and catalog statistics, over the store.
 
 SQL selects (a technique's rules, events, event-stage predicates, corpus reach);
-the field and indicator sections are aggregated from one fetch of the
-technique's predicates, which is faster than one grouped query per section.
+the field, indicator and exclusion sections come from ``guide_sections``: stored
+by the build for the usual guide (all vendors, up to 50 rows), else ranked from
+one fetch of the technique's predicates.
 Everything here speaks canonical terms only: no vendor-specific branches.
 """
 

@@ -109,7 +109,7 @@ class Predicates:
         all), compact (``expand`` makes guide rows of them)."""
         ranked = self.rank(members, limit)
         self.index_spellings([ranked])
-        return self.details(ranked, limit)
+        return self.details(ranked)
 
     def rank(self, members: Iterable[int], limit: int | None) -> dict[str, Any]:
         """What the sections show, before the rules and spellings of each row."""
@@ -162,12 +162,12 @@ class Predicates:
                 _add(found, ("x", key), pk, value)
             if not negated and value is not None and kind != "implied" and (f, vkey) in samples:
                 _add(found, ("s", (f, vkey)), pk, value)
-        # Keys no row gave a value for (no value ops never are shown keys).
+        # Every shown key has a row, so this only makes the lookups total.
         for tag, keys in (("s", samples), ("i", indicators), ("x", exclusions)):
             for k in keys:
                 found.setdefault((tag, k), {})
 
-    def details(self, r: dict[str, Any], limit: int | None) -> dict[str, Any]:
+    def details(self, r: dict[str, Any]) -> dict[str, Any]:
         """The compact sections of ``rank``'s result (after ``index_spellings``)."""
         members, order = r["members"], r["order"]
         selectors = set(load(GUIDE)["ranking"]["selector_fields"])
@@ -305,8 +305,7 @@ def _ref_order(refs: dict[int, Ref], members: set[int]) -> dict[int, int]:
 
 
 def _page_order(refs: dict[int, Ref]) -> Callable[[int], tuple[int, str, str]]:
-    seed = {r["folder"]: i for i, r in enumerate(load("sources.toml")["repo"])}
-    return lambda pk: (seed.get(refs[pk][0], len(seed)), *refs[pk])
+    return lambda pk: (*registry.display_key(refs[pk][0]), refs[pk][1])
 
 
 def _spelling(written: Counter[Any]) -> Any:
@@ -391,7 +390,7 @@ def refresh(conn: sqlite3.Connection, written: Iterable[int] | None = None) -> i
     predicates.index_spellings(ranked)
     conn.executemany(
         "INSERT OR REPLACE INTO technique_sections VALUES (?, ?, ?, ?)",
-        ((f, stamp, digests[f], json.dumps(predicates.details(r, HEAD), separators=(",", ":")))
+        ((f, stamp, digests[f], json.dumps(predicates.details(r), separators=(",", ":")))
          for f, r in zip(todo, ranked, strict=True)),
     )  # fmt: skip
     return len(todo)

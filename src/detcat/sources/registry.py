@@ -257,8 +257,21 @@ def display_name(name: str) -> str:
 def display_order(vendor_names: Iterable[str]) -> list[str]:
     """``vendor_names`` in the order pages show vendors: the order the pinned
     snapshots list them (Sigma first), then any other vendor by name."""
-    seed = [r["folder"] for r in load("sources.toml")["repo"]]
-    return sorted(vendor_names, key=lambda n: (seed.index(n) if n in seed else len(seed), n))
+    return sorted(vendor_names, key=display_key)
+
+
+def display_key(name: str) -> tuple[int, str]:
+    """A vendor's sort key in ``display_order`` (pages sort thousands of rows by it)."""
+    seed = _seed_ranks()
+    return seed.get(name, len(seed)), name
+
+
+@cache
+def _seed_ranks() -> dict[str, int]:
+    ranks: dict[str, int] = {}
+    for i, repo in enumerate(load("sources.toml")["repo"]):
+        ranks.setdefault(repo["folder"], i)
+    return ranks
 
 
 def register(vendor: Vendor) -> None:
