@@ -9,19 +9,21 @@ which number a rule gets is not part of the catalog's meaning.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from detcat import catalog, reach, similar
+from detcat import catalog, reach, similar, similar_update
 
 # meta keys that say when and how fast, not what
-_TIMING_META = {"built_at", "vendor_seconds"}
+_TIMING_META = {"built_at", "vendor_seconds", "build_inputs"}
 _SIGMA = "sigma/rules/windows/process_creation"
 
 
@@ -64,44 +66,76 @@ def _mentioning(sources: Path, text: str) -> int:
     return sum(text in p.read_text() for p in found)
 
 
-# (what changes, how, how many files an incremental build reads: None = a full build)
+# How the near-duplicate tables follow (``similar_update``): the pairs of the rules
+# whose weights changed found again, or (the number of compared rules changed, so
+# every weight did) everything computed anew.
+PAIRS, WHOLE = "pairs of the touched rules", "computed whole"
+
+# (what changes, how, how many files an incremental build reads, how the
+# near-duplicate tables follow); None for both: a full build.
 Change = Callable[[Path], Any]
-SCENARIOS: list[tuple[str, Change, Callable[[Path], int | None]]] = [
-    ("nothing", lambda s: None, lambda s: 0),
+SCENARIOS: list[tuple[str, Change, Callable[[Path], int | None], str | None]] = [
+    ("nothing", lambda s: None, lambda s: 0, PAIRS),
     ("a Sigma rule's detection",
      lambda s: _edit(_first(s, f"{_SIGMA}/*.yml", "|endswith"), "|endswith", "|startswith"),
-     lambda s: 1),
+     lambda s: 1, PAIRS),
     ("a Sigma rule's title", lambda s: _edit(_first(s, f"{_SIGMA}/*.yml"), "title: ", "title: X "),
-     lambda s: 1),
-    ("a file removed", lambda s: _first(s, "elastic/rules/windows/*.toml").unlink(), lambda s: 0),
+     lambda s: 1, PAIRS),
+    ("an Elastic query's value and a Sigma detection", lambda s: (
+        _edit(_first(s, "elastic/rules/windows/*.toml", '.exe"'), '.exe"', 'z.exe"'),
+        _edit(_first(s, f"{_SIGMA}/*.yml", "|contains"), "|contains", "|endswith")),
+     lambda s: 2, PAIRS),
+    ("a Sigma file renamed", lambda s: _first(s, f"{_SIGMA}/*.yml").rename(s / _SIGMA / "zz_a.yml"),
+     lambda s: 1, PAIRS),
+    ("a file removed", lambda s: _first(s, "elastic/rules/windows/*.toml").unlink(), lambda s: 0,
+     WHOLE),
     ("a file added", lambda s: (s / "spare.yml").replace(s / _SIGMA / "zz_added.yml"),
-     lambda s: 1),
+     lambda s: 1, WHOLE),
     ("a bad file", lambda s: (s / _SIGMA / "zz_bad.yml").write_text("title: [unclosed\n"),
-     lambda s: 1),
-    ("nothing, with a bad file cached", lambda s: None, lambda s: 0),
+     lambda s: 1, PAIRS),
+    ("nothing, with a bad file cached", lambda s: None, lambda s: 0, PAIRS),
     ("a Splunk macro",
      lambda s: _edit(s / "splunk/macros/sysmon.yml", "definition: ", "definition: host=x OR "),
-     lambda s: _mentioning(s, "`sysmon`")),
+     lambda s: _mentioning(s, "`sysmon`"), PAIRS),
     ("a Splunk lookup's rows", lambda s: (s / "splunk/lookups/remote_access_software20240726.csv")
-     .open("a").write("zz_tool.exe,zz tool,TRUE,,\n"), lambda s: -1),
+     .open("a").write("zz_tool.exe,zz tool,TRUE,,\n"), lambda s: -1, PAIRS),
     ("a chronicle rule removed, a duplicate id added", lambda s: (
         _first(s, "chronicle/rules/community/*/*.yaral").unlink(),
         shutil.copy(_first(s, f"{_SIGMA}/*.yml"), s / _SIGMA / "zz_duplicate.yml")),
-     lambda s: None),
+     lambda s: None, None),
     ("the duplicate removed", lambda s: (s / _SIGMA / "zz_duplicate.yml").unlink(),
-     lambda s: None),
+     lambda s: None, None),
 ]  # fmt: skip
 
 
-def test_every_change_gives_the_catalog_a_full_build_gives(sources: Path, tmp_path: Path) -> None:
+def test_every_change_gives_the_catalog_a_full_build_gives(
+    sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    followed: list[str] = []  # how the near-duplicate tables followed each build
+    update = similar_update.update
+
+    def spy(*args: Any) -> Any:
+        got = update(*args)
+        followed.append(WHOLE if got is None else PAIRS)
+        return got
+
+    monkeypatch.setattr(similar_update, "update", spy)
     updated = tmp_path / "updated.sqlite"
     catalog.build(sources, updated, workers=1, incremental=False)
-    for name, change, reads in SCENARIOS:
-        reach.ensure(updated)  # derived after a build, as `detcat build` does: not kept
+    for name, change, reads, sim in SCENARIOS:
+        reach.ensure(updated)  # derived after a build, as `detcat build` does
+        with closing(sqlite3.connect(updated)) as conn, conn:  # derived, kept by no one
+            conn.execute("CREATE TABLE zz_derived (x)")
+            conn.execute("INSERT INTO meta VALUES ('zz_derived', 'of the old rules')")
         change(sources)
+        followed.clear()
         report = catalog.build(sources, updated, workers=1)
+        with closing(sqlite3.connect(updated)) as conn:  # an update keeps reach up to date
+            assert reach.available(conn) == report.incremental, name
         cold = tmp_path / f"cold-{len(name)}.sqlite"
         cold_report = catalog.build(sources, cold, workers=2, incremental=False)
+        for db in (updated, cold):
+            reach.ensure(db)  # derived where it was not kept (or is not yet)
         expected = reads(sources)
         if expected is None:
             assert not report.incremental, f"{name}: a clash needs a full build"
@@ -109,6 +143,7 @@ def test_every_change_gives_the_catalog_a_full_build_gives(sources: Path, tmp_pa
             assert report.incremental and 0 < (report.files_read or 0) <= 6, name
         else:
             assert (report.incremental, report.files_read) == (True, expected), name
+        assert followed == ([sim] if sim else []), name
         assert _tables(updated) == _tables(cold), f"{name}: the catalogs differ"
         assert _fts_ok(updated), name
         assert Counter(map(repr, report.problems)) == Counter(map(repr, cold_report.problems))
@@ -148,8 +183,9 @@ def _tables(db: Path) -> dict[str, Any]:
     names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     out: dict[str, Any] = {}
     for table in names:
-        if table.startswith(("sqlite_", "rules_fts")):
-            continue  # statistics; the full-text index (checked by integrity-check)
+        if table.startswith(("sqlite_", "rules_fts")) or table == "build_dirs":
+            continue  # statistics; the full-text index (checked by integrity-check);
+            # the file system's stamps of the folders, not the catalog's
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         rows = [dict(zip(cols, r, strict=True)) for r in conn.execute(f"SELECT * FROM {table}")]
         out[table] = Counter(repr(_row(table, r, key, conn)) for r in rows)
@@ -173,6 +209,8 @@ def _row(table: str, row: dict[str, Any], key: dict[int, Any], conn: sqlite3.Con
         row.pop("cluster")
     if table == "meta" and row["key"] in _TIMING_META:
         row["value"] = "-"
+    if table == "meta" and row["key"] == "reach":  # its version, then the build's time
+        row["value"] = row["value"].split()[0]
     if table == "meta" and row["key"] == "similar":
         row["value"] = {k: v for k, v in json.loads(row["value"]).items() if k != "seconds"}
     if table == "build_files":
@@ -199,3 +237,100 @@ def test_similarity_tables_come_with_the_build(sources: Path, tmp_path: Path) ->
     summary = similar.cached_summary(conn)
     assert summary is not None and summary["rules"] > 0
     assert conn.execute("SELECT COUNT(*) FROM sim_features").fetchone()[0] > 0
+
+
+def _keep_size_and_mtime(path: Path) -> None:
+    """An edit that keeps the file's size and sets its modification time back (as
+    ``touch -r`` or ``rsync -t`` can): only its change time tells."""
+    st = path.stat()
+    text = path.read_text()
+    path.write_text(text.replace("title: Y", "title: Q", 1))
+    assert path.stat().st_size == st.st_size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# (what changes, whether the Sigma folders are listed again, how many files' bytes
+# are read to compare them, how many files are read as rules)
+LISTING: list[tuple[str, Change, bool, int, int]] = [
+    ("nothing", lambda s: None, False, 0, 0),
+    ("a rule edited in place", lambda s: _edit(_first(s, f"{_SIGMA}/*.yml"), "title: ", "title: Y"),
+     False, 1, 1),
+    ("a rule edited, its size and modification time kept",
+     lambda s: _keep_size_and_mtime(_first(s, f"{_SIGMA}/*.yml", "title: Y")), False, 1, 1),
+    ("a file touched, its bytes the same", lambda s: _first(s, f"{_SIGMA}/*.yml").touch(),
+     False, 1, 0),
+    ("nothing, after the touch (stamped anew)", lambda s: None, False, 0, 0),
+    ("a file added", lambda s: (s / "spare1.yml").rename(s / _SIGMA / "zz.yml"), True, 0, 1),
+    ("nothing, after a file was added", lambda s: None, False, 0, 0),
+    ("a file renamed", lambda s: (s / _SIGMA / "zz.yml").rename(s / _SIGMA / "zz_renamed.yml"),
+     True, 0, 1),
+    ("a file removed", lambda s: (s / _SIGMA / "zz_renamed.yml").unlink(), True, 0, 0),
+    ("an empty folder added", lambda s: (s / _SIGMA / "empty").mkdir(), True, 0, 0),
+    ("a rule file in a new folder",
+     lambda s: (s / "spare2.yml").rename(s / _SIGMA / "empty" / "zz_deeper.yml"), True, 0, 1),
+]  # fmt: skip
+
+
+def test_rule_folders_are_listed_again_only_when_one_changed(
+    corpora: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detcat import catalog_read, catalog_update
+
+    sources = tmp_path / "sources"
+    spares = _copy_some(corpora, sources, f"{_SIGMA}/*.yml", 14)[-2:]  # added by scenarios
+    for i, spare in enumerate(spares, 1):
+        (sources / spare.relative_to(corpora)).rename(sources / f"spare{i}.yml")
+    (sources / "attack").symlink_to(corpora / "attack")
+    # Stamps of whatever just changed are trusted here (the "racy" guard is for
+    # edits within one tick of the file system's clock; these are a build apart).
+    monkeypatch.setattr(catalog_read, "_RACY_SECONDS", 0)
+    listed: list[Path] = []
+    hashed: list[Path] = []
+    stamps, digest = catalog_update.folder_stamps, catalog_update.file_digest
+    monkeypatch.setattr(
+        catalog_update, "folder_stamps", lambda folder: listed.append(folder) or stamps(folder)
+    )
+    monkeypatch.setattr(
+        catalog_update, "file_digest", lambda p, root: hashed.append(p) or digest(p, root)
+    )
+    db = tmp_path / "c.sqlite"
+    catalog.build(sources, db, workers=1, incremental=False)
+    for name, change, relisted, compared, reads in LISTING:
+        change(sources)
+        listed.clear()
+        hashed.clear()
+        report = catalog.build(sources, db, workers=1)
+        assert (report.incremental, report.files_read) == (True, reads), name
+        assert (bool(listed), len(hashed)) == (relisted, compared), name
+    cold = tmp_path / "cold.sqlite"
+    catalog.build(sources, cold, workers=1, incremental=False)
+    assert _tables(db) == _tables(cold)
+
+
+def test_the_build_key_follows_the_bytes_of_its_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from detcat import catalog_read
+    from detcat.catalog_update import ReadOptions, fingerprint
+
+    monkeypatch.setattr(catalog_read, "_RACY_SECONDS", 0)  # see the listing test
+    bundle = tmp_path / "enterprise-attack.json"
+    bundle.write_text('{"a": 1}')
+    key, inputs = fingerprint([], ReadOptions(), bundle)
+    # A previous build's digest is taken as it is while the stamps hold: a forged
+    # one shows that the bytes were not read again.
+    forged = json.dumps({**json.loads(inputs), "digest": "forged"})
+    assert fingerprint([], ReadOptions(), bundle, inputs)[0] == key
+    assert fingerprint([], ReadOptions(), bundle, forged)[0] != key
+    # (change to the bundle, whether the key stays)
+    changes = [
+        ("touched, the same bytes", bundle.touch, True),
+        ("other bytes of the same size", lambda: bundle.write_text('{"a": 2}'), False),
+    ]
+    for name, change, same in changes:
+        change()
+        got, _ = fingerprint([], ReadOptions(), bundle, forged)
+        assert got == fingerprint([], ReadOptions(), bundle)[0], name  # read again
+        assert (got == key) == same, name

@@ -26,7 +26,7 @@ from typing import Any
 
 from detcat import attack as attack_mod
 from detcat import catalog_update, store
-from detcat.catalog_read import FileResult, VendorResult, read_vendor
+from detcat.catalog_read import FileResult, VendorResult, folder_stamps, read_vendor
 from detcat.catalog_update import Progress, ReadOptions, timed
 from detcat.catalog_write import Loader, TechniqueIndex
 from detcat.errors import DetcatError
@@ -140,15 +140,23 @@ def build(
     plain_jobs = [catalog_update.Job(c.name, c.root, v, _label(c, v)) for c, v in jobs]
     phases: dict[str, float] = {}
     with timed(phases, "fingerprint"):
-        key = catalog_update.fingerprint(plain_jobs, options, attack_path)
-    meta = {"build_key": key, "collections": sorted({c.name for c, _ in jobs})}
+        previous = catalog_update.previous_inputs(db) if incremental else None
+        key, inputs = catalog_update.fingerprint(plain_jobs, options, attack_path, previous)
+    meta = {
+        "build_key": key,
+        "build_inputs": inputs,
+        "collections": sorted({c.name for c, _ in jobs}),
+    }
     files_read = None
     if incremental:
         files_read = catalog_update.update(db, plain_jobs, options, meta, phases, progress)
     if files_read is None:
+        with timed(phases, "folder stamps"):  # before the folders are listed
+            dirs = {(c.name, v): folder_stamps(c.root / v) or [] for c, v in jobs}
         results = _read_all(jobs, options, workers, progress)
-        _write(db, attack_path, results, meta, phases, progress)
-    report = _report(db, time.perf_counter() - started)
+        _write(db, attack_path, results, meta, phases, progress, dirs)
+    with timed(phases, "report"):
+        report = _report(db, time.perf_counter() - started)
     report.dropped = _drops(before, report.vendors)
     report.incremental = files_read is not None
     report.files_read = files_read
@@ -252,6 +260,7 @@ def _write(
     meta: dict[str, Any],
     phases: dict[str, float],
     progress: Progress | None,
+    dirs: dict[tuple[str, str], list[tuple[str, str]]],
 ) -> None:
     from detcat.normalize import event_catalog
     from detcat.normalize.attack_sources import log_source_events
@@ -280,6 +289,7 @@ def _write(
                 store.EventRow(e.id, e.provider, e.event_id, e.title) for e in event_catalog()
             )
         with timed(phases, "near-duplicates and cache"):
+            loader.dirs = dirs
             loader.finish({**meta, **_build_meta(seconds), "attack_version": attack.version})
         started = time.perf_counter()
     phases["indexes, full-text, statistics"] = time.perf_counter() - started
@@ -318,10 +328,11 @@ def _report(db: Path, seconds: float) -> BuildReport:
     try:
         summary: dict[str, dict[str, int]] = {}
         for c, v, problems in conn.execute(
-            "SELECT collection, vendor, problems FROM build_files ORDER BY rowid"
+            "SELECT collection, vendor, SUM(json_array_length(problems)) FROM build_files"
+            " GROUP BY collection, vendor ORDER BY MIN(rowid)"
         ):
             s = summary.setdefault(_label(Collection(c, Path()), v), _empty_summary())
-            s["problems"] += len(json.loads(problems))
+            s["problems"] += problems
         for c, v, n, with_query, full in conn.execute(
             "SELECT collection, vendor, COUNT(*), SUM(has_query), SUM(fully_parsed)"
             " FROM rules GROUP BY collection, vendor"

@@ -115,9 +115,12 @@ def prepare(reader: Any, vendor: str, root: Path, include_deprecated: bool) -> l
 
 def read_source(reader: Any, vendor: str, path: Path, root: Path) -> FileResult:
     """One rule file as a ``FileResult``."""
-    # Stamp and digest first: a file changed while it is read is read again next time.
-    stamp, digest = file_stamp(path), file_digest(path, root)
-    items = read_one(reader, vendor, path, root)
+    # Stamp first: a file changed while it is read is read again next time. Its
+    # bytes are read once, for the digest and the reader.
+    stamp = file_stamp(path)
+    with source_files.read_once(path, root) as data:
+        digest = "" if data is None else _digest(data)
+        items = read_one(reader, vendor, path, root)
     uses = tuple(reader.shared_names())
     return FileResult(_rel(path, root), items, digest, stamp, uses, uses_digest(reader, root, uses))
 
@@ -127,17 +130,51 @@ def read_source(reader: Any, vendor: str, path: Path, root: Path) -> FileResult:
 _RACY_SECONDS = 2.0
 
 
-def file_stamp(path: Path) -> str:
-    """Size, modification time and inode of a file: when they are what they were,
-    the file is taken as unchanged without reading it (as git does); "" for a
-    file changed too recently to trust that."""
+def file_stamp(path: Path | str) -> str:
+    """Size, modification and change times, inode and device of a file: when they
+    are what they were, the file is taken as unchanged without reading it (as
+    git does); "" for a file changed too recently to trust that, or gone.
+
+    The change time (``st_ctime``) is what catches an edit that keeps the size
+    and sets the modification time back (``touch -r``, ``cp -p``, ``rsync -t``
+    in place): no program can set it, and every write, rename or ``chmod`` moves
+    it to now. A stamp is only taken of a file unchanged for ``_RACY_SECONDS``
+    (by both times), so that a second edit within the same tick of the file
+    system's clock cannot leave the stamp as it was ("racy git")."""
     try:
         st = os.stat(path)
     except OSError:
         return ""
-    if time.time_ns() - st.st_mtime_ns < _RACY_SECONDS * 1e9:
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_SECONDS * 1e9:
         return ""
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+
+
+def folder_stamps(folder: Path) -> list[tuple[str, str]] | None:
+    """Every folder under ``folder`` (itself as "") with its ``file_stamp``: a file
+    added, removed or renamed changes its folder's. None when a stamp cannot be
+    trusted (a folder changed too recently) or does not cover what a reader may
+    list (a link to a folder: its target's contents)."""
+    top = os.fspath(folder)
+    out: list[tuple[str, str]] = []
+    todo = [""]
+    while todo:
+        rel = todo.pop()
+        path = os.path.join(top, rel) if rel else top
+        stamp = file_stamp(path)  # before listing it: a later change shows next time
+        if not stamp:
+            return None
+        out.append((rel, stamp))
+        try:
+            with os.scandir(path) as entries:
+                for e in entries:
+                    if e.is_dir(follow_symlinks=False):
+                        todo.append(f"{rel}/{e.name}" if rel else e.name)
+                    elif e.is_symlink() and e.is_dir():
+                        return None
+        except OSError:
+            return None
+    return sorted(out)
 
 
 def file_digest(path: Path, root: Path) -> str:

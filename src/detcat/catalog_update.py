@@ -10,12 +10,21 @@ folders and the ATT&CK bundle. When that key matches, a build
 - reads again only the files whose bytes changed, the new ones, and those whose
   macros or lookups changed; deletes the rows of those and of the removed files;
 - reads the shared definitions again (their problems are replaced every time);
-- recomputes what depends on every rule (near-duplicates, unknown techniques)
-  exactly as a full build does (``catalog_write``),
+- brings what depends on every rule up to date (``catalog_write``): the
+  unknown techniques, and the near-duplicate pairs of the rules whose features
+  or weights changed (``similar_update``; all of them when the number of rules
+  changed, as every weight does then),
 
-into a temporary copy that replaces the catalog only when all went well. A file
-that clashes on a rule id (before or after), a changed key, a missing or foreign
-catalog: a full build instead (``update`` returns None).
+into a temporary copy that replaces the catalog only when all went well.
+
+Finding what changed costs one ``stat`` per file: a file whose stamp (size,
+times, inode) is what the cache recorded is not read (``catalog_read.file_stamp``
+says why that is safe); one whose stamp moved is hashed, and stamped anew when
+its bytes are the same. The rule folders are not even listed again while every
+folder under a vendor folder keeps the stamp recorded in ``build_dirs``.
+
+A file that clashes on a rule id (before or after), a changed key, a missing or
+foreign catalog: a full build instead (``update`` returns None).
 """
 
 from __future__ import annotations
@@ -35,11 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import detcat
-from detcat import similar, store
+from detcat import reach, similar, store
 from detcat.catalog_read import (
     FileResult,
     file_digest,
     file_stamp,
+    folder_stamps,
     prepare,
     read_source,
     uses_digest,
@@ -84,25 +94,63 @@ class Job:
     def folder(self) -> Path:
         return self.root / self.vendor
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.collection, self.vendor)
 
-def fingerprint(jobs: list[Job], options: ReadOptions, attack_path: Path) -> str:
-    """The build key: what every rule's rows depend on besides its own file."""
+
+def fingerprint(
+    jobs: list[Job], options: ReadOptions, attack_path: Path, previous: str | None = None
+) -> tuple[str, str]:
+    """The build key: what every rule's rows depend on besides its own file; and
+    the stamps of the files it read (``meta.build_inputs``). ``previous``: those
+    of the last build, whose digest of the files' bytes holds while every stamp
+    is the same (``file_stamp``), so that their 35 MB are not read again."""
     h = hashlib.blake2b(digest_size=16)
-    package = Path(detcat.__file__).parent
-    code = [p for p in sorted(package.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
-    for job in jobs:  # a vendor plugin's own module, when it lives elsewhere
-        file = _module_file(job.vendor)
-        if file and not file.is_relative_to(package):
-            code.append(file)
-    for p in code:
-        h.update(f"{p.name}\0".encode() + p.read_bytes())
     for lib in _LIBRARIES:
         h.update(f"{lib}={_version(lib)}\0".encode())
     h.update(f"{sys.version}\0{store.SCHEMA_VERSION}\0{similar.VERSION}\0".encode())
     h.update(repr(options).encode())
     h.update(repr([(j.collection, str(j.root.resolve()), j.vendor) for j in jobs]).encode())
-    h.update(attack_path.read_bytes())
-    return h.hexdigest()
+    inputs = _inputs(jobs, attack_path, previous)
+    h.update(inputs["digest"].encode())
+    return h.hexdigest(), json.dumps(inputs)
+
+
+def _inputs(jobs: list[Job], attack_path: Path, previous: str | None) -> dict[str, str]:
+    """detcat's code and tables, a vendor plugin's module and the ATT&CK bundle:
+    a digest of their stamps and one of their bytes (the last build's while the
+    stamps are the same)."""
+    package = Path(detcat.__file__).parent
+    files = [p for p in sorted(package.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+    for job in jobs:  # a vendor plugin's own module, when it lives elsewhere
+        file = _module_file(job.vendor)
+        if file and not file.is_relative_to(package):
+            files.append(file)
+    files.append(attack_path)
+    stamps = [file_stamp(p) for p in files]
+    listed = "\n".join(f"{p}\0{s}" for p, s in zip(files, stamps, strict=True))
+    stamp = hashlib.blake2b(listed.encode(), digest_size=16).hexdigest() if all(stamps) else ""
+    try:
+        last = json.loads(previous or "{}")
+    except ValueError:
+        last = {}
+    if stamp and last.get("stamps") == stamp and last.get("digest"):
+        return {"stamps": stamp, "digest": last["digest"]}
+    h = hashlib.blake2b(digest_size=16)
+    for p in files:
+        h.update(f"{p.name}\0".encode() + p.read_bytes())
+    return {"stamps": stamp, "digest": h.hexdigest()}
+
+
+def previous_inputs(db: Path) -> str | None:
+    """``meta.build_inputs`` of the catalog at ``db``, if it has one."""
+    try:
+        with closing(store.connect(db)) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'build_inputs'").fetchone()
+    except (sqlite3.Error, store.MissingCatalog, DetcatError):
+        return None
+    return str(row[0]) if row else None
 
 
 def _module_file(vendor: str) -> Path | None:
@@ -158,6 +206,9 @@ class _Plan:
     read: list[Path] = field(default_factory=list)  # files to read
     drop: list[_Entry] = field(default_factory=list)  # entries whose rows go
     reuse: dict[tuple[str, str], int] = field(default_factory=dict)  # (vendor, id) -> old pk
+    # (path, stamp) of files whose bytes were read and found unchanged: stamped anew
+    restamp: list[tuple[str, str]] = field(default_factory=list)
+    dirs: list[tuple[str, str]] | None = None  # new folder stamps; None: keep the old
 
 
 def update(
@@ -171,12 +222,13 @@ def update(
     """Update the catalog at ``db`` from what changed; the number of files read,
     or None when a full build is needed (nothing was written then)."""
     started = time.perf_counter()
-    cached = _cached(db, meta["build_key"], jobs)
-    if cached is None:
+    got = _cached(db, meta["build_key"], jobs)
+    if got is None:
         return None
+    cached, dirs = got
     total = sum(len(entries) for entries in cached.values())
     with source_files.size_limit(options.max_file_bytes):
-        plans = [_plan(job, options, cached.pop((job.collection, job.vendor))) for job in jobs]
+        plans = [_plan(job, options, cached[job.key], dirs.get(job.key)) for job in jobs]
         if any(p is None or any(e.dup for e in p.drop) for p in plans):
             return None
         if sum(len(p.read) for p in plans if p) > _MOST_READ * total:
@@ -188,9 +240,15 @@ def update(
             return None
 
 
-def _cached(db: Path, key: str, jobs: list[Job]) -> dict[tuple[str, str], dict[str, _Entry]] | None:
-    """The previous catalog's cache entries by job, when its build key is ``key``
-    and it was built for the same jobs."""
+JobKey = tuple[str, str]  # (collection, vendor)
+Stamps = list[tuple[str, str]]  # (folder relative to the vendor folder, its stamp)
+
+
+def _cached(
+    db: Path, key: str, jobs: list[Job]
+) -> tuple[dict[JobKey, dict[str, _Entry]], dict[JobKey, Stamps]] | None:
+    """The previous catalog's cache entries and folder stamps by job, when its
+    build key is ``key`` and it was built for the same jobs."""
     try:
         with closing(store.connect(db)) as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'build_key'").fetchone()
@@ -200,46 +258,70 @@ def _cached(db: Path, key: str, jobs: list[Job]) -> dict[tuple[str, str], dict[s
                 "SELECT collection, vendor, path, digest, stamp, uses, uses_digest, rules,"
                 " problems, dup FROM build_files"
             ).fetchall()
+            dir_rows = conn.execute("SELECT collection, vendor, path, stamp FROM build_dirs")
+            dirs: dict[JobKey, Stamps] = {}
+            for c, v, path, stamp in dir_rows:
+                dirs.setdefault((c, v), []).append((path, stamp))
     except (sqlite3.Error, store.MissingCatalog):
         return None
-    out: dict[tuple[str, str], dict[str, _Entry]] = {}
+    out: dict[JobKey, dict[str, _Entry]] = {}
     for c, v, path, *fields, dup in rows:
         out.setdefault((c, v), {})[path] = _Entry(path, *fields, bool(dup))
-    return out if set(out) == {(j.collection, j.vendor) for j in jobs} else None
+    return (out, dirs) if set(out) == {j.key for j in jobs} else None
 
 
-def _plan(job: Job, options: ReadOptions, entries: dict[str, _Entry]) -> _Plan | None:
+def _plan(
+    job: Job, options: ReadOptions, entries: dict[str, _Entry], dirs: Stamps | None
+) -> _Plan | None:
     """Which files of one job to read again and which entries to drop; None when
     the vendor reads its folder whole (a full build then)."""
     try:
         reader = registry.get(job.vendor)
-        files = reader.rule_files(job.folder, options.include_deprecated)
+        plan = _Plan(job, reader, job.folder)
+        files = _listing(plan, options, entries, dirs)
     except Exception:  # a full build records why
         return None
     if files is None:
         return None
-    plan = _Plan(job, reader, job.folder)
     plan.shared = prepare(reader, job.vendor, job.folder, options.include_deprecated)
     plan.drop.append(entries.pop("", _Entry("", "", "", "[]", "", "[]", "[]", False)))
     memo: dict[str, str] = {}
     prefix = f"{job.folder}{os.sep}"
-    for path in files:
-        name = str(path)  # the relative path by slicing: Path.relative_to is slow
-        rel = name[len(prefix) :] if name.startswith(prefix) else path.relative_to(job.folder)
+    for name in files:  # the relative path by slicing: Path.relative_to is slow
+        rel = name[len(prefix) :] if name.startswith(prefix) else Path(name).relative_to(job.folder)
         entry = entries.pop(Path(rel).as_posix() if os.sep != "/" else str(rel), None)
-        if entry is None or not _unchanged(entry, path, plan, memo):
-            plan.read.append(path)
+        if entry is None or not _unchanged(entry, name, plan, memo):
+            plan.read.append(Path(name))
             if entry is not None:
                 plan.drop.append(entry)
     plan.drop += entries.values()  # files that are gone
     return plan
 
 
-def _unchanged(entry: _Entry, path: Path, plan: _Plan, memo: dict[str, str]) -> bool:
-    if not entry.stamp or entry.stamp != file_stamp(path):  # else: its bytes are the same
-        digest = file_digest(path, plan.folder)
+def _listing(
+    plan: _Plan, options: ReadOptions, entries: dict[str, _Entry], dirs: Stamps | None
+) -> list[str] | None:
+    """The job's rule files, as text under its folder; None when the vendor reads
+    its folder whole. While every folder under it has the stamp the last build
+    recorded, no file was added, removed or renamed there: the cache's paths are
+    the list (a vendor chooses its rule files by their names, see
+    ``Vendor.rule_files``), and the folders are not listed again."""
+    top = os.fspath(plan.folder)
+    if dirs and all(file_stamp(os.path.join(top, d) if d else top) == s for d, s in dirs):
+        return [os.path.join(top, path) for path in entries if path]
+    plan.dirs = folder_stamps(plan.folder) or []  # before listing: a change shows next time
+    files = plan.reader.rule_files(plan.folder, options.include_deprecated)
+    return None if files is None else [str(f) for f in files]
+
+
+def _unchanged(entry: _Entry, path: str, plan: _Plan, memo: dict[str, str]) -> bool:
+    stamp = file_stamp(path)
+    if not entry.stamp or entry.stamp != stamp:  # else: its bytes are the same
+        digest = file_digest(Path(path), plan.folder)
         if not digest or digest != entry.digest:
             return False
+        if stamp:  # the same bytes: spare reading them next time
+            plan.restamp.append((entry.path, stamp))
     return uses_digest(plan.reader, plan.folder, entry.uses, memo) == entry.uses_digest
 
 
@@ -251,13 +333,19 @@ def _apply(
     progress: Progress | None,
 ) -> int:
     notify = progress or (lambda *_: None)
+    started = time.perf_counter()
     with store.writing(db, update=True) as w:
+        phases["copy the previous catalog"] = time.perf_counter() - started
         with timed(phases, "remove changed rows"):
-            _drop_derived(w)
+            keep_reach = reach.available(w.conn)
+            _drop_derived(w, keep_reach)
+            gone = [pk for plan in plans for e in plan.drop for pk in e.rules]
+            reach_keys = reach.keys_of(w.conn, gone) if keep_reach else set()
             removed = _remove(w, plans)
             w.seen = {(v, i): c for v, i, c in w.conn.execute(
                 "SELECT vendor, id, collection FROM rules")}  # fmt: skip
             loader = Loader(w, TechniqueIndex.of_catalog(w.conn))
+            _restamp(w, plans, loader)
         seconds: dict[str, float] = {}
         for plan in plans:
             job = plan.job
@@ -276,22 +364,40 @@ def _apply(
             add_unknown_techniques(w, loader.index.unknown)
             built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             loader.finish({**meta, "built_at": built_at, "vendor_seconds": seconds}, removed)
+            if keep_reach:
+                reach.recount(w.conn, reach_keys | reach.keys_of(w.conn, loader.features))
         started = time.perf_counter()
     phases["commit"] = time.perf_counter() - started
     return sum(len(p.read) for p in plans)
 
 
-def _drop_derived(w: store.CatalogWriter) -> None:
-    """Tables derived from the catalog after its build (``reach``'s, computed on
-    first use) describe the old rules: the copy loses them, and their ``meta``
-    keys, as a full build's file never had them; they are derived again."""
+def _restamp(w: store.CatalogWriter, plans: list[_Plan], loader: Loader) -> None:
+    """New stamps: of the files found unchanged by their bytes, and of the folders
+    listed again (the loader writes those)."""
+    for plan in plans:
+        c, v = plan.job.key
+        w.conn.executemany(
+            "UPDATE build_files SET stamp = ? WHERE collection = ? AND vendor = ? AND path = ?",
+            [(stamp, c, v, path) for path, stamp in plan.restamp],
+        )
+        if plan.dirs is not None:
+            loader.dirs[plan.job.key] = plan.dirs
+
+
+def _drop_derived(w: store.CatalogWriter, keep_reach: bool) -> None:
+    """Tables derived from the catalog after its build (computed on first use)
+    describe the old rules: the copy loses them, and their ``meta`` keys, as a
+    full build's file never had them; they are derived again. ``keep_reach``:
+    but ``reach``'s, which this build keeps up to date (``reach.recount``)."""
     built = {*re.findall(r"CREATE (?:VIRTUAL )?TABLE (\w+)", store.SCHEMA), *similar.TABLES}
+    if keep_reach:
+        built.add(reach.TABLE)
     tables = w.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     for (name,) in tables:
         if name not in built and not name.startswith(("sqlite_", "rules_fts_")):
             w.conn.execute(f'DROP TABLE "{name}"')
-    keys = ",".join("?" * len(BUILD_META))
-    w.conn.execute(f"DELETE FROM meta WHERE key NOT IN ({keys})", BUILD_META)
+    keys = (*BUILD_META, reach.META) if keep_reach else BUILD_META
+    w.conn.execute(f"DELETE FROM meta WHERE key NOT IN ({','.join('?' * len(keys))})", keys)
 
 
 def _remove(w: store.CatalogWriter, plans: list[_Plan]) -> dict[int, frozenset[str]]:

@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from detcat import similar, store
+from detcat import guide_sections, similar, similar_update, store
 from detcat.attack import Attack, Technique
 from detcat.catalog_read import FileResult
 from detcat.model import Problem
@@ -22,7 +22,7 @@ from detcat.model import Problem
 # The meta keys a build writes (catalog.py, catalog_update.py, ``finish``), and
 # the near-duplicate summary, which it writes too.
 BUILD_META = (
-    "schema_version", "build_key", "collections", "built_at", "vendor_seconds",
+    "schema_version", "build_key", "build_inputs", "collections", "built_at", "vendor_seconds",
     "unknown_techniques", "attack_version", "similar",
 )  # fmt: skip
 
@@ -83,6 +83,8 @@ class Loader:
         self.features: dict[int, frozenset[str]] = {}  # of the rules added
         self.entries: dict[tuple[str, str, str], list[Any]] = {}
         self.owner: dict[tuple[str, str], tuple[str, str, str]] = {}  # rule key -> file
+        # (collection, vendor) -> its folders' stamps (``build_dirs``), to write anew
+        self.dirs: dict[tuple[str, str], list[tuple[str, str]]] = {}
 
     def add_file(
         self, collection: str, vendor: str, fr: FileResult, reuse: dict[tuple[str, str], int]
@@ -124,16 +126,20 @@ class Loader:
         conn.executemany(
             "INSERT OR REPLACE INTO build_files VALUES (?,?,?,?,?,?,?,?,?,?)", self.entries.values()
         )
+        for (c, v), stamps in self.dirs.items():
+            conn.execute("DELETE FROM build_dirs WHERE collection = ? AND vendor = ?", (c, v))
+            conn.executemany(
+                "INSERT INTO build_dirs VALUES (?,?,?,?)", [(c, v, d, s) for d, s in stamps]
+            )
         if removed is None:
             similar.write_tables(conn, {pk: set(fs) for pk, fs in self.features.items()})
-        elif removed != {pk: fs for pk, fs in self.features.items() if similar.compared(fs)}:
-            # Weights depend on every rule: recomputed whole, rows written where they differ.
+        elif similar_update.update(conn, removed, self.features) is None:
+            # Every weight changed (or most rules did): recomputed whole, rows
+            # written where they differ.
             previous = similar.stored_weights(conn)
             kept = {pk: set(ws) for pk, ws in previous.items() if pk not in removed}
             features = kept | {pk: set(fs) for pk, fs in self.features.items()}
             similar.write_tables(conn, features, previous)
-        # else: the same rules under the same keys with the same features (an edited
-        # title or description): the similarity tables stay as they are.
         unknown = dict(
             conn.execute(
                 "SELECT rt.technique_id, COUNT(*) FROM rule_techniques rt"
@@ -141,6 +147,8 @@ class Loader:
                 " GROUP BY rt.technique_id ORDER BY rt.technique_id"
             ).fetchall()
         )
+        # The guides' stored sections of the techniques whose rules changed.
+        guide_sections.refresh(conn, None if removed is None else self.features)
         self.w.set_meta(unknown_techniques=unknown, **meta)
 
 

@@ -31,7 +31,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from detcat.errors import DetcatError
 
@@ -237,9 +237,9 @@ class QueryError(DetcatError):
 # -- walking trees ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Leaf:
-    """A predicate or opaque node with its position in the tree."""
+class Leaf(NamedTuple):
+    """A predicate or opaque node with its position in the tree (a named tuple:
+    every walk of every rule makes one per leaf, and a tuple is made fastest)."""
 
     node: Predicate | Opaque
     negated: bool  # under an odd number of Nots

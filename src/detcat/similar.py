@@ -15,7 +15,8 @@ threshold that shares an indicator or exclusion, found with prefix filtering
 ``exact_pairs``). Pairs from the ``pairs`` threshold on are stored (a rule page's
 "similar rules"), those from the ``cluster`` threshold on form clusters
 (connected components). ``detcat build`` computes them from the rules it writes
-(``write_tables``); a catalog without them computes them on first use
+(``write_tables``; an incremental build updates only the pairs of the rules it
+changed, ``similar_update``); a catalog without them computes them on first use
 (``ensure``), cached in the catalog file itself (tables ``sim_*``; a new build
 writes a new file, so a cache can never outlive its catalog). One rule's or one
 draft's neighbours are scored exactly against every rule sharing a specific
@@ -29,7 +30,7 @@ import math
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,7 @@ def write_tables(
     weighted = weigh(feats)
     pairs = exact_pairs(weighted, settings()["thresholds"]["pairs"])
     cut = settings()["thresholds"]["cluster"]
-    clusters = _components([p for p in pairs if p[2] >= cut])
+    clusters = components([p for p in pairs if p[2] >= cut])
     if previous is None or not _write_changes(conn, previous, weighted):
         for statement in [f"DROP TABLE IF EXISTS {t}" for t in TABLES] + DDL.split(";")[:-1]:
             conn.execute(statement)  # not executescript: it would commit the transaction
@@ -255,7 +256,7 @@ def _write_changes(
 
 def features_of(conn: sqlite3.Connection, pks: list[int]) -> dict[int, frozenset[str]]:
     """The stored features of some rules (those taking part in the tables)."""
-    return {pk: frozenset(ws) for pk, ws in _features_of(conn, pks).items()}
+    return {pk: frozenset(ws) for pk, ws in stored_features(conn, pks).items()}
 
 
 def compared(features: Iterable[str]) -> bool:
@@ -303,11 +304,11 @@ def exact_pairs(
     for pk in sorted(weighted):
         feats = weighted[pk]
         candidates: set[int] = set()
-        for f in _prefix(feats, rank, threshold):
+        for f in prefix(feats, rank.__getitem__, threshold):
             candidates.update(index[f])
             index[f].append(pk)
         for other in candidates:
-            if not _shares_specific(feats, weighted[other]):
+            if not shares_specific(feats, weighted[other]):
                 continue
             s = score(weighted[other], feats)
             if s >= threshold:
@@ -315,13 +316,16 @@ def exact_pairs(
     return sorted(out)
 
 
-def _prefix(feats: dict[str, float], rank: dict[str, int], threshold: float) -> list[str]:
+def prefix(feats: dict[str, float], order: Callable[[str], Any], threshold: float) -> list[str]:
+    """The shortest run of a rule's features, in ``order``, whose remaining weight
+    is below ``threshold`` times its total: a rule scoring at least ``threshold``
+    with it shares one of these."""
     total = sum(feats.values())
     # A hair under the bound: rounding must never shorten a prefix (longer is safe).
     bound = threshold * total * (1 - 1e-9)
     left = total
     out = []
-    for f in sorted(feats, key=rank.__getitem__):
+    for f in sorted(feats, key=order):
         out.append(f)
         left -= feats[f]
         if left < bound:
@@ -329,12 +333,12 @@ def _prefix(feats: dict[str, float], rank: dict[str, int], threshold: float) -> 
     return out
 
 
-def _shares_specific(a: dict[str, float], b: dict[str, float]) -> bool:
+def shares_specific(a: dict[str, float], b: dict[str, float]) -> bool:
     """Whether two rules share an indicator or exclusion (not only events)."""
     return any(f[0] != "e" and f in b for f in a)
 
 
-def _components(pairs: list[tuple[int, int, float]]) -> list[list[int]]:
+def components(pairs: list[tuple[int, int, float]]) -> list[list[int]]:
     """Connected components of the pair graph (union-find), biggest first."""
     parent: dict[int, int] = {}
 
@@ -366,7 +370,7 @@ def weighted_features(conn: sqlite3.Connection, features: Iterable[str]) -> dict
 
 def _df(conn: sqlite3.Connection, features: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
-    for chunk in _chunks(features):
+    for chunk in chunks(features):
         marks = ",".join("?" * len(chunk))
         out.update(conn.execute(
             f"SELECT feature, COUNT(*) FROM sim_features WHERE feature IN ({marks})"
@@ -379,7 +383,7 @@ def _rule_count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(DISTINCT rule_pk) FROM sim_features").fetchone()[0])
 
 
-def _chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
+def chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -398,13 +402,13 @@ def neighbours(
     df = _df(conn, list(weights))
     specific = [f for f in weights if f[0] != "e" and 0 < df.get(f, 0) <= _candidate_df()]
     candidates: set[int] = set()
-    for chunk in _chunks(specific):
+    for chunk in chunks(specific):
         marks = ",".join("?" * len(chunk))
         sql = f"SELECT DISTINCT rule_pk FROM sim_features WHERE feature IN ({marks})"
         candidates.update(pk for (pk,) in conn.execute(sql, chunk))
     candidates.discard(exclude)  # type: ignore[arg-type]
     scored = []
-    for pk, feats in _features_of(conn, sorted(candidates)).items():
+    for pk, feats in stored_features(conn, sorted(candidates)).items():
         s = score(weights, feats)
         if s >= floor:
             scored.append((s, pk, sorted(set(weights) & set(feats))))
@@ -416,9 +420,9 @@ def _candidate_df() -> int:
     return int(settings()["thresholds"]["candidate_df"])
 
 
-def _features_of(conn: sqlite3.Connection, pks: list[int]) -> dict[int, dict[str, float]]:
+def stored_features(conn: sqlite3.Connection, pks: list[int]) -> dict[int, dict[str, float]]:
     out: dict[int, dict[str, float]] = defaultdict(dict)
-    for chunk in _chunks(pks):
+    for chunk in chunks(pks):
         marks = ",".join("?" * len(chunk))
         for pk, f, w in conn.execute(
             f"SELECT rule_pk, feature, weight FROM sim_features WHERE rule_pk IN ({marks})", chunk
@@ -446,7 +450,7 @@ def similar_rules(
     row = conn.execute(sql, (rule_id, vendor) if vendor else (rule_id,)).fetchone()
     if row is None:
         return None
-    own = _features_of(conn, [row[0]]).get(row[0], {})
+    own = stored_features(conn, [row[0]]).get(row[0], {})
     return neighbours(conn, own, exclude=row[0], limit=limit) if own else []
 
 
@@ -459,7 +463,7 @@ def stored_neighbours(conn: sqlite3.Connection, pk: int, limit: int = 10) -> lis
         SELECT a, score FROM sim_pairs WHERE b = :pk ORDER BY 2 DESC, 1 LIMIT :limit""",
         {"pk": pk, "limit": limit},
     ).fetchall()
-    feats = _features_of(conn, [pk, *(r[0] for r in rows)])
+    feats = stored_features(conn, [pk, *(r[0] for r in rows)])
     own = feats.get(pk, {})
     return [_neighbour(conn, s, o, sorted(set(own) & set(feats.get(o, {})))) for o, s in rows]
 

@@ -21,6 +21,7 @@ from typing import Any
 from detcat.attack import Analytic, Attack, Technique
 from detcat.errors import DetcatError
 from detcat.model import (
+    Leaf,
     Opaque,
     Predicate,
     Problem,
@@ -37,6 +38,8 @@ DEFAULT_DB = Path("detcat.sqlite")
 # any change to the schema or to the meaning of a column, so that a catalog from
 # another detcat version is refused with "run detcat build", never misread.
 SCHEMA_VERSION = "4"  # 2: rules.collection; 3: opaque.detail; 4: ATT&CK analytics
+# (technique_sections came later without a new version: it only adds a table, which
+# older readers ignore, and a reader finding it missing or stale ranks live.)
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -106,6 +109,19 @@ CREATE TABLE build_files (
     uses TEXT NOT NULL, uses_digest TEXT NOT NULL, rules TEXT NOT NULL, problems TEXT NOT NULL,
     dup INTEGER NOT NULL, PRIMARY KEY (collection, vendor, path)
 );
+-- Each technique family's first guide rows (guide_sections.py), written by every
+-- build: stamp the ranking they follow, members a digest of the family's rules.
+CREATE TABLE technique_sections (
+    family TEXT PRIMARY KEY, stamp TEXT NOT NULL, members TEXT NOT NULL, sections TEXT NOT NULL
+);
+-- Every folder under a vendor folder ("" the vendor folder itself) with its stamp at
+-- the build: while none changed, no file was added, removed or renamed there, and the
+-- build cache's paths are the rule files (catalog_update.py). No rows for a vendor
+-- folder when one of its folders changed too recently to trust its stamp.
+CREATE TABLE build_dirs (
+    collection TEXT NOT NULL, vendor TEXT NOT NULL, path TEXT NOT NULL, stamp TEXT NOT NULL,
+    PRIMARY KEY (collection, vendor, path)
+);
 CREATE VIRTUAL TABLE rules_fts USING fts5(
     title, description, content='rules', content_rowid='pk', tokenize='unicode61'
 );
@@ -136,8 +152,11 @@ def _text(value: Any) -> str | None:
     return None if value is None else value_text(value)
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # json.dumps makes one per call
+
+
 def _dump(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)
+    return _JSON.encode(obj)
 
 
 class UnstorableRule(DetcatError):
@@ -166,8 +185,9 @@ class RuleRows:
 def rule_rows(rule: Rule) -> RuleRows:
     """A rule's rows; ``UnstorableRule`` when its metadata cannot be serialized."""
     try:
-        row = _rule_row(rule)
-        stages = [_stage_rows(i, stage) for i, stage in enumerate(rule.stages)]
+        walked = [leaves(stage.expr) for stage in rule.stages]  # one walk per stage
+        row = _rule_row(rule, walked)
+        stages = [_stage_rows(i, s, walked[i]) for i, s in enumerate(rule.stages)]
     except Exception as e:  # e.g. metadata JSON cannot encode
         raise UnstorableRule(f"cannot be stored: {type(e).__name__}: {e}") from e
     names = [str(n) for n in rule.context.get("technique_names", [])]
@@ -177,25 +197,29 @@ def rule_rows(rule: Rule) -> RuleRows:
     )  # fmt: skip
 
 
-def _rule_row(rule: Rule) -> tuple[Any, ...]:
-    n_opaque = sum(isinstance(lf.node, Opaque) for s in rule.stages for lf in leaves(s.expr))
+def _rule_row(rule: Rule, walked: list[list[Leaf]]) -> tuple[Any, ...]:
+    """The ``rules`` row; ``walked``: the leaves of each stage."""
+    n_opaque = sum(isinstance(lf.node, Opaque) for w in walked for lf in w)
+    fully_parsed = rule.has_query and n_opaque == 0  # Rule.fully_parsed, without a walk
     return (
         rule.vendor, rule.id, rule.title, rule.description, rule.author, rule.status,
         rule.severity, rule.type, rule.language, rule.source_path, rule.query,
         rule.upstream_url, _dump(rule.references), _dump(rule.tags),
         _dump(rule.context), _dump(rule.extra), int(rule.has_query),
-        int(rule.fully_parsed), n_opaque,
+        int(fully_parsed), n_opaque,
     )  # fmt: skip
 
 
-def _stage_rows(i: int, stage: Stage) -> tuple[tuple[Any, ...], list[Any], list[Any], list[Any]]:
+def _stage_rows(
+    i: int, stage: Stage, walked: list[Leaf]
+) -> tuple[tuple[Any, ...], list[Any], list[Any], list[Any]]:
     """One stage's rows (without the rule key): the stage, predicates, opaque
-    nodes and events."""
+    nodes and events; ``walked``: its leaves."""
     d = stage_to_json(stage)
     row = (i, stage.name, str(stage.role), int(stage.negated), _dump(d["join_keys"]),
            _dump(d["params"]), _dump(d["expr"]))  # fmt: skip
     preds, opaque = [], []
-    for lf in leaves(stage.expr):
+    for lf in walked:
         n = lf.node
         if isinstance(n, Predicate):
             preds.append((

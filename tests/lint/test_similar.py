@@ -151,3 +151,83 @@ def test_prefix_filtering_finds_exactly_the_pairs_a_full_scan_finds(
     expected = _brute_force(weighted, threshold)
     assert expected, "the draw must hold pairs for the check to mean something"
     assert similar.exact_pairs(weighted, threshold) == expected
+
+
+def _sim_tables(conn: Any) -> dict[str, Any]:
+    summary = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'similar'").fetchone()[0])
+    clusters: dict[int, list[int]] = {}
+    for pk, cid in conn.execute("SELECT rule_pk, cluster FROM sim_clusters"):
+        clusters.setdefault(cid, []).append(pk)
+    return {
+        "features": sorted(conn.execute("SELECT * FROM sim_features")),
+        "pairs": sorted(conn.execute("SELECT * FROM sim_pairs")),
+        "clusters": sorted(sorted(m) for m in clusters.values()),
+        "summary": {k: v for k, v in summary.items() if k != "seconds"},
+    }
+
+
+def _sim_db(feats: dict[int, set[str]]) -> Any:
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);" + similar.DDL)
+    similar.write_tables(conn, feats)
+    return conn
+
+
+# How an incremental build changes rules: (name, pks changed, whether a new key
+# replaces the old one, whether the number of compared rules may change)
+EDITS = [
+    ("one rule's features", 1, False),
+    ("five rules' features", 5, False),
+    ("a rule under a new key (a renamed file)", 1, True),
+    ("a rule's features unchanged (a title edit)", 0, False),
+]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_an_update_gives_the_tables_a_full_computation_gives(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    from detcat import similar_update
+
+    # In so small a draw an edit touches many rules: update them all the same.
+    monkeypatch.setattr(similar_update, "_MOST_TOUCHED", 1.0)
+    rng = random.Random(seed)
+    vocab = [f"{k}\tf{i}" for k in "iiixe" for i in range(14)]
+    draw = lambda: set(rng.sample(vocab, rng.randint(1, 7))) | {"i\tcommon"}  # noqa: E731
+    feats = {pk: draw() for pk in range(1, 80)}
+    conn = _sim_db(feats)
+    updated = 0
+    for step in range(24):
+        name, k, rekey = EDITS[step % len(EDITS)]
+        pks = rng.sample(sorted(feats), k or 1)
+        removed = {pk: frozenset(feats.pop(pk)) for pk in pks}
+        added = {}
+        for pk in pks:
+            new_pk = max([*feats, *removed]) + 1 if rekey else pk
+            added[new_pk] = frozenset(draw() if k else removed[pk])
+        feats.update({pk: set(fs) for pk, fs in added.items()})
+        got = similar_update.update(conn, removed, added)
+        assert got is not None, f"step {step} ({name}): the number of rules is the same"
+        updated += 1
+        assert _sim_tables(conn) == _sim_tables(_sim_db(feats)), f"step {step}: {name}"
+    assert updated == 24
+
+
+def test_an_update_leaves_a_change_in_the_number_of_rules_to_a_full_computation() -> None:
+    from detcat import similar_update
+
+    feats = {pk: {"i\tcommon", f"i\tf{pk % 7}", f"x\tg{pk % 3}"} for pk in range(1, 40)}
+    conn = _sim_db(feats)
+    before = _sim_tables(conn)
+    cases = [  # (removed, added)
+        ({1: frozenset(feats[1])}, {}),  # a rule gone
+        ({}, {99: frozenset({"i\tnew"})}),  # a rule added
+        ({1: frozenset(feats[1])}, {1: frozenset({"e\tonly-an-event"})}),  # no indicator left
+    ]
+    for removed, added in cases:
+        assert similar_update.update(conn, removed, added) is None
+        assert _sim_tables(conn) == before  # nothing written

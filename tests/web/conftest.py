@@ -73,7 +73,9 @@ def corpus_export_server(corpus_export: Path) -> Iterator[str]:
 # -- the browser ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an asyncio loop running in
+# the main thread while it is open, and later modules (the MCP tests) start their own.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         # In CI a missing browser is a broken set-up, not a reason to pass quietly.

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
-from detcat.model import Rule, Stage, positive_values
+from detcat.model import Op, Predicate, Rule, Stage, leaves
 from detcat.normalize.hints import Hints, vendor_hints
 from detcat.normalize.tables import EVENT_SOURCES, EVENTS, load
 
@@ -105,14 +106,25 @@ class StageFacts:
 
 
 def stage_facts(stage: Stage) -> StageFacts:
-    def values(fields: frozenset[str]) -> list[str]:
-        want = lambda p: p.field in fields and p.kind != "implied"  # noqa: E731
-        return [str(v) for v in positive_values(stage.expr, want)]
+    """One walk of the stage: the values of its positive equality tests on the id,
+    provider and class fields (implied predicates left out), in order, without
+    repeats."""
+    found: dict[frozenset[str], list[Any]] = {ID_FIELDS: [], PROVIDER_FIELDS: [], CLASS_FIELDS: []}
+    for node, negated, _ in leaves(stage.expr):
+        if negated or not isinstance(node, Predicate) or node.op is not Op.EQ:
+            continue
+        if node.kind == "implied":
+            continue
+        for fields, values in found.items():
+            if node.field in fields:
+                values.append(node.value)
 
-    found = (provider_key(v) for v in values(PROVIDER_FIELDS))
-    named = [key for key in found if key]
+    def texts(fields: frozenset[str]) -> list[str]:
+        return [str(v) for v in dict.fromkeys(found[fields])]
+
+    named = [key for key in map(provider_key, texts(PROVIDER_FIELDS)) if key]
     return StageFacts(
-        tuple(values(ID_FIELDS)), tuple(dict.fromkeys(named)), tuple(values(CLASS_FIELDS))
+        tuple(texts(ID_FIELDS)), tuple(dict.fromkeys(named)), tuple(texts(CLASS_FIELDS))
     )
 
 

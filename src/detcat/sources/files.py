@@ -28,12 +28,13 @@ from typing import Any
 import yaml
 
 from detcat.errors import DetcatError
+from detcat.sources.yaml_loader import FastSafeLoader
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # the largest public rule file is 0.3 MB, a lookup 2.2 MB
 MAX_VALUES = 250_000  # scalars + containers of one document, aliases counted each time used
 MAX_NESTING = 100  # containers inside containers
 
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOADER: Any = FastSafeLoader
 _max_bytes = DEFAULT_MAX_BYTES
 
 
@@ -70,7 +71,10 @@ def read_text(path: Path, root: Path) -> str:
 
 
 def read_bytes(path: Path, root: Path) -> bytes:
-    """The bytes of ``path``, a file under ``root`` within the size limit."""
+    """The bytes of ``path``, a file under ``root`` within the size limit (those
+    handed over by ``read_once`` when it is that file)."""
+    if _handed is not None and _handed[0] == (path, root):
+        return _handed[1]
     check_inside(path, root)
     try:
         size = path.stat().st_size
@@ -81,6 +85,26 @@ def read_bytes(path: Path, root: Path) -> bytes:
         return path.read_bytes()
     except OSError as e:
         raise SourceFileError(f"cannot read: {e.strerror or e}") from None
+
+
+_handed: tuple[tuple[Path, Path], bytes] | None = None
+
+
+@contextlib.contextmanager
+def read_once(path: Path, root: Path) -> Iterator[bytes | None]:
+    """Read a file's bytes (None when they cannot be read) for the caller, and hand
+    the same bytes to any ``read_bytes`` of that file inside the block: a build
+    digests each rule file and then has it read, and both must see one version."""
+    global _handed
+    try:
+        data = read_bytes(path, root)
+    except (SourceFileError, OSError):
+        data = None  # the reader meets (and reports) the same refusal
+    before, _handed = _handed, None if data is None else ((path, root), data)
+    try:
+        yield data
+    finally:
+        _handed = before
 
 
 def check_inside(path: Path, root: Path) -> None:

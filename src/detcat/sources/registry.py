@@ -85,7 +85,9 @@ class Vendor(ABC):
 
     def rule_files(self, root: Path, include_deprecated: bool = False) -> list[Path] | None:
         """The files ``read_file`` reads one by one (so a build can split them
-        across workers); None when the folder must be read whole (shared macros)."""
+        across workers); None when the folder must be read whole (shared macros).
+        Chosen by their paths, never their contents: an incremental build takes
+        the list as it was while no folder under ``root`` changed."""
         return None
 
     def read_file(self, path: Path, root: Path) -> Rule | Problem | Iterable[Rule | Problem]:

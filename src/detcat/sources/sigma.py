@@ -22,6 +22,7 @@ from sigma.conditions import (
     ConditionNOT,
     ConditionOR,
     ConditionSelector,
+    SigmaCondition,
 )
 from sigma.exceptions import SigmaError
 from sigma.modifiers import modifier_mapping
@@ -199,7 +200,7 @@ def _condition_expr(sr: SigmaRule, rule: Rule) -> Expr | None:
     exprs: list[Expr] = []
     for cond in sr.detection.parsed_condition:
         try:
-            tree = cond.parse(postprocess=False)
+            tree = _parse_tree(cond)
             exprs.append(_condition_node(tree, detections, rule))
         except SigmaError as e:
             detail = _condition_error(e)
@@ -214,6 +215,23 @@ def _condition_expr(sr: SigmaRule, rule: Rule) -> Expr | None:
             exprs.append(Opaque(cond.condition[:300], Reason.SYNTAX_ERROR, detail))
     # Several conditions in one rule (a list) are alternatives.
     return or_(*exprs) if exprs else None
+
+
+# Condition text -> pySigma's parse tree. pySigma parses each text once but hands
+# every rule a deep copy (its postprocessing mutates the tree), which costs more
+# than the parse; detcat only reads the tree, so rules share one per text.
+_TREES: dict[str, ConditionItem] = {}
+_MAX_TREES = 10_000  # a corpus has a few thousand distinct conditions
+
+
+def _parse_tree(cond: SigmaCondition) -> ConditionItem:
+    tree = _TREES.get(cond.condition)
+    if tree is None:
+        tree = cond.parse(postprocess=False)
+        if len(_TREES) >= _MAX_TREES:
+            _TREES.clear()
+        _TREES[cond.condition] = tree
+    return tree
 
 
 # pyparsing's expectations, in the words of the Sigma specification.

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -103,9 +103,7 @@ def shared_digest(root: Path, name: str) -> str:
     ctx = _prepared[root]
     kind, _, key = name.partition(":")
     if kind == "macro":
-        defs = ctx.macros.defs.items()
-        found = sorted((n, m.args, m.definition) for (k, n), m in defs if k == key)
-        return _digest(repr(found).encode())
+        return ctx.macro_digest(key)
     d = ctx.lookups.definition(key)
     if d is None:
         return _digest(b"undefined")
@@ -131,6 +129,19 @@ class _Support:
     lookups: LookupTables
     problems: list[Problem]
     include_deprecated: bool = False
+    # name -> digest of its definitions, every arity (shared_digest), made on first use
+    _macro_digests: dict[str, str] = field(default_factory=dict)
+
+    def macro_digest(self, name: str) -> str:
+        if not self._macro_digests:  # one pass over the macros, not one per name asked
+            by_name: dict[str, list[tuple[int, tuple[str, ...], str]]] = {}
+            for (k, n), m in self.macros.defs.items():
+                by_name.setdefault(k, []).append((n, m.args, m.definition))
+            self._macro_digests.update(
+                (k, _digest(repr(sorted(found)).encode())) for k, found in by_name.items()
+            )
+        got = self._macro_digests.get(name)
+        return got if got is not None else _digest(repr([]).encode())
 
 
 _prepared: dict[Path, _Support] = {}
