@@ -112,17 +112,25 @@ def _stamp(conn: sqlite3.Connection) -> str:
 
 def counts(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, int]:
     """Corpus reach of each key (0 for a key no rule checks)."""
-    table = available(conn)
-    sql = (
-        "SELECT rules FROM indicator_reach WHERE field IS ? AND op = ? AND value_key = ?"
-        if table
-        else f"""SELECT COUNT(DISTINCT rule_pk) FROM predicates
+    keys = list(keys)
+    out = dict.fromkeys(keys, 0)
+    if not keys:
+        return out
+    if available(conn):  # one indexed lookup per key, a few hundred keys per statement
+        for i in range(0, len(keys), 300):
+            chunk = keys[i : i + 300]
+            rows = conn.execute(
+                f"""WITH k(field, op, value_key) AS (VALUES {",".join(["(?,?,?)"] * len(chunk))})
+                SELECT r.field, r.op, r.value_key, r.rules FROM k JOIN indicator_reach r
+                ON r.field IS k.field AND r.op = k.op AND r.value_key = k.value_key""",
+                [part for key in chunk for part in key],
+            )
+            out.update(((f, op, vkey), n) for f, op, vkey, n in rows)
+        return out
+    sql = f"""SELECT COUNT(DISTINCT rule_pk) FROM predicates
         WHERE field IS ? AND op = ? AND value_key = ? AND {_USES}"""
-    )
-    out = {}
     for key in keys:
-        row = conn.execute(sql, key).fetchone()
-        out[key] = row[0] if row else 0
+        out[key] = conn.execute(sql, key).fetchone()[0]
     return out
 
 
