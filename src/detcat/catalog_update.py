@@ -342,8 +342,9 @@ def _apply(
             gone = [pk for plan in plans for e in plan.drop for pk in e.rules]
             reach_keys = reach.keys_of(w.conn, gone) if keep_reach else set()
             removed = _remove(w, plans)
-            w.seen = {(v, i): c for v, i, c in w.conn.execute(
-                "SELECT vendor, id, collection FROM rules")}  # fmt: skip
+            # The rule ids taken, from their index (a clash means a full build, so the
+            # collection of the copy kept does not matter here).
+            w.seen = dict.fromkeys(w.conn.execute("SELECT vendor, id FROM rules"), "")
             loader = Loader(w, TechniqueIndex.of_catalog(w.conn))
             _restamp(w, plans, loader)
         seconds: dict[str, float] = {}
