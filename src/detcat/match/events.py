@@ -66,8 +66,8 @@ class Event:
     folded: Texts = field(init=False)
 
     def __post_init__(self) -> None:
-        self.plain = Texts(self.fields, None)
-        self.folded = Texts(self.fields, self.plain)
+        self.plain = Texts(self.fields, False)
+        self.folded = Texts(self.fields, True)
 
     def get(self, name: str | None) -> list[Scalar] | None:
         return self.fields.get(name) if name else None
@@ -87,28 +87,29 @@ class Event:
 
 
 class Texts(dict):  # type: ignore[type-arg]
-    """Field name -> its values as text (case-folded when made with the plain texts),
+    """Field name -> its values as text (case-folded when ``folds``),
     computed on first use and kept: thousands of predicates read the same few fields.
     A plain dict lookup when known (``__missing__`` computes the rest), and cached by
     the identity of the value list too, which a raw field's aliases share. Holds the
     event's ``fields`` dict, not the event (no reference cycle)."""
 
-    __slots__ = ("fields", "plain")
+    __slots__ = ("fields", "folds")
 
-    def __init__(self, fields: dict[str, list[Scalar]], plain: Texts | None) -> None:
+    def __init__(self, fields: dict[str, list[Scalar]], folds: bool) -> None:
         super().__init__()
         self.fields = fields
-        self.plain = plain
+        self.folds = folds
 
     def __missing__(self, name: str | None) -> list[str]:
         values = self.fields.get(name or "", ())
-        got = self.get(id(values))
+        key = id(values)
+        got = self.get(key)
         if got is None:
-            if self.plain is not None:
-                got = [t.casefold() for t in self.plain[name]]
+            if self.folds:
+                got = [(v if v.__class__ is str else value_text(v)).casefold() for v in values]
             else:
                 got = [v if v.__class__ is str else value_text(v) for v in values]
-            self[id(values)] = got
+            self[key] = got
         self[name] = got
         return got
 
