@@ -4,8 +4,8 @@ lark-cython (by lark's author) reimplements lark's LALR parser and lexer in
 Cython. A grammar whose callbacks use tokens only through ``.value``/``.type``/
 positions (its tokens are not ``str``; test them with ``isinstance(x, TOKENS)``)
 may ask for it with ``accelerate=True``; where lark-cython is not installed
-lark's own engine gives the same results, only slower. The EQL and YARA-L
-parsers use it.
+lark's own engine gives the same results, only slower. The EQL, KQL and
+YARA-L parsers use it.
 """
 
 from __future__ import annotations
