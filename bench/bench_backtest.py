@@ -32,7 +32,48 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIED = ("process.command_line", "process.command_line#cf")  # get a per-row token
+# How copies vary, per field: every copy's command lines (and the document's text)
+# get a token of their own; by the copy's mode (one in four each) the user, the
+# folders of paths, the file names or the hashes change too, so that no single
+# column's values stay those of the regression events. Inserted text is lower
+# case: the same edit fits a field's text, folded and list columns.
+MODES = 4
+VARIED = {
+    "token": ("process.command_line", "process.parent.command_line", "process.args", "_text"),
+    "user": ("user.name",),
+    "folder": ("process.executable", "process.parent.executable", "file.path",
+               "process.working_directory", "registry.path", "dll.path"),
+    "name": ("process.executable", "process.name", "process.pe.original_file_name",
+             "file.path", "file.name", "dll.path", "dll.name"),
+    "hash": ("process.hash.md5", "process.hash.sha256", "process.pe.imphash", "dll.hash.md5"),
+}  # fmt: skip
+EDITS = {  # (mode that applies it, SQL of one value {x}; i is the copy's number)
+    "token": (None, "{x} || ' ' || i"),
+    "user": (1, "{x} || (i % 997)"),
+    "folder": (2, r"regexp_replace({x}, '^.*[\\/]', 'c:\\users\\u' || (i % 997) || '\\appdata\\')"),
+    "name": (3, r"regexp_replace({x}, '[^\\/]*$', 'app' || (i % 4999) || '.exe')"),
+    "hash": (1, "left({x}, length({x}) - 6) || lpad(to_hex(i % 16777216), 6, '0')"),
+}
+
+
+def varied(column: str, quoted: str) -> str:
+    """The SQL of ``column`` in copy ``i``: its field's edits, each in its mode."""
+    from detcat.sqlgen.rows import split_name
+
+    col = split_name(column)
+    out = quoted
+    for edit, fields in VARIED.items():
+        if col.field not in fields or col.variant.value in ("#num", "#ip"):
+            continue
+        mode, sql = EDITS[edit]
+        if col.variant.value == "#list":
+            new = f"list_transform({out}, lambda v: {sql.format(x='v')})"
+        else:  # a joined value: the edit applies to the (last) value, inside its separators
+            inner = f"substr({out}, 2, length({out}) - 2)"
+            new = f"chr(31) || {sql.format(x=inner)} || chr(31)"
+            new = f"CASE WHEN length({out}) > 1 THEN {new} ELSE {out} END"
+        out = new if mode is None else f"CASE WHEN i % {MODES} = {mode} THEN {new} ELSE {out} END"
+    return out
 
 
 def build_catalog(sources: Path, db: Path) -> None:
@@ -70,18 +111,16 @@ def synthesize(base: Path, out: Path, rows: int) -> int:
                 select.append(
                     f"strftime(CAST({q} AS TIMESTAMP) + to_seconds(i), '%Y-%m-%dT%H:%M:%S') AS {q}"
                 )
-            elif c in VARIED:
-                # the token goes at the end of the (last) value, before its separator
-                select.append(
-                    f"CASE WHEN length({q}) > 1 THEN left({q}, length({q}) - 1) "
-                    f"|| ' ' || i || chr(31) ELSE {q} END AS {q}"
-                )
             else:
-                select.append(q)
+                select.append(f"{varied(c, q)} AS {q}")
         target = out / f"detcat_kind={kind}"
         target.mkdir(parents=True)
         con.execute(
-            f"COPY (SELECT {', '.join(select)} FROM {src}, range({copies}) AS t(i)) "
+            # row k is copy i = k // n of event k % n: the first rows of a kind mix
+            # all its regression events (the plan samples a route's first rows)
+            f"COPY (SELECT {', '.join(select)} FROM (SELECT k, k // {n} AS i FROM "
+            f"range({copies * n}) AS t(k)) AS t JOIN (SELECT *, row_number() OVER () - 1 "
+            f"AS _event FROM {src}) AS s ON s._event = t.k % {n} ORDER BY k) "
             f"TO '{target}/part-0.parquet' (FORMAT parquet, COMPRESSION zstd)"
         )
         written += copies * n

@@ -1,6 +1,7 @@
 """``detcat match`` throughput and memory on SigmaHQ's regression events, all rules.
 
     python bench/bench_match.py [SOURCES_DIR] [--db CATALOG] [--sizes 10000,100000]
+                                [--before-src DIR]
 
 Builds the catalog from SOURCES_DIR (unless --db names one), then measures in one
 run, on the same events:
@@ -11,9 +12,16 @@ run, on the same events:
   ``Matcher.match``) against the reference (every admitted stage evaluated:
   ``Matcher.match_reference``), both from the JSON document to the JSON result
   line, and the ratio;
+- the same on a mixed stream: the regression events (which all fire something,
+  the worst case) and the ``eql`` package's 102 test events (legacy Endgame
+  process, file and network events, most firing nothing), when ``eql`` is installed;
 - ``detcat match --jsonl`` as a child process on a JSON-lines file of each size
   (the regression events replicated): events per CPU-second and peak RSS, which
   must not grow with the number of events.
+
+``--before-src``: the ``src`` folder of another checkout (say, the commit before a
+change); its matcher is timed too on the same events and catalog, in a subprocess,
+for a before/after in the same run.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from detcat import catalog
+from detcat.cli.match import json_bytes
 from detcat.match import EventResult, Matcher
 from detcat.match.events import canonical_event
 from detcat.match.reading import read_documents
@@ -51,7 +60,52 @@ def regression_documents(sources: Path) -> list[tuple[str, dict[str, Any]]]:
 def pipeline(docs: list[tuple[str, dict[str, Any]]], match: Callable[..., EventResult]) -> None:
     """Document in, JSON line out: what ``detcat match --jsonl`` does per event."""
     for label, doc in docs:
-        json.dumps(match(canonical_event(label, doc)).to_json(), ensure_ascii=False)
+        json_bytes(match(canonical_event(label, doc)).to_json())
+
+
+def mixed_documents(docs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """The regression events and the eql package's test events, or [] without eql."""
+    try:
+        import eql
+    except ImportError:
+        return []
+    data = Path(eql.__file__).parent / "etc" / "test_data.json"
+    return docs + [(f"eql:{i}", doc) for i, doc in enumerate(json.loads(data.read_text()))]
+
+
+# Run by another checkout's interpreter path: its own matcher, the same measurement.
+BEFORE = """
+import json, sys, time
+from pathlib import Path
+from detcat.match import Matcher
+from detcat.match.events import canonical_event
+from detcat.match.reading import read_documents
+try:
+    from detcat.cli.match import json_bytes as encode
+except ImportError:  # before orjson: what its CLI wrote with
+    encode = lambda r: json.dumps(r, ensure_ascii=False, default=str)
+sources, db, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+files = sorted((sources / "sigma" / "regression_data").rglob("*.json"))
+docs = [doc for f in files for doc in read_documents(f)]
+matcher = Matcher.from_catalog(db)
+def run():
+    stream = matcher.stream()
+    for label, doc in docs:
+        encode(stream.match(canonical_event(label, doc)).to_json())
+run()
+start = time.process_time()
+for _ in range(rounds):
+    run()
+print(rounds * len(docs) / (time.process_time() - start))
+"""
+
+
+def before(src_dir: str, sources: Path, db: Path, rounds: int) -> float:
+    """Events per CPU-second of another checkout's matcher (first pass left out)."""
+    env = {**os.environ, "PYTHONPATH": src_dir}
+    cmd = [sys.executable, "-c", BEFORE, str(sources), str(db), str(rounds)]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
 
 
 def run_cli(db: Path, events: Path) -> tuple[float, float, int]:
@@ -78,6 +132,7 @@ def main() -> None:
     ap.add_argument("sources", nargs="?", default=os.environ.get("DETCAT_SOURCES", default))
     ap.add_argument("--db", type=Path)
     ap.add_argument("--sizes", default="10000,100000", help="events per CLI run")
+    ap.add_argument("--before-src", help="another checkout's src folder, timed too")
     args = ap.parse_args()
     sources = Path(args.sources)
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,6 +156,15 @@ def main() -> None:
         print(f"reference: every admitted stage          : {ref_rate:8.0f} events/CPU-s")
         print(f"detcat match (routes + prefilter)        : {ours_rate:8.0f} events/CPU-s")
         print(f"ratio indexed / reference (speed-up)     : {ours_rate / ref_rate:8.1f}x")
+        if mixed := mixed_documents(docs):
+            n = max(1, 2000 // len(mixed))
+            took = cpu(lambda: [pipeline(mixed, matcher.stream().match) for _ in range(n)])
+            print(f"mixed: + eql package's {len(mixed) - len(docs)} test events     : "
+                  f"{n * len(mixed) / took:8.0f} events/CPU-s")  # fmt: skip
+        if args.before_src:
+            old = before(args.before_src, sources, db, rounds)
+            print(f"before ({args.before_src}), same events    : {old:8.0f} events/CPU-s")
+            print(f"ratio now / before                       : {ours_rate / old:8.1f}x")
         for n in (int(x) for x in args.sizes.split(",")):
             path = Path(tmp) / f"events-{n}.jsonl"
             write_jsonl(docs, path, n)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from operator import itemgetter
 from pathlib import Path
 
 import pytest
 
-from detcat import guide, guide_text, schemas, store
+from detcat import guide, guide_sections, guide_text, schemas, store
 from detcat.sources import registry
 from detcat.tables import load
 
@@ -88,20 +89,29 @@ def test_t1219_first_screen_spans_fields(t1219: dict) -> None:
     assert all(i["selector"] for i in t1219["indicators"][:2])
 
 
+_A30 = [("a", "eq", str(i)) for i in range(30)]
+_T20 = [(f, "eq", "x") for f in "abcdefghijklmnopqrst"]  # twenty fields fill the screen
+
+
 @pytest.mark.parametrize(
-    ("ranked", "expected"),
+    ("ranked", "complete", "expected"),
     [  # (field, op, value) keys in rank order -> screen order, with screen 20 / 4 per field
-        ([("a", "eq", str(i)) for i in range(6)], [("a", "eq", str(i)) for i in range(6)]),
+        ([("a", "eq", str(i)) for i in range(6)], True, [("a", "eq", str(i)) for i in range(6)]),
+        (_A30 + [("b", "eq", "x")], True, _A30[:4] + [("b", "eq", "x")] + _A30[4:]),
+        ([], True, []),
+        # A prefix of the ranking: settled only once the screen is full.
+        (_A30 + [("b", "eq", "x")], False, None),
+        (_T20 + [("a", "eq", "y")], False, _T20 + [("a", "eq", "y")]),
         (
-            [("a", "eq", str(i)) for i in range(30)] + [("b", "eq", "x")],
-            [("a", "eq", str(i)) for i in range(4)] + [("b", "eq", "x")]
-            + [("a", "eq", str(i)) for i in range(4, 30)],
+            _A30 + [(f, "eq", "x") for f in "bcdefghijklmnopq"] + [("r", "eq", "y")],
+            False,
+            _A30[:4] + [(f, "eq", "x") for f in "bcdefghijklmnopq"] + _A30[4:]
+            + [("r", "eq", "y")],
         ),
-        ([], []),
     ],
 )  # fmt: skip
-def test_screen_first(ranked: list, expected: list) -> None:
-    assert guide._screen_first(ranked) == expected
+def test_screen_first(ranked: list, complete: bool, expected: list | None) -> None:
+    assert guide_sections.screen_first(ranked, itemgetter(0), complete) == expected
 
 
 def test_t1219_vendors_in_page_order(t1219: dict) -> None:

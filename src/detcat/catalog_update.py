@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import detcat
-from detcat import similar, store
+from detcat import reach, similar, store
 from detcat.catalog_read import (
     FileResult,
     file_digest,
@@ -337,7 +337,10 @@ def _apply(
     with store.writing(db, update=True) as w:
         phases["copy the previous catalog"] = time.perf_counter() - started
         with timed(phases, "remove changed rows"):
-            _drop_derived(w)
+            keep_reach = reach.available(w.conn)
+            _drop_derived(w, keep_reach)
+            gone = [pk for plan in plans for e in plan.drop for pk in e.rules]
+            reach_keys = reach.keys_of(w.conn, gone) if keep_reach else set()
             removed = _remove(w, plans)
             w.seen = {(v, i): c for v, i, c in w.conn.execute(
                 "SELECT vendor, id, collection FROM rules")}  # fmt: skip
@@ -361,6 +364,8 @@ def _apply(
             add_unknown_techniques(w, loader.index.unknown)
             built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             loader.finish({**meta, "built_at": built_at, "vendor_seconds": seconds}, removed)
+            if keep_reach:
+                reach.recount(w.conn, reach_keys | reach.keys_of(w.conn, loader.features))
         started = time.perf_counter()
     phases["commit"] = time.perf_counter() - started
     return sum(len(p.read) for p in plans)
@@ -379,17 +384,20 @@ def _restamp(w: store.CatalogWriter, plans: list[_Plan], loader: Loader) -> None
             loader.dirs[plan.job.key] = plan.dirs
 
 
-def _drop_derived(w: store.CatalogWriter) -> None:
-    """Tables derived from the catalog after its build (``reach``'s, computed on
-    first use) describe the old rules: the copy loses them, and their ``meta``
-    keys, as a full build's file never had them; they are derived again."""
+def _drop_derived(w: store.CatalogWriter, keep_reach: bool) -> None:
+    """Tables derived from the catalog after its build (computed on first use)
+    describe the old rules: the copy loses them, and their ``meta`` keys, as a
+    full build's file never had them; they are derived again. ``keep_reach``:
+    but ``reach``'s, which this build keeps up to date (``reach.recount``)."""
     built = {*re.findall(r"CREATE (?:VIRTUAL )?TABLE (\w+)", store.SCHEMA), *similar.TABLES}
+    if keep_reach:
+        built.add(reach.TABLE)
     tables = w.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     for (name,) in tables:
         if name not in built and not name.startswith(("sqlite_", "rules_fts_")):
             w.conn.execute(f'DROP TABLE "{name}"')
-    keys = ",".join("?" * len(BUILD_META))
-    w.conn.execute(f"DELETE FROM meta WHERE key NOT IN ({keys})", BUILD_META)
+    keys = (*BUILD_META, reach.META) if keep_reach else BUILD_META
+    w.conn.execute(f"DELETE FROM meta WHERE key NOT IN ({','.join('?' * len(keys))})", keys)
 
 
 def _remove(w: store.CatalogWriter, plans: list[_Plan]) -> dict[int, frozenset[str]]:

@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from detcat import similar, similar_update, store
+from detcat import guide_sections, similar, similar_update, store
 from detcat.attack import Attack, Technique
 from detcat.catalog_read import FileResult
 from detcat.model import Problem
@@ -147,6 +147,8 @@ class Loader:
                 " GROUP BY rt.technique_id ORDER BY rt.technique_id"
             ).fetchall()
         )
+        # The guides' stored sections of the techniques whose rules changed.
+        guide_sections.refresh(conn, None if removed is None else self.features)
         self.w.set_meta(unknown_techniques=unknown, **meta)
 
 

@@ -8,23 +8,18 @@ Everything here speaks canonical terms only: no vendor-specific branches.
 
 from __future__ import annotations
 
-import heapq
 import json
 import sqlite3
 from collections import Counter, defaultdict
 from typing import Any
 
-from detcat import reach, similar
+from detcat import guide_sections, reach, similar
 from detcat.errors import DetcatError
-from detcat.guide_text import GUIDE  # guide.toml: the prose and the ranking settings
 from detcat.normalize import fold_value
 from detcat.normalize.fields import vendor_specific_reason
 from detcat.sources import registry
-from detcat.tables import load
 
-# Operators that say a field is present or absent carry no indicator value.
-_NO_VALUE_OPS = ("exists", "is_null")
-_SAMPLES = 5
+_NO_VALUE_OPS = guide_sections.NO_VALUE_OPS
 
 
 class UnknownTechnique(DetcatError, LookupError):
@@ -65,23 +60,22 @@ def technique_guide(
     rules, refs = _rules(conn, args)
     counts = Counter(r["vendor"] for r in rules)
     vendors = {v: counts[v] for v in registry.display_order({*registry.names(), *counts})}
-    tally = _Tally(_event_predicates(conn, args), refs)
-    fields = _fields(tally, limit)
-    # Ties among indicators go to the fields most filtered (all of them, not the top only).
-    field_rank = {f: i for i, f in enumerate(fields["order"])}
-    indicators = _indicators(conn, tally.indicators, limit, False, field_rank)
-    exclusions = _indicators(conn, tally.exclusions, limit, True, field_rank)
+    compact = None if vendor else guide_sections.stored(conn, tid, refs, limit)
+    if compact is None:  # one vendor's rules, or more rows than a build stores
+        predicates = guide_sections.Predicates(_event_predicates(conn, args), refs)
+        compact = predicates.sections(refs, limit)
+    sections = guide_sections.expand(compact, refs)
     return {
         "technique": header,
         "vendors": vendors,
         "rules": rules,
         "events": _events(conn, args),
-        "fields": fields["rows"],
-        "field_count": fields["distinct"],
-        "indicators": indicators["rows"],
-        "indicator_count": indicators["distinct"],
-        "exclusions": exclusions["rows"],
-        "exclusion_count": exclusions["distinct"],
+        "fields": sections["fields"],
+        "field_count": sections["field_count"],
+        "indicators": _with_reach(conn, sections["indicators"]),
+        "indicator_count": sections["indicator_count"],
+        "exclusions": [_without_key(row) for row in sections["exclusions"]],
+        "exclusion_count": sections["exclusion_count"],
         "attack_detection": attack_detection(conn, args),
     }
 
@@ -213,179 +207,33 @@ def _events(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, An
             for r in rows]  # fmt: skip
 
 
-_PredRow = tuple[str, str, str, Any, str, int, int, str, int]
-
-
-def _event_predicates(conn: sqlite3.Connection, args: dict[str, Any]) -> list[_PredRow]:
+def _event_predicates(conn: sqlite3.Connection, args: dict[str, Any]) -> list[guide_sections.Row]:
     """The predicates of events stages of the technique's rules: the one query the
     field and indicator sections aggregate (a few thousand rows at most)."""
     cur = conn.cursor()
     cur.row_factory = None  # plain tuples: this is the hot loop of a guide
     return cur.execute(
         f"""WITH {_HERE}
-        SELECT p.field, p.field_raw, p.op, p.value, p.value_key, p.negated, p.exclusion,
-               p.kind, p.rule_pk
+        SELECT {guide_sections.ROW_COLUMNS}
         FROM predicates p JOIN here USING (rule_pk) WHERE p.stage_role = 'events'""",
         args,
     ).fetchall()
 
 
-def _top(counts: dict[Any, Any], n: int | None, tie: Any = None) -> list[Any]:
-    """The ``n`` keys (all for None) with the largest ``counts[k][0]`` (a set of
-    distinct rules), ties by the key itself or by ``tie[k]``. Sorting prebuilt
-    tuples, not calling a key function, because a guide ranks thousands of keys."""
-    keys = list(counts)
-    ranked = [
-        (-len(v[0]), k if tie is None else tie[k], i) for i, (k, v) in enumerate(counts.items())
-    ]
-    if n is not None and n < len(ranked):
-        return [keys[t[2]] for t in heapq.nsmallest(n, ranked)]
-    ranked.sort()
-    return [keys[t[2]] for t in ranked]
-
-
-class _Tally:
-    """One pass over a technique's predicate rows, counting what the field,
-    indicator and exclusion sections rank. Entries are lists whose first item is
-    the set of distinct rules; the loop is written out (no helper calls) because
-    it runs once per predicate of every rule of the technique."""
-
-    def __init__(self, rows: list[_PredRow], refs: dict[int, tuple[str, str]]):
-        # field -> [pks, {(vendor, raw): n}, {op: [pks]}, {vkey: [pks, {spelling: n}]}]
-        self.fields: dict[str, list[Any]] = {}
-        # (field, op, vkey) -> [refs, {spelling: n}, written (not only implied)]
-        self.indicators: dict[_Key, list[Any]] = {}
-        self.exclusions: dict[_Key, list[Any]] = {}  # (field, op, vkey) -> [refs, {spelling: n}]
-        fields, indicators, exclusions = self.fields, self.indicators, self.exclusions
-        for f, raw, op, value, vkey, negated, excl, kind, pk in rows:
-            ref = refs[pk]  # (vendor, rule id)
-            implied = kind == "implied"
-            if f is not None and not implied:  # implied predicates restate another one
-                fe = fields.get(f)
-                if fe is None:
-                    fe = fields[f] = [set(), {}, {}, {}]
-                fe[0].add(pk)
-                aliases = fe[1]
-                alias = (ref[0], raw)
-                aliases[alias] = aliases.get(alias, 0) + 1
-                ops = fe[2]
-                if op in ops:
-                    ops[op][0].add(pk)
-                else:
-                    ops[op] = [{pk}]
-                if not negated and value is not None:
-                    sample = fe[3].get(vkey)
-                    if sample is None:
-                        fe[3][vkey] = [{pk}, {value: 1}]
-                    else:
-                        sample[0].add(pk)
-                        sample[1][value] = sample[1].get(value, 0) + 1
-            if op in _NO_VALUE_OPS or kind == "selector":
-                continue
-            key = (f, op, vkey)
-            if not negated:  # is_indicator
-                entry = indicators.get(key)
-                if entry is None:
-                    entry = indicators[key] = [set(), {}, False]
-                entry[0].add(ref)
-                if value is not None:
-                    entry[1][value] = entry[1].get(value, 0) + 1
-                if not implied:
-                    entry[2] = True
-            if excl and not implied:  # is_exclusion
-                entry = exclusions.get(key)
-                if entry is None:
-                    entry = exclusions[key] = [set(), {}]
-                entry[0].add(ref)
-                if value is not None:
-                    entry[1][value] = entry[1].get(value, 0) + 1
-
-
-def _fields(tally: _Tally, limit: int | None) -> dict[str, Any]:
-    """Top canonical fields: rules, vendor aliases, operator histogram, samples."""
-    order = _top(tally.fields, None)
+def _with_reach(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Indicator rows with their corpus reach, read now: it counts every rule."""
+    reaches = corpus_reaches(conn, [tuple(row["key"]) for row in rows])
     out = []
-    for f in order[:limit]:
-        pks, aliases, ops, samples = tally.fields[f]
-        by_vendor: dict[str, list[str]] = {}
-        for (vendor, raw), _n in sorted(aliases.items(), key=lambda i: (-i[1], i[0][1] or "")):
-            by_vendor.setdefault(vendor, []).append(raw)
-        out.append({
-            "field": f,
-            "aliases": {v: by_vendor[v] for v in registry.display_order(by_vendor)},
-            "rules": len(pks),
-            "operators": {op: len(ops[op][0]) for op in _top(ops, None)},
-            "samples": [_spelling(samples[k][1]) for k in _top(samples, _SAMPLES)],
-        })  # fmt: skip
-    return {"rows": out, "distinct": len(tally.fields), "order": order}
-
-
-def _spelling(written: dict[str, int]) -> str:
-    """How a value is shown: the spelling rules write most often (values that
-    differ only in case are one indicator), ties by sort order."""
-    return min(written, key=lambda v: (-written[v], v))
-
-
-_Key = tuple[str | None, str, str]
-
-
-def _screen_first(ranked: list[_Key]) -> list[_Key]:
-    """``ranked`` with its first screen spread over fields: in the first ``screen``
-    rows, at most ``per_field`` rows of one field; the rows held back follow in
-    their rank order, so one field with many equally used values (tool names)
-    does not fill the screen."""
-    conf = load(GUIDE)["ranking"]
-    screen: list[_Key] = []
-    held: list[_Key] = []
-    used: Counter[str | None] = Counter()
-    for i, key in enumerate(ranked):
-        if len(screen) == conf["screen"]:
-            return screen + held + ranked[i:]  # held rows all rank before ranked[i:]
-        if used[key[0]] < conf["per_field"]:
-            screen.append(key)
-            used[key[0]] += 1
-        else:
-            held.append(key)
-    return screen + held
-
-
-def _indicators(
-    conn: sqlite3.Connection,
-    counts: dict[_Key, list[Any]],
-    limit: int | None,
-    exclusion: bool,
-    field_rank: dict[str | None, int],
-) -> dict[str, Any]:
-    """Top (field, op, value) combinations by rules, ties to the fields ranked first
-    in ``field_rank``; exclusions are those under top-level NOTs."""
-    last = len(field_rank)
-    tie = {k: (field_rank.get(k[0], last), k[0] or "", k[1], k[2]) for k in counts}
-    ranked = _top(counts, None, tie)
-    if not exclusion:
-        ranked = _screen_first(ranked)
-    top = ranked[:limit]
-    selectors = set(load(GUIDE)["ranking"]["selector_fields"])
-    vendors = registry.display_order({v for k in top for v, _ in counts[k][0]})
-    reach = corpus_reaches(conn, top) if not exclusion else {}
-    out = []
-    for key in top:
-        entry = counts[key]
-        refs = sorted(entry[0], key=lambda r: (vendors.index(r[0]), r[1]))
-        item: dict[str, Any] = {
-            "field": key[0],
-            "op": key[1],
-            "value": _spelling(entry[1]) if entry[1] else None,
-            "rules": len(refs),
-            "rule_ids": [i for _, i in refs],
-            "rule_refs": [{"vendor": v, "id": i} for v, i in refs],
-            "implied": not exclusion and not entry[2],
-            "selector": key[0] in selectors,
-        }
-        if not exclusion:
-            item["corpus_reach"] = reach[key]
-            item["specific"] = item["corpus_reach"] == len(refs)
+    for row in rows:
+        item = _without_key(row)
+        item["corpus_reach"] = reaches[tuple(row["key"])]
+        item["specific"] = item["corpus_reach"] == item["rules"]
         out.append(item)
-    return {"rows": out, "distinct": len(counts)}
+    return out
+
+
+def _without_key(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "key"}
 
 
 def is_indicator(negated: Any, op: str, kind: str) -> bool:

@@ -9,7 +9,8 @@ table one indexed lookup. It is derived like the near-duplicate tables
 ``export-site`` when the file is writable. A read-only catalog without it still
 works: ``counts`` then counts live. The table names the build it was counted
 from (``meta.built_at``): an incremental build updates the catalog in place, and
-a table from before it is never read, only derived again.
+a table from before it is never read, only derived again, unless the build
+kept it up to date (``recount``: the keys of the rules it removed and added).
 """
 
 from __future__ import annotations
@@ -54,6 +55,41 @@ def ensure(db: Path) -> None:
         wconn.execute("INSERT OR REPLACE INTO meta VALUES ('reach', ?)", (_stamp(wconn),))
 
 
+TABLE, META = "indicator_reach", "reach"  # what an incremental build keeps (recount)
+
+
+def keys_of(conn: sqlite3.Connection, pks: Iterable[int]) -> set[Key]:
+    """The keys the given rules check (those whose reach they count in)."""
+    out: set[Key] = set()
+    pks = sorted(pks)
+    for i in range(0, len(pks), 500):
+        chunk = pks[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        out.update(conn.execute(
+            f"SELECT DISTINCT field, op, value_key FROM predicates"
+            f" WHERE rule_pk IN ({marks}) AND {_USES}", chunk,
+        ).fetchall())  # fmt: skip
+    return out
+
+
+def recount(conn: sqlite3.Connection, keys: Iterable[Key]) -> None:
+    """Count ``keys`` again, as ``ensure`` counts them, and stamp the table with
+    the catalog's build (an incremental build that removed and added the rules
+    checking them; it has written its ``meta.built_at``)."""
+    for key in sorted(set(keys), key=repr):
+        conn.execute(
+            "DELETE FROM indicator_reach WHERE field IS ? AND op = ? AND value_key = ?", key
+        )
+        conn.execute(
+            f"""INSERT INTO indicator_reach
+            SELECT field, op, value_key, COUNT(DISTINCT rule_pk) FROM predicates
+            WHERE field IS ? AND op = ? AND value_key = ? AND {_USES}
+            GROUP BY field, op, value_key""",
+            key,
+        )
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('reach', ?)", (_stamp(conn),))
+
+
 def try_ensure(db: Path) -> str | None:
     """``ensure``, or why it could not (a read-only catalog counts live instead)."""
     try:
@@ -76,17 +112,25 @@ def _stamp(conn: sqlite3.Connection) -> str:
 
 def counts(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, int]:
     """Corpus reach of each key (0 for a key no rule checks)."""
-    table = available(conn)
-    sql = (
-        "SELECT rules FROM indicator_reach WHERE field IS ? AND op = ? AND value_key = ?"
-        if table
-        else f"""SELECT COUNT(DISTINCT rule_pk) FROM predicates
+    keys = list(keys)
+    out = dict.fromkeys(keys, 0)
+    if not keys:
+        return out
+    if available(conn):  # one indexed lookup per key, a few hundred keys per statement
+        for i in range(0, len(keys), 300):
+            chunk = keys[i : i + 300]
+            rows = conn.execute(
+                f"""WITH k(field, op, value_key) AS (VALUES {",".join(["(?,?,?)"] * len(chunk))})
+                SELECT r.field, r.op, r.value_key, r.rules FROM k JOIN indicator_reach r
+                ON r.field IS k.field AND r.op = k.op AND r.value_key = k.value_key""",
+                [part for key in chunk for part in key],
+            )
+            out.update(((f, op, vkey), n) for f, op, vkey, n in rows)
+        return out
+    sql = f"""SELECT COUNT(DISTINCT rule_pk) FROM predicates
         WHERE field IS ? AND op = ? AND value_key = ? AND {_USES}"""
-    )
-    out = {}
     for key in keys:
-        row = conn.execute(sql, key).fetchone()
-        out[key] = row[0] if row else 0
+        out[key] = conn.execute(sql, key).fetchone()[0]
     return out
 
 

@@ -38,6 +38,8 @@ DEFAULT_DB = Path("detcat.sqlite")
 # any change to the schema or to the meaning of a column, so that a catalog from
 # another detcat version is refused with "run detcat build", never misread.
 SCHEMA_VERSION = "4"  # 2: rules.collection; 3: opaque.detail; 4: ATT&CK analytics
+# (technique_sections came later without a new version: it only adds a table, which
+# older readers ignore, and a reader finding it missing or stale ranks live.)
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -106,6 +108,11 @@ CREATE TABLE build_files (
     stamp TEXT NOT NULL,
     uses TEXT NOT NULL, uses_digest TEXT NOT NULL, rules TEXT NOT NULL, problems TEXT NOT NULL,
     dup INTEGER NOT NULL, PRIMARY KEY (collection, vendor, path)
+);
+-- Each technique family's first guide rows (guide_sections.py), written by every
+-- build: stamp the ranking they follow, members a digest of the family's rules.
+CREATE TABLE technique_sections (
+    family TEXT PRIMARY KEY, stamp TEXT NOT NULL, members TEXT NOT NULL, sections TEXT NOT NULL
 );
 -- Every folder under a vendor folder ("" the vendor folder itself) with its stamp at
 -- the build: while none changed, no file was added, removed or renamed there, and the

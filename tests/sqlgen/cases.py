@@ -90,6 +90,12 @@ EVENTS: dict[str, dict[str, Any]] = {
         SourceIp="x",
     ),
     "flat": {"CommandLine": "evil.exe -x", "Image": "C:\\evil.exe", "@timestamp": 1714557600},
+    "own_parent": sysmon(
+        1, "2024-05-03T10:00:00Z", Image="C:\\w\\loop.com", ParentImage="C:\\w\\loop.com"
+    ),
+    "own_parent_case": sysmon(
+        1, "2024-05-03T11:00:00Z", Image="C:\\w\\LOOP.com", ParentImage="C:\\w\\loop.com"
+    ),
 }
 
 
@@ -193,7 +199,7 @@ CASES: list[tuple[str, str, str, set[str]]] = [
         "wildcard-any",
         "    sel:\n        ParentImage: '*'\n    condition: sel",
         "process_creation",
-        {"cmd"},
+        {"cmd", "own_parent", "own_parent_case"},
     ),
     (
         "dollar-brace",
@@ -310,5 +316,18 @@ CASES: list[tuple[str, str, str, set[str]]] = [
         "            - '::1/128'\n    condition: not sel",
         "network_connection",
         {"net_bad_ip"},
+    ),
+    (
+        "field-reference",
+        "    sel:\n        Image|fieldref: ParentImage\n    condition: sel",
+        "process_creation",
+        {"own_parent", "own_parent_case"},  # Sigma compares values case-insensitively
+    ),
+    (
+        "not-field-reference",
+        "    sel:\n        Image|endswith:\n            - '.com'\n            - '\\x.exe'\n"
+        "    filter:\n        Image|fieldref: ParentImage\n    condition: sel and not filter",
+        "process_creation",
+        {"no_parent"},  # no ParentImage: the reference fails, its NOT holds
     ),
 ]

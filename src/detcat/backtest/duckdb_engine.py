@@ -13,6 +13,19 @@ from detcat.sqlgen.rows import KIND
 from detcat.sqlgen.rules import nonnull_key
 
 FETCH_ROWS = 10_000
+# A route query is one projection of a scan, megabytes of SQL: these optimizer
+# passes each walk its expressions (seconds of planning) and change nothing in it.
+PLAIN_QUERY = (
+    "common_subexpressions",
+    "expression_rewriter",
+    "statistics_propagation",
+    "filter_pushdown",
+    "join_order",
+    "build_side_probe_side",
+    "compressed_materialization",
+    "duplicate_groups",
+    "reorder_filter",
+)
 
 
 class DuckDBSource:
@@ -61,8 +74,16 @@ class DuckDBSource:
             r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {self.table(route)}").fetchall()
         }
 
-    def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+    def rows(self, sql: str, plain: bool = False) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql``; ``plain``: planned without the ``PLAIN_QUERY`` passes."""
         cursor = self.con.cursor()
+        if plain:
+            known = {
+                r[0] for r in cursor.execute("SELECT name FROM duckdb_optimizers()").fetchall()
+            }
+            off = ",".join(n for n in PLAIN_QUERY if n in known)
+            # a cursor is a connection of its own: the setting ends with it
+            cursor.execute(f"SET disabled_optimizers = {self.dialect.literal(off)}")
         cursor.execute(sql)
         while batch := cursor.fetchmany(FETCH_ROWS):
             yield from batch

@@ -74,6 +74,7 @@ class SparkSource:
     def columns(self, route: str) -> set[str]:
         return self._view(route)[1]
 
-    def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+    def rows(self, sql: str, plain: bool = False) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql`` (``plain`` is DuckDB's: Spark plans it as it is)."""
         for row in self.spark.sql(sql).toLocalIterator():
             yield tuple(row)

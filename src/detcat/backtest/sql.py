@@ -3,10 +3,11 @@
 For each route the driver learns the columns its rows have and the distinct
 (catalog event, scopes) pairs in it, binds every rule routed there (``sqlgen.
 rules.CompiledRule.for_route``), drops the rules that cannot hold on the route,
-and runs one query giving, per row, the rules that hold, are unknown, or need
-the Python matcher (see ``sqlgen.emit``). Rows whose values the SQL cannot read
-(``_python``) and rows a fallback rule's prefilter keeps are decided by the
-Python matcher, from the raw JSON each row carries.
+reads a sample of its rows to plan the query (``sqlgen.plan``: which literals
+gate which rules), and runs it: per row, the rules that hold or are unknown
+(see ``sqlgen.emit``). Rows whose values the SQL cannot read (``_python``) and
+rows a fallback rule's prefilter keeps are decided by the Python matcher, from
+the raw JSON each row carries.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from typing import Any, Protocol
 from detcat.backtest.results import Backtest, RuleHits
 from detcat.match import Matcher
 from detcat.match.events import canonical_event
-from detcat.sqlgen import CompiledRule, RouteRule, SqlDialect, Status
-from detcat.sqlgen.ir import FALSE
+from detcat.sqlgen import CompiledRule, SqlDialect, Status
+from detcat.sqlgen.ir import FALSE, Node
+from detcat.sqlgen.plan import Sample, decode, gate_options, plan_route
 from detcat.sqlgen.rows import CATALOG_ID, LABEL, PYTHON, RAW, TIME
+
+SAMPLE_ROWS = 2_000  # rows read to plan a route's query (its first rows)
 
 
 class Source(Protocol):
@@ -36,7 +40,7 @@ class Source(Protocol):
 
     def columns(self, route: str) -> set[str]: ...
 
-    def rows(self, sql: str) -> Iterator[tuple[Any, ...]]: ...
+    def rows(self, sql: str, plain: bool = False) -> Iterator[tuple[Any, ...]]: ...
 
 
 class SqlBacktest:
@@ -64,17 +68,26 @@ class SqlBacktest:
         # A partition holds one catalog event (or only unknown ones): see sqlgen.rows.kind_of.
         catalog_id = pairs[0][0] if pairs else None
         scope_sets = [p[1] or "" for p in pairs]
-        route_rules: list[tuple[CompiledRule, RouteRule]] = []
+        exact: list[tuple[CompiledRule, Node]] = []
+        prefilters: list[Node] = []
         for c in self.rules:
             if not c.routed(catalog_id):
                 continue
             node, python = c.for_route(present, scope_sets, self.source.considered)
-            if node != FALSE:
-                rr = RouteRule(len(route_rules), node, prefilter=python)
-                route_rules.append((c, rr))
-        if route_rules:
-            sql = self.source.dialect.route_query(table, [rr for _, rr in route_rules])
-            self._read(sql, route_rules)
+            if node == FALSE:
+                continue
+            if python:
+                prefilters.append(node)
+            else:
+                exact.append((c, node))
+        dialect = self.source.dialect
+        if exact:
+            nodes = [(code, node) for code, (_, node) in enumerate(exact)]
+            plan = plan_route(nodes, present, self._sample(table, present, nodes))
+            self._read(dialect.route_query(table, plan), [c for c, _ in exact])
+        if prefilters:
+            for label, when, raw in self.source.rows(dialect.fallback_query(table, prefilters)):
+                self._count(self._matcher("fallback"), label, when, raw)
         if PYTHON in present:
             self._python_rows(table)
         return int(count)
@@ -82,14 +95,27 @@ class SqlBacktest:
     def _c(self, name: str) -> str:
         return self.source.dialect.ident(name)
 
-    def _read(self, sql: str, route_rules: list[tuple[CompiledRule, RouteRule]]) -> None:
-        for label, when, hits, unknown, maybe, raw in self.source.rows(sql):
-            for code in hits or ():
-                self.hits[route_rules[code][0].key].hit(label, when)
-            for code in unknown or ():
-                self.hits[route_rules[code][0].key].unknown += 1
-            if maybe:
-                self._count(self._matcher("fallback"), label, when, raw)
+    def _sample(self, table: str, present: set[str], nodes: list[tuple[int, Node]]) -> Sample:
+        """The route's first rows, in the columns the rules' gates may test."""
+        literals: dict[str, set[str]] = {}
+        for _, node in nodes:
+            for t in gate_options(node, present):
+                literals.setdefault(t.col.name, set()).add(t.needle)
+        names = sorted(literals)
+        if not names:
+            return Sample([], {})
+        sql = f"SELECT {', '.join(map(self._c, names))} FROM {table} LIMIT {SAMPLE_ROWS}"
+        rows = [dict(zip(names, r, strict=True)) for r in self.source.rows(sql)]
+        return Sample(rows, literals)
+
+    def _read(self, sql: str, rules: list[CompiledRule]) -> None:
+        for label, when, codes in self.source.rows(sql, plain=True):
+            for code in codes:
+                rule, holds = decode(code)
+                if holds:
+                    self.hits[rules[rule].key].hit(label, when)
+                else:
+                    self.hits[rules[rule].key].unknown += 1
 
     def _matcher(self, which: str) -> Matcher:
         """The Python matcher of the fallback rules (for the rows their prefilter

@@ -40,12 +40,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from detcat.match.aggregates import correlation_engine
 from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
 from detcat.match.events import Event, canonical_event, categorized_fields
+from detcat.match.fuse import fuse
 from detcat.match.lineage import Clause, ProcessTree, mentions_lineage
 from detcat.match.needs import can_hold
 from detcat.match.prefilter import Plan, Route, stage_plan
@@ -94,7 +96,8 @@ class StagePlan:
     # reads, one of which the event must have (see Route.candidates).
     reads: frozenset[str] = frozenset()
     _test: Test | None = None
-    _filter: Test | None = None  # the compiled filter, EQL's null not mapped to False
+    _filter: Test | None = None  # the compiled filter, EQL's null not mapped to False, fused
+    _unfused: Test | None = None  # the same, one closure per node (the reference's)
     _dialect: Dialect | None = None
 
     @property
@@ -131,7 +134,8 @@ class StagePlan:
         """The stage's filter: True, False or None (unknown); EQL's null is False."""
         if self._test is None:
             d = self._dialect = self.rule.dialect(self)
-            inner = self._filter = compile_expr(self.expr, d.full_match, dialect=d)
+            inner = self._unfused = compile_expr(self.expr, d.full_match, dialect=d)
+            self._filter = fuse(inner)
             if d.opaque is None and d.derived is None:
                 self._test = inner  # only EQL's computed conditions give NULL
             else:
@@ -144,6 +148,13 @@ class StagePlan:
         if self._filter is None:
             self.test()
         return self._filter  # type: ignore[return-value]
+
+    def unfused(self) -> Test:
+        """``filter`` as closures, one per node: what the reference evaluates, so
+        that the equality tests compare the fused code with it (``match.fuse``)."""
+        if self._unfused is None:
+            self.test()
+        return self._unfused  # type: ignore[return-value]
 
     def lineage(self) -> list[Clause]:
         """The EQL lineage clauses of the filter (compiled now: the stream's process
@@ -375,41 +386,53 @@ class Matcher:
     def match_reference(self, ev: Event) -> EventResult:
         """``match`` without route nor prefilter: every admitted stage evaluated.
         Slow; the equality tests and the benchmark compare ``match`` with it."""
-        return self._observed(ev, self.admitted)
+        return self._observed(ev, self.admitted, fused=False)
 
-    def _observed(self, ev: Event, select: Callable[[Event], list[StagePlan]]) -> EventResult:
+    def _observed(
+        self, ev: Event, select: Callable[[Event], list[StagePlan]], fused: bool = True
+    ) -> EventResult:
         if not self.lineage:
-            return self._match(ev, select(ev))
+            return self._match(ev, select(ev), fused)
         with self._tree.observing(ev):
-            return self._match(ev, select(ev))
+            return self._match(ev, select(ev), fused)
 
-    def _match(self, ev: Event, stages: list[StagePlan]) -> EventResult:
+    def _match(self, ev: Event, stages: list[StagePlan], fused: bool = True) -> EventResult:
         result = EventResult(ev.label)
-        per_rule: dict[int, Results] = defaultdict(dict)
+        # Most stages answer False; a single-event rule's one stage that holds (or
+        # may) is its result at once, other rules' stages are gathered per rule.
+        per_rule: dict[int, Results] = {}
         unknown: dict[int, StagePlan] = {}
-        for s in stages:
-            r = (s._filter or s.filter())(ev)  # NULL is neither: as False
-            if r is True:
-                per_rule[id(s.rule)][s.name] = True
-            elif r is None:
-                per_rule[id(s.rule)].setdefault(s.name, None)
-                unknown[id(s.rule)] = s
         fired: Results = {}
+        single = self._single_ids
+        for s in stages:
+            r = ((s._filter or s.filter()) if fused else s.unfused())(ev)  # NULL: as False
+            if r is not True and r is not None:
+                continue
+            rule = s.rule
+            key = id(rule)
+            if key in single:  # its only stage
+                self._single(rule, ev, r, s, result, fired)
+            elif r:
+                per_rule.setdefault(key, {})[s.name] = True
+            else:
+                per_rule.setdefault(key, {}).setdefault(s.name, None)
+                unknown[key] = s
         for key, results in per_rule.items():
             rule = self.by_key[key]
-            if key in self._single_ids:
-                self._single(rule, ev, results, unknown.get(key), result, fired)
-            elif not isinstance(engine := self.engine(rule), str):
+            if not isinstance(engine := self.engine(rule), str):
                 self._feed(key, engine, ev, results, result)
             elif any(results.values()):
                 hits = [s for s in rule.stages if results.get(s.name)]
                 result.partial.append({**_partial(rule, hits), "reason": engine})
-        for key, engine in list(self._watch.items()):
-            if key not in per_rule:
-                self._feed(key, engine, ev, {}, result)
-        self._correlate(ev, fired, result)
+        if self._watch:
+            for key, engine in list(self._watch.items()):
+                if key not in per_rule:
+                    self._feed(key, engine, ev, {}, result)
+        if fired:
+            self._correlate(ev, fired, result)
         for lst in (result.matches, result.partial, result.undetermined):
-            lst.sort(key=lambda d: (d["vendor"], d["title"], d["id"]))
+            if len(lst) > 1:
+                lst.sort(key=_ORDER)
         return result
 
     def _correlate(self, ev: Event, fired: Results, result: EventResult) -> None:
@@ -428,16 +451,17 @@ class Matcher:
         self,
         rule: RulePlan,
         ev: Event,
-        results: Results,
-        unknown: StagePlan | None,
+        holds: bool | None,
+        stage: StagePlan,
         result: EventResult,
         fired: Results,
     ) -> None:
-        if any(results.values()):
+        """A single-event rule whose stage holds (``holds``) or may hold (None)."""
+        if holds:
             result.matches.append(rule.ref())
             fired[rule.id] = True
-        elif unknown is not None:
-            result.undetermined.append({**rule.ref(), "unknown": unknown.unknown_reasons(ev)})
+        else:
+            result.undetermined.append({**rule.ref(), "unknown": stage.unknown_reasons(ev)})
             fired[rule.id] = None
 
     def _feed(
@@ -476,6 +500,10 @@ def _gates(scopes: tuple[str, ...]) -> tuple[tuple[str, frozenset[str]], ...]:
         if mine:
             out.append((kind, mine))
     return tuple(out)
+
+
+# Results are listed by vendor, title and id.
+_ORDER = itemgetter("vendor", "title", "id")
 
 
 def _partial(rule: RulePlan, matched: list[StagePlan]) -> dict[str, Any]:

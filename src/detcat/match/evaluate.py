@@ -36,6 +36,7 @@ from functools import cache
 from typing import Any
 
 from detcat.match.events import Event
+from detcat.match.fuse import Node, node_of
 from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, value_text
 
 Test = Callable[[Event], Any]  # True, False, NULL or None (unknown)
@@ -119,14 +120,17 @@ def _unknown_unless(test: Test | None, reason: str, d: Dialect) -> Test:
 
 def negate(inner: Test) -> Test:
     if _is_sure(inner):
-        return _sure(lambda ev: not inner(ev))
+        return _sure(lambda ev: not inner(ev), ("not", node_of(inner)))
     return lambda ev: r if (r := inner(ev)) is None or r is NULL else not r
 
 
-def _sure(test: Test) -> Test:
+def _sure(test: Test, node: Node | None = None) -> Test:
     """Mark ``test`` as answering only True or False, never unknown nor NULL: an And,
-    Or or Not of such tests needs no three-valued bookkeeping."""
+    Or or Not of such tests needs no three-valued bookkeeping (and can be fused into
+    one function: ``node`` says how, see ``match.fuse``)."""
     test.sure = True  # type: ignore[attr-defined]
+    if node is not None:
+        test.node = node  # type: ignore[attr-defined]
     return test
 
 
@@ -151,7 +155,8 @@ def _short_circuit(tests: list[Test], decisive: bool) -> Test:
     the decisive value settles it; otherwise unknown (None), else NULL, else the
     other truth value."""
     if all(map(_is_sure, tests)):
-        return _sure(_two_valued(tests, decisive))
+        node = ("or" if decisive else "and", [node_of(t) for t in tests])
+        return _sure(_two_valued(tests, decisive), node)
 
     def run(ev: Event) -> Any:
         result: Any = not decisive
@@ -225,19 +230,30 @@ def _value_set(name: str, op: Op, cased: bool, values: list[str]) -> Test:
     fold = not cased
     if op is Op.EQ:
         members = frozenset(values)
-        return _sure(lambda ev: not members.isdisjoint(ev.texts(name, fold)))
+        return _sure(
+            lambda ev: not members.isdisjoint((ev.folded if fold else ev.plain)[name]),
+            ("disjoint", members, fold, name),
+        )
     if op is Op.STARTS_WITH or op is Op.ENDS_WITH:
         return _sure(_affixes(name, fold, tuple(values), op is Op.STARTS_WITH))
     if op is Op.WILDCARD:
         return _wildcards(name, cased, values)
     if len(values) <= 3:
-        return _sure(lambda ev: any(v in t for t in ev.texts(name, fold) for v in values))
+
+        def contains_one(ev: Event) -> bool:
+            for t in (ev.folded if fold else ev.plain)[name]:
+                for v in values:  # noqa: SIM110 (loops: no generator made per call)
+                    if v in t:
+                        return True
+            return False
+
+        return _sure(contains_one)
     import re2
 
     options = re2.Options()
     options.never_capture = True
     search = re2_test(re2.compile("|".join(re2.escape(v) for v in values), options), False)
-    return _sure(lambda ev: any(map(search, ev.texts(name, fold))))
+    return _sure(lambda ev: any(map(search, (ev.folded if fold else ev.plain)[name])))
 
 
 def _affixes(name: str | None, fold: bool, affixes: tuple[str, ...], starts: bool) -> Test:
@@ -245,7 +261,7 @@ def _affixes(name: str | None, fold: bool, affixes: tuple[str, ...], starts: boo
     if starts:
 
         def any_start(ev: Event) -> bool:
-            for t in ev.texts(name, fold):  # noqa: SIM110 (no generator per call)
+            for t in (ev.folded if fold else ev.plain)[name]:  # noqa: SIM110 (no generator per call)
                 if t.startswith(affixes):
                     return True
             return False
@@ -253,7 +269,7 @@ def _affixes(name: str | None, fold: bool, affixes: tuple[str, ...], starts: boo
         return any_start
 
     def any_end(ev: Event) -> bool:
-        for t in ev.texts(name, fold):  # noqa: SIM110
+        for t in (ev.folded if fold else ev.plain)[name]:  # noqa: SIM110
             if t.endswith(affixes):
                 return True
         return False
@@ -277,7 +293,7 @@ def _wildcards(name: str, cased: bool, values: list[str]) -> Test:
         tests = [compiled_regex(wildcard_regex(v), cased, True) for v in values]
         return any_of([_three_valued(t, name) for t in tests])
     fullmatch = re2_test(rx, True)
-    return _sure(lambda ev: any(map(fullmatch, ev.texts(name, False))))
+    return _sure(lambda ev: any(map(fullmatch, ev.plain[name])))
 
 
 # -- predicates -------------------------------------------------------------------------
@@ -316,13 +332,13 @@ def compile_predicate(
     if p.op in (Op.WILDCARD, Op.REGEX_MATCH):
         # A regex RE2 cannot run may hit the time limit (or have none): unknown.
         if _is_sure(text_test):  # RE2 runs it: never unknown
-            return _sure(lambda ev: any(map(text_test, ev.texts(name, False))))
+            return _sure(lambda ev: any(map(text_test, ev.plain[name])))
         test = _three_valued(text_test, name)
         return _unknown_unless(test, regex_reason(p), d)
     fold = not p.case_sensitive
     if p.op in _STRING_LEAVES:
         return _sure(_string_leaf(p.op, _fold(value_text(p.value), p.case_sensitive), name, fold))
-    return _sure(lambda ev: any(map(text_test, ev.texts(name, fold))))
+    return _sure(lambda ev: any(map(text_test, (ev.folded if fold else ev.plain)[name])))
 
 
 _STRING_LEAVES = (Op.EQ, Op.CONTAINS, Op.STARTS_WITH, Op.ENDS_WITH)
@@ -332,12 +348,13 @@ def _string_leaf(op: Op, want: str, name: str | None, fold: bool) -> Test:
     """The commonest leaves as one loop each (the same tests as ``_text_test``):
     no call per value, where most predicates are spent."""
     if op is Op.EQ:
-        return lambda ev: want in ev.texts(name, fold)
+        node = ("in", want, fold, name)
+        return _sure(lambda ev: want in (ev.folded if fold else ev.plain)[name], node)
 
     if op is Op.CONTAINS:
 
         def contains(ev: Event) -> bool:
-            for t in ev.texts(name, fold):  # noqa: SIM110 (no generator per call)
+            for t in (ev.folded if fold else ev.plain)[name]:  # noqa: SIM110 (no generator per call)
                 if want in t:
                     return True
             return False
@@ -372,7 +389,7 @@ def regex_reason(p: Predicate) -> str:
 def _three_valued(test: Callable[[str], bool | None], name: str | None) -> Test:
     def run(ev: Event) -> bool | None:
         unknown = False
-        for t in ev.texts(name, False):
+        for t in ev.plain[name]:
             r = test(t)
             if r:
                 return True
@@ -412,8 +429,9 @@ def _numeric_equals(p: Predicate) -> Test:
     text = _fold(value_text(p.value), p.case_sensitive)
 
     def run(ev: Event) -> bool:
-        values = ev.get(name) or ()
-        return any(number(v) == want for v in values) or text in ev.texts(name, True)
+        if text in ev.folded[name]:  # spelled as written: no number read
+            return True
+        return any(number(v) == want for v in ev.get(name) or ())
 
     return run
 

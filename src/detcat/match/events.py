@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import islice
 from typing import Any
 
 from detcat.errors import DetcatError
@@ -56,35 +57,73 @@ class Event:
     # The document as read: legacy EQL's arraySearch binds whole array items, which
     # the flattened names no longer group.
     doc: dict[str, Any] = field(default_factory=dict)
-    # field -> its values as text, as written / case-folded (see ``texts``)
-    _plain: dict[str, list[str]] = field(default_factory=dict)
-    _folded: dict[str, list[str]] = field(default_factory=dict)
+    # The names of ``fields``, shared by the events of one shape (see ``FieldNames``);
+    # None when the event was not made by ``canonical_event``.
+    names: FieldNames | None = None
+    # field -> its values as text, as written / case-folded, computed on first use
+    # (``Texts``): compiled predicates read ``ev.folded[name]``.
+    plain: Texts = field(init=False)
+    folded: Texts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.plain = Texts(self.fields, False)
+        self.folded = Texts(self.fields, True)
 
     def get(self, name: str | None) -> list[Scalar] | None:
         return self.fields.get(name) if name else None
 
     def texts(self, name: str | None, fold: bool) -> list[str]:
-        """The field's values as text (case-folded when ``fold``), computed once:
-        thousands of predicates read the same few fields."""
-        cache = self._folded if fold else self._plain
-        got = cache.get(name)  # type: ignore[arg-type]
-        if got is None:
-            if fold:
-                got = [t.casefold() for t in self.texts(name, False)]
-            else:
-                values = self.fields.get(name or "", ())
-                got = [v if v.__class__ is str else value_text(v) for v in values]  # type: ignore[misc]
-            cache[name] = got  # type: ignore[index]
-        return got
+        """The field's values as text (case-folded when ``fold``)."""
+        return (self.folded if fold else self.plain)[name]
 
     def all_text(self, fold: bool) -> list[str]:
         """Every string value of the event (field-less keyword search)."""
         if not fold:
             return self.text
-        got = self._folded.get(_ALL)
+        got = self.folded.get(_ALL)
         if got is None:
-            got = self._folded[_ALL] = [t.casefold() for t in self.text]
+            got = self.folded[_ALL] = [t.casefold() for t in self.text]
         return got
+
+
+class Texts(dict):  # type: ignore[type-arg]
+    """Field name -> its values as text (case-folded when ``folds``),
+    computed on first use and kept: thousands of predicates read the same few fields.
+    A plain dict lookup when known (``__missing__`` computes the rest), and cached by
+    the identity of the value list too, which a raw field's aliases share. Holds the
+    event's ``fields`` dict, not the event (no reference cycle)."""
+
+    __slots__ = ("fields", "folds")
+
+    def __init__(self, fields: dict[str, list[Scalar]], folds: bool) -> None:
+        super().__init__()
+        self.fields = fields
+        self.folds = folds
+
+    def __missing__(self, name: str | None) -> list[str]:
+        values = self.fields.get(name or "", ())
+        key = id(values)
+        got = self.get(key)
+        if got is None:
+            if self.folds:
+                got = [(v if v.__class__ is str else value_text(v)).casefold() for v in values]
+            else:
+                got = [v if v.__class__ is str else value_text(v) for v in values]
+            self[key] = got
+        self[name] = got
+        return got
+
+
+class FieldNames:
+    """The canonical field names of events: one object for every event with the same
+    raw field names and derived fields, so that what depends on names only (the
+    prefilter's per-route choices) is worked out once per kind of event, keyed by
+    identity."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
 
 
 # -- flattening -----------------------------------------------------------------------
@@ -185,7 +224,13 @@ def _check_depth(depth: int) -> None:
         raise TooDeep(f"event nested deeper than {MAX_DEPTH} levels")
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _add(out: dict[str, list[Scalar]], name: str, value: Any) -> None:
+    if value.__class__ in _SCALARS and name not in out:  # the usual case, first
+        out[name] = [value]
+        return
     if isinstance(value, dict):
         value = value.get("#text")
     if isinstance(value, list):
@@ -205,40 +250,113 @@ def _add(out: dict[str, list[Scalar]], name: str, value: Any) -> None:
 def canonical_event(label: str, doc: dict[str, Any]) -> Event:
     """The event with canonical field names (see the module docstring)."""
     raw = flatten(doc)
-    ev = Event(label, raw, doc=doc)
-    ev.catalog_id = catalog_id(raw)
-    scopes = event_scopes(ev.catalog_id)
+    event_id = catalog_id(raw)
     os_type = next((str(v).lower() for v in raw.get("host.os.type", ()) if v), None)
-    ev.scopes = known_scopes(ev.catalog_id, _is_evtx(doc), os_type)
     # An ECS document states its own categories (what EQL's "process where" tests),
     # which also say which Sigma log-source categories it can be.
-    for v in raw.get("event.category", ()):
-        if isinstance(v, str):
-            ev.scopes |= {f"category:{v}", *log_categories_of(v)}
-    naming = vendor_scopes(raw, scopes)
-    events = (ev.catalog_id,) if ev.catalog_id else ()
-    names = _names_table(naming, events)
-    fields = ev.fields
-    for name, values in raw.items():
-        canon = names.get(name)
-        if canon is None:
-            canon = names[name] = tuple(event_field_names(name, naming, events))
-        for c in canon:
-            got = fields.get(c)
-            if got is None:
-                fields[c] = list(values)
-            else:
-                got.extend(values)
-    _derive(ev)
-    ev.text = [str(v) for values in raw.values() for v in values if isinstance(v, str)]
+    categories = tuple(v for v in raw.get("event.category", ()) if isinstance(v, str))
+    scopes = _event_known_scopes(event_id, _is_evtx(doc), os_type, categories)
+    naming = vendor_scopes(raw, event_scopes(event_id))
+    shape = _shape(naming, (event_id,) if event_id else (), raw)
+    values = map(raw.__getitem__, shape.sources)
+    fields = dict(zip(shape.canonical, values, strict=True))
+    for c, rs in shape.joins:
+        fields[c] = [v for name in rs for v in raw[name]]
+    ev = Event(label, raw, fields, event_id, scopes, doc=doc)
+    count = len(fields)
+    _derive(ev, shape)
+    # Derived fields are new keys at the end of the dict (or new lists of old keys).
+    ev.names = shape.names_with(tuple(islice(fields, count, None)) if len(fields) > count else ())
+    ev.text = [v for values in raw.values() for v in values if v.__class__ is str]
     return ev
 
 
+@cache
+def _event_known_scopes(
+    event_id: str | None, evtx: bool, os_type: str | None, categories: tuple[str, ...]
+) -> frozenset[str]:
+    scopes = known_scopes(event_id, evtx, os_type)
+    for c in categories:
+        scopes |= {f"category:{c}", *log_categories_of(c)}
+    return scopes
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Shape:
+    """What every event with the same raw field names (in the same naming context)
+    shares: which raw fields give each canonical field, and which of the derived
+    values (``_derive``) it can have. Worked out once per shape, not per event."""
+
+    # Canonical names with one raw field each (a list shared with the raw event's)
+    canonical: tuple[str, ...]
+    sources: tuple[str, ...]
+    joins: tuple[tuple[str, tuple[str, ...]], ...]  # canonical names of several raw fields
+    implied: tuple[tuple[str, str], ...]  # (path field, file-name field) it can have
+    hashes: tuple[str, ...]  # its ``*.hash`` fields
+    # The field names of its events by the derived fields they have (a few at most)
+    _names: dict[tuple[str, ...], FieldNames] = field(default_factory=dict)
+
+    def names_with(self, derived: tuple[str, ...]) -> FieldNames:
+        got = self._names.get(derived)
+        if got is None:
+            joined = (c for c, _ in self.joins)
+            got = self._names[derived] = FieldNames(frozenset((*self.canonical, *joined, *derived)))
+        return got
+
+
+# Shapes by naming context, catalog event and raw field names. Bounded: a stream of
+# ever-new shapes empties the table rather than growing it.
+_SHAPES: dict[tuple[Any, ...], _Shape] = {}
+MAX_SHAPES = 10_000
+
+
+def _shape(
+    naming: list[tuple[Vendor, tuple[str, ...]]], events: tuple[str, ...], raw: dict[str, Any]
+) -> _Shape:
+    naming_key = tuple((v.name, scopes) for v, scopes in naming)
+    key = (naming_key, events, tuple(raw))
+    got = _SHAPES.get(key)
+    if got is None:
+        if len(_SHAPES) >= MAX_SHAPES:
+            _SHAPES.clear()
+        got = _SHAPES[key] = _new_shape(naming, events, raw)
+    return got
+
+
+def _new_shape(
+    naming: list[tuple[Vendor, tuple[str, ...]]], events: tuple[str, ...], raw: dict[str, Any]
+) -> _Shape:
+    sources: dict[str, list[str]] = {}  # canonical name -> raw names, first seen first
+    for name in raw:
+        for c in _canonical_names(name, naming, events):
+            sources.setdefault(c, []).append(name)
+    single = [(c, rs[0]) for c, rs in sources.items() if len(rs) == 1]
+    implied = implied_fields()
+    # A path field may itself be derived (none is today): keep those too.
+    can_have = sources.keys() | set(implied.values())
+    return _Shape(
+        tuple(c for c, _ in single),
+        tuple(r for _, r in single),
+        tuple((c, tuple(rs)) for c, rs in sources.items() if len(rs) > 1),
+        tuple((p, n) for p, n in implied.items() if p in can_have),
+        tuple(c for c in sources if c.endswith(".hash")),
+    )
+
+
 # Canonical names of raw names, per naming context (vendors' scopes, catalog event):
-# the same few hundred names recur in every event of a stream. Bounded: a stream of
-# ever-new names empties a table rather than growing it.
+# the same few hundred names recur in every event of a stream. Bounded as _SHAPES.
 _NAMES: dict[tuple[Any, ...], dict[str, tuple[str, ...]]] = {}
 MAX_NAMES = 50_000
+
+
+def _canonical_names(
+    name: str, naming: list[tuple[Vendor, tuple[str, ...]]], events: tuple[str, ...]
+) -> tuple[str, ...]:
+    table = _names_table(naming, events)
+    got = table.get(name)
+    if got is None:
+        got = table[name] = tuple(event_field_names(name, naming, events))
+    return got
 
 
 def _names_table(
@@ -373,26 +491,42 @@ def _is_evtx(doc: dict[str, Any]) -> bool:
 # -- derived values ----------------------------------------------------------------------
 
 
-def _derive(ev: Event) -> None:
+def _derive(ev: Event, shape: _Shape) -> None:
     """Values other vendors' rules test that a raw event only implies: file names of
-    paths, per-algorithm hashes, ECS categorization, ``process.args``."""
-    for path_field, name_field in implied_fields().items():
-        for v in ev.fields.get(path_field, ()):
-            if isinstance(v, str) and v:
-                ev.fields.setdefault(name_field, []).append(_PATH_SPLIT.split(v)[-1])
-    for canon in [f for f in ev.fields if f.endswith(".hash")]:
+    paths, per-algorithm hashes, ECS categorization, ``process.args``. New lists
+    only: an event's lists are its raw fields' own (``canonical_event``)."""
+    fields = ev.fields
+    for path_field, name_field in shape.implied:
+        names = [_PATH_SPLIT.split(v)[-1] for v in fields.get(path_field, ()) if _text(v)]
+        if names:
+            _extend(fields, name_field, names)
+    for canon in shape.hashes:
         _split_hashes(ev, canon)
     for canon, values in categorization(ev.catalog_id).items():
-        ev.fields.setdefault(canon, []).extend(values)
-    if ev.catalog_id and "process.args" not in ev.fields:
-        for cmd in ev.fields.get("process.command_line", ()):
-            if isinstance(cmd, str):
-                ev.fields.setdefault("process.args", []).extend(windows_argv(cmd))
-    for path in ev.fields.get("file.path", ()):
-        if isinstance(path, str) and "." in _PATH_SPLIT.split(path)[-1]:
-            ev.fields.setdefault("file.extension", []).append(path.rsplit(".", 1)[-1])
+        _extend(fields, canon, values)
+    if ev.catalog_id and "process.args" not in fields:
+        commands = [c for c in fields.get("process.command_line", ()) if _text(c, True)]
+        if commands:
+            fields["process.args"] = [a for cmd in commands for a in windows_argv(cmd)]
+    extensions = [
+        path.rsplit(".", 1)[-1]
+        for path in fields.get("file.path", ())
+        if _text(path, True) and "." in _PATH_SPLIT.split(path)[-1]
+    ]
+    if extensions:
+        _extend(fields, "file.extension", extensions)
     if ev.catalog_id:
-        ev.fields.setdefault("host.os.type", []).append("windows")
+        _extend(fields, "host.os.type", ["windows"])
+
+
+def _text(v: Any, empty: bool = False) -> bool:
+    """A string value (non-empty unless ``empty``)."""
+    return isinstance(v, str) and (empty or bool(v))
+
+
+def _extend(fields: dict[str, list[Scalar]], name: str, values: list[Any]) -> None:
+    got = fields.get(name)
+    fields[name] = [*got, *values] if got is not None else list(values)
 
 
 def _split_hashes(ev: Event, canon: str) -> None:
@@ -406,7 +540,7 @@ def _split_hashes(ev: Event, canon: str) -> None:
             algo, sep, digest = part.partition("=")
             target = hash_fields().get(algo.strip().upper())
             if sep and target and digest.strip():
-                ev.fields.setdefault(f"{base}.{target}", []).append(digest.strip())
+                _extend(ev.fields, f"{base}.{target}", [digest.strip()])
 
 
 # An argument without backslashes before quotes: runs of unquoted non-blanks and

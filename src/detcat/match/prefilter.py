@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import ahocorasick
 
-from detcat.match.events import Event
+from detcat.match.events import Event, FieldNames
 from detcat.match.needs import ALL_TEXT, SURE, Atom, Needs, clauses, cost
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 # Clauses checked besides the key: each rejects more, and costs a set test.
 CHECKED = 2
+# Kinds of events (sets of field names) a route keeps its choices for.
+MAX_SELECTIONS = 1024
 # A stage's clauses: (atoms, cost, fields whose presence it asks).
 Plan = list[tuple[Needs, float, frozenset[str]]]
 
@@ -63,6 +65,7 @@ class Route:
         self._automata = {name: _automaton(words) for name, words in literals.items()}
         self._present_names = frozenset(self._present)
         self._literal_names = frozenset(self._automata)
+        self._selections: dict[FieldNames, _Selection] = {}
 
     def _plan(self, i: int, plan: Plan, common: frozenset[str]) -> None:
         # A clause asking for a field every event of the route has is no filter.
@@ -82,40 +85,75 @@ class Route:
 
     def hits(self, ev: Event) -> set[int]:
         """The atoms that hold on ``ev``."""
-        fields = ev.fields
-        present = self._present
-        found = {present[n] for n in self._present_names.intersection(fields)}
-        automata = self._automata
-        for name in self._literal_names.intersection(fields):
-            texts = ev.texts(name, True)
+        return self._hits(ev, self.selection(ev))
+
+    def _hits(self, ev: Event, sel: _Selection) -> set[int]:
+        found = set(sel.present)
+        texts = ev.folded
+        for name, automaton in sel.scans:
+            values = texts[name]
             # Values joined by NUL, which no literal has: one scan, no match across.
-            text = texts[0] if len(texts) == 1 else _SEPARATOR.join(texts)
-            found.update(map(_value, automata[name].iter(text)))
-        if self._all_text is not None:
-            found.update(map(_value, self._all_text.iter(_SEPARATOR.join(ev.all_text(True)))))
+            text = values[0] if len(values) == 1 else _SEPARATOR.join(values)
+            found.update(map(_value, automaton.iter(text)))
+        if self._all_text is not None:  # folding the joined text folds each value
+            found.update(map(_value, self._all_text.iter(_SEPARATOR.join(ev.text).casefold())))
         return found
+
+    def selection(self, ev: Event) -> _Selection:
+        """What the event's field names decide, worked out once per kind of event."""
+        names = ev.names
+        if names is None:  # an event not made by canonical_event: its own names
+            return _Selection(self, frozenset(ev.fields))
+        got = self._selections.get(names)
+        if got is None:
+            if len(self._selections) >= MAX_SELECTIONS:
+                self._selections.clear()
+            got = self._selections[names] = _Selection(self, names.names)
+        return got
 
     def candidates(self, ev: Event) -> list[StagePlan]:
         """The route's stages whose clauses ``ev`` satisfies and, for a stage no
         field is required by, that read one of its fields (``StagePlan.reads``), in
         route order."""
-        found = self.hits(ev)
-        picked = set(self.always)
+        sel = self.selection(ev)
+        found = self._hits(ev, sel)
+        picked: set[int] = set()
         keyed = self._keyed
         for atom in found:
             stages_keyed = keyed.get(atom)
             if stages_keyed:
                 picked.update(stages_keyed)
-        checks, reads, stages, fields = self._checks, self._reads, self.stages, ev.fields
-        out = []
-        for i in sorted(picked):
+        checks, reads, names = self._checks, self._reads, sel.names
+        out = list(sel.always)
+        for i in picked:
             kept = checks.get(i)
             if kept is not None and not _all_hit(kept, found):
                 continue
             needed = reads[i]
-            if needed is None or not needed.isdisjoint(fields):
-                out.append(stages[i])
-        return out
+            if needed is None or not needed.isdisjoint(names):
+                out.append(i)
+        out.sort()
+        stages = self.stages
+        return [stages[i] for i in out]
+
+
+class _Selection:
+    """A route's choices for events with one set of field names: the atoms their
+    presence makes hold, the fields to scan for literals, the stages without a key
+    that read one of the fields."""
+
+    __slots__ = ("names", "present", "scans", "always")
+
+    def __init__(self, route: Route, names: frozenset[str]) -> None:
+        self.names = names
+        present = route._present
+        self.present = frozenset(present[n] for n in route._present_names.intersection(names))
+        automata = route._automata
+        self.scans = tuple((n, automata[n]) for n in sorted(route._literal_names & names))
+        reads = route._reads
+        self.always = tuple(
+            i for i in route.always if reads[i] is None or not reads[i].isdisjoint(names)
+        )
 
 
 def _all_hit(kept: tuple[frozenset[int], ...], found: set[int]) -> bool:

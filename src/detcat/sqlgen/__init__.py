@@ -10,7 +10,7 @@ candidates step) and reports per vendor how many rules compiled exactly;
 
 from __future__ import annotations
 
-from detcat.sqlgen.emit import RouteRule, SqlDialect
+from detcat.sqlgen.emit import SqlDialect
 from detcat.sqlgen.rules import CompiledRule, Status, compile_rule, compile_rules, report
 
 
@@ -27,7 +27,6 @@ def dialect(name: str) -> SqlDialect:
 
 __all__ = [
     "CompiledRule",
-    "RouteRule",
     "SqlDialect",
     "Status",
     "compile_rule",

@@ -14,7 +14,7 @@ from detcat.sqlgen.ir import Regex
 from detcat.sqlgen.lower import rx_literal
 
 ALTERNATION_MIN = 4  # needles from which one regex beats a contains() each
-ALTERNATION_MAX = 400  # needles per regex
+ALTERNATION_MAX = 1000  # needles per regex (RE2's lazy DFA stays fast up to about this)
 
 
 class DuckDB(SqlDialect):
@@ -53,6 +53,14 @@ class DuckDB(SqlDialect):
     def any_value(self, col: str, var: str, test: str) -> str:
         return f"(len(list_filter({col}, lambda {var}: {test})) > 0)"
 
+    def same_value(self, col: str, others: list[str]) -> str:
+        theirs = " || ".join(self._values(o) for o in others)
+        return f"list_has_any({self._values(col)}, {theirs})"
+
+    def _values(self, col: str) -> str:
+        """A joined column's values as a list (between the first and last SEP)."""
+        return f"list_slice(string_split({col}, chr(31)), 2, -2)"
+
     def list_has(self, col: str, item: str) -> str:
         return f"list_contains({col}, {item})"
 
@@ -62,10 +70,14 @@ class DuckDB(SqlDialect):
     def list_min(self, col: str) -> str:
         return f"list_min({col})"
 
-    def codes(self, items: list[str]) -> str:
-        if not items:
-            return "CAST([] AS INTEGER[])"
-        return f"list_filter([{', '.join(items)}], lambda c: c IS NOT NULL)"
+    def array(self, items: list[str]) -> str:
+        return f"[{', '.join(items)}]"
+
+    def compact(self, expr: str) -> str:
+        return f"list_filter({expr}, lambda c: c IS NOT NULL)"
+
+    def empty(self) -> str:
+        return "CAST([] AS INTEGER[])"
 
     def size(self, expr: str) -> str:
         return f"len({expr})"

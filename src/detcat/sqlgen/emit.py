@@ -7,15 +7,17 @@ drop the row) and everywhere in a rule that can be unknown (there null *means*
 unknown). In a positive position of a rule that cannot be unknown a null leaf
 acts as false does (AND/OR are monotone), and the wrapper is saved.
 
-The route query gives, per event row, the codes of the rules that hold on it
-(``hits``), that are unknown on it (``unknown``) and whose prefilter keeps it for
-the Python matcher (``maybe``), and only rows with at least one code.
+A route's query (``route_query``) follows its plan (``sqlgen.plan``): per row,
+the codes of the rules that hold (``k``) or are unknown (``-1 - k``) on it, and
+only rows with a code. Rules left to the Python matcher are read from their own
+query (``fallback_query``): the rows where some rule's prefilter is not false.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable
 
 from detcat.sqlgen.ir import (
     NONNULL,
@@ -35,21 +37,13 @@ from detcat.sqlgen.ir import (
     Present,
     Python,
     Regex,
+    SameValue,
     ScopesIn,
     Unknown,
     can_be_unknown,
 )
+from detcat.sqlgen.plan import BLOCK, Chunk, RoutePlan
 from detcat.sqlgen.rows import LABEL, PYTHON, RAW, TIME
-
-
-@dataclass(frozen=True)
-class RouteRule:
-    """One rule's condition on a route, its code in the query's result lists, and
-    whether it is a prefilter (``FALLBACK``: rows where it is not false)."""
-
-    code: int
-    node: Node
-    prefilter: bool = False
 
 
 class SqlDialect:
@@ -84,12 +78,26 @@ class SqlDialect:
     def list_min(self, col: str) -> str:
         raise NotImplementedError
 
+    def same_value(self, col: str, others: list[str]) -> str:
+        """Some value of joined column ``col`` is a value of one of ``others``."""
+        raise NotImplementedError
+
     def replace(self, col: str, old: str, new: str) -> str:
         return f"replace({col}, {self.literal(old)}, {self.literal(new)})"
 
-    def codes(self, items: list[str]) -> str:
-        """A list of integers from ``items`` (CASE expressions), nulls dropped."""
+    def array(self, items: list[str]) -> str:
         raise NotImplementedError
+
+    def compact(self, expr: str) -> str:
+        """The list without its nulls."""
+        raise NotImplementedError
+
+    def empty(self) -> str:
+        """An empty list of integers."""
+        raise NotImplementedError
+
+    def flatten(self, expr: str) -> str:
+        return f"flatten({expr})"
 
     def size(self, expr: str) -> str:
         raise NotImplementedError
@@ -121,17 +129,24 @@ class SqlDialect:
 
     def _any(self, children: tuple[Node, ...], negated: bool, strict: bool) -> list[str]:
         """An OR's terms; its substring tests of one column as one ``contains_any``
-        (value lists: ``Image|endswith: [50 names]``)."""
+        (value lists: ``Image|endswith: [50 names]``), its regexes of one column
+        and flags as one alternation (lists of wildcards: one pass, not one each)."""
         groups: dict[Col, list[str]] = {}
+        patterns: dict[tuple[Col, str, bool, bool], list[str]] = {}
         terms = []
         for c in children:
             if isinstance(c, Has):
                 groups.setdefault(c.col, []).append(c.needle)
+            elif isinstance(c, Regex) and "(?P" not in c.pattern and "(?<" not in c.pattern:
+                patterns.setdefault((c.col, c.flags, c.each, c.full), []).append(c.pattern)
             else:
                 terms.append(self.condition(c, negated, strict))
         for col, needles in groups.items():
             sql = self.contains_any(self.col(col), needles)
             terms.append(f"coalesce({sql}, FALSE)" if negated or strict else sql)
+        for (col, flags, each, full), alts in patterns.items():
+            merged = alts[0] if len(alts) == 1 else "|".join(f"(?:{a})" for a in alts)
+            terms.append(self.condition(Regex(col, merged, flags, each, full), negated, strict))
         return terms
 
     def contains_any(self, col: str, needles: list[str]) -> str:
@@ -160,6 +175,8 @@ class SqlDialect:
                 return self.list_has(self.ident(NONNULL), self.literal(field)), False
             case Present(col):
                 return f"({self.col(col)} IS NOT NULL)", False
+            case SameValue(col, others):
+                return self.same_value(self.col(col), [self.col(o) for o in others]), True
             case ScopesIn(values):
                 inside = ", ".join(self.literal(v) for v in values)
                 return f"({self.ident(SCOPES)} IN ({inside}))", False
@@ -168,26 +185,84 @@ class SqlDialect:
     def col(self, col: Col) -> str:
         return self.ident(col.name)
 
-    def route_query(self, source: str, rules: list[RouteRule]) -> str:
+    def rule_codes(self, code: int, node: Node) -> str:
+        """``code`` where the rule holds, ``-1 - code`` where it is unknown, else null."""
+        if not can_be_unknown(node):
+            return f"CASE WHEN {self.condition(node)} THEN {code} END"
+        cond = self.condition(node, strict=True)
+        return f"CASE WHEN {cond} THEN {code} WHEN ({cond}) IS NULL THEN {-1 - code} END"
+
+    def gate(self, tests: Iterable[Has]) -> str:
+        """Some of these substring tests holds (null without their columns)."""
+        by_col: dict[Col, list[str]] = defaultdict(list)
+        for t in tests:
+            by_col[t.col].append(t.needle)
+        parts = [self.contains_any(self.col(c), sorted(by_col[c])) for c in sorted(by_col, key=str)]
+        return "(" + " OR ".join(parts) + ")"
+
+    def route_query(self, source: str, plan: RoutePlan) -> str:
         """The query over ``source`` (a table expression of one route's rows)."""
-        hits, unknown, maybe = [], [], []
-        for r in rules:
-            strict = can_be_unknown(r.node)
-            cond = self.condition(r.node, strict=strict)
-            if r.prefilter:
-                maybe.append(f"CASE WHEN ({cond}) IS NOT FALSE THEN {r.code} END")
-                continue
-            hits.append(f"CASE WHEN {cond} THEN {r.code} END")
-            if strict:
-                unknown.append(f"CASE WHEN ({cond}) IS NULL THEN {r.code} END")
-        lists = {"hits": hits, "unknown": unknown, "maybe": maybe}
-        inner = ",\n  ".join(f"{self.codes(items)} AS {name}" for name, items in lists.items())
+        under = {i: n for n, run in enumerate(plan.supers) for i in run}
+        first = [
+            f"({self._search(plan.chunks[i] for i in run)}) AS {self._super(n)}"
+            for n, run in enumerate(plan.supers)
+        ]
+        second = []
+        for i, c in enumerate(plan.chunks):
+            search = f"({self._search([c])})"
+            if i in under:
+                second.append(
+                    f"CASE WHEN {self._super(under[i])} THEN {search} END AS {self._bit(i)}"
+                )
+            else:
+                first.append(f"{search} AS {self._bit(i)}")
+        groups = []
+        for signature, rules in plan.groups:
+            items = [
+                f"CASE WHEN {self.gate(r.gate)} THEN {self.rule_codes(r.code, r.node)} END"
+                if r.own
+                else self.rule_codes(r.code, r.node)
+                for r in rules
+            ]
+            groups.append((signature, self._when(signature, self.array(items))))
+        lists = []
+        for i in range(0, len(groups), BLOCK):
+            block = groups[i : i + BLOCK]
+            inner = self.flatten(self.array([g for _, g in block]))
+            lists.append(self._when(frozenset().union(*(s for s, _ in block)), inner))
+        if plan.ungated:
+            lists.append(self.array([self.rule_codes(code, node) for code, node in plan.ungated]))
+        codes = self.compact(self.flatten(self.array(lists))) if lists else self.empty()
+        label, time = self.ident(LABEL), self.ident(TIME)
+        return (
+            f"SELECT {label}, {time}, codes FROM (SELECT {label}, {time}, {codes} AS codes\n"
+            f"  FROM (SELECT *{''.join(', ' + b for b in second)}\n"
+            f"  FROM (SELECT *{''.join(', ' + b for b in first)} FROM {source}\n"
+            f"    WHERE NOT coalesce({self.ident(PYTHON)}, FALSE)) AS searched) AS gated)"
+            " AS coded\n"
+            f"WHERE {self.size('codes')} > 0"
+        )
+
+    def _bit(self, chunk: int) -> str:
+        return self.ident(f"_chunk{chunk}")
+
+    def _super(self, number: int) -> str:
+        return self.ident(f"_super{number}")
+
+    def _search(self, chunks: Iterable[Chunk]) -> str:
+        """Some literal of these chunks (of one column) is in it."""
+        chunks = list(chunks)
+        return self.contains_any(self.col(chunks[0].col), [n for c in chunks for n in c.needles])
+
+    def _when(self, chunks: frozenset[int], then: str) -> str:
+        bits = " OR ".join(self._bit(i) for i in sorted(chunks))
+        return f"CASE WHEN {bits} THEN {then} ELSE {self.empty()} END"
+
+    def fallback_query(self, source: str, nodes: list[Node]) -> str:
+        """The rows where one of these prefilters is not false (for the Python matcher)."""
+        keep = " OR ".join(f"({self.condition(n, strict=True)}) IS NOT FALSE" for n in nodes)
         label, time, raw = self.ident(LABEL), self.ident(TIME), self.ident(RAW)
         return (
-            f"SELECT {label}, {time}, hits, unknown, maybe,\n"
-            f"  CASE WHEN {self.size('maybe')} > 0 THEN {raw} END AS {raw}\n"
-            f"FROM (SELECT {label}, {time}, {raw},\n  {inner}\n"
-            f"  FROM {source} WHERE NOT coalesce({self.ident(PYTHON)}, FALSE)) AS coded\n"
-            f"WHERE {self.size('hits')} > 0 OR {self.size('unknown')} > 0"
-            f" OR {self.size('maybe')} > 0"
+            f"SELECT {label}, {time}, {raw} FROM {source}\n"
+            f"WHERE NOT coalesce({self.ident(PYTHON)}, FALSE) AND ({keep})"
         )

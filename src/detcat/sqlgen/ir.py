@@ -86,13 +86,17 @@ class Has:
 class Regex:
     """``pattern`` (RE2 syntax) found in the joined column (``each`` False), or
     found in / matching whole (``full``) one value of the list column. ``flags``:
-    ``i`` case-insensitive, ``s`` dot matches newline (emitters spell them)."""
+    ``i`` case-insensitive, ``s`` dot matches newline (emitters spell them).
+    ``literals``: case-folded texts one of which every match contains (the
+    matcher's ``match.needs``), or none known: the route plan's gate (``sqlgen.
+    plan``) tests them on the field's folded column before the regex runs."""
 
     col: Col
     pattern: str
     flags: str = ""
     each: bool = False
     full: bool = False
+    literals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,15 @@ class Present:
 
 
 @dataclass(frozen=True, slots=True)
+class SameValue:
+    """Some value of ``col`` equals some value of one of ``others`` (joined
+    columns of one variant: a field reference)."""
+
+    col: Col
+    others: tuple[Col, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ScopesIn:
     """The event's joined scopes are one of ``values``."""
 
@@ -156,11 +169,11 @@ class Neg:
     child: Node
 
 
-Leaf = Has | Regex | NumCmp | IpIn | AllEmpty | NonNull | Present | ScopesIn
+Leaf = Has | Regex | NumCmp | IpIn | AllEmpty | NonNull | Present | SameValue | ScopesIn
 Node = Const | Unknown | Python | Leaf | All | Any_ | Neg
 
 TRUE, FALSE = Const(True), Const(False)
-LEAVES = (Has, Regex, NumCmp, IpIn, AllEmpty, NonNull, Present, ScopesIn)
+LEAVES = (Has, Regex, NumCmp, IpIn, AllEmpty, NonNull, Present, SameValue, ScopesIn)
 
 
 # -- building with constant folding ------------------------------------------------------
@@ -229,6 +242,8 @@ def columns(node: Node) -> set[str]:
             out.add(NONNULL)
         elif isinstance(n, ScopesIn):
             out.add(SCOPES)
+        elif isinstance(n, SameValue):
+            out.update(c.name for c in (n.col, *n.others))
         elif isinstance(n, LEAVES):
             out.add(n.col.name)  # type: ignore[union-attr]
     return out
@@ -271,6 +286,9 @@ def bind(node: Node, present: set[str]) -> Node:
             return n if NONNULL in present else FALSE
         if isinstance(n, ScopesIn):
             return n
+        if isinstance(n, SameValue):
+            others = tuple(c for c in n.others if c.name in present)
+            return SameValue(n.col, others) if others and n.col.name in present else FALSE
         if isinstance(n, LEAVES) and n.col.name not in present:  # type: ignore[union-attr]
             return TRUE if isinstance(n, AllEmpty) else FALSE
         return n

@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from detcat.match.evaluate import Dialect, number
-from detcat.match.needs import re2_compiles
+from detcat.match.needs import re2_compiles, regex_literals, wildcard_pieces
 from detcat.model import Expr, Op, Opaque, Predicate, _rebuild, value_text
 from detcat.normalize.values import lookup_name
 from detcat.sqlgen.ir import (
@@ -27,6 +27,7 @@ from detcat.sqlgen.ir import (
     NumCmp,
     Python,
     Regex,
+    SameValue,
     Unknown,
     Variant,
     all_,
@@ -81,8 +82,12 @@ def predicate(p: Predicate, d: Dialect) -> Node:
         return AllEmpty(text)
     if p.op is Op.EXISTS:
         return NonNull(p.field)
-    if p.op is Op.FIELD_REF:
-        return Python("field_ref: compares two fields' value sets")
+    if p.op is Op.FIELD_REF:  # ``_field_ref``: the value sets meet (folded unless case matters)
+        names = d.refs(str(p.value)) if d.refs else (str(p.value),)
+        if any(n.startswith("_") for n in names):
+            return Python(f"reserved name: field {names} is named like detcat's own columns")
+        others = tuple(_value_col(n, p.case_sensitive) for n in names)
+        return SameValue(_value_col(p.field, p.case_sensitive), others)
     if p.op is Op.EQ and number(p.value) is not None:
         return _numeric_equals(p, p.field)
     return _text_test(p, p.field, d.full_match)
@@ -140,7 +145,8 @@ def _text_test(p: Predicate, field: str, full_match: bool) -> Node:
             if simple is not None:
                 return simple
             body = wildcard_body(str(p.value))
-            return Regex(Col(field), SEP_RX + body + SEP_RX, _flags(p.case_sensitive, False))
+            flags = _flags(p.case_sensitive, False)
+            return Regex(Col(field), SEP_RX + body + SEP_RX, flags, literals=_piece(str(p.value)))
         case Op.REGEX_MATCH:
             return _regex(p, field, full_match)
         case Op.CIDR:
@@ -191,6 +197,12 @@ def _simple_wildcard(pattern: str, case_sensitive: bool, col: Col, whole: bool) 
     return has(col, _fold(core, case_sensitive), before, after)
 
 
+def _piece(wildcard: str) -> tuple[str, ...]:
+    """The longest literal run of a wildcard (folded, ASCII): in every match."""
+    pieces = wildcard_pieces(wildcard)
+    return (max(pieces, key=len),) if pieces else ()
+
+
 def _flags(case_sensitive: bool, dot_nl: bool) -> str:
     return ("" if case_sensitive else "i") + ("s" if dot_nl else "")
 
@@ -204,7 +216,8 @@ def _keyword(p: Predicate) -> Node:
         simple = _simple_wildcard(text, p.case_sensitive, col, whole=False)
         if simple is not None:
             return simple
-        return Regex(TEXT_ALL, wildcard_body(text), _flags(p.case_sensitive, True))
+        flags = _flags(p.case_sensitive, True)
+        return Regex(TEXT_ALL, wildcard_body(text), flags, literals=_piece(text))
     col = TEXT_ALL if p.case_sensitive else TEXT_ALL_FOLD
     return has(col, _fold(text, p.case_sensitive))
 
@@ -216,7 +229,8 @@ def _regex(p: Predicate, field: str, full_match: bool) -> Node:
     if not re2_compiles(pattern):
         return Python(f"backtracking regex: {pattern!r} (RE2 refuses it; Python's re)")
     flags = _flags(p.case_sensitive, full_match)
-    return Regex(Col(field, Variant.LIST), pattern, flags, each=True, full=full_match)
+    literals = tuple(regex_literals(pattern) or ())
+    return Regex(Col(field, Variant.LIST), pattern, flags, True, full_match, literals)
 
 
 # -- numbers and addresses -------------------------------------------------------------

@@ -31,6 +31,7 @@ from detcat.sqlgen.ir import (
     Present,
     Python,
     Regex,
+    SameValue,
     ScopesIn,
     all_,
     any_,
@@ -102,13 +103,16 @@ def unnormalized(node: Node, considered: set[str]) -> Node:
 
     def leaf(n: Node) -> Node:
         if isinstance(n, NonNull):
-            name: str | None = nonnull_key(n.field)
+            names = [nonnull_key(n.field)]
         elif isinstance(n, ScopesIn) or not isinstance(n, LEAVES):
-            name = None
+            names = []
+        elif isinstance(n, SameValue):
+            names = [c.name for c in (n.col, *n.others)]
         else:
-            name = n.col.name  # type: ignore[union-attr]
-        if name is not None and name not in considered and name not in ALWAYS:
-            return Python(f"not normalized: column {name} (normalize the events again)")
+            names = [n.col.name]  # type: ignore[union-attr]
+        for name in names:
+            if name not in considered and name not in ALWAYS:
+                return Python(f"not normalized: column {name} (normalize the events again)")
         return n
 
     return rebuild(node, leaf)

@@ -14,7 +14,7 @@ case-insensitive Java patterns get ``u`` (Unicode case folding, as RE2).
 from __future__ import annotations
 
 from detcat.sqlgen.emit import SqlDialect
-from detcat.sqlgen.ir import Regex
+from detcat.sqlgen.ir import SEP, Regex
 
 
 class Spark(SqlDialect):
@@ -50,6 +50,20 @@ class Spark(SqlDialect):
     def any_value(self, col: str, var: str, test: str) -> str:
         return f"exists({col}, {var} -> {test})"
 
+    def same_value(self, col: str, others: list[str]) -> str:
+        theirs = (
+            self._values(others[0])
+            if len(others) == 1
+            else (f"concat({', '.join(self._values(o) for o in others)})")
+        )
+        return f"arrays_overlap({self._values(col)}, {theirs})"
+
+    def _values(self, col: str) -> str:
+        """A joined column's values as an array (between the first and last SEP;
+        ``split`` takes a regex, the separator a plain character in it)."""
+        parts = f"split({col}, {self.literal(SEP)})"
+        return f"CASE WHEN {col} = '' THEN array() ELSE slice({parts}, 2, size({parts}) - 2) END"
+
     def list_has(self, col: str, item: str) -> str:
         return f"array_contains({col}, {item})"
 
@@ -59,10 +73,14 @@ class Spark(SqlDialect):
     def list_min(self, col: str) -> str:
         return f"array_min({col})"
 
-    def codes(self, items: list[str]) -> str:
-        if not items:
-            return "CAST(array() AS ARRAY<INT>)"
-        return f"filter(array({', '.join(items)}), c -> c IS NOT NULL)"
+    def array(self, items: list[str]) -> str:
+        return f"array({', '.join(items)})"
+
+    def compact(self, expr: str) -> str:
+        return f"filter({expr}, c -> c IS NOT NULL)"
+
+    def empty(self) -> str:
+        return "CAST(array() AS ARRAY<INT>)"
 
     def size(self, expr: str) -> str:
         return f"size({expr})"

@@ -46,7 +46,14 @@ def technique(conn: sqlite3.Connection, tid: str, limit: int = DEFAULT_LIMIT) ->
     positions = {(r["vendor"], r["id"]): i for i, r in enumerate(g["rules"])}
     h = g["technique"]
     parent = queries.technique_names(conn, [h["parent"]]) if h["parent"] else {}
-    context = {"positions": positions, "parent": parent, "about": guide_text.explain(g)}
+    # Each indicator row's rules as positions, written here (a long loop in a template).
+    row_rules = {
+        section: [" ".join(str(positions[(r["vendor"], r["id"])]) for r in row["rule_refs"])
+                  for row in g[section]]
+        for section in ("indicators", "exclusions")
+    }  # fmt: skip
+    context = {"positions": positions, "parent": parent, "about": guide_text.explain(g),
+               "row_rules": row_rules}  # fmt: skip
     return Page("technique.html", f"{h['id']} {h['name']}", g, context)
 
 

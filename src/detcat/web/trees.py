@@ -124,3 +124,67 @@ def reach_link(field: str | None, op: str, v: Any, n: int, links: Links) -> Mark
     if n <= 1:
         return Markup(str(n))
     return Markup(f'<a href="{escape(links.indicator(field, op, v))}">{n}</a>')
+
+
+def op_bars(ops: dict[str, int]) -> Markup:
+    """An operator histogram (as the ``op_bars`` macro writes it, for the pages that
+    draw fifty of them)."""
+    top = max(ops.values()) if ops else 0
+    bars = "".join(
+        f'  <li><span class="op">{escape(op)}</span> <meter max="{top}" value="{n}">{n}</meter>'
+        f' <span class="n">{n}</span></li>\n'
+        for op, n in ops.items()
+    )
+    return Markup(f'<ul class="bars">\n{bars}</ul>')
+
+
+def rule_item(r: dict[str, Any], position: int, links: Links) -> Markup:
+    """A technique page's rule: its link, its position for site.js and its techniques."""
+    html = (f'<li data-r="{position}"><a href="{escape(links.rule(r["vendor"], r["id"]))}">'
+            f'{escape(r["title"])}</a>')  # fmt: skip
+    if r["techniques"]:
+        techs = (
+            f'<a href="{escape(links.technique(t))}">{escape(t)}</a> ' for t in r["techniques"]
+        )
+        html += f' <span class="techs">{"".join(techs)}</span>'
+    return Markup(html + "</li>")
+
+
+_SELECTOR = ' <span class="flag selector" title="chooses the kind of event, not an indicator to copy">selector</span>'  # noqa: E501
+
+
+def indicator_row(i: dict[str, Any], rules: str, with_reach: bool, links: Links) -> Markup:
+    """A technique page's indicator or exclusion row; ``rules`` their positions."""
+    flags = (' <span class="flag">implied</span>' if i.get("implied") else "") + (
+        _SELECTOR if i.get("selector") else ""
+    )
+    reach = ""
+    if with_reach:
+        n = (
+            ""
+            if i["specific"]
+            else reach_link(i["field"], i["op"], i["value"], i["corpus_reach"], links)
+        )
+        reach = f'<td class="num">{n}</td>'
+    return Markup(
+        f'<tr><td>{field_link(i["field"], links)}</td><td><span class="op">{escape(i["op"])}</span>'
+        f'{flags}</td><td><details data-rules="{escape(rules)}"><summary>{value(i["value"])}'
+        f'</summary></details></td><td class="num">{i["rules"]}</td>{reach}</tr>'
+    )
+
+
+def alias_list(aliases: dict[str, list[Any]], label: Any) -> Markup:
+    """A field's vendor names (``label`` names a vendor)."""
+    items = "".join(
+        f'<li><span class="vendor">{escape(label(v))}</span>: '
+        + ", ".join(f"<code>{escape(a)}</code>" for a in names)
+        + "</li>"
+        for v, names in aliases.items()
+    )
+    return Markup(f'<ul class="aliases">{items}</ul>')
+
+
+def sample_list(samples: list[Any]) -> Markup:
+    return Markup(
+        '<ul class="samples">' + "".join(f"<li>{value(s)}</li>" for s in samples) + "</ul>"
+    )
