@@ -23,7 +23,8 @@ catalog event and log-source scopes) holds the stages written for that kind of
 event, built on the first event of the kind; within it, the literal prefilter
 (``match.prefilter``, over the clauses ``match.needs`` finds) leaves the few
 stages the event's values do not rule out. Stages compile to closures on first
-use. ``match_reference`` evaluates every admitted stage instead: the equality
+use, two-valued trees fused into one generated function (``match.fuse``).
+``match_reference`` evaluates every admitted stage, as closures: the equality
 tests and ``bench/bench_match.py`` compare the two.
 
     matcher = Matcher.from_catalog("detcat.sqlite")

@@ -97,7 +97,7 @@ def compile_expr(
 
 
 def _compile(expr: Expr, d: Dialect) -> Test:
-    match expr:
+    match _essential(expr):
         case And(children):
             return all_of([_compile(c, d) for c in children])
         case Or(children):
@@ -106,9 +106,24 @@ def _compile(expr: Expr, d: Dialect) -> Test:
             return negate(_compile(child, d))
         case Opaque():
             return _unknown_unless(d.opaque(expr) if d.opaque else None, expr.why(), d)
-        case Predicate():
-            return compile_predicate(expr, d.full_match, d.refs, d)
+        case Predicate() as p:
+            return compile_predicate(p, d.full_match, d.refs, d)
     raise TypeError(f"not an Expr: {expr!r}")
+
+
+def _essential(expr: Expr) -> Expr:
+    """An And without its implied predicates, which restate a sibling and are always
+    true (``Image|endswith: \\x.exe`` implies ``process.name: x.exe``): Sigma's
+    ``1 of sel_*`` over such pairs then groups as one value list (``_any_of``)."""
+    if isinstance(expr, And):
+        kept = tuple(c for c in expr.children if not _implied(c))
+        if kept and len(kept) < len(expr.children):
+            return kept[0] if len(kept) == 1 else And(kept)
+    return expr
+
+
+def _implied(e: Expr) -> bool:
+    return isinstance(e, Predicate) and e.kind == "implied"
 
 
 def _unknown_unless(test: Test | None, reason: str, d: Dialect) -> Test:
@@ -203,7 +218,7 @@ def _any_of(children: tuple[Expr, ...], d: Dialect) -> Test:
     for wildcards (which RE2 always compiles: never unknown)."""
     groups: dict[tuple[str, Op, bool], list[str]] = defaultdict(list)
     tests: list[Test] = []
-    for c in children:
+    for c in map(_essential, children):
         if _groupable(c):
             key = (c.field, c.op, c.case_sensitive)  # type: ignore[union-attr]
             value = str(c.value)  # type: ignore[union-attr]
