@@ -249,25 +249,37 @@ def _keep_size_and_mtime(path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-# (what changes, whether the Sigma folders are listed again, how many files' bytes
-# are read to compare them, how many files are read as rules)
-LISTING: list[tuple[str, Change, bool, int, int]] = [
-    ("nothing", lambda s: None, False, 0, 0),
+_SPLUNK = "splunk/detections/endpoint"
+
+# (what changes, whether rule folders are listed again, how many files' bytes are
+# read to compare them, how many files are read as rules, whether Splunk's macros
+# and lookups are read again)
+LISTING: list[tuple[str, Change, bool, int, int, bool]] = [
+    ("nothing", lambda s: None, False, 0, 0, False),
     ("a rule edited in place", lambda s: _edit(_first(s, f"{_SIGMA}/*.yml"), "title: ", "title: Y"),
-     False, 1, 1),
+     False, 1, 1, False),
     ("a rule edited, its size and modification time kept",
-     lambda s: _keep_size_and_mtime(_first(s, f"{_SIGMA}/*.yml", "title: Y")), False, 1, 1),
+     lambda s: _keep_size_and_mtime(_first(s, f"{_SIGMA}/*.yml", "title: Y")), False, 1, 1, False),
     ("a file touched, its bytes the same", lambda s: _first(s, f"{_SIGMA}/*.yml").touch(),
-     False, 1, 0),
-    ("nothing, after the touch (stamped anew)", lambda s: None, False, 0, 0),
-    ("a file added", lambda s: (s / "spare1.yml").rename(s / _SIGMA / "zz.yml"), True, 0, 1),
-    ("nothing, after a file was added", lambda s: None, False, 0, 0),
+     False, 1, 0, False),
+    ("nothing, after the touch (stamped anew)", lambda s: None, False, 0, 0, False),
+    ("a file added", lambda s: (s / "spare1.yml").rename(s / _SIGMA / "zz.yml"),
+     True, 0, 1, False),
+    ("nothing, after a file was added", lambda s: None, False, 0, 0, False),
     ("a file renamed", lambda s: (s / _SIGMA / "zz.yml").rename(s / _SIGMA / "zz_renamed.yml"),
-     True, 0, 1),
-    ("a file removed", lambda s: (s / _SIGMA / "zz_renamed.yml").unlink(), True, 0, 0),
-    ("an empty folder added", lambda s: (s / _SIGMA / "empty").mkdir(), True, 0, 0),
+     True, 0, 1, False),
+    ("a file removed", lambda s: (s / _SIGMA / "zz_renamed.yml").unlink(), True, 0, 0, False),
+    ("an empty folder added", lambda s: (s / _SIGMA / "empty").mkdir(), True, 0, 0, False),
     ("a rule file in a new folder",
-     lambda s: (s / "spare2.yml").rename(s / _SIGMA / "empty" / "zz_deeper.yml"), True, 0, 1),
+     lambda s: (s / "spare2.yml").rename(s / _SIGMA / "empty" / "zz_deeper.yml"),
+     True, 0, 1, False),
+    # A Splunk detection read again needs the macros (prepared, as a full build does).
+    ("a Splunk detection edited", lambda s: _edit(_first(s, f"{_SPLUNK}/*.yml"), "name: ",
+     "name: Edited "), False, 1, 1, True),
+    ("a Splunk macro edited",
+     lambda s: _edit(s / "splunk/macros/sysmon.yml", "definition: ", "definition: host=x OR "),
+     False, 0, 3, True),
+    ("nothing, after the macro", lambda s: None, False, 0, 0, False),
 ]  # fmt: skip
 
 
@@ -280,28 +292,39 @@ def test_rule_folders_are_listed_again_only_when_one_changed(
     spares = _copy_some(corpora, sources, f"{_SIGMA}/*.yml", 14)[-2:]  # added by scenarios
     for i, spare in enumerate(spares, 1):
         (sources / spare.relative_to(corpora)).rename(sources / f"spare{i}.yml")
+    _copy_some(corpora, sources, f"{_SPLUNK}/*.yml", 3, "`sysmon`")
+    for folder in ("macros", "lookups"):
+        shutil.copytree(corpora / "splunk" / folder, sources / "splunk" / folder)
     (sources / "attack").symlink_to(corpora / "attack")
     # Stamps of whatever just changed are trusted here (the "racy" guard is for
     # edits within one tick of the file system's clock; these are a build apart).
     monkeypatch.setattr(catalog_read, "_RACY_SECONDS", 0)
     listed: list[Path] = []
     hashed: list[Path] = []
-    stamps, digest = catalog_update.folder_stamps, catalog_update.file_digest
+    prepared: list[str] = []
+    stamps, digest, prepare = (
+        catalog_update.folder_stamps, catalog_update.file_digest, catalog_update.prepare
+    )  # fmt: skip
     monkeypatch.setattr(
         catalog_update, "folder_stamps", lambda folder: listed.append(folder) or stamps(folder)
     )
     monkeypatch.setattr(
         catalog_update, "file_digest", lambda p, root: hashed.append(p) or digest(p, root)
     )
+    monkeypatch.setattr(
+        catalog_update, "prepare", lambda r, v, *a: prepared.append(v) or prepare(r, v, *a)
+    )
     db = tmp_path / "c.sqlite"
     catalog.build(sources, db, workers=1, incremental=False)
-    for name, change, relisted, compared, reads in LISTING:
+    for name, change, relisted, compared, reads, splunk in LISTING:
         change(sources)
         listed.clear()
         hashed.clear()
+        prepared.clear()
         report = catalog.build(sources, db, workers=1)
         assert (report.incremental, report.files_read) == (True, reads), name
         assert (bool(listed), len(hashed)) == (relisted, compared), name
+        assert ("splunk" in prepared) == splunk, name
     cold = tmp_path / "cold.sqlite"
     catalog.build(sources, cold, workers=1, incremental=False)
     assert _tables(db) == _tables(cold)

@@ -26,7 +26,13 @@ from typing import Any
 
 from detcat import attack as attack_mod
 from detcat import catalog_update, store
-from detcat.catalog_read import FileResult, VendorResult, folder_stamps, read_vendor
+from detcat.catalog_read import (
+    FileResult,
+    VendorResult,
+    folder_stamps,
+    read_vendor,
+    shared_stamp,
+)
 from detcat.catalog_update import Progress, ReadOptions, timed
 from detcat.catalog_write import Loader, TechniqueIndex
 from detcat.errors import DetcatError
@@ -151,10 +157,10 @@ def build(
     if incremental:
         files_read = catalog_update.update(db, plain_jobs, options, meta, phases, progress)
     if files_read is None:
-        with timed(phases, "folder stamps"):  # before the folders are listed
-            dirs = {(c.name, v): folder_stamps(c.root / v) or [] for c, v in jobs}
+        with timed(phases, "folder stamps"):  # before the folders are listed and read
+            stamps = {(c.name, v): _stamps_before(c.root / v, v) for c, v in jobs}
         results = _read_all(jobs, options, workers, progress)
-        _write(db, attack_path, results, meta, phases, progress, dirs)
+        _write(db, attack_path, results, meta, phases, progress, stamps)
     with timed(phases, "report"):
         report = _report(db, time.perf_counter() - started)
     report.dropped = _drops(before, report.vendors)
@@ -162,6 +168,17 @@ def build(
     report.files_read = files_read
     report.phases = {k: round(v, 3) for k, v in phases.items()}
     return report
+
+
+def _stamps_before(folder: Path, vendor: str) -> tuple[list[tuple[str, str]], str]:
+    """The build cache's stamps of a vendor folder, taken before it is read: of
+    its folders, and of the files of its shared definitions (``catalog_read``)."""
+    dirs = folder_stamps(folder) or []
+    try:
+        reader = registry.get(vendor)
+    except (ImportError, DetcatError):  # read_vendor records a missing reader
+        return dirs, ""
+    return dirs, shared_stamp(reader, folder)
 
 
 def _drops(before: dict[str, int], after: dict[str, dict[str, int]]) -> dict[str, tuple[int, int]]:
@@ -260,7 +277,7 @@ def _write(
     meta: dict[str, Any],
     phases: dict[str, float],
     progress: Progress | None,
-    dirs: dict[tuple[str, str], list[tuple[str, str]]],
+    stamps: dict[tuple[str, str], tuple[list[tuple[str, str]], str]],
 ) -> None:
     from detcat.normalize import event_catalog
     from detcat.normalize.attack_sources import log_source_events
@@ -272,7 +289,8 @@ def _write(
             if attack is None:  # read while the workers parse the next vendors
                 attack, loader = _attack(attack_path, w, phases)
             with timed(phases, "store rules"):
-                loader.add_file(res.collection, res.vendor, FileResult("", res.shared), {})
+                shared = FileResult("", res.shared, stamp=stamps[(res.collection, res.vendor)][1])
+                loader.add_file(res.collection, res.vendor, shared, {})
                 for fr in res.files:
                     loader.add_file(res.collection, res.vendor, fr, {})
             seconds[_label(Collection(res.collection, Path()), res.vendor)] = round(res.seconds, 3)
@@ -289,7 +307,7 @@ def _write(
                 store.EventRow(e.id, e.provider, e.event_id, e.title) for e in event_catalog()
             )
         with timed(phases, "near-duplicates and cache"):
-            loader.dirs = dirs
+            loader.dirs = {job: dirs for job, (dirs, _) in stamps.items()}
             loader.finish({**meta, **_build_meta(seconds), "attack_version": attack.version})
         started = time.perf_counter()
     phases["indexes, full-text, statistics"] = time.perf_counter() - started

@@ -199,6 +199,20 @@ def uses_digest(
     return _digest("\n".join(parts).encode()) if parts else ""
 
 
+def shared_stamp(reader: Any, root: Path) -> str:
+    """One stamp of the files the vendor's shared definitions come from
+    (``Vendor.shared_files``), to take before ``prepare`` reads them; "" when they
+    are not known or one changed too recently to trust its stamp."""
+    try:
+        files = reader.shared_files(root)
+    except Exception:  # a reader bug: prepare, as every build did before
+        return ""
+    stamps = [(p, file_stamp(p)) for p in files or ()]
+    if files is None or not all(s for _, s in stamps):
+        return ""
+    return _digest("\n".join(f"{p}\0{s}" for p, s in stamps).encode())
+
+
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 

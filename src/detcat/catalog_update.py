@@ -52,6 +52,7 @@ from detcat.catalog_read import (
     folder_stamps,
     prepare,
     read_source,
+    shared_stamp,
     uses_digest,
 )
 from detcat.catalog_write import (
@@ -209,6 +210,8 @@ class _Plan:
     # (path, stamp) of files whose bytes were read and found unchanged: stamped anew
     restamp: list[tuple[str, str]] = field(default_factory=list)
     dirs: list[tuple[str, str]] | None = None  # new folder stamps; None: keep the old
+    shared_stamp: str = ""  # of the files of the shared definitions (catalog_read)
+    keep_shared: bool = False  # they are as the last build read them: its "" entry stays
 
 
 def update(
@@ -283,8 +286,12 @@ def _plan(
         return None
     if files is None:
         return None
-    plan.shared = prepare(reader, job.vendor, job.folder, options.include_deprecated)
-    plan.drop.append(entries.pop("", _Entry("", "", "", "[]", "", "[]", "[]", False)))
+    plan.shared_stamp = shared_stamp(reader, job.folder)  # before they are read
+    shared = entries.pop("", _Entry("", "", "", "[]", "", "[]", "[]", False))
+    plan.keep_shared = bool(plan.shared_stamp) and shared.stamp == plan.shared_stamp
+    if not plan.keep_shared:
+        plan.shared = prepare(reader, job.vendor, job.folder, options.include_deprecated)
+        plan.drop.append(shared)
     memo: dict[str, str] = {}
     prefix = f"{job.folder}{os.sep}"
     for name in files:  # the relative path by slicing: Path.relative_to is slow
@@ -295,6 +302,8 @@ def _plan(
             if entry is not None:
                 plan.drop.append(entry)
     plan.drop += entries.values()  # files that are gone
+    if plan.keep_shared and plan.read:  # read as a full build reads them: prepared
+        prepare(reader, job.vendor, job.folder, options.include_deprecated)
     return plan
 
 
@@ -322,6 +331,8 @@ def _unchanged(entry: _Entry, path: str, plan: _Plan, memo: dict[str, str]) -> b
             return False
         if stamp:  # the same bytes: spare reading them next time
             plan.restamp.append((entry.path, stamp))
+    if plan.keep_shared:  # every shared definition is as it was
+        return True
     return uses_digest(plan.reader, plan.folder, entry.uses, memo) == entry.uses_digest
 
 
@@ -357,7 +368,9 @@ def _apply(
             phases["read changed files"] = phases.get("read changed files", 0) + seconds[job.label]
             notify(job.label, "done", sum(len(f.rules) for f in read))
             with timed(phases, "store rules"):
-                loader.add_file(job.collection, job.vendor, FileResult("", plan.shared), {})
+                if not plan.keep_shared:
+                    shared = FileResult("", plan.shared, stamp=plan.shared_stamp)
+                    loader.add_file(job.collection, job.vendor, shared, {})
                 for fr in read:
                     loader.add_file(job.collection, job.vendor, fr, plan.reuse)
             notify("store", "vendor", 0)

@@ -113,6 +113,12 @@ class Vendor(ABC):
         (the same text for an undefined name while it stays undefined)."""
         return ""
 
+    def shared_files(self, root: Path) -> list[Path] | None:
+        """Every file ``prepare`` may read: while none changed (nor their list), an
+        incremental build takes every shared definition as it was and does not
+        prepare again. Default None: not known, so every build prepares."""
+        return None
+
     def draft_format(self, path: Path, text: str) -> str | None:
         """The format of a user's draft file if this vendor writes it: one of its
         ``languages`` (a whole rule ``parse_text`` reads) or its own name (a rule

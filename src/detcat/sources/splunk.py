@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,18 @@ def shared_digest(root: Path, name: str) -> str:
     fields = (d.name, d.filename, sorted(d.wildcard_fields), d.case_sensitive,
               d.min_matches, d.max_matches, d.default_match)  # fmt: skip
     return _digest(repr(fields).encode() + b"\0" + csv)
+
+
+def shared_files(root: Path) -> list[Path] | None:
+    """Every file of the macros and lookups folders (``prepare`` reads some of
+    them); None when a linked folder there would hide some."""
+    out: list[Path] = []
+    for folder in (Path(root) / "macros", Path(root) / "lookups"):
+        for dirpath, dirnames, filenames in os.walk(folder):
+            if any(os.path.islink(os.path.join(dirpath, d)) for d in dirnames):
+                return None
+            out += [Path(dirpath, f) for f in filenames]
+    return sorted(out)
 
 
 def _digest(data: bytes) -> str:
@@ -285,6 +298,7 @@ class Splunk(Vendor):
     read_file = staticmethod(read_file)
     prepare = staticmethod(prepare)
     shared_digest = staticmethod(shared_digest)
+    shared_files = staticmethod(shared_files)
 
     def shared_names(self) -> tuple[str, ...]:
         return _last_used
