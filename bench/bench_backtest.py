@@ -120,7 +120,7 @@ def synthesize(base: Path, out: Path, rows: int) -> int:
             # all its regression events (the plan samples a route's first rows)
             f"COPY (SELECT {', '.join(select)} FROM (SELECT k, k // {n} AS i FROM "
             f"range({copies * n}) AS t(k)) AS t JOIN (SELECT *, row_number() OVER () - 1 "
-            f"AS _event FROM {src}) AS s ON s._event = t.k % {n} ORDER BY k) "
+            f"AS _event FROM {src}) AS s ON s._event = t.k % {n}) "
             f"TO '{target}/part-0.parquet' (FORMAT parquet, COMPRESSION zstd)"
         )
         written += copies * n

@@ -33,7 +33,7 @@ from detcat.catalog_read import (
     read_vendor,
     shared_stamp,
 )
-from detcat.catalog_update import Progress, ReadOptions, timed
+from detcat.catalog_update import Progress, ReadOptions, loader_phases, timed
 from detcat.catalog_write import Loader, TechniqueIndex
 from detcat.errors import DetcatError
 from detcat.model import Problem
@@ -306,7 +306,7 @@ def _write(
             w.add_events(
                 store.EventRow(e.id, e.provider, e.event_id, e.title) for e in event_catalog()
             )
-        with timed(phases, "near-duplicates and cache"):
+        with timed(phases, "derived tables and cache"), loader_phases(loader, phases):
             loader.dirs = {job: dirs for job, (dirs, _) in stamps.items()}
             loader.finish({**meta, **_build_meta(seconds), "attack_version": attack.version})
         started = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,7 @@ class Loader:
         self.owner: dict[tuple[str, str], tuple[str, str, str]] = {}  # rule key -> file
         # (collection, vendor) -> its folders' stamps (``build_dirs``), to write anew
         self.dirs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self.seconds: dict[str, float] = {}  # of ``finish``'s costly parts (build phases)
 
     def add_file(
         self, collection: str, vendor: str, fr: FileResult, reuse: dict[tuple[str, str], int]
@@ -131,6 +133,7 @@ class Loader:
             conn.executemany(
                 "INSERT INTO build_dirs VALUES (?,?,?,?)", [(c, v, d, s) for d, s in stamps]
             )
+        started = time.perf_counter()
         if removed is None:
             similar.write_tables(conn, {pk: set(fs) for pk, fs in self.features.items()})
         elif similar_update.update(conn, removed, self.features) is None:
@@ -140,6 +143,7 @@ class Loader:
             kept = {pk: set(ws) for pk, ws in previous.items() if pk not in removed}
             features = kept | {pk: set(fs) for pk, fs in self.features.items()}
             similar.write_tables(conn, features, previous)
+        self.seconds["near-duplicates"] = time.perf_counter() - started
         unknown = dict(
             conn.execute(
                 "SELECT rt.technique_id, COUNT(*) FROM rule_techniques rt"
@@ -148,7 +152,9 @@ class Loader:
             ).fetchall()
         )
         # The guides' stored sections of the techniques whose rules changed.
+        started = time.perf_counter()
         guide_sections.refresh(conn, None if removed is None else self.features)
+        self.seconds["guide sections"] = time.perf_counter() - started
         self.w.set_meta(unknown_techniques=unknown, **meta)
 
 

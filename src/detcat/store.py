@@ -31,7 +31,7 @@ from detcat.model import (
     stage_to_json,
     value_text,
 )
-from detcat.normalize import fold_value, indicator_key
+from detcat.normalize import fold_value
 
 DEFAULT_DB = Path("detcat.sqlite")
 # Recorded in ``meta`` by every build and checked by every reader: change it with
@@ -224,7 +224,7 @@ def _stage_rows(
         if isinstance(n, Predicate):
             preds.append((
                 i, str(stage.role), n.field or n.field_raw, n.field_raw, str(n.op),
-                _text(n.value), indicator_key(n)[2], n.syntax, int(n.case_sensitive),
+                _text(n.value), fold_value(n.value), n.syntax, int(n.case_sensitive),
                 int(lf.negated), int(lf.exclusion), n.kind,
             ))  # fmt: skip
         else:

@@ -1,6 +1,10 @@
 """Normalized events read by embedded DuckDB: a local folder or object storage
-(``s3://…``, ``gs://…``, ``https://…``: DuckDB's httpfs extension, configured by
-the usual environment or a DuckDB secret)."""
+(``s3://…``, ``gs://…``, ``https://…``). Object storage is read by DuckDB's httpfs
+extension (configured by a DuckDB secret or the usual ``AWS_*`` variables) where
+it loads; DuckDB downloads it on first use, so where that cannot happen (no
+network to extensions.duckdb.org) an installed fsspec filesystem for the scheme
+(``pip install s3fs`` for ``s3://``, configured by ``AWS_*`` variables, including
+``AWS_ENDPOINT_URL`` for S3-compatible stores) is given to DuckDB instead."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from detcat.backtest.parquet import MANIFEST, Manifest, missing_manifest
+from detcat.errors import DetcatError
 from detcat.sqlgen.duckdb import DuckDB
 from detcat.sqlgen.rows import KIND
 from detcat.sqlgen.rules import nonnull_key
@@ -28,6 +33,10 @@ PLAIN_QUERY = (
 )
 
 
+class StorageMissing(DetcatError):
+    """Neither DuckDB's httpfs nor an fsspec filesystem reads the URL's scheme."""
+
+
 class DuckDBSource:
     dialect = DuckDB()
 
@@ -41,6 +50,8 @@ class DuckDBSource:
         if memory_limit:
             self.con.execute(f"SET memory_limit = {self.dialect.literal(memory_limit)}")
         self.con.execute("SET preserve_insertion_order = false")
+        if "://" in self.root:
+            self._object_storage(self.root.split("://", 1)[0])
         manifest = self._manifest()
         self.considered = set(manifest.columns) | {nonnull_key(f) for f in manifest.nonnull}
         self._files: dict[str, list[str]] = {}
@@ -50,6 +61,21 @@ class DuckDBSource:
             folder = str(path).replace("\\", "/").rsplit("/", 2)[-2]
             if folder.startswith(KIND + "="):
                 self._files.setdefault(folder.split("=", 1)[1], []).append(str(path))
+
+    def _object_storage(self, scheme: str) -> None:
+        """httpfs if it loads, else the scheme's fsspec filesystem (see above)."""
+        if httpfs(self.con):
+            return
+        try:
+            import fsspec
+
+            fs = fsspec.filesystem(scheme)
+        except (ImportError, ValueError) as e:
+            raise StorageMissing(
+                f"{self.root}: DuckDB's httpfs extension does not load here and no fsspec "
+                f"filesystem reads {scheme}:// ({e}); e.g. pip install s3fs"
+            ) from None
+        self.con.register_filesystem(fs)
 
     def _manifest(self) -> Manifest:
         path = f"{self.root}/{MANIFEST}"
@@ -88,3 +114,18 @@ class DuckDBSource:
         while batch := cursor.fetchmany(FETCH_ROWS):
             yield from batch
         cursor.close()
+
+
+def httpfs(con: Any) -> bool:
+    """Whether DuckDB's httpfs extension is loaded (installing it may download)."""
+    import duckdb
+
+    for sql in ("LOAD httpfs", "INSTALL httpfs"):
+        try:
+            con.execute(sql)
+            if sql.startswith("INSTALL"):
+                con.execute("LOAD httpfs")
+            return True
+        except duckdb.Error:
+            continue
+    return False

@@ -67,7 +67,24 @@ class SqlBacktest:
         count = next(self.source.rows(f"SELECT count(*) FROM {table}"))[0]
         # A partition holds one catalog event (or only unknown ones): see sqlgen.rows.kind_of.
         catalog_id = pairs[0][0] if pairs else None
-        scope_sets = [p[1] or "" for p in pairs]
+        exact, prefilters = self._bind(catalog_id, present, [p[1] or "" for p in pairs])
+        dialect = self.source.dialect
+        if exact:
+            nodes = [(code, node) for code, (_, node) in enumerate(exact)]
+            plan = plan_route(nodes, present, self._sample(table, present, nodes))
+            self._read(dialect.route_query(table, plan), [c for c, _ in exact])
+        if prefilters:
+            for label, when, raw in self.source.rows(dialect.fallback_query(table, prefilters)):
+                self._count(self._matcher("fallback"), label, when, raw)
+        if PYTHON in present:
+            self._python_rows(table)
+        return int(count)
+
+    def _bind(
+        self, catalog_id: str | None, present: set[str], scope_sets: list[str]
+    ) -> tuple[list[tuple[CompiledRule, Node]], list[Node]]:
+        """The route's exact rules with their conditions, and its fallback rules'
+        prefilters (rules that cannot hold on the route left out)."""
         exact: list[tuple[CompiledRule, Node]] = []
         prefilters: list[Node] = []
         for c in self.rules:
@@ -80,17 +97,7 @@ class SqlBacktest:
                 prefilters.append(node)
             else:
                 exact.append((c, node))
-        dialect = self.source.dialect
-        if exact:
-            nodes = [(code, node) for code, (_, node) in enumerate(exact)]
-            plan = plan_route(nodes, present, self._sample(table, present, nodes))
-            self._read(dialect.route_query(table, plan), [c for c, _ in exact])
-        if prefilters:
-            for label, when, raw in self.source.rows(dialect.fallback_query(table, prefilters)):
-                self._count(self._matcher("fallback"), label, when, raw)
-        if PYTHON in present:
-            self._python_rows(table)
-        return int(count)
+        return exact, prefilters
 
     def _c(self, name: str) -> str:
         return self.source.dialect.ident(name)

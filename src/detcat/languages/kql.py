@@ -183,11 +183,11 @@ class _ToExpr(Transformer[Token, Any]):
         return Value(v.parts, False, tok.start_pos, tok.end_pos)
 
     def FIELD(self, tok: Token) -> str:  # noqa: N802 - lark terminal callback
-        name = tok[:-1].rstrip()
+        name = tok.value[:-1].rstrip()
         return literal_text(quoted_value(name) if name[0] == '"' else unquoted_value(name))
 
     def VALUE_LIST(self, tok: Token) -> _Values:  # noqa: N802 - lark terminal callback
-        words = _LIST_WORD.findall(tok, 1, len(tok) - 1)
+        words = _LIST_WORD.findall(tok.value, 1, len(tok.value) - 1)
         values = [quoted_value(w) if w[0] == '"' else unquoted_value(w) for w in words[::2]]
         return _Values("or", tuple(values))
 
@@ -250,7 +250,7 @@ def _parser(value_lists: bool = True) -> Lark:
     grammar = (Path(__file__).with_name("kql.lark")).read_text()
     if not value_lists:
         grammar = grammar.replace("| VALUE_LIST", "")
-    return lalr(grammar, transformer=_ToExpr(), maybe_placeholders=False)
+    return lalr(grammar, accelerate=True, transformer=_ToExpr(), maybe_placeholders=False)
 
 
 @depth_limited

@@ -2,9 +2,10 @@
 
 lark-cython (by lark's author) reimplements lark's LALR parser and lexer in
 Cython. A grammar whose callbacks use tokens only through ``.value``/``.type``/
-positions (its tokens are not ``str``) may ask for it with ``accelerate=True``;
-where lark-cython is not installed lark's own engine gives the same results,
-only slower. Today the EQL parser, the hottest, uses it.
+positions (its tokens are not ``str``; test them with ``isinstance(x, TOKENS)``)
+may ask for it with ``accelerate=True``; where lark-cython is not installed
+lark's own engine gives the same results, only slower. The EQL, KQL and
+YARA-L parsers use it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ try:
     import lark_cython
 
     _PLUGINS: dict[str, Any] = lark_cython.plugins
+    # What a callback may be handed as a token: lark's, or lark-cython's (not a str).
+    TOKENS: tuple[type, ...] = (lark.Token, lark_cython.Token)
 except ImportError:  # pragma: no cover - the accelerator is optional
     _PLUGINS = {}
+    TOKENS = (lark.Token,)
 
 
 def lalr(grammar: str, *, accelerate: bool = False, **options: Any) -> Lark:

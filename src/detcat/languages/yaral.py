@@ -28,7 +28,7 @@ from typing import Any
 
 from lark import Lark, Token, Transformer, UnexpectedInput
 
-from detcat.languages.lalr import lalr
+from detcat.languages.lalr import TOKENS, lalr
 from detcat.languages.yaral_events import (
     Arith,
     Bool,
@@ -49,7 +49,7 @@ def _parser(lenient: bool) -> Lark:
     grammar, _, modes = text.partition("//@strict\n")
     strict, _, lenient_terminals = modes.partition("//@lenient\n")
     grammar += lenient_terminals if lenient else strict
-    return lalr(grammar, lexer="contextual", transformer=_ToAst())
+    return lalr(grammar, accelerate=True, lexer="contextual", transformer=_ToAst())
 
 
 # -- syntax tree (node types in yaral_events) ----------------------------------
@@ -72,7 +72,7 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 
 
 def _tok(items: list[Any], kind: str) -> str:
-    return next((str(t).lower() for t in items if isinstance(t, Token) and t.type == kind), "")
+    return next((str(t).lower() for t in items if isinstance(t, TOKENS) and t.type == kind), "")
 
 
 def _nocase(items: list[Any]) -> bool:
@@ -136,19 +136,19 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
         return Arith(*_span(items), "neg", (inner,))
 
     def comparison(self, items: list[Any]) -> Cmp:
-        left, right = (i for i in items if not isinstance(i, Token))
+        left, right = (i for i in items if not isinstance(i, TOKENS))
         quant, op = _tok(items, "QUANT"), _tok(items, "CMP")
         return Cmp(*_span(items), quant, left, op, right, _nocase(items))
 
     def in_list(self, items: list[Any]) -> Cmp:
-        lst = next(t for t in items if isinstance(t, Token) and t.type == "LIST")
+        lst = next(t for t in items if isinstance(t, TOKENS) and t.type == "LIST")
         right = Lit(lst.start_pos, lst.end_pos, str(lst)[1:], "list")
-        left = next(i for i in items if not isinstance(i, Token))
+        left = next(i for i in items if not isinstance(i, TOKENS))
         quant, mode = _tok(items, "QUANT"), _tok(items, "LIST_MODE")
         return Cmp(*_span(items), quant, left, "in", right, _nocase(items), mode)
 
     def bare(self, items: list[Any]) -> Bool:
-        node = next(i for i in items if not isinstance(i, Token))
+        node = next(i for i in items if not isinstance(i, TOKENS))
         return Bool(*_span(items), "bare", (node,), _tok(items, "QUANT"), _nocase(items))
 
     def or_(self, items: list[Any]) -> Bool:
@@ -318,7 +318,7 @@ def _match(items: list[Token] | None) -> dict[str, Any] | None:
             match["keys"].append(str(t))
         elif t.type == "DURATION":
             match["window"] = str(t)
-            match["window_seconds"] = int(t[:-1]) * _UNIT_SECONDS[t[-1].lower()]
+            match["window_seconds"] = int(str(t)[:-1]) * _UNIT_SECONDS[str(t)[-1].lower()]
         elif t.type == "WINDOW_SIDE":
             side = match["side"] = str(t).lower()
         elif t.type == "EVERY":

@@ -50,18 +50,10 @@ from detcat.languages.eql_values import literal_list, unescape_string, unquote_f
 from detcat.languages.lalr import lalr
 from detcat.match import eql_functions as fn
 from detcat.match.eql_functions import Undetermined
-from detcat.match.evaluate import (
-    NULL,
-    Dialect,
-    Test,
-    all_of,
-    any_of,
-    compiled_regex,
-    negate,
-    wildcard_regex,
-)
+from detcat.match.evaluate import NULL, Dialect, Test, all_of, any_of, negate
 from detcat.match.events import Event
 from detcat.match.lineage import UNSETTLED, Clause, answer
+from detcat.match.patterns import compiled_regex, wildcard_regex
 from detcat.model import Op, Opaque, Predicate, Reason
 
 # A value: the candidates an expression takes on an event (empty: null).

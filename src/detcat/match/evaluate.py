@@ -27,23 +27,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import signal
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from detcat.match.events import Event
-from detcat.match.fuse import Node, node_of
+from detcat.match.fuse import is_sure as _is_sure
+from detcat.match.fuse import node_of
+from detcat.match.fuse import sure as _sure
+from detcat.match.patterns import REGEX_TIME_LIMIT, compiled_regex, re2_test, wildcard_regex
 from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, value_text
 
 Test = Callable[[Event], Any]  # True, False, NULL or None (unknown)
 # Resolves a field_ref's raw field name to the canonical names to read.
 RefResolver = Callable[[str], tuple[str, ...]]
-
-REGEX_TIME_LIMIT = 0.05  # seconds for one backtracking match (fallback engine only)
 
 
 class _Null:
@@ -137,20 +135,6 @@ def negate(inner: Test) -> Test:
     if _is_sure(inner):
         return _sure(lambda ev: not inner(ev), ("not", node_of(inner)))
     return lambda ev: r if (r := inner(ev)) is None or r is NULL else not r
-
-
-def _sure(test: Test, node: Node | None = None) -> Test:
-    """Mark ``test`` as answering only True or False, never unknown nor NULL: an And,
-    Or or Not of such tests needs no three-valued bookkeeping (and can be fused into
-    one function: ``node`` says how, see ``match.fuse``)."""
-    test.sure = True  # type: ignore[attr-defined]
-    if node is not None:
-        test.node = node  # type: ignore[attr-defined]
-    return test
-
-
-def _is_sure(test: Test) -> bool:
-    return getattr(test, "sure", False)
 
 
 def _const(value: bool | None) -> Test:
@@ -520,88 +504,3 @@ def _compare(op: Op, want: Any, case_sensitive: bool) -> Callable[[str], bool]:
         text = _fold(value_text(want), case_sensitive)
         return lambda v: number(v) is None and cmp(v, text)
     return lambda v: (got := number(v)) is not None and cmp(got, bound)
-
-
-# -- patterns ---------------------------------------------------------------------------
-
-
-def wildcard_regex(pattern: str) -> str:
-    """Our wildcard spelling (``*``, ``?``, no escapes) as a regex."""
-    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-
-
-@cache
-def compiled_regex(pattern: str, case_sensitive: bool, full: bool) -> Callable[[str], bool | None]:
-    """A linear-time matcher (RE2); Python's ``re`` with a time limit only for what
-    RE2 cannot compile; an always-unknown matcher for a pattern nobody compiles."""
-    import re2
-
-    options = re2.Options()
-    options.log_errors = False  # a pattern RE2 refuses is expected: it falls back
-    options.case_sensitive = case_sensitive
-    options.dot_nl = full
-    try:
-        rx = re2.compile(pattern, options)
-    except re2.error:
-        return _fallback(pattern, case_sensitive, full)
-    return _sure(re2_test(rx, full))
-
-
-def re2_test(rx: Any, full: bool) -> Callable[[str], bool]:
-    """Whether the compiled RE2 pattern ``rx`` matches a text (whole if ``full``).
-    RE2's own ``Match`` on the UTF-8 bytes where the binding has it: the wrapper's
-    ``search``/``fullmatch`` build a match object, its offsets decoded back to
-    characters, that a yes/no never reads (twice the cost of the match itself)."""
-    regexp = getattr(rx, "_regexp", None)
-    anchors = getattr(regexp, "Anchor", None)
-    if anchors is None:  # another binding: its public API
-        run = rx.fullmatch if full else rx.search
-        return lambda s: run(s) is not None
-    match = regexp.Match
-    anchor = anchors.ANCHOR_BOTH if full else anchors.UNANCHORED
-
-    def test(s: str) -> bool:
-        data = s.encode()
-        return match(anchor, data, 0, len(data))[0][0] != -1  # group 0's span, (-1, -1) if none
-
-    return test
-
-
-def _fallback(pattern: str, case_sensitive: bool, full: bool) -> Callable[[str], bool | None]:
-    flags = (0 if case_sensitive else re.IGNORECASE) | (re.DOTALL if full else 0)
-    try:
-        rx = re.compile(pattern, flags)
-    except re.error:
-        return lambda s: None
-    run = rx.fullmatch if full else rx.search
-    return lambda s: bounded(lambda: run(s) is not None)
-
-
-class _Timeout(Exception):
-    pass
-
-
-def bounded(fn: Callable[[], bool]) -> bool | None:
-    """``fn()`` under ``REGEX_TIME_LIMIT``; None when it ran out of time or when no
-    limit can be set (not the main thread): never an unbounded backtracking match."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "setitimer"
-    ):
-        return None
-
-    def alarm(signum: int, frame: Any) -> None:
-        raise _Timeout
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    # The alarm may fire anywhere from arming to disarming (a loaded machine takes
-    # the whole limit between two bytecodes): the outer try catches it everywhere.
-    try:
-        try:
-            signal.setitimer(signal.ITIMER_REAL, REGEX_TIME_LIMIT)
-            return fn()
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    except _Timeout:
-        return None
-    finally:
-        signal.signal(signal.SIGALRM, previous)

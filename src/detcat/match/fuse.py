@@ -3,7 +3,7 @@
 ``match.evaluate`` compiles a predicate tree into closures, one per node: an
 ``And`` of three leaves costs four calls and a loop per event. Most trees answer
 only True or False (no Opaque part, no regex that may run out of time: *sure*
-tests, see ``evaluate._sure``), and for those the whole tree can be one Python
+tests, see ``sure``), and for those the whole tree can be one Python
 expression with Python's own short-circuit ``and`` / ``or`` / ``not``, which is
 exactly two-valued logic. ``fuse`` writes that expression and compiles it once.
 
@@ -30,6 +30,20 @@ Node = tuple[Any, ...]
 MAX_DEPTH = 50
 
 
+def sure(test: Callable[..., Any], node: Node | None = None) -> Callable[..., Any]:
+    """Mark ``test`` as answering only True or False, never unknown nor NULL: an And,
+    Or or Not of such tests needs no three-valued bookkeeping, and can be fused into
+    one function (``node`` says how it is written)."""
+    test.sure = True  # type: ignore[attr-defined]
+    if node is not None:
+        test.node = node  # type: ignore[attr-defined]
+    return test
+
+
+def is_sure(test: Callable[..., Any]) -> bool:
+    return getattr(test, "sure", False)
+
+
 def node_of(test: Callable[..., Any]) -> Node:
     """How ``test`` is written in a fused expression."""
     return getattr(test, "node", None) or ("call", test)
@@ -49,10 +63,7 @@ def fuse(test: Callable[..., Any]) -> Callable[..., Any]:
     source = f"def fused(ev):\n    F = ev.folded\n    P = ev.plain\n    return {code}\n"
     namespace = dict(names)
     exec(compile(source, "<detcat fused predicate>", "exec"), namespace)  # noqa: S102
-    fused = namespace["fused"]
-    fused.sure = True
-    fused.node = node
-    return fused
+    return sure(namespace["fused"], node)
 
 
 class _TooDeep(Exception):
