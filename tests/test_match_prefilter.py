@@ -234,6 +234,11 @@ EDGES: list[tuple[str, list[Expr], list[dict[str, Any]]]] = [
         [{NAME: "ab"}],
     ),
     (
+        "an opaque part beside an implied predicate stays unknown",
+        [And((OPAQUE, P(NAME, Op.EQ, "ab", kind="implied")))],
+        [{NAME: "ab"}],
+    ),
+    (
         "a multi-stage rule reports the stages that hold",
         [P(NAME, Op.EQ, "ab"), P(CMD, Op.CONTAINS, "whoami")],
         [{NAME: "ab"}, {CMD: "whoami"}],

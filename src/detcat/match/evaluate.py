@@ -95,7 +95,7 @@ def compile_expr(
 
 
 def _compile(expr: Expr, d: Dialect) -> Test:
-    match _essential(expr):
+    match e := _essential(expr):
         case And(children):
             return all_of([_compile(c, d) for c in children])
         case Or(children):
@@ -103,7 +103,7 @@ def _compile(expr: Expr, d: Dialect) -> Test:
         case Not(child):
             return negate(_compile(child, d))
         case Opaque():
-            return _unknown_unless(d.opaque(expr) if d.opaque else None, expr.why(), d)
+            return _unknown_unless(d.opaque(e) if d.opaque else None, e.why(), d)
         case Predicate() as p:
             return compile_predicate(p, d.full_match, d.refs, d)
     raise TypeError(f"not an Expr: {expr!r}")
