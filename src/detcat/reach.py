@@ -61,9 +61,7 @@ TABLE, META = "indicator_reach", "reach"  # what an incremental build keeps (rec
 def keys_of(conn: sqlite3.Connection, pks: Iterable[int]) -> set[Key]:
     """The keys the given rules check (those whose reach they count in)."""
     out: set[Key] = set()
-    pks = sorted(pks)
-    for i in range(0, len(pks), 500):
-        chunk = pks[i : i + 500]
+    for chunk in store.chunks(sorted(pks)):
         marks = ",".join("?" * len(chunk))
         out.update(conn.execute(
             f"SELECT DISTINCT field, op, value_key FROM predicates"
@@ -117,8 +115,7 @@ def counts(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, int]:
     if not keys:
         return out
     if available(conn):  # one indexed lookup per key, a few hundred keys per statement
-        for i in range(0, len(keys), 300):
-            chunk = keys[i : i + 300]
+        for chunk in store.chunks(keys, 300):
             rows = conn.execute(
                 f"""WITH k(field, op, value_key) AS (VALUES {",".join(["(?,?,?)"] * len(chunk))})
                 SELECT r.field, r.op, r.value_key, r.rules FROM k JOIN indicator_reach r

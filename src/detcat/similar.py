@@ -370,7 +370,7 @@ def weighted_features(conn: sqlite3.Connection, features: Iterable[str]) -> dict
 
 def _df(conn: sqlite3.Connection, features: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
-    for chunk in chunks(features):
+    for chunk in store.chunks(features):
         marks = ",".join("?" * len(chunk))
         out.update(conn.execute(
             f"SELECT feature, COUNT(*) FROM sim_features WHERE feature IN ({marks})"
@@ -381,11 +381,6 @@ def _df(conn: sqlite3.Connection, features: list[str]) -> dict[str, int]:
 
 def _rule_count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(DISTINCT rule_pk) FROM sim_features").fetchone()[0])
-
-
-def chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def neighbours(
@@ -402,7 +397,7 @@ def neighbours(
     df = _df(conn, list(weights))
     specific = [f for f in weights if f[0] != "e" and 0 < df.get(f, 0) <= _candidate_df()]
     candidates: set[int] = set()
-    for chunk in chunks(specific):
+    for chunk in store.chunks(specific):
         marks = ",".join("?" * len(chunk))
         sql = f"SELECT DISTINCT rule_pk FROM sim_features WHERE feature IN ({marks})"
         candidates.update(pk for (pk,) in conn.execute(sql, chunk))
@@ -422,7 +417,7 @@ def _candidate_df() -> int:
 
 def stored_features(conn: sqlite3.Connection, pks: list[int]) -> dict[int, dict[str, float]]:
     out: dict[int, dict[str, float]] = defaultdict(dict)
-    for chunk in chunks(pks):
+    for chunk in store.chunks(pks):
         marks = ",".join("?" * len(chunk))
         for pk, f, w in conn.execute(
             f"SELECT rule_pk, feature, weight FROM sim_features WHERE rule_pk IN ({marks})", chunk

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from detcat import similar
+from detcat import similar, store
 
 # Past this share of the compared rules touched, computing everything is cheaper.
 _MOST_TOUCHED = 0.2
@@ -137,7 +137,7 @@ def _write_clusters(conn: sqlite3.Connection) -> int:
 def _holders(conn: sqlite3.Connection, features: Iterable[str]) -> set[int]:
     """The rules holding any of the features."""
     out: set[int] = set()
-    for chunk in similar.chunks(sorted(set(features))):
+    for chunk in store.chunks(sorted(set(features))):
         marks = ",".join("?" * len(chunk))
         sql = f"SELECT DISTINCT rule_pk FROM sim_features WHERE feature IN ({marks})"
         out.update(pk for (pk,) in conn.execute(sql, chunk))

@@ -446,6 +446,12 @@ def _owner_alive(suffix: str) -> bool:
     return True
 
 
+def chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """``items`` in slices of ``size``: SQLite caps a statement's bound parameters."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
 def rule_counts(db: Path) -> dict[tuple[str, str], int]:
     """Rules per (collection, vendor) in the catalog at ``db``; empty when there is
     none (or it is not one this version can read)."""
