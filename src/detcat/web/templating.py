@@ -18,7 +18,7 @@ from detcat.attack import paragraphs
 from detcat.sources import registry
 from detcat.web import trees
 from detcat.web.pages import Page
-from detcat.web.urls import Links, indicator_key
+from detcat.web.urls import Links, indicator_key, rule_anchor
 
 # The policy the server sends as a header and the export as a <meta> tag: only
 # our own stylesheet and scripts, no inline code, nothing fetched elsewhere. The
@@ -89,7 +89,7 @@ def environment() -> jinja2.Environment:
         reach_link=trees.reach_link, op_bars=trees.op_bars, rule_item=trees.rule_item,
         indicator_row=trees.indicator_row, sample_list=trees.sample_list,
         alias_list=partial(trees.alias_list, label=registry.display_name),
-        indicator_key=indicator_key,
+        indicator_key=indicator_key, rule_anchor=rule_anchor,
     )  # fmt: skip
     return env
 
