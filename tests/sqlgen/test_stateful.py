@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from detcat.backtest import backtest, results
@@ -277,3 +278,77 @@ def test_spark_gives_the_matchers_detections(tmp_path: Path) -> None:
         (tmp_path / str(i)).mkdir()
         got = engines(rules, docs, tmp_path / str(i), ["python", "spark"])
         assert got["spark"] == got["python"], why
+
+
+NOT_COMPILED = [
+    ("sequence with until", eql("sequence by process.pid [process where true] [file where true]"
+                                " until [file where false]")),
+    ("sequence of 3 steps",
+     eql("sequence by process.pid [process where true] [file where true] [file where true]")),
+    ("sample / join", eql("sample by process.pid [process where true] [file where true]")),
+    ("a join key is an expression",
+     eql("sequence [process where true] by process.pid * 2 [file where true] by process.pid")),
+    ("threshold with cardinality",
+     [build_rule({"rule_id": "t", "name": "t", "type": "threshold", "language": "kuery",
+                  "query": "event.category:authentication", "from": "now-5m",
+                  "threshold": {"field": ["user.name"], "value": 2, "cardinality": [
+                      {"field": "source.ip", "value": 2}]}}, {}, "t.toml")]),
+    ("value_count correlation",
+     correlation("value_count", "{gt: 1, field: IpAddress}", [FIRST])),
+    ("temporal_ordered correlation", correlation("temporal_ordered", "{gte: 1}", BOTH)),
+    ("the Python matcher does not evaluate it either: is not an 'at least' count",
+     correlation("event_count", "{lt: 2}", [FIRST])),
+    ("the Python matcher does not evaluate it either: a comparison between events",
+     yaral(FAILS + "    $ok.principal.ip != $fail.principal.ip\n" + FAILS.replace(
+         "$fail", "$ok"), "$fail and $ok")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("why", "rules"), NOT_COMPILED, ids=[c[0] for c in NOT_COMPILED])
+def test_what_sql_cannot_express_is_reported_with_its_reason(why: str, rules: list[Rule]) -> None:
+    for r in rules:
+        normalize_rule(r)
+    compiled = compile_rules([RulePlan.from_rule(r) for r in rules])
+    (c,) = [c for c in compiled if not c.plan.single_event]
+    assert c.status is Status.NOT_COMPILED
+    (reason,) = c.reasons
+    assert reason.startswith("multi-event rule: ")
+    for words in why.split(": "):
+        assert words in reason, reason
+
+
+def test_compile_report_of_the_corpus_multi_event_rules(corpus_db: Path) -> None:
+    """Real multi-event rules: a share of Elastic's and Chronicle's compiles,
+    each of the others says its own reason, and DuckDB binds every compiled
+    one's query (on an empty table of the rows it reads)."""
+    from detcat.match import load_rules
+    from detcat.sqlgen import dialect, report
+    from detcat.sqlgen.rows import column_types
+    from detcat.sqlgen.rules import MULTI_EVENT
+    from detcat.sqlgen.stateful_sql import Entries, query
+    from detcat.store import connect
+
+    compiled = compile_rules(load_rules(connect(corpus_db)))
+    shares, reasons = report(compiled)
+    by_vendor = {s.vendor: s for s in shares}
+    assert by_vendor["elastic"].stateful >= 100 and by_vendor["chronicle"].stateful >= 10
+    multi = [c for c in compiled if not c.plan.single_event]
+    assert {c.status for c in multi} == {Status.STATEFUL, Status.NOT_COMPILED}
+    assert all(c.reasons[0].startswith(MULTI_EVENT) for c in multi if c.reasons)
+    kinds = {r for r in reasons if r.startswith(MULTI_EVENT)}
+    for expected in ("sequence with until", "threshold with cardinality", "sequence of N steps",
+                     "the Python matcher does not evaluate it either: new terms"):  # fmt: skip
+        assert any(expected in k for k in kinds), (expected, kinds)
+    con = duckdb.connect()
+    duck = dialect("duckdb")
+    for c in multi:
+        if c.shape is None:
+            continue
+        types = column_types(wanted_columns([c])[0])
+        con.execute("CREATE OR REPLACE TABLE t (" + ", ".join(
+            f"{duck.ident(n)} {t}" for n, t in types.items()) + ")")  # fmt: skip
+        entries = [
+            Entries(p, "t", s.node, set(types))
+            for p, s in zip(c.shape.parts, c.stages, strict=True)
+        ]
+        con.execute("EXPLAIN " + query(duck, c.shape, entries))
