@@ -47,7 +47,7 @@ def http_url(value: Any) -> str | None:
 
 
 def prose(text: str) -> markupsafe.Markup:
-    """Guide prose (guide_text) as HTML: escaped, `backtick` spans as <code>."""
+    """Guide prose (guide.text) as HTML: escaped, `backtick` spans as <code>."""
     parts = str(markupsafe.escape(text)).split("`")
     return markupsafe.Markup("".join(
         f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)))  # fmt: skip
