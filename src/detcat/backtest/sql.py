@@ -47,7 +47,7 @@ class Source(Protocol):
 class SqlBacktest:
     def __init__(self, source: Source, compiled: list[CompiledRule], hits: dict[str, RuleHits]):
         self.source = source
-        self.rules = [c for c in compiled if c.status is not Status.NOT_COMPILED]
+        self.rules = [c for c in compiled if c.status in (Status.EXACT, Status.FALLBACK)]
         self.hits = hits
         self._matchers: dict[str, Matcher] = {}  # see _matcher
 

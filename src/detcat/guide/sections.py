@@ -34,7 +34,7 @@ from itertools import chain, count, groupby
 from operator import itemgetter
 from typing import Any
 
-from detcat.guide_text import GUIDE
+from detcat.guide.text import GUIDE
 from detcat.sources import registry
 from detcat.tables import load
 
