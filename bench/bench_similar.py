@@ -25,7 +25,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from detcat import catalog, lint, lint_peers, similar, store
+from detcat import catalog, lint, similar, store
+from detcat.lint import peers as lint_peers
 
 
 def exact_pairs(feats: dict[int, set[str]], weighted: dict[int, dict[str, float]]) -> dict:

@@ -42,7 +42,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from detcat import catalog, guide_sections, store
+from detcat import catalog, store
+from detcat.guide import sections as guide_sections
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "9e48fe7"  # main before issue 13's guide and export work

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from detcat import guide, guide_sections, store
+from detcat import guide, store
+from detcat.guide import sections as guide_sections
 
 
 @pytest.fixture(scope="module")

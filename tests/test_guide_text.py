@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from detcat import guide, guide_sections, guide_text, schemas, store
+from detcat import guide, schemas, store
+from detcat.guide import sections as guide_sections
+from detcat.guide import text as guide_text
 from detcat.sources import registry
 from detcat.tables import load
 

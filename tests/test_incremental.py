@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from detcat import catalog, reach, similar, similar_update
+from detcat import catalog, reach, similar
+from detcat.similar import update as similar_update
 
 # meta keys that say when and how fast, not what
 _TIMING_META = {"built_at", "vendor_seconds", "build_inputs"}
@@ -286,7 +287,8 @@ LISTING: list[tuple[str, Change, bool, int, int, bool]] = [
 def test_rule_folders_are_listed_again_only_when_one_changed(
     corpora: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from detcat import catalog_read, catalog_update
+    from detcat.catalog import read as catalog_read
+    from detcat.catalog import update as catalog_update
 
     sources = tmp_path / "sources"
     spares = _copy_some(corpora, sources, f"{_SIGMA}/*.yml", 14)[-2:]  # added by scenarios
@@ -335,8 +337,8 @@ def test_the_build_key_follows_the_bytes_of_its_inputs(
 ) -> None:
     import json
 
-    from detcat import catalog_read
-    from detcat.catalog_update import ReadOptions, fingerprint
+    from detcat.catalog import read as catalog_read
+    from detcat.catalog.update import ReadOptions, fingerprint
 
     monkeypatch.setattr(catalog_read, "_RACY_SECONDS", 0)  # see the listing test
     bundle = tmp_path / "enterprise-attack.json"

@@ -24,8 +24,8 @@ from test_catalog import BUNDLE, rule_yaml
 
 from detcat import catalog
 from detcat.cli import main
-from detcat.mcp import create_server
-from detcat.mcp_answers import DEFAULT_BUDGET, MAX_EVENTS, dumps, fit_budget
+from detcat.mcp.answers import DEFAULT_BUDGET, MAX_EVENTS, dumps, fit_budget
+from detcat.mcp.server import create_server
 
 TOOLS = {
     "search_rules", "get_rule", "technique_guide", "parse_query", "match_events",

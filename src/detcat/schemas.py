@@ -1,7 +1,7 @@
 """The shapes of detcat's JSON answers: the web API's OpenAPI schema and the MCP
 server's tool output schemas.
 
-The CLI, the web API and the MCP server return the dicts of ``guide.py``,
+The CLI, the web API and the MCP server return the dicts of ``guide``,
 ``search.py`` and ``web/queries.py`` as they are (the same bytes the CLI prints);
 these models only document them. Every model forbids unknown keys, and the tests
 validate real responses against them, so the documentation cannot drift from the
@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from detcat.guide_text import schema as guide_text
+from detcat.guide.text import schema as guide_text
 
 Scalar = str | int | float | bool | None
 

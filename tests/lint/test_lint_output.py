@@ -179,7 +179,7 @@ def test_text_counts_by_severity() -> None:
 def _subscripts() -> set[str]:
     """Every string subscript (``cfg["noisy"]["reach"]``) in the lint modules."""
     keys: set[str] = set()
-    for name in ("lint.py", "lint_peers.py"):
+    for name in ("__init__.py", "peers.py"):
         for node in ast.walk(ast.parse((SRC / name).read_text())):
             if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
                 keys.add(str(node.slice.value))
@@ -202,7 +202,7 @@ def test_every_code_has_a_severity_and_a_description() -> None:
     cfg = lint.default_settings()
     emitted = {"parse-error", "opaque", "unknown-field", "noisy-indicator",
                "missing-common-exclusion", "similar-rule", "untagged-technique"}  # fmt: skip
-    sources = "".join((SRC / n).read_text() for n in ("lint.py", "lint_peers.py"))
+    sources = "".join((SRC / n).read_text() for n in ("__init__.py", "peers.py"))
     assert all(f'"{c}"' in sources for c in emitted)
     assert emitted == set(cfg["describe"])
     assert all(f'"{k}"' in sources for k in cfg["severity"])

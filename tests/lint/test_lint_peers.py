@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from detcat import lint, lint_peers
+from detcat import lint
+from detcat.lint import peers as lint_peers
 from detcat.parse import parse_rules
 
 CMD = ("process.name", "eq", "cmd.exe")

@@ -191,7 +191,7 @@ def test_an_update_gives_the_tables_a_full_computation_gives(
 ) -> None:
     import random
 
-    from detcat import similar_update
+    from detcat.similar import update as similar_update
 
     # In so small a draw an edit touches many rules: update them all the same.
     monkeypatch.setattr(similar_update, "_MOST_TOUCHED", 1.0)
@@ -218,7 +218,7 @@ def test_an_update_gives_the_tables_a_full_computation_gives(
 
 
 def test_an_update_leaves_a_change_in_the_number_of_rules_to_a_full_computation() -> None:
-    from detcat import similar_update
+    from detcat.similar import update as similar_update
 
     feats = {pk: {"i\tcommon", f"i\tf{pk % 7}", f"x\tg{pk % 3}"} for pk in range(1, 40)}
     conn = _sim_db(feats)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from web_helpers import HOSTILE_ID, HOSTILE_TITLE, exported, squash
 
-from detcat import guide, rule_data, store
+from detcat import guide, store
+from detcat.guide import rules as rule_data
 from detcat.web.urls import RULE_PAGES, Links, rule_anchor, rule_page
 
 TOP = Links(static=True)

@@ -7,12 +7,13 @@ Three engines give the same per-rule hits (the equality tests hold them to it):
   folder or Parquet on object storage), one query per event kind;
 - ``spark``: the same SQL on a Spark session (``pip install 'detcat[spark]'``);
 - ``python``: the Python matcher (``match.Matcher``) on every event, the reference,
-  and the only engine that runs multi-event (stateful) rules.
+  and the only engine that runs every multi-event (stateful) rule it evaluates
+  (SQL runs those window functions express exactly: ``sqlgen.stateful``).
 
 JSON event files given to a SQL engine are normalized into a temporary folder
 first. Single-event rules SQL cannot express exactly run on the Python matcher
-for the rows their SQL prefilter keeps; multi-event rules are reported as not
-compiled on the SQL engines.
+for the rows their SQL prefilter keeps; multi-event rules SQL cannot express are
+reported as not compiled on the SQL engines.
 """
 
 from __future__ import annotations
@@ -175,6 +176,12 @@ def _run_sql(
 
         source = DuckDBSource(root, threads)
     SqlBacktest(source, compiled, result.rules).run(result)
+    stateful = [c for c in compiled if c.status is Status.STATEFUL]
+    if stateful:
+        from detcat.backtest.stateful import StatefulBacktest
+
+        single = [c.plan for c in compiled if c.plan.single_event]
+        StatefulBacktest(source, stateful, result.rules, single).run(result)
 
 
 def _events(paths: list[str], on_bad: Callable[[BadEvent], None]) -> Iterator[Any]:
@@ -186,9 +193,13 @@ def _events(paths: list[str], on_bad: Callable[[BadEvent], None]) -> Iterator[An
         source = DuckDBSource(paths[0])
         if not source.routes():
             return
-        # In time order across kinds: multi-event rules see events as they happened.
-        every = source.table(*source.routes())
-        for label, raw in source.rows(f"SELECT _label, _raw FROM {every} ORDER BY _time, _label"):
+        # In time order across kinds: multi-event rules see events as they happened,
+        # by the time they count with (``_seconds``; older folders: ``_time``).
+        routes = source.routes()
+        every = source.table(*routes)
+        order = "_seconds" if all("_seconds" in source.columns(r) for r in routes) else "_time"
+        sql = f"SELECT _label, _raw FROM {every} ORDER BY {order} NULLS LAST, _label"
+        for label, raw in source.rows(sql):
             yield canonical_event(label, json.loads(raw))
         return
     for path in paths:

@@ -136,11 +136,18 @@ def sql_report(db: Path, vendor: str | None, rules_detail: bool, as_json: bool) 
     others = [
         {"rule": c.key, "title": c.plan.title, "status": str(c.status), "reasons": c.reasons}
         for c in compiled
-        if c.status is not Status.EXACT
+        if c.status not in (Status.EXACT, Status.STATEFUL)
     ]
     if as_json:
         data: dict[str, Any] = {
-            "vendors": [{**vars(s), "exact_share": round(s.exact_share, 4)} for s in shares],
+            "vendors": [
+                {
+                    **vars(s),
+                    "exact_share": round(s.exact_share, 4),
+                    "stateful_share": round(s.stateful_share, 4),
+                }
+                for s in shares
+            ],
             "reasons": dict(reasons.most_common()),
             "rules": others,
         }
@@ -157,6 +164,9 @@ def sql_report(db: Path, vendor: str | None, rules_detail: bool, as_json: bool) 
             "share",
             "python fallback",
             "not compiled",
+            "multi-event",
+            "stateful exact",
+            "share",
             "Java regex on Spark",
         ),
     )
@@ -170,6 +180,9 @@ def sql_report(db: Path, vendor: str | None, rules_detail: bool, as_json: bool) 
             f"{s.exact_share:.1%}",
             s.fallback,
             s.not_compiled,
+            s.multi_event,
+            s.stateful,
+            f"{s.stateful_share:.1%}",
             s.java_regex,
         )
     console.print(t)

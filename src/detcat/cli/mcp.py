@@ -26,7 +26,7 @@ from detcat.cli.options import db_option, open_catalog
 )  # fmt: skip
 def mcp(db: Path, http: bool, host: str, port: int, budget: int) -> None:
     """Serve the catalog as a read-only MCP server for agents (stdio by default)."""
-    from detcat.mcp import run
+    from detcat.mcp.server import run
 
     err = Console(stderr=True)
     if db.exists():

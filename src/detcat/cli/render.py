@@ -18,9 +18,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
-from detcat import guide_text
 from detcat.attack import paragraphs
 from detcat.catalog import BuildReport
+from detcat.guide import text as guide_text
 from detcat.sources.registry import display_name
 
 

@@ -32,6 +32,7 @@ class Variant(StrEnum):
     LIST = "#list"  # values as text, a list (regular expressions test each value)
     NUM = "#num"  # values read as numbers (match.evaluate.number), a list
     IP = "#ip"  # values read as IP addresses, a list of ``ip_key`` strings
+    KEY = "#key"  # values as group keys of stateful rules, a list of ``key_text`` strings
 
 
 @dataclass(frozen=True, slots=True)

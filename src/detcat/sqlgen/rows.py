@@ -5,6 +5,7 @@ A row has, for each canonical field the catalog tests, the columns of the
 variants its rules need (``ir.Variant``), and these others:
 
 - ``_label`` (``file:line``), ``_time`` (ISO text, when the event states one),
+  ``_seconds`` (the time stateful rules count with: ``match.stateful.event_time``),
   ``_raw`` (the document as JSON: the Python matcher's input for fallback rules);
 - ``_catalog_id`` (``sysmon:1``, the event kind rules are routed by) and ``_scopes``;
 - ``_text`` / ``_text#cf``: every string value of the document (keyword search);
@@ -22,13 +23,15 @@ from typing import Any
 
 from detcat.match.evaluate import number
 from detcat.match.events import Event
+from detcat.match.stateful import event_time as stream_time
 from detcat.model import value_text
 from detcat.sqlgen.ir import NONNULL, SCOPES, SEP, Col, Variant
 from detcat.sqlgen.lower import ip_key
 
-LABEL, TIME, RAW, KIND, CATALOG_ID, PYTHON = (
+LABEL, TIME, SECONDS, RAW, KIND, CATALOG_ID, PYTHON = (
     "_label",
     "_time",
+    "_seconds",
     "_raw",
     "detcat_kind",  # the partition key: Spark skips folders whose names start with _
     "_catalog_id",
@@ -64,6 +67,7 @@ def column_types(wanted: Iterable[str]) -> dict[str, str]:
     out = {
         LABEL: "VARCHAR",
         TIME: "VARCHAR",
+        SECONDS: "DOUBLE",
         RAW: "VARCHAR",
         CATALOG_ID: "VARCHAR",
         SCOPES: "VARCHAR",
@@ -78,12 +82,13 @@ def column_types(wanted: Iterable[str]) -> dict[str, str]:
             Variant.LIST: "VARCHAR[]",
             Variant.NUM: "DOUBLE[]",
             Variant.IP: "VARCHAR[]",
+            Variant.KEY: "VARCHAR[]",
         }.get(variant, "VARCHAR")
     return out
 
 
 def _variant(name: str) -> Variant:
-    for v in (Variant.FOLD, Variant.LIST, Variant.NUM, Variant.IP):
+    for v in (Variant.FOLD, Variant.LIST, Variant.NUM, Variant.IP, Variant.KEY):
         if name.endswith(v):
             return v
     return Variant.TEXT
@@ -109,6 +114,7 @@ class RowMaker:
         out: dict[str, Any] = {
             LABEL: ev.label,
             TIME: event_time(ev),
+            SECONDS: stream_time(ev),
             RAW: json.dumps(doc, ensure_ascii=False, separators=(",", ":")),
             CATALOG_ID: ev.catalog_id,
             SCOPES: SEP.join(sorted(ev.scopes)),
@@ -117,15 +123,18 @@ class RowMaker:
         unsafe = any(_unsafe(t) for t in ev.text)
         out["_text"], out["_text#cf"] = joined(ev.text), joined(t.casefold() for t in ev.text)
         for field, values in ev.fields.items():
+            # before the columns: an `exists` may be the only test of a field
+            if field in self.nonnull and any(v is not None for v in values):
+                out[NONNULL].append(field)
             variants = self.by_field.get(field)
             if variants is None:
                 continue
             texts = [value_text(v) for v in values]
             unsafe = unsafe or any(_unsafe(t) for t in texts)
+            if Variant.KEY in variants:  # NaN equals no other NaN: no SQL key is
+                unsafe = unsafe or any(isinstance(v, float) and math.isnan(v) for v in values)
             for variant in variants:
                 out[field + variant] = _column(variant, values, texts)
-            if field in self.nonnull and any(v is not None for v in values):
-                out[NONNULL].append(field)
         out[PYTHON] = unsafe
         return out
 
@@ -146,7 +155,22 @@ def _column(variant: Variant, values: list[Any], texts: list[str]) -> Any:
         return texts
     if variant is Variant.NUM:  # NaN compares with nothing: left out
         return [n for v in values if (n := _number(v)) is not None and not math.isnan(n)]
+    if variant is Variant.KEY:
+        return [key_text(v) for v in values if v is not None]
     return [k for t in texts if (k := ip_key(t)) is not None]
+
+
+def key_text(value: Any) -> str:
+    """A value as a stateful rule's group key: two texts are equal exactly when
+    Python finds the values equal (``1 == 1.0 == True``, ``"1" != 1``), as the
+    matcher's keys are tuples of values. An empty string is ``s``."""
+    if isinstance(value, str):
+        return "s" + value
+    if isinstance(value, float) and value.is_integer():
+        return f"n{int(value)}"
+    if isinstance(value, bool | int):
+        return f"n{int(value)}"
+    return f"n{value!r}" if isinstance(value, float) else "j" + json.dumps(value, sort_keys=True)
 
 
 def _number(v: Any) -> float | None:

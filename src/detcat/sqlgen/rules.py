@@ -10,12 +10,13 @@ of which the event must have one.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from detcat.match import RulePlan, _gates, required_fields
+from detcat.match import RulePlan, StagePlan, _gates, required_fields
 from detcat.match import read_fields as _read_fields
 from detcat.sqlgen.ir import (
     FALSE,
@@ -33,9 +34,11 @@ from detcat.sqlgen.ir import (
     Regex,
     SameValue,
     ScopesIn,
+    Variant,
     all_,
     any_,
     bind,
+    can_be_unknown,
     columns,
     prefilter,
     python_reasons,
@@ -44,11 +47,13 @@ from detcat.sqlgen.ir import (
 )
 from detcat.sqlgen.lower import lower
 from detcat.sqlgen.rows import split_name
+from detcat.sqlgen.stateful import Shape, compile_stateful
 
 
 class Status(StrEnum):
     EXACT = "exact"  # SQL gives the matcher's answer on every event
     FALLBACK = "python fallback"  # SQL keeps candidate rows, the Python matcher decides
+    STATEFUL = "stateful exact"  # multi-event: SQL window functions give its detections
     NOT_COMPILED = "not compiled"  # multi-event (stateful) or without a query
 
 
@@ -61,6 +66,8 @@ class CompiledRule:
     events: frozenset[str] = frozenset()  # catalog events it is written for (empty: any)
     gates: tuple[tuple[str, frozenset[str]], ...] = ()
     reads: frozenset[str] = frozenset()
+    shape: Shape | None = None  # STATEFUL: what the rule counts (``sqlgen.stateful``)
+    stages: tuple[CompiledRule, ...] = ()  # STATEFUL: its stages' filters, as ``shape.parts``
 
     @property
     def key(self) -> str:
@@ -95,6 +102,7 @@ class CompiledRule:
         return (prefilter(node), True) if python_reasons(node) else (node, False)
 
 
+MULTI_EVENT = "multi-event rule: "  # the reasons of multi-event rules begin so
 ALWAYS = frozenset({TEXT_ALL.name, TEXT_ALL_FOLD.name})  # every row has them
 
 
@@ -123,11 +131,15 @@ def nonnull_key(field: str) -> str:
     return f"{NONNULL}:{field}"
 
 
-def compile_rule(plan: RulePlan) -> CompiledRule:
+def compile_rule(plan: RulePlan, single: dict[str, RulePlan] | None = None) -> CompiledRule:
+    """``single``: the single-event rules by id, which Sigma correlations reference."""
     if not plan.single_event:
-        why = "multi-event rule (sequence, threshold, correlation or several stages)"
-        return CompiledRule(plan, Status.NOT_COMPILED, [why])
-    stage = plan.stages[0]
+        return _compile_stateful(plan, single or {})
+    return compile_stage(plan, plan.stages[0])
+
+
+def compile_stage(plan: RulePlan, stage: StagePlan) -> CompiledRule:
+    """One stage's filter, with what routes events to it."""
     node = lower(stage.expr, plan.dialect(stage))
     python = python_reasons(node)
     fields = required_fields(stage.expr)
@@ -142,8 +154,25 @@ def compile_rule(plan: RulePlan) -> CompiledRule:
     )
 
 
+def _compile_stateful(plan: RulePlan, single: dict[str, RulePlan]) -> CompiledRule:
+    """A multi-event rule: STATEFUL when its shape compiles and each stage's filter
+    is exact and never unknown (an unknown stage result makes detections uncertain
+    in ways the matcher tracks per open sequence), else NOT_COMPILED with why."""
+    shape = compile_stateful(plan, single)
+    if isinstance(shape, str):
+        return CompiledRule(plan, Status.NOT_COMPILED, [MULTI_EVENT + shape])
+    stages = tuple(compile_stage(part.stage.rule, part.stage) for part in shape.parts)
+    for c in stages:
+        if c.status is not Status.EXACT or can_be_unknown(c.node):
+            why = "; ".join(c.reasons) or "a stage can be unknown on an event"
+            return CompiledRule(plan, Status.NOT_COMPILED, [MULTI_EVENT + why])
+    return CompiledRule(plan, Status.STATEFUL, shape=shape, stages=stages)
+
+
 def compile_rules(plans: Iterable[RulePlan]) -> list[CompiledRule]:
-    return [compile_rule(p) for p in plans]
+    plans = list(plans)
+    single = {p.id: p for p in plans if p.single_event}  # as match.Matcher.engine
+    return [compile_rule(p, single) for p in plans]
 
 
 def wanted_columns(compiled: Iterable[CompiledRule]) -> tuple[set[str], set[str]]:
@@ -154,6 +183,12 @@ def wanted_columns(compiled: Iterable[CompiledRule]) -> tuple[set[str], set[str]
     for c in compiled:
         if c.status is Status.NOT_COMPILED:
             continue
+        if c.shape is not None:
+            wanted |= {Col(f, Variant.KEY).name for p in c.shape.parts for f in p.fields}
+        for s in c.stages:
+            wanted |= {n for n in columns(s.node) if not n.startswith("_")}
+            wanted |= {Col(f).name for f in s.reads}
+            nonnull |= {n.field for n in walk(s.node) if isinstance(n, NonNull)}
         wanted |= {n for n in columns(c.node) if not n.startswith("_")}
         wanted |= {Col(f).name for f in c.reads}
         nonnull |= {n.field for n in walk(c.node) if isinstance(n, NonNull)}
@@ -169,12 +204,19 @@ class VendorShare:
     exact: int = 0
     fallback: int = 0
     not_compiled: int = 0
+    multi_event: int = 0
+    stateful: int = 0  # multi-event rules compiled exactly (window functions)
     java_regex: int = 0  # exact rules with a written regex: Java's engine on Spark, not RE2
 
     @property
     def exact_share(self) -> float:
         """Exactly compiled single-event rules, of all single-event rules."""
         return self.exact / self.single_event if self.single_event else 0.0
+
+    @property
+    def stateful_share(self) -> float:
+        """Multi-event rules compiled exactly, of all multi-event rules."""
+        return self.stateful / self.multi_event if self.multi_event else 0.0
 
 
 def report(compiled: Iterable[CompiledRule]) -> tuple[list[VendorShare], Counter[str]]:
@@ -185,8 +227,10 @@ def report(compiled: Iterable[CompiledRule]) -> tuple[list[VendorShare], Counter
     for c in compiled:
         s = shares.setdefault(c.plan.vendor, VendorShare(c.plan.vendor))
         s.rules += 1
-        s.single_event += c.status is not Status.NOT_COMPILED
+        s.single_event += c.plan.single_event
+        s.multi_event += not c.plan.single_event
         s.exact += c.status is Status.EXACT
+        s.stateful += c.status is Status.STATEFUL
         s.fallback += c.status is Status.FALLBACK
         s.not_compiled += c.status is Status.NOT_COMPILED
         s.java_regex += c.status is Status.EXACT and java_regex(c.node)
@@ -201,5 +245,9 @@ def java_regex(node: Node) -> bool:
 
 
 def _reason_kind(reason: str) -> str:
-    """A reason without its particulars (the pattern, the field), for counting."""
+    """A reason without its particulars (the pattern, the field), for counting. A
+    multi-event rule's reason keeps its kind (``multi-event rule: sequence with
+    until: not compiled``), without the fields, conditions and numbers it names."""
+    if reason.startswith(MULTI_EVENT):
+        return re.sub(r"\d+", "N", re.sub(r"\([^()]*\)?|\{.*\}", "(…)", reason))
     return reason.split(":", 1)[0]

@@ -1,7 +1,7 @@
 """The static export's rule pages: each rule is an article of one of
 ``urls.RULE_PAGES`` shared pages (``urls.rule_page``), linked as
 ``rules/<page>.html#<vendor>:<id>``; opened at one, the stylesheet shows that
-article alone. The rules of a page are read together (``rule_data.details``) and
+article alone. The rules of a page are read together (``guide.rules.details``) and
 the page frame is rendered once per page, not once per rule.
 """
 
@@ -11,7 +11,7 @@ import sqlite3
 from collections import defaultdict
 from typing import Any
 
-from detcat import rule_data
+from detcat.guide import rules as rule_data
 from detcat.web import queries
 from detcat.web.pages import Page
 from detcat.web.urls import Links, rule_page

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detcat import coverage as cov
-from detcat import guide, guide_text, navigator, similar
+from detcat import guide, navigator, similar
 from detcat import search as search_mod
 from detcat.errors import DetcatError
+from detcat.guide import text as guide_text
 from detcat.web import queries
 
 DEFAULT_LIMIT = 50  # rows per section, the CLI's default

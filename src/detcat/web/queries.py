@@ -1,7 +1,7 @@
-"""Page-specific SQL beyond ``guide.py``: the overview matrix, field, event and
+"""Page-specific SQL beyond ``guide``: the overview matrix, field, event and
 indicator pages, and the enumerations the static export walks.
 
-Like ``guide.py`` this speaks canonical terms only. Indicator counts use the
+Like ``guide`` this speaks canonical terms only. Indicator counts use the
 same definition as ``guide.corpus_reach`` (not negated, event stages), so a
 number on one page equals the number of rules listed on the page it links to.
 """

@@ -34,7 +34,7 @@ from itertools import chain, count, groupby
 from operator import itemgetter
 from typing import Any
 
-from detcat.guide_text import GUIDE
+from detcat.guide.text import GUIDE
 from detcat.sources import registry
 from detcat.tables import load
 
@@ -91,8 +91,8 @@ class Predicates:
         fielded = [r for r in rows if r[0] is not None and r[7] != "implied"]
         valued = [r for r in fielded if not r[5] and r[3] is not None]
         tested = [r for r in rows if r[2] not in NO_VALUE_OPS and r[7] != "selector"]
-        positive = [r for r in tested if not r[5]]  # rule_data.is_indicator
-        excluded = [r for r in tested if r[6] and r[7] != "implied"]  # rule_data.is_exclusion
+        positive = [r for r in tested if not r[5]]  # guide.rules.is_indicator
+        excluded = [r for r in tested if r[6] and r[7] != "implied"]  # guide.rules.is_exclusion
         ids = self.intern
         return [
             set(map(_FIELD, fielded)),

@@ -1,12 +1,12 @@
 """The build pipeline: sources -> parse -> normalize -> store.
 
 Vendors are read (and their rules normalized and made rows) in worker processes
-(``catalog_read``); a reader that works file by file (``rule_files`` +
+(``catalog.read``); a reader that works file by file (``rule_files`` +
 ``read_file``) is split across the workers. The parent writes each vendor's rows
 to a temporary catalog as soon as they arrive, in one transaction, and swaps it
 in at the end (``store.writing``). When the previous catalog was built from the
 same folders, a build updates a copy of it instead, reading only the files that
-changed (``catalog_update``); both end in ``catalog_write``.
+changed (``catalog.update``); both end in ``catalog.write``.
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from detcat import attack as attack_mod
-from detcat import catalog_update, store
-from detcat.catalog_read import (
+from detcat import store
+from detcat.catalog import update as catalog_update
+from detcat.catalog.read import (
     FileResult,
     VendorResult,
     folder_stamps,
     read_vendor,
     shared_stamp,
 )
-from detcat.catalog_update import Progress, ReadOptions, loader_phases, timed
-from detcat.catalog_write import Loader, TechniqueIndex
+from detcat.catalog.update import Progress, ReadOptions, loader_phases, timed
+from detcat.catalog.write import Loader, TechniqueIndex
 from detcat.errors import DetcatError
 from detcat.model import Problem
 from detcat.sources import files as source_files
@@ -172,7 +173,7 @@ def build(
 
 def _stamps_before(folder: Path, vendor: str) -> tuple[list[tuple[str, str]], str]:
     """The build cache's stamps of a vendor folder, taken before it is read: of
-    its folders, and of the files of its shared definitions (``catalog_read``)."""
+    its folders, and of the files of its shared definitions (``catalog.read``)."""
     dirs = folder_stamps(folder) or []
     try:
         reader = registry.get(vendor)

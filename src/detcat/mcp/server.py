@@ -3,7 +3,7 @@
 Read-only, on the official MCP Python SDK (``mcp`` 2.x, ``MCPServer``). The tool
 names and arguments are a contract; each tool returns structured content checked
 against a typed model (so the SDK publishes an output schema) and, as the protocol
-asks, the same JSON as text. The answers themselves come from ``mcp_answers`` and
+asks, the same JSON as text. The answers themselves come from ``mcp.answers`` and
 equal the CLI's ``--json`` for the same question; ``left_out`` says how many items
 of each cut list were left out. A failure the caller can cause (unknown id, bad
 argument, a file that is not a catalog) is a tool error with a message, never a
@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from detcat import schemas
 from detcat.errors import DetcatError
-from detcat.mcp_answers import DEFAULT_BUDGET, Answers, dumps
+from detcat.mcp.answers import DEFAULT_BUDGET, Answers, dumps
 from detcat.parse import languages
 from detcat.sources import registry
 

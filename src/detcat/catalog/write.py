@@ -15,12 +15,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from detcat import guide_sections, similar, similar_update, store
+from detcat import similar, store
 from detcat.attack import Attack, Technique
-from detcat.catalog_read import FileResult
+from detcat.catalog.read import FileResult
+from detcat.guide import sections as guide_sections
 from detcat.model import Problem
+from detcat.similar import update as similar_update
 
-# The meta keys a build writes (catalog.py, catalog_update.py, ``finish``), and
+# The meta keys a build writes (catalog, catalog.update, ``finish``), and
 # the near-duplicate summary, which it writes too.
 BUILD_META = (
     "schema_version", "build_key", "build_inputs", "collections", "built_at", "vendor_seconds",

@@ -1,7 +1,7 @@
 """Per-technique authoring guides and catalog statistics, over the store.
 
 SQL selects (a technique's rules, events, event-stage predicates, corpus reach);
-the field, indicator and exclusion sections come from ``guide_sections``: stored
+the field, indicator and exclusion sections come from ``guide.sections``: stored
 by the build for the usual guide (all vendors, up to 50 rows), else ranked from
 one fetch of the technique's predicates.
 Everything here speaks canonical terms only: no vendor-specific branches.
@@ -14,8 +14,10 @@ import sqlite3
 from collections import Counter, defaultdict
 from typing import Any
 
-from detcat import guide_sections, reach, rule_data, similar
+from detcat import reach, similar
 from detcat.errors import DetcatError
+from detcat.guide import rules as rule_data
+from detcat.guide import sections as guide_sections
 from detcat.normalize import fold_value
 from detcat.normalize.fields import vendor_specific_reason
 from detcat.sources import registry
@@ -147,8 +149,12 @@ def _technique_header(conn: sqlite3.Connection, tid: str) -> dict[str, Any]:
     if row is None:
         raise UnknownTechnique(f"unknown technique {tid}")
     tactic_names = dict(conn.execute("SELECT shortname, name FROM tactics").fetchall())
+    # Sub-technique ids sort between "T1059." and "T1059/" (``_family``): the id
+    # range reads them off the primary key (``parent`` has no index).
     subs = conn.execute(
-        "SELECT id, name FROM techniques WHERE parent = ? AND revoked = 0 ORDER BY id", (tid,)
+        "SELECT id, name FROM techniques WHERE id > ? || '.' AND id < ? || '/'"
+        " AND parent = ? AND revoked = 0 ORDER BY id",
+        (tid, tid, tid),
     ).fetchall()
     return {
         "id": row["id"],

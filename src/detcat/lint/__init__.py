@@ -9,7 +9,7 @@ and normalized exactly as the catalog is) yields findings
 - ``unknown-field`` a field no catalog rule of the vendor uses on the draft's
                     events, with the closest known spelling
 - ``noisy-indicator``, ``missing-common-exclusion``, ``untagged-technique``
-                    peers' habits (``lint_peers``)
+                    peers' habits (``lint.peers``)
 - ``similar-rule``  catalog rules of any vendor scoring high against the draft
                     (``similar``)
 
@@ -29,9 +29,10 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from detcat import lint_peers, similar
+from detcat import similar
 from detcat.drafts import Draft, locate, position, query_offset, read_draft
 from detcat.errors import DetcatError
+from detcat.lint import peers
 from detcat.model import Opaque, Predicate, Problem, Reason, Rule, Stage, StageRole, leaves
 from detcat.normalize.tables import load
 
@@ -120,25 +121,25 @@ def lint_draft(
 def lint_rule(
     conn: sqlite3.Connection, draft: Draft, rule: Rule, cfg: dict[str, Any]
 ) -> list[Finding]:
-    ctx = lint_peers.Context(conn, draft.text, query_offset(draft.text, rule), rule, cfg)
+    ctx = peers.Context(conn, draft.text, query_offset(draft.text, rule), rule, cfg)
     findings = _opaque(ctx, draft.problems)
     findings += _unknown_fields(ctx)
-    techniques = lint_peers.resolved_techniques(conn, rule)
+    techniques = peers.resolved_techniques(conn, rule)
     suggested = None
     if not techniques:
-        suggested = lint_peers.suggest_technique(conn, lint_peers.indicator_keys(rule), cfg)
+        suggested = peers.suggest_technique(conn, peers.indicator_keys(rule), cfg)
         if suggested:
             findings.append(_untagged(ctx, suggested))
             techniques = [suggested["technique"]]
-    for f in lint_peers.noisy_indicators(ctx):
+    for f in peers.noisy_indicators(ctx):
         findings.append(_finding(ctx, "noisy-indicator", **f))
-    for f in lint_peers.missing_exclusions(ctx, techniques):
+    for f in peers.missing_exclusions(ctx, techniques):
         findings.append(_finding(ctx, "missing-common-exclusion", **f))
     findings += _similar(ctx)
     return findings
 
 
-def _finding(ctx: lint_peers.Context, code: str, **kw: Any) -> Finding:
+def _finding(ctx: peers.Context, code: str, **kw: Any) -> Finding:
     node = kw.pop("node", None)
     line, col = locate(ctx.text, ctx.start, node) if node else position(ctx.text, ctx.start)
     return Finding(code, ctx.cfg["severity"][code], line=line, column=col, **kw)
@@ -169,7 +170,7 @@ def _parse_error(draft: Draft, p: Problem, cfg: dict[str, Any]) -> Finding:
     return Finding("parse-error", cfg["severity"]["parse-error"], p.message, line, col or 1)
 
 
-def _opaque(ctx: lint_peers.Context, problems: list[Problem]) -> list[Finding]:
+def _opaque(ctx: peers.Context, problems: list[Problem]) -> list[Finding]:
     """Opaque parts, except those that only restate a parse error already reported."""
     out = []
     for stage in ctx.rule.stages:
@@ -193,7 +194,7 @@ def _restates(node: Opaque, problems: list[Problem], rule: Rule) -> bool:
 # -- unknown fields ---------------------------------------------------------------------
 
 
-def _unknown_fields(ctx: lint_peers.Context) -> list[Finding]:
+def _unknown_fields(ctx: peers.Context) -> list[Finding]:
     out = []
     seen: set[str] = set()
     for stage in ctx.rule.stages:
@@ -217,7 +218,7 @@ def _written_predicates(stage: Stage) -> list[Predicate]:
 
 
 def _unknown_field(
-    ctx: lint_peers.Context, p: Predicate, stage: Stage, known: frozenset[str]
+    ctx: peers.Context, p: Predicate, stage: Stage, known: frozenset[str]
 ) -> Finding:
     raw = p.field_raw or ""
     best, dist = closest(raw, known)
@@ -290,7 +291,7 @@ def edit_distance(a: str, b: str, cap: int) -> int:
 # -- technique suggestion and similar rules -------------------------------------------------
 
 
-def _untagged(ctx: lint_peers.Context, s: dict[str, Any]) -> Finding:
+def _untagged(ctx: peers.Context, s: dict[str, Any]) -> Finding:
     share = round(100 * s["share"])
     msg = (
         f"no ATT&CK technique tagged; {share}% of the weight of its indicators belongs to "
@@ -300,7 +301,7 @@ def _untagged(ctx: lint_peers.Context, s: dict[str, Any]) -> Finding:
                     related=s["related"])  # fmt: skip
 
 
-def _similar(ctx: lint_peers.Context) -> list[Finding]:
+def _similar(ctx: peers.Context) -> list[Finding]:
     cfg = ctx.cfg["similar"]
     feats = similar.rule_features(ctx.rule)
     if not feats or not similar.available(ctx.conn):

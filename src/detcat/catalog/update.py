@@ -10,9 +10,9 @@ folders and the ATT&CK bundle. When that key matches, a build
 - reads again only the files whose bytes changed, the new ones, and those whose
   macros or lookups changed; deletes the rows of those and of the removed files;
 - reads the shared definitions again (their problems are replaced every time);
-- brings what depends on every rule up to date (``catalog_write``): the
+- brings what depends on every rule up to date (``catalog.write``): the
   unknown techniques, and the near-duplicate pairs of the rules whose features
-  or weights changed (``similar_update``; all of them when the number of rules
+  or weights changed (``similar.update``; all of them when the number of rules
   changed, as every weight does then),
 
 into a temporary copy that replaces the catalog only when all went well.
@@ -45,7 +45,7 @@ from typing import Any
 
 import detcat
 from detcat import reach, similar, store
-from detcat.catalog_read import (
+from detcat.catalog.read import (
     FileResult,
     file_digest,
     file_stamp,
@@ -55,7 +55,7 @@ from detcat.catalog_read import (
     shared_stamp,
     uses_digest,
 )
-from detcat.catalog_write import (
+from detcat.catalog.write import (
     BUILD_META,
     Clash,
     Loader,
@@ -210,7 +210,7 @@ class _Plan:
     # (path, stamp) of files whose bytes were read and found unchanged: stamped anew
     restamp: list[tuple[str, str]] = field(default_factory=list)
     dirs: list[tuple[str, str]] | None = None  # new folder stamps; None: keep the old
-    shared_stamp: str = ""  # of the files of the shared definitions (catalog_read)
+    shared_stamp: str = ""  # of the files of the shared definitions (catalog.read)
     keep_shared: bool = False  # they are as the last build read them: its "" entry stays
 
 

@@ -16,7 +16,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from detcat import guide_sections, reach, similar, store
+from detcat import reach, similar, store
+from detcat.guide import sections as guide_sections
 
 # The rule's own columns, as the detail names them.
 _COLUMNS = ("vendor", "id", "title", "description", "author", "status", "severity", "type",

@@ -16,7 +16,7 @@ threshold that shares an indicator or exclusion, found with prefix filtering
 "similar rules"), those from the ``cluster`` threshold on form clusters
 (connected components). ``detcat build`` computes them from the rules it writes
 (``write_tables``; an incremental build updates only the pairs of the rules it
-changed, ``similar_update``); a catalog without them computes them on first use
+changed, ``similar.update``); a catalog without them computes them on first use
 (``ensure``), cached in the catalog file itself (tables ``sim_*``; a new build
 writes a new file, so a cache can never outlive its catalog). One rule's or one
 draft's neighbours are scored exactly against every rule sharing a specific

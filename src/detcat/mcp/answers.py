@@ -9,7 +9,7 @@ list anywhere in it (``left_out`` names it by path, ``"stages[0].expr.or"``). Te
 fields are never cut; a rule's source query is only sent when asked for.
 
 Every failure a caller can cause raises a ``DetcatError`` with a message saying
-what to do; ``mcp.py`` turns it into an MCP tool error.
+what to do; ``mcp.server`` turns it into an MCP tool error.
 """
 
 from __future__ import annotations

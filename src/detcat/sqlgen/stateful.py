@@ -1,0 +1,163 @@
+"""Multi-event (stateful) rules compiled to SQL where window functions give the
+Python matcher's answer exactly (``match.stateful``: its semantics are the
+reference), else reported with the precise reason.
+
+Both engines see one stream: the events of every route, ordered by the
+matcher's own time (``rows.SECONDS``, nulls last), then label (the Python engine
+reads a normalized folder in that order). A rule becomes *entries*: per event,
+per stage (or referenced rule) that holds on it, the stage's group key (its
+group-by / join fields, typed so that SQL equality is Python's: ``rows.
+key_text``) and a sub-order within the event. Two shapes compile:
+
+- **counts** (``Count``): Elastic threshold rules without ``cardinality``,
+  Sigma ``event_count`` and ``temporal`` correlations, YARA-L rules whose
+  condition asks each event variable for a number of events. Per group, each
+  variable keeps its last N entries inside a sliding window, and a group that has
+  them all fires and starts over. With times non-decreasing along the stream this
+  is: fire at entry *i* when the oldest entry it needs (rank *m_i*, the smallest
+  over variables of the N-th latest entry) is inside the window and after the
+  group's previous firing; the last condition is a fold over the candidates
+  (DuckDB ``list_reduce``, Spark ``aggregate``).
+- **pairs** (``Pair``): EQL sequences of two steps with ``by`` fields and an
+  optional ``maxspan``: the second step's entry completes the latest first-step
+  entry of its key when no second-step entry came between them.
+
+Everything else stays on the Python matcher (``--engine python``) with the
+reason: sequences of three or more steps, ``until``, samples and joins,
+distinct counts (their reset needs the distinct values since the last alert),
+``temporal_ordered``, and the rules the matcher does not evaluate either.
+A detection whose events include one without a time is *unknown*, as in the
+matcher. The matcher keeps at most ``match.stateful.MAX_OPEN`` open groups per
+rule (dropping the oldest); SQL keeps all: the answers differ only beyond that.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from detcat.match import RulePlan, StagePlan
+from detcat.match.aggregates import Correlation, Threshold, correlation_engine
+from detcat.match.sequences import Join, Sequence
+from detcat.match.stateful import engine_for
+from detcat.match.yaral import MultiEvent, condition_needs
+
+# A join key the parser keeps as a field name (``match.sequences._FIELD_NAME``).
+_FIELD_NAME = re.compile(r"^[^\s()*/%+,\"'`]+$")
+
+
+@dataclass(frozen=True)
+class Part:
+    """The entries one stage (or referenced rule) gives: on each event it holds
+    on, its key (canonical fields; ``drop_empty``: an empty string is no value, as
+    ``match.stateful.field_key`` reads keys) for counter ``var``; ``sub`` orders
+    the entries of one event (the matcher's order)."""
+
+    stage: StagePlan
+    fields: tuple[str, ...]
+    drop_empty: bool
+    var: int
+    sub: int
+
+
+@dataclass(frozen=True)
+class Count:
+    """Fires when every counter ``var`` has ``needs[var]`` entries of a group in
+    the window of ``span`` seconds; the group then starts over."""
+
+    parts: tuple[Part, ...]
+    needs: tuple[int, ...]
+    span: float
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Step 0 then step 1 on one key, within ``span`` seconds (None: any time)."""
+
+    parts: tuple[Part, ...]
+    span: float | None
+
+
+Shape = Count | Pair
+
+
+def compile_stateful(plan: RulePlan, single: dict[str, RulePlan]) -> Shape | str:
+    """The rule's SQL shape, or why it stays on the Python matcher. ``single``:
+    the single-event rules by id (what Sigma correlations reference)."""
+    from detcat.match import StageRole
+
+    if any(s.role is StageRole.CORRELATION for s in plan.stages):
+        engine = correlation_engine(plan, single)
+    else:
+        engine = engine_for(plan)
+    if isinstance(engine, str):
+        return f"the Python matcher does not evaluate it either: {engine}"
+    if isinstance(engine, Threshold):
+        return _threshold(plan, engine)
+    if isinstance(engine, Correlation):
+        return _correlation(engine, single)
+    if isinstance(engine, MultiEvent):
+        return _yaral(plan, engine)
+    if isinstance(engine, Sequence):
+        return _sequence(engine)
+    if isinstance(engine, Join):
+        return "sample / join (one event per subquery in any order): not compiled"
+    return f"engine {type(engine).__name__} not compiled"
+
+
+def _fields(stage: StagePlan, raw: list[str]) -> tuple[str, ...]:
+    """Raw field names as the stage's vendor writes them, canonical."""
+    resolve = stage.rule.ref_resolver(stage)
+    return tuple(resolve(n)[0] for n in raw)
+
+
+def _threshold(plan: RulePlan, engine: Threshold) -> Shape | str:
+    if engine.distinct_key is not None:
+        return "threshold with cardinality (a distinct count since the last alert): not compiled"
+    agg = next(s for s in plan.stages if s.name == "threshold")
+    keys = _fields(engine.main, [str(f) for f in agg.params.get("by") or []])
+    return Count((Part(engine.main, keys, True, 0, 0),), (engine.need,), engine.window)
+
+
+def _correlation(engine: Correlation, single: dict[str, RulePlan]) -> Shape | str:
+    if engine.kind == "value_count":
+        return "value_count correlation (a distinct count since the last alert): not compiled"
+    if engine.kind == "temporal_ordered":
+        return "temporal_ordered correlation (order checked against open state): not compiled"
+    group_by = [str(g) for g in engine.rule.stages[0].params.get("group-by") or []]
+    parts = []
+    for sub, ref in enumerate(engine.refs):
+        stage = single[ref].stages[0]
+        var = 0 if engine.kind == "event_count" else sub
+        parts.append(Part(stage, _fields(stage, group_by), True, var, sub))
+    if engine.kind == "event_count":
+        return Count(tuple(parts), (engine.need,), engine.span)
+    if len(set(engine.refs)) != len(engine.refs):
+        return "temporal correlation naming one rule twice: not compiled"
+    return Count(tuple(parts), (1,) * len(parts), engine.span)
+
+
+def _yaral(plan: RulePlan, engine: MultiEvent) -> Shape | str:
+    need = condition_needs(plan.condition)
+    assert not isinstance(need, str)  # the engine exists: the condition was read
+    parts, needs = [], []
+    for var, (name, stage) in enumerate(engine.stages.items()):
+        joins = {str(j["with"]): str(j["field"]) for j in stage.params.get("joins") or []}
+        keys = _fields(stage, [joins[p] for p in sorted(joins)])
+        parts.append(Part(stage, keys, True, var, var))
+        needs.append(need[name])
+    return Count(tuple(parts), tuple(needs), engine.window)
+
+
+def _sequence(engine: Sequence) -> Shape | str:
+    if engine.until is not None:
+        return "sequence with until: not compiled"
+    if len(engine.steps) != 2:
+        return f"sequence of {len(engine.steps)} steps (two-step sequences compile): not compiled"
+    parts = []
+    for var, step in enumerate(engine.steps):
+        if not all(_FIELD_NAME.match(k) for k in step.join_keys):
+            return "a join key is an expression, not a field: not compiled"
+        # the second step is applied before the first on one event (matcher order)
+        parts.append(Part(step, _fields(step, list(step.join_keys)), False, var, 1 - var))
+    return Pair(tuple(parts), engine.span)
