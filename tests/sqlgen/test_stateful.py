@@ -134,20 +134,22 @@ title: Failed logon {n}
 id: {rid}
 logsource: {{product: windows, service: security}}
 detection:
-    sel: {{EventID: 4625, IpAddress|startswith: '{ip}'}}
+    sel: {{EventID: {eid}, IpAddress|startswith: '{ip}'}}
     condition: sel
 """
 FIRST = "11111111-1111-4111-8111-111111111111"
 SECOND = "33333333-3333-4333-8333-333333333333"
 
 
-def base(rid: str = FIRST, ip: str = "") -> Rule:
-    rule = sigma.parse_rule_text(BASE.format(n=rid[0], rid=rid, ip=ip))
+def base(rid: str = FIRST, ip: str = "", eid: int = 4625) -> Rule:
+    rule = sigma.parse_rule_text(BASE.format(n=rid[0], rid=rid, ip=ip, eid=eid))
     assert isinstance(rule, Rule)
     return rule
 
 
-def correlation(kind: str, condition: str, refs: list[str], timespan: str = "5m") -> list[Rule]:
+def correlation(
+    kind: str, condition: str, refs: list[str], timespan: str = "5m", second: int = 4625
+) -> list[Rule]:
     text = textwrap.dedent(f"""\
         title: Many failed logons
         id: 22222222-2222-4222-8222-222222222222
@@ -161,13 +163,15 @@ def correlation(kind: str, condition: str, refs: list[str], timespan: str = "5m"
     rule = sigma.parse_rule_text(text)
     assert isinstance(rule, Rule)
     bases = [base(FIRST, "10.0.0.1" if len(refs) > 1 else "")]
-    return bases + ([base(SECOND, "10.0.0.2")] if len(refs) > 1 else []) + [rule]
+    return bases + ([base(SECOND, "10.0.0.2", second)] if len(refs) > 1 else []) + [rule]
 
 
-def failed(t: float | None, user: str | None = "bob", ip: str = "10.0.0.1") -> dict[str, Any]:
+def failed(
+    t: float | None, user: str | None = "bob", ip: str = "10.0.0.1", eid: int = 4625
+) -> dict[str, Any]:
     system: dict[str, Any] = {
         "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing"}},
-        "EventID": 4625,
+        "EventID": eid,
         "Channel": "Security",
     }
     if t is not None:
@@ -188,6 +192,10 @@ CORRELATIONS = [
      [failed(0, ip="10.0.0.2"), failed(1), failed(2), failed(3, ip="10.0.0.2")], (2, 0)),
     ("temporal: other groups", correlation("temporal", "{gte: 1}", BOTH),
      [failed(0), failed(1, "eve", "10.0.0.2")], (0, 0)),
+    ("temporal across two event kinds (routes)",
+     correlation("temporal", "{gte: 1}", BOTH, "1m", second=4624),
+     [failed(0), failed(30, ip="10.0.0.2", eid=4624), failed(100, ip="10.0.0.2", eid=4624),
+      failed(161), failed(162, "eve"), failed(163, "eve", "10.0.0.2", 4624)], (2, 0)),
     ("temporal: the first rule expired", correlation("temporal", "{gte: 1}", BOTH, "10s"),
      [failed(0), failed(10.5, ip="10.0.0.2"), failed(11)], (1, 0)),
 ]  # fmt: skip
