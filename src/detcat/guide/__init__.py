@@ -148,8 +148,12 @@ def _technique_header(conn: sqlite3.Connection, tid: str) -> dict[str, Any]:
     if row is None:
         raise UnknownTechnique(f"unknown technique {tid}")
     tactic_names = dict(conn.execute("SELECT shortname, name FROM tactics").fetchall())
+    # Sub-technique ids sort between "T1059." and "T1059/" (``_family``): the id
+    # range reads them off the primary key (``parent`` has no index).
     subs = conn.execute(
-        "SELECT id, name FROM techniques WHERE parent = ? AND revoked = 0 ORDER BY id", (tid,)
+        "SELECT id, name FROM techniques WHERE id > ? || '.' AND id < ? || '/'"
+        " AND parent = ? AND revoked = 0 ORDER BY id",
+        (tid, tid, tid),
     ).fetchall()
     return {
         "id": row["id"],

@@ -7,7 +7,7 @@ autoescaped expressions, and only http(s) URLs become links.
 from __future__ import annotations
 
 import re
-from functools import cache, partial
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,7 +16,7 @@ import markupsafe
 
 from detcat.attack import paragraphs
 from detcat.sources import registry
-from detcat.web import trees
+from detcat.web import technique_rows, trees
 from detcat.web.pages import Page
 from detcat.web.urls import Links, indicator_key
 
@@ -86,10 +86,7 @@ def environment() -> jinja2.Environment:
     env.globals.update(
         pct=pct, vendors=registry.names, heat_levels=len(HEAT) + 1,
         tree=trees.tree, tree_field=trees.field_link, tree_value=trees.value,
-        reach_link=trees.reach_link, op_bars=trees.op_bars, rule_item=trees.rule_item,
-        indicator_row=trees.indicator_row, sample_list=trees.sample_list,
-        alias_list=partial(trees.alias_list, label=registry.display_name),
-        indicator_key=indicator_key,
+        reach_link=trees.reach_link, rows=technique_rows, indicator_key=indicator_key,
     )  # fmt: skip
     return env
 

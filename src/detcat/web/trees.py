@@ -108,83 +108,45 @@ def predicate(e: dict[str, Any], links: _Linker, values: list[Any] | None = None
     return '<span class="pred">' + " ".join(parts) + "</span>"
 
 
-def field_link(name: str | None, links: Links) -> Markup:
+def esc(text: Any) -> str:
+    """``markupsafe.escape`` as a plain string: the same five entities, without
+    a ``Markup`` object per call (a technique page escapes thousands of texts)."""
+    return (
+        str(text)
+        .replace("&", "&amp;")
+        .replace(">", "&gt;")
+        .replace("<", "&lt;")
+        .replace("'", "&#39;")
+        .replace('"', "&#34;")
+    )
+
+
+def field_html(name: str | None, links: Links) -> str:
+    """A field's link, or "(keyword)" for none."""
     if name is None:
-        return Markup(_MUTED.format("(keyword)"))
-    return Markup(f'<a href="{escape(links.field(name))}">{escape(name)}</a>')
+        return _MUTED.format("(keyword)")
+    return f'<a href="{esc(links.field(name))}">{esc(name)}</a>'
+
+
+def value_html(v: Any) -> str:
+    """A predicate value; None is the absence of one."""
+    return _MUTED.format("(none)") if v is None else f"<code>{esc(value_text(v))}</code>"
+
+
+def reach_html(field: str | None, op: str, v: Any, n: int, links: Links) -> str:
+    """A count of rules checking an indicator; a link when other rules share it."""
+    if n <= 1:
+        return str(n)
+    return f'<a href="{esc(links.indicator(field, op, v))}">{n}</a>'
+
+
+def field_link(name: str | None, links: Links) -> Markup:
+    return Markup(field_html(name, links))
 
 
 def value(v: Any) -> Markup:
-    """A predicate value; None is the absence of one."""
-    return Markup(_MUTED.format("(none)") if v is None else f"<code>{escape(value_text(v))}</code>")
+    return Markup(value_html(v))
 
 
 def reach_link(field: str | None, op: str, v: Any, n: int, links: Links) -> Markup:
-    """A count of rules checking an indicator; a link when other rules share it."""
-    if n <= 1:
-        return Markup(str(n))
-    return Markup(f'<a href="{escape(links.indicator(field, op, v))}">{n}</a>')
-
-
-def op_bars(ops: dict[str, int]) -> Markup:
-    """An operator histogram (as the ``op_bars`` macro writes it, for the pages that
-    draw fifty of them)."""
-    top = max(ops.values()) if ops else 0
-    bars = "".join(
-        f'  <li><span class="op">{escape(op)}</span> <meter max="{top}" value="{n}">{n}</meter>'
-        f' <span class="n">{n}</span></li>\n'
-        for op, n in ops.items()
-    )
-    return Markup(f'<ul class="bars">\n{bars}</ul>')
-
-
-def rule_item(r: dict[str, Any], position: int, links: Links) -> Markup:
-    """A technique page's rule: its link, its position for site.js and its techniques."""
-    html = (f'<li data-r="{position}"><a href="{escape(links.rule(r["vendor"], r["id"]))}">'
-            f'{escape(r["title"])}</a>')  # fmt: skip
-    if r["techniques"]:
-        techs = (
-            f'<a href="{escape(links.technique(t))}">{escape(t)}</a> ' for t in r["techniques"]
-        )
-        html += f' <span class="techs">{"".join(techs)}</span>'
-    return Markup(html + "</li>")
-
-
-_SELECTOR = ' <span class="flag selector" title="chooses the kind of event, not an indicator to copy">selector</span>'  # noqa: E501
-
-
-def indicator_row(i: dict[str, Any], rules: str, with_reach: bool, links: Links) -> Markup:
-    """A technique page's indicator or exclusion row; ``rules`` their positions."""
-    flags = (' <span class="flag">implied</span>' if i.get("implied") else "") + (
-        _SELECTOR if i.get("selector") else ""
-    )
-    reach = ""
-    if with_reach:
-        n = (
-            ""
-            if i["specific"]
-            else reach_link(i["field"], i["op"], i["value"], i["corpus_reach"], links)
-        )
-        reach = f'<td class="num">{n}</td>'
-    return Markup(
-        f'<tr><td>{field_link(i["field"], links)}</td><td><span class="op">{escape(i["op"])}</span>'
-        f'{flags}</td><td><details data-rules="{escape(rules)}"><summary>{value(i["value"])}'
-        f'</summary></details></td><td class="num">{i["rules"]}</td>{reach}</tr>'
-    )
-
-
-def alias_list(aliases: dict[str, list[Any]], label: Any) -> Markup:
-    """A field's vendor names (``label`` names a vendor)."""
-    items = "".join(
-        f'<li><span class="vendor">{escape(label(v))}</span>: '
-        + ", ".join(f"<code>{escape(a)}</code>" for a in names)
-        + "</li>"
-        for v, names in aliases.items()
-    )
-    return Markup(f'<ul class="aliases">{items}</ul>')
-
-
-def sample_list(samples: list[Any]) -> Markup:
-    return Markup(
-        '<ul class="samples">' + "".join(f"<li>{value(s)}</li>" for s in samples) + "</ul>"
-    )
+    return Markup(reach_html(field, op, v, n, links))

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 from detcat.store import value_key
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")  # what ``quote(text, safe="")`` leaves as is
 
 
 def slug(text: str) -> str:
@@ -46,7 +47,9 @@ def _events_query(events: Sequence[str], collection: str | None = None) -> str:
 
 
 def _q(text: str) -> str:
-    return quote(text, safe="")
+    # Most ids need no quoting: they skip quote's work per character (pages link
+    # hundreds of rules and techniques).
+    return text if _UNQUOTED.fullmatch(text) else quote(text, safe="")
 
 
 @dataclass(frozen=True, slots=True)
