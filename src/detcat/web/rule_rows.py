@@ -1,14 +1,16 @@
-"""A rule article's lists and tables, written in Python: one call per list.
+"""Lists and tables of rules and of a rule's parts, written in Python: one call
+per list.
 
-The static export writes 7,800 rule articles; as Jinja loops calling a helper per
-row, their indicator, exclusion and similar-rule rows were most of its rendering
-time (as ``technique_rows`` found for the technique page). Each function writes
-what the template's loop wrote, byte for byte. Every text goes through ``esc``:
-rule content is hostile.
+The static export writes 7,800 rule articles and 15,000 lists of rules (field,
+event and indicator pages); as Jinja loops calling a macro per row, they were
+most of its rendering time (as ``technique_rows`` found for the technique page).
+Each function writes what the template's loop wrote, byte for byte. Every text
+goes through ``esc``: rule content is hostile.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from markupsafe import Markup
@@ -67,4 +69,32 @@ def similar_rows(similar: list[dict[str, Any]], links: Links) -> Markup:
         f'</td><td><a href="{esc(links.rule(n["vendor"], n["id"]))}">{esc(n["title"])}</a></td>'
         f'<td class="num">{len(n["shared"])}</td></tr>'
         for n in similar
+    ))  # fmt: skip
+
+
+def by_vendor(rows: Iterable[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Rows grouped by their ``vendor`` key, vendors in page order (Sigma first)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["vendor"], []).append(r)
+    return [(v, groups[v]) for v in registry.display_order(groups)]
+
+
+def rules_by_vendor(rules: list[dict[str, Any]], links: Links) -> Markup:
+    """Rules linked by title under a heading per vendor."""
+    return Markup("".join(
+        f'<h3 class="vendor">{esc(registry.display_name(vendor))} <span class="count">'
+        f'({len(group)})</span></h3>\n<ul class="rules">\n'
+        + "".join(f'<li><a href="{esc(links.rule(r["vendor"], r["id"]))}">{esc(r["title"])}'
+                  "</a></li>\n" for r in group)
+        + "</ul>\n"
+        for vendor, group in by_vendor(rules)
+    ))  # fmt: skip
+
+
+def technique_counts(counts: dict[str, int], links: Links) -> Markup:
+    """Techniques linked, each with its number of rules."""
+    return Markup("".join(
+        f'<li><a class="technique" href="{esc(links.technique(t))}">{esc(t)}</a> ({n})</li>'
+        for t, n in counts.items()
     ))  # fmt: skip

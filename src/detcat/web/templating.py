@@ -53,14 +53,6 @@ def prose(text: str) -> markupsafe.Markup:
         f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)))  # fmt: skip
 
 
-def by_vendor(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Rows grouped by their ``vendor`` key, vendors in page order (Sigma first)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(r["vendor"], []).append(r)
-    return [(v, groups[v]) for v in registry.display_order(groups)]
-
-
 def heat(n: int) -> int:
     return next((i for i, top in enumerate(HEAT) if n <= top), len(HEAT))
 
@@ -80,7 +72,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(
         http_url=http_url, paragraphs=paragraphs, heat=heat, prose=prose,
-        by_vendor=by_vendor,
+        by_vendor=rule_rows.by_vendor,
         vendor_label=registry.display_name,
     )  # fmt: skip
     env.globals.update(
