@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import faulthandler
+import gc
 import multiprocessing
 import os
 import signal
@@ -54,6 +55,9 @@ def _started(parent: int, setup: Callable[..., None] | None, args: tuple[Any, ..
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if setup is not None:
+        # A forked worker holds the parent's whole heap: frozen, the collector
+        # leaves it alone (walking it would also copy every page it touches).
+        gc.freeze()
         setup(*args)
 
 

@@ -184,19 +184,16 @@ class Predicates:
                 "aliases": _aliases(fp["aliases"][f]),
                 "rules": r["field_rules"][f],
                 "operators": {op: n for op, n in sorted(fp["ops"][f].items(), key=_by_count)},
-                "samples": [_spelling(self._written(("s", (f, v)), members))
+                "samples": [self._shown(("s", (f, v)), members)[1]
                             for _, v in fp["samples"][f]],
             })  # fmt: skip
         rows = {}
         for name, tag in (("indicators", "i"), ("exclusions", "x")):
             rows[name] = []
             for key in r[name]:
-                by_rule = self.spellings[(tag, key)]
-                pks = members.intersection(by_rule)
-                spellings = self._written((tag, key), members)
+                pks, spelling = self._shown((tag, key), members)
                 implied = tag == "i" and key not in r["written"]
-                rows[name].append([*key, _spelling(spellings) if spellings else None,
-                                   sorted(order[pk] for pk in pks), implied,
+                rows[name].append([*key, spelling, sorted(order[pk] for pk in pks), implied,
                                    key[0] in selectors])  # fmt: skip
         return {
             "fields": fields, "field_count": r["field_count"],
@@ -204,10 +201,12 @@ class Predicates:
             "exclusions": rows["exclusions"], "exclusion_count": r["exclusion_count"],
         }  # fmt: skip
 
-    def _written(self, tag_key: tuple[str, Any], members: set[int]) -> Counter[Any]:
-        """How often the rules ``members`` write each spelling of one value."""
+    def _shown(self, tag_key: tuple[str, Any], members: set[int]) -> tuple[set[int], Any]:
+        """The rules of ``members`` with one key, and how the key is shown: the
+        spelling they write most often (None when none writes one)."""
         by_rule = self.spellings[tag_key]
-        return Counter(chain.from_iterable(by_rule[pk] for pk in members.intersection(by_rule)))
+        pks = members.intersection(by_rule)
+        return pks, _spelling([v for pk in pks for v in by_rule[pk]])
 
 
 def _add(found: dict[Any, dict[int, list[Any]]], tag_key: Any, pk: int, value: Any) -> None:
@@ -313,10 +312,15 @@ def _page_order(refs: dict[int, Ref]) -> Callable[[int], tuple[int, str, str]]:
     return lambda pk: (*registry.display_key(refs[pk][0]), refs[pk][1])
 
 
-def _spelling(written: Counter[Any]) -> Any:
-    """How a value is shown: the spelling rules write most often (values that
-    differ only in case are one indicator), ties by sort order."""
-    return min(written, key=lambda v: (-written[v], v))
+def _spelling(written: list[Any]) -> Any:
+    """How a value is shown: the spelling written most often (values that differ
+    only in case are one indicator), ties by sort order; None for no spelling."""
+    if not written:
+        return None
+    if written.count(written[0]) == len(written):  # one spelling: most keys
+        return written[0]
+    counts = Counter(written)
+    return min(counts, key=lambda v: (-counts[v], v))
 
 
 def expand(sections: dict[str, Any], refs: dict[int, Ref]) -> dict[str, Any]:
