@@ -32,6 +32,17 @@ class RuleHits:
             self.last = time if self.last is None or time > self.last else self.last
             self.per_day[time[:10]] += 1
 
+    def add(self, hits: int, first: str | None, last: str | None, samples: list[str]) -> None:
+        """``hits`` events of one day (``first``..``last``; no time: None) counted by
+        the engine, with some of their labels; added in time order, the samples are
+        the earliest."""
+        self.hits += hits
+        self.samples.extend(samples[: max(0, SAMPLES - len(self.samples))])
+        if first and last:
+            self.first = first if self.first is None or first < self.first else self.first
+            self.last = last if self.last is None or last > self.last else self.last
+            self.per_day[first[:10]] += hits
+
     def to_json(self) -> dict[str, Any]:
         return {
             "vendor": self.vendor,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from detcat.backtest import results
 from detcat.backtest.results import Backtest, RuleHits
 from detcat.match import Matcher
 from detcat.match.events import canonical_event
@@ -116,6 +117,18 @@ class SqlBacktest:
         return Sample(rows, literals)
 
     def _read(self, sql: str, rules: list[CompiledRule]) -> None:
+        counted = self.source.dialect.hits_query(sql, results.SAMPLES)
+        if counted is None:
+            self._read_rows(sql, rules)
+            return
+        for code, hits, first, last, samples in self.source.rows(counted, plain=True):
+            rule, holds = decode(code)
+            if holds:
+                self.hits[rules[rule].key].add(hits, first, last, samples)
+            else:
+                self.hits[rules[rule].key].unknown += hits
+
+    def _read_rows(self, sql: str, rules: list[CompiledRule]) -> None:
         for label, when, codes in self.source.rows(sql, plain=True):
             for code in codes:
                 rule, holds = decode(code)

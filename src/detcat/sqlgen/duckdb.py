@@ -12,6 +12,7 @@ from __future__ import annotations
 from detcat.sqlgen.emit import SqlDialect
 from detcat.sqlgen.ir import Regex
 from detcat.sqlgen.lower import rx_literal
+from detcat.sqlgen.rows import LABEL, TIME
 
 ALTERNATION_MIN = 4  # needles from which one regex beats a contains() each
 ALTERNATION_MAX = 1000  # needles per regex (RE2's lazy DFA stays fast up to about this)
@@ -42,6 +43,18 @@ class DuckDB(SqlDialect):
             pattern = "|".join(rx_literal(n) for n in needles[i : i + ALTERNATION_MAX])
             parts.append(f"regexp_matches({col}, {self.literal(pattern)})")
         return "(" + " OR ".join(parts) + ")"
+
+    def hits_query(self, route_sql: str, samples: int) -> str:
+        """Counted where the rows are: per (rule code, day) the hits, the first and
+        last time and the ``samples`` earliest labels (memory: one group per rule
+        and day, whatever the number of rows), earliest days first."""
+        label, time = self.ident(LABEL), self.ident(TIME)
+        return (
+            f"SELECT code, count(*), min({time}), max({time}),\n"
+            f"  min_by({label}, coalesce({time}, '') || {label}, {int(samples)})\n"
+            f"FROM (SELECT unnest(codes) AS code, {label}, {time} FROM ({route_sql})) AS hits\n"
+            f"GROUP BY code, left({time}, 10) ORDER BY code, left({time}, 10) NULLS LAST"
+        )
 
     def regex(self, col: str, r: Regex) -> str:
         pattern = self.literal((f"(?{r.flags})" if r.flags else "") + r.pattern)

@@ -243,6 +243,11 @@ class SqlDialect:
             f"WHERE {self.size('codes')} > 0"
         )
 
+    def hits_query(self, route_sql: str, samples: int) -> str | None:
+        """The route query's rows counted per (code, day), with ``samples`` labels
+        each (see ``duckdb.DuckDB.hits_query``); None: the rows are read one by one."""
+        return None
+
     def _bit(self, chunk: int) -> str:
         return self.ident(f"_chunk{chunk}")
 
