@@ -184,7 +184,9 @@ def wanted_columns(compiled: Iterable[CompiledRule]) -> tuple[set[str], set[str]
         if c.status is Status.NOT_COMPILED:
             continue
         if c.shape is not None:
-            wanted |= {Col(f, Variant.KEY).name for p in c.shape.parts for f in p.fields}
+            for p in c.shape.parts:
+                keys = (*p.fields, p.distinct) if p.distinct else p.fields
+                wanted |= {Col(f, Variant.KEY).name for f in keys}
         for s in c.stages:
             wanted |= {n for n in columns(s.node) if not n.startswith("_")}
             wanted |= {Col(f).name for f in s.reads}

@@ -9,22 +9,24 @@ per stage (or referenced rule) that holds on it, the stage's group key (its
 group-by / join fields, typed so that SQL equality is Python's: ``rows.
 key_text``) and a sub-order within the event. Two shapes compile:
 
-- **counts** (``Count``): Elastic threshold rules without ``cardinality``,
-  Sigma ``event_count`` and ``temporal`` correlations, YARA-L rules whose
-  condition asks each event variable for a number of events. Per group, each
-  variable keeps its last N entries inside a sliding window, and a group that has
-  them all fires and starts over. With times non-decreasing along the stream this
-  is: fire at entry *i* when the oldest entry it needs (rank *m_i*, the smallest
-  over variables of the N-th latest entry) is inside the window and after the
-  group's previous firing; the last condition is a fold over the candidates
-  (DuckDB ``list_reduce``, Spark ``aggregate``).
+- **counts** (``Count``): Elastic threshold rules (with ``cardinality`` too),
+  Sigma ``event_count``, ``value_count`` and ``temporal`` correlations, YARA-L
+  rules whose condition asks each event variable for a number of events. Per
+  group, each variable keeps its last N entries inside a sliding window (and
+  the last time of each distinct value), and a group that has them all fires and
+  starts over. With times non-decreasing along the stream this is: fire at
+  entry *i* when the oldest entry it needs (rank *m_i*: the smallest over
+  variables of the N-th latest entry; with distinct values also the D-th latest
+  of their last ranks) is inside the window and after the group's previous
+  detection; the last condition is a fold over the candidates (DuckDB
+  ``list_reduce``, Spark ``aggregate``).
 - **pairs** (``Pair``): EQL sequences of two steps with ``by`` fields and an
   optional ``maxspan``: the second step's entry completes the latest first-step
   entry of its key when no second-step entry came between them.
 
 Everything else stays on the Python matcher (``--engine python``) with the
-reason: sequences of three or more steps, ``until``, samples and joins,
-distinct counts (their reset needs the distinct values since the last alert),
+reason: sequences of three or more steps (their open state per step is a
+state machine, not a window), ``until``, samples and joins,
 ``temporal_ordered``, and the rules the matcher does not evaluate either.
 A detection whose events include one without a time is *unknown*, as in the
 matcher. The matcher keeps at most ``match.stateful.MAX_OPEN`` open groups per
@@ -58,16 +60,20 @@ class Part:
     drop_empty: bool
     var: int
     sub: int
+    distinct: str | None = None  # the field whose distinct values ``Count`` counts
 
 
 @dataclass(frozen=True)
 class Count:
     """Fires when every counter ``var`` has ``needs[var]`` entries of a group in
-    the window of ``span`` seconds; the group then starts over."""
+    the window of ``span`` seconds (and, with ``distinct``, the entries since the
+    last detection show that many distinct values of their ``Part.distinct``
+    field in the window); the group then starts over."""
 
     parts: tuple[Part, ...]
     needs: tuple[int, ...]
     span: float
+    distinct: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,26 +118,31 @@ def _fields(stage: StagePlan, raw: list[str]) -> tuple[str, ...]:
 
 
 def _threshold(plan: RulePlan, engine: Threshold) -> Shape | str:
-    if engine.distinct_key is not None:
-        return "threshold with cardinality (a distinct count since the last alert): not compiled"
     agg = next(s for s in plan.stages if s.name == "threshold")
     keys = _fields(engine.main, [str(f) for f in agg.params.get("by") or []])
-    return Count((Part(engine.main, keys, True, 0, 0),), (engine.need,), engine.window)
+    cardinality = agg.params.get("cardinality") or []
+    distinct = _fields(engine.main, [str(cardinality[0]["field"])])[0] if cardinality else None
+    part = Part(engine.main, keys, True, 0, 0, distinct)
+    return Count((part,), (engine.need,), engine.window, engine.distinct)
 
 
 def _correlation(engine: Correlation, single: dict[str, RulePlan]) -> Shape | str:
-    if engine.kind == "value_count":
-        return "value_count correlation (a distinct count since the last alert): not compiled"
     if engine.kind == "temporal_ordered":
         return "temporal_ordered correlation (order checked against open state): not compiled"
-    group_by = [str(g) for g in engine.rule.stages[0].params.get("group-by") or []]
+    params = engine.rule.stages[0].params
+    group_by = [str(g) for g in params.get("group-by") or []]
+    condition = params.get("condition") or {}
+    field = str(condition.get("field", "")) if engine.kind == "value_count" else ""
     parts = []
     for sub, ref in enumerate(engine.refs):
         stage = single[ref].stages[0]
-        var = 0 if engine.kind == "event_count" else sub
-        parts.append(Part(stage, _fields(stage, group_by), True, var, sub))
+        var = 0 if engine.kind != "temporal" else sub
+        distinct = _fields(stage, [field])[0] if field else None
+        parts.append(Part(stage, _fields(stage, group_by), True, var, sub, distinct))
     if engine.kind == "event_count":
         return Count(tuple(parts), (engine.need,), engine.span)
+    if engine.kind == "value_count":  # only the distinct values count
+        return Count(tuple(parts), (1,), engine.span, engine.need)
     if len(set(engine.refs)) != len(engine.refs):
         return "temporal correlation naming one rule twice: not compiled"
     return Count(tuple(parts), (1,) * len(parts), engine.span)

@@ -53,11 +53,12 @@ class Entries:
 
 def query(dialect: SqlDialect, shape: Shape, entries: list[Entries]) -> str:
     """The detections of a rule of ``shape`` over ``entries`` (not empty)."""
-    union = "\n  UNION ALL\n  ".join(_entries(dialect, e) for e in entries)
+    distinct = isinstance(shape, Count) and shape.distinct > 0
+    union = "\n  UNION ALL\n  ".join(_entries(dialect, e, distinct) for e in entries)
     order = "ORDER BY t NULLS LAST, l, sub"
     ranked = (
         f"WITH entries AS (\n  {union}\n),\n"
-        "ranked AS (SELECT l, tm, t, k, v, sub,"
+        f"ranked AS (SELECT l, tm, t, k, v, sub{', dv' if distinct else ''},"
         f" CAST(row_number() OVER (PARTITION BY k {order}) AS BIGINT) AS i"
         " FROM entries WHERE k IS NOT NULL)"
     )
@@ -66,29 +67,40 @@ def query(dialect: SqlDialect, shape: Shape, entries: list[Entries]) -> str:
     return _count(dialect, ranked, shape) + f"\n{order}"
 
 
-def _entries(d: SqlDialect, e: Entries) -> str:
-    keys = []
-    for f in e.part.fields:
-        col = Col(f, Variant.KEY).name
-        if col not in e.present:
-            keys = None  # no row of the route has the field: no entry
-            break
-        ident = d.ident(col)
-        keys.append(
-            _SPELLING[d.name]["drop_empty"].format(col=ident) if e.part.drop_empty else ident
-        )
-    if keys is None:
+def _entries(d: SqlDialect, e: Entries, distinct: bool) -> str:
+    key = _values(d, e, e.part.fields)
+    if key is None:
         key = "CAST(NULL AS STRING)" if d.name == "spark" else "CAST(NULL AS VARCHAR)"
-    elif not keys:
+    elif not key:
         key = d.literal("[]")  # no group-by field: one group
     else:
-        some = " AND ".join(f"{d.size(k)} > 0" for k in keys)
-        key = f"CASE WHEN {some} THEN to_json({d.array(keys)}) END"
+        some = " AND ".join(f"{d.size(k)} > 0" for k in key)
+        key = f"CASE WHEN {some} THEN to_json({d.array(key)}) END"
+    values = ""
+    if distinct:  # the distinct field's values (none: no values to count)
+        got = _values(d, e, (e.part.distinct,) if e.part.distinct else ())
+        none = "CAST(NULL AS ARRAY<STRING>)" if d.name == "spark" else "CAST(NULL AS VARCHAR[])"
+        values = f", {got[0] if got else none} AS dv"
     return (
         f"SELECT {d.ident(LABEL)} AS l, {d.ident(TIME)} AS tm, {d.ident(SECONDS)} AS t,"
-        f" {key} AS k, {e.part.var} AS v, {e.part.sub} AS sub FROM {e.table}"
+        f" {key} AS k, {e.part.var} AS v, {e.part.sub} AS sub{values} FROM {e.table}"
         f" WHERE {d.condition(e.node)}"
     )
+
+
+def _values(d: SqlDialect, e: Entries, fields: tuple[str, ...]) -> list[str] | None:
+    """The key columns of ``fields`` (empty strings dropped where the part says),
+    or None when a route has no row with one of them."""
+    out = []
+    for f in fields:
+        col = Col(f, Variant.KEY).name
+        if col not in e.present:
+            return None
+        ident = d.ident(col)
+        out.append(
+            _SPELLING[d.name]["drop_empty"].format(col=ident) if e.part.drop_empty else ident
+        )
+    return out
 
 
 _ALL_BEFORE = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
@@ -96,9 +108,11 @@ _ALL_BEFORE = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
 
 def _count(d: SqlDialect, ranked: str, shape: Count) -> str:
     """Per group, ``m``: the oldest rank the detection at ``i`` needs (the
-    ``needs[v]``-th latest entry of each counter ``v``, the smallest of them);
-    a candidate when entry ``m`` is not expired at the group's latest time ``u``;
-    the candidates after the group's previous detection fire (the fold)."""
+    ``needs[v]``-th latest entry of each counter ``v``, the smallest of them, and
+    with distinct values the latest rank from which the window still shows that
+    many of them); a candidate when entry ``m`` is not expired at the group's
+    latest time ``u``; the candidates after the group's previous detection fire
+    (the fold)."""
     group = f"PARTITION BY k ORDER BY i {_ALL_BEFORE}"
     backs = " ".join(
         f"WHEN {v} THEN {'i' if n == 1 else f'lag(i, {n - 1}) OVER (PARTITION BY k, v ORDER BY i)'}"
@@ -109,21 +123,29 @@ def _count(d: SqlDialect, ranked: str, shape: Count) -> str:
         for v in range(len(shape.needs))
     )
     ms = [f"o.m{v}" for v in range(len(shape.needs))]
+    span = d.number(shape.span)
+    sql = (
+        f"{ranked},\n"
+        f"backs AS (SELECT *, CASE v {backs} END AS back FROM ranked),\n"
+        f"oldest AS (SELECT *, max(t) OVER ({group}) AS u, {oldest} FROM backs)"
+    )
+    source = "oldest o"
+    if shape.distinct > 0:
+        sql += ",\n" + _distinct(d, shape.distinct, span)
+        source = "oldest o LEFT JOIN lth ON lth.k = o.k AND lth.i = o.i"
+        ms.append("lth.l")
     m = (
         ms[0]
         if len(ms) == 1
         else f"CASE WHEN {' OR '.join(x + ' IS NULL' for x in ms)} THEN NULL"
         f" ELSE least({', '.join(ms)}) END"
     )
-    sql = (
-        f"{ranked},\n"
-        f"backs AS (SELECT *, CASE v {backs} END AS back FROM ranked),\n"
-        f"oldest AS (SELECT *, max(t) OVER ({group}) AS u, {oldest} FROM backs),\n"
-        f"cands AS (SELECT o.l, o.tm, o.t, o.k, o.i, o.sub, {m} AS m FROM oldest o\n"
+    sql += (
+        f",\ncands AS (SELECT o.l, o.tm, o.t, o.k, o.i, o.sub, {m} AS m FROM {source}\n"
         f"  JOIN ranked f ON f.k = o.k AND f.i = {m}\n"
-        f"  WHERE NOT (f.t IS NOT NULL AND o.u IS NOT NULL AND o.u - f.t > {d.number(shape.span)}))"
+        f"  WHERE NOT (f.t IS NOT NULL AND o.u IS NOT NULL AND o.u - f.t > {span}))"
     )
-    if shape.needs == (1,):  # every entry is a detection: nothing to fold
+    if shape.needs == (1,) and not shape.distinct:  # every entry fires: nothing to fold
         return f"{sql}\nSELECT l, tm, t IS NOT NULL AS certain, t, sub FROM cands"
     unnest = _SPELLING[d.name]["unnest"].format(col="fired")
     return (
@@ -132,6 +154,24 @@ def _count(d: SqlDialect, ranked: str, shape: Count) -> str:
         f"fires AS (SELECT k, {unnest} AS i FROM folded)\n"
         "SELECT c.l AS l, c.tm AS tm, c.t IS NOT NULL AS certain, c.t AS t, c.sub AS sub"
         " FROM cands c JOIN fires f ON f.k = c.k AND f.i = c.i"
+    )
+
+
+def _distinct(d: SqlDialect, need: int, span: str) -> str:
+    """``lth``: per entry ``i``, the latest rank ``l`` from which the group's
+    entries up to ``i`` show ``need`` distinct values in the window: the
+    ``need``-th latest of the values' last ranks (a value's last rank is inside
+    the window while the value is, times growing along the stream)."""
+    unnest = _SPELLING[d.name]["unnest"].format(col="dv")
+    return (
+        f"vals AS (SELECT k, i, t, {unnest} AS val FROM ranked),\n"
+        "seen AS (SELECT o.k AS k, o.i AS i, x.val, max(x.i) AS lo FROM oldest o\n"
+        "  JOIN vals x ON x.k = o.k AND x.i <= o.i\n"
+        f"  WHERE NOT (x.t IS NOT NULL AND o.u IS NOT NULL AND o.u - x.t > {span})\n"
+        "  GROUP BY o.k, o.i, x.val),\n"
+        "spread AS (SELECT k, i, lo,"
+        " row_number() OVER (PARTITION BY k, i ORDER BY lo DESC) AS nth FROM seen),\n"
+        f"lth AS (SELECT k, i, lo AS l FROM spread WHERE nth = {need})"
     )
 
 
