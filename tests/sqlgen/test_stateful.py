@@ -123,6 +123,13 @@ SEQ = """sequence by process.pid with maxspan=1m
   [process where process.name == "cmd.exe"]
   [file where true]"""
 
+SEQ3 = SEQ + "\n  [network where true]"
+
+
+def net(t: float | None, pid: Any = 1) -> dict[str, Any]:
+    return ecs(t, event__category="network", process__pid=pid)
+
+
 SEQUENCES = [
     ("two steps at maxspan exactly", eql(SEQ), [proc(0), file(60)], (1, 0)),
     ("a fraction past maxspan", eql(SEQ), [proc(0), file(60.25)], (0, 0)),
@@ -145,6 +152,20 @@ SEQUENCES = [
     ("keys per step",
      eql("sequence [process where true] by process.pid [file where true] by process.ppid"),
      [proc(0, 5), file(1, 9, process__ppid=5), file(2, 5, process__ppid=9)], (1, 0)),
+    ("three steps in order", eql(SEQ3), [proc(0), file(1), net(2)], (1, 0)),
+    ("three steps: maxspan from the first", eql(SEQ3), [proc(0), file(30), net(60.5)], (0, 0)),
+    ("three steps: a second step with nothing open takes nothing", eql(SEQ3),
+     [proc(0), file(1), file(2), net(3), net(4)], (1, 0)),
+    ("three steps: the later start moves on", eql(SEQ3),
+     [proc(0), file(1), proc(50), file(51), net(100)], (1, 0)),
+    ("three steps: an expired start is dropped, a later one goes on", eql(SEQ3),
+     [proc(0), proc(10), file(20), file(65), net(66), file(67), net(68)], (1, 0)),
+    ("three steps: keys apart", eql(SEQ3),
+     [proc(0, 1), proc(1, 2), file(2, 2), file(3, 1), net(4, 1), net(5, 2), net(6, 2)], (2, 0)),
+    ("three steps, no time on the last", eql(SEQ3), [proc(0), file(1), net(None)], (0, 1)),
+    ("with runs=2 on a step",
+     eql("sequence by process.pid [file where true] with runs=2 [process where true]"),
+     [file(0), file(1), file(2), proc(3), file(4), proc(5)], (2, 0)),
 ]  # fmt: skip
 
 BASE = """\
@@ -317,8 +338,6 @@ def test_spark_gives_the_matchers_detections(tmp_path: Path) -> None:
 NOT_COMPILED = [
     ("sequence with until", eql("sequence by process.pid [process where true] [file where true]"
                                 " until [file where false]")),
-    ("sequence of 3 steps",
-     eql("sequence by process.pid [process where true] [file where true] [file where true]")),
     ("sample / join", eql("sample by process.pid [process where true] [file where true]")),
     ("a join key is an expression",
      eql("sequence [process where true] by process.pid * 2 [file where true] by process.pid")),
@@ -363,7 +382,7 @@ def test_compile_report_of_the_corpus_multi_event_rules(corpus_db: Path) -> None
     assert {c.status for c in multi} == {Status.STATEFUL, Status.NOT_COMPILED}
     assert all(c.reasons[0].startswith(MULTI_EVENT) for c in multi if c.reasons)
     kinds = {r for r in reasons if r.startswith(MULTI_EVENT)}
-    for expected in ("sequence with until", "sequence of N steps",
+    for expected in ("sequence with until", "sample / join",
                      "the Python matcher does not evaluate it either: new terms"):  # fmt: skip
         assert any(expected in k for k in kinds), (expected, kinds)
     con = duckdb.connect()
