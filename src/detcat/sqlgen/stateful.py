@@ -46,6 +46,7 @@ from detcat.match.sequences import Join, Sequence
 from detcat.match.stateful import engine_for
 from detcat.match.yaral import MultiEvent, condition_needs
 
+NOT_EVALUATED = "the Python matcher does not evaluate it either: "
 # A join key the parser keeps as a field name (``match.sequences._FIELD_NAME``).
 _FIELD_NAME = re.compile(r"^[^\s()*/%+,\"'`]+$")
 
@@ -99,7 +100,7 @@ def compile_stateful(plan: RulePlan, single: dict[str, RulePlan]) -> Shape | str
     else:
         engine = engine_for(plan)
     if isinstance(engine, str):
-        return f"the Python matcher does not evaluate it either: {engine}"
+        return NOT_EVALUATED + engine
     if isinstance(engine, Threshold):
         return _threshold(plan, engine)
     if isinstance(engine, Correlation):
