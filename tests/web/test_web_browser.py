@@ -41,6 +41,10 @@ from detcat.sources import registry
 
 pytestmark = pytest.mark.usefixtures("browser")
 
+# The rule a rule link shows: a served rule page holds one article, a static one
+# several, of which the stylesheet shows the one linked (the URL's #anchor).
+RULE = "article.rule:visible"
+
 
 @pytest.fixture(params=["served", "exported"])
 def corpus_site(request: pytest.FixtureRequest) -> Site:
@@ -159,7 +163,7 @@ def test_expanding_an_indicator_shows_its_rules(
     assert [squash(t) for t in links.all_text_contents()] == want
     links.first.click()
     page.wait_for_load_state()
-    assert squash(page.locator("h1").text_content()) == want[0]
+    assert squash(page.locator(f"{RULE} h1").text_content()) == want[0]
 
 
 @pytest.fixture(params=["served", "exported"])
@@ -252,8 +256,9 @@ def test_rule_page_renders_predicate_trees(
     vendor, rule_id = _richest_t1219_rule(corpus_db)
     r = guide.rule_detail(store.connect(corpus_db), vendor, rule_id)[0]
     page.goto(corpus_site.url("rule", vendor, rule_id))
-    assert squash(page.locator("h1").text_content()) == squash(r["title"])
-    stages = page.locator("#stages .stage")
+    rule = page.locator(RULE)
+    assert squash(rule.locator("h1").text_content()) == squash(r["title"])
+    stages = rule.locator(".stages .stage")
     assert stages.count() == len(r["stages"])
     for i, s in enumerate(r["stages"]):
         tree = stages.nth(i).locator(".tree")
@@ -263,11 +268,11 @@ def test_rule_page_renders_predicate_trees(
         }
         # A value list under an OR is one line: every value shows, as code.
         assert tree.locator(".pred code").count() == counts["values"] > 0
-    excl = page.locator("#exclusions tbody tr")
+    excl = rule.locator(".exclusions tbody tr")
     assert excl.count() == len(r["exclusions"]) > 0
-    assert page.locator("#indicators tbody tr").count() == len(r["indicators"])
-    assert page.locator("pre.query").text_content() == r["query"]
-    assert page.locator("a.upstream").get_attribute("href") == r["upstream_url"]
+    assert rule.locator(".indicators tbody tr").count() == len(r["indicators"])
+    assert rule.locator("pre.query").text_content() == r["query"]
+    assert rule.locator("a.upstream").get_attribute("href") == r["upstream_url"]
 
 
 def test_matrix_vendor_filter(
@@ -354,8 +359,8 @@ def test_hostile_content_is_inert(page: Any, hostile_site: Site, where: tuple[st
 def test_hostile_rule_reads_literally(page: Any, hostile_site: Site) -> None:
     watch = Watch(page)
     page.goto(hostile_site.url("rule", "sigma", HOSTILE_ID))
-    assert page.locator("h1").text_content() == HOSTILE_TITLE
-    refs = page.locator("#references li")
+    assert page.locator(f"{RULE} h1").text_content() == HOSTILE_TITLE
+    refs = page.locator(f"{RULE} .references li")
     assert refs.nth(0).locator("a").count() == 0 and refs.nth(0).text_content() == JS_URL
     assert refs.nth(1).locator("a").count() == 0
     ok = refs.nth(2).locator("a")
@@ -367,7 +372,7 @@ def test_hostile_rule_reads_literally(page: Any, hostile_site: Site) -> None:
 def test_opaque_nodes_show_their_reason(page: Any, hostile_site: Site, hostile_db: Path) -> None:
     r = guide.rule_detail(store.connect(hostile_db), "sigma", BROKEN_ID)[0]
     page.goto(hostile_site.url("rule", "sigma", BROKEN_ID))
-    opaque = page.locator(".tree .opaque")
+    opaque = page.locator(f"{RULE} .tree .opaque")
     assert opaque.count() == 1
     assert opaque.locator(".reason").text_content() == r["stages"][0]["expr"]["reason"]
     assert opaque.locator("pre").text_content() == r["stages"][0]["expr"]["opaque"]
@@ -397,7 +402,7 @@ def test_hostile_search_is_inert(
 def test_peer_rule_links_back_through_the_shared_indicator(page: Any, hostile_site: Site) -> None:
     """Corpus reach on a rule page links to the other rules checking the value."""
     page.goto(hostile_site.url("rule", "sigma", PEER_ID))
-    row = page.locator("#indicators tbody tr", has_text=SCRIPT)
+    row = page.locator(f"{RULE} .indicators tbody tr", has_text=SCRIPT)
     row.locator("td.num a").click()  # the corpus reach
     page.wait_for_load_state()
     # The export holds indicators as sections of shared pages: the link opens one.

@@ -19,7 +19,7 @@ from detcat.cli import main
 from detcat.web import export, queries, static_search
 from detcat.web.app import create_app
 from detcat.web.templating import CSP_META, CSP_META_SEARCH
-from detcat.web.urls import Links
+from detcat.web.urls import RULE_PAGES, Links, rule_page
 
 TOP = Links(static=True)
 
@@ -27,7 +27,7 @@ TOP = Links(static=True)
 def test_hostile_export_is_complete_linked_and_inert(hostile_export: Path) -> None:
     pages = sorted(str(p.relative_to(hostile_export)) for p in hostile_export.rglob("*.html"))
     assert {"index.html", "search.html", "problems.html", TOP.technique("T1219"),
-            TOP.rule("sigma", HOSTILE_ID)} <= set(pages)  # fmt: skip
+            rule_page("sigma", HOSTILE_ID)} <= set(pages)  # fmt: skip
     assert broken_links(hostile_export) == {}
     for page in pages:
         html = (hostile_export / page).read_text()
@@ -44,17 +44,21 @@ def test_every_exported_page_has_its_json_twin_equal_to_the_api(
     pairs = [
         (TOP.home(), server.home()),
         (TOP.technique("T1219"), server.technique("T1219")),
-        (TOP.rule("sigma", HOSTILE_ID), server.rule("sigma", HOSTILE_ID)),
         (TOP.event("sysmon:1"), server.event("sysmon:1")),
         (TOP.field("process.command_line"), server.field("process.command_line")),
         (TOP.problems(), server.problems()),
     ]
-    for static_page, served_page in pairs:
-        twin = json.loads((hostile_export / TOP.api(static_page)).read_text())
-        assert twin == client.get(server.api(served_page)).json(), static_page
+    twins = {TOP.api(static): server.api(served) for static, served in pairs}
+    # A static rule page holds several rules: each rule has a twin of its own.
+    rules = store.connect(hostile_db).execute("SELECT vendor, id FROM rules").fetchall()
+    twins |= {TOP.rule_api(v, i): server.rule_api(v, i) for v, i in rules}
+    for static_twin, served_twin in twins.items():
+        twin = json.loads((hostile_export / static_twin).read_text())
+        assert twin == client.get(served_twin).json(), static_twin
     htmls = {str(p.relative_to(hostile_export)) for p in hostile_export.rglob("*.html")}
-    twins = {str(p.relative_to(hostile_export)) for p in (hostile_export / "api").rglob("*")}
-    assert {TOP.api(h) for h in htmls} - twins == {TOP.api(TOP.search())}
+    written = {str(p.relative_to(hostile_export)) for p in (hostile_export / "api").rglob("*.json")}
+    pages_with_twin = {h for h in htmls if h != TOP.search() and not h.startswith("rules/")}
+    assert written == {TOP.api(h) for h in pages_with_twin} | {TOP.rule_api(v, i) for v, i in rules}
 
 
 def test_search_index_holds_every_rule(hostile_export: Path, hostile_db: Path) -> None:
@@ -63,6 +67,10 @@ def test_search_index_holds_every_rule(hostile_export: Path, hostile_db: Path) -
     entry = json.loads((hostile_export / export.SEARCH_DIR / "pagefind-entry.json").read_text())
     assert entry["languages"]["en"]["page_count"] == n_rules
     records = {r["url"]: r for r in static_search.records(conn)}
+    # What the results list shows of each rule, one entry per rule.
+    results = {rid: entry for f in (hostile_export / export.SEARCH_DIR / "results").iterdir()
+               for rid, entry in json.loads(f.read_text()).items()}  # fmt: skip
+    assert sorted(url for url, *_ in results.values()) == sorted(records)
     assert len(records) == n_rules
     hostile = records[TOP.rule("sigma", HOSTILE_ID)]
     assert hostile["filters"] == {"vendor": ["sigma"], "technique": ["T1219"]}
@@ -105,7 +113,11 @@ def test_export_site_command(hostile_db: Path, tmp_path: Path) -> None:
         main, ["export-site", str(tmp_path / "s"), "--db", str(hostile_db), "--json"]
     )
     assert twins.exit_code == 0, twins.output
-    assert len(list((tmp_path / "s" / "api").rglob("*.json"))) == n_pages - 1  # not search
+    n_rule_pages = len(list((tmp_path / "s" / "rules").rglob("*.html")))
+    n_rules = store.connect(hostile_db).execute("SELECT COUNT(*) FROM rules").fetchone()[0]
+    # Every page but search, and each rule rather than each rule page.
+    n_twins = n_pages - 1 - n_rule_pages + n_rules
+    assert len(list((tmp_path / "s" / "api").rglob("*.json"))) == n_twins
     missing = CliRunner().invoke(main, ["export-site", str(tmp_path / "t"), "--db", "nope.db"])
     assert missing.exit_code == 3 and not (tmp_path / "t").exists()
 
@@ -146,7 +158,9 @@ def test_corpus_export_writes_every_page_and_no_link_is_broken(
     )
     files = lambda folder: sum(1 for _ in (corpus_export / folder).rglob("*.html"))  # noqa: E731
     assert files("techniques") == count("SELECT COUNT(*) FROM techniques")
-    assert files("rules") == count("SELECT COUNT(*) FROM rules")
+    articles = sum(p.read_text().count('<article class="rule" id="')
+                   for p in (corpus_export / "rules").glob("*.html"))  # fmt: skip
+    assert articles == count("SELECT COUNT(*) FROM rules") and files("rules") <= RULE_PAGES
     assert files("events") == count("SELECT COUNT(DISTINCT event) FROM rule_events")
     assert files("fields") == len(queries.field_names(conn))
     sections = sum(p.read_text().count('<section class="indicator" id="i')

@@ -9,11 +9,11 @@ import pytest
 from detcat.attack import paragraphs
 from detcat.web.static_search import value_words
 from detcat.web.templating import heat, http_url
-from detcat.web.urls import Links, indicator_key, slug
+from detcat.web.urls import Links, indicator_key, rule_page, slug
 
 SERVER = Links()
 TOP = Links(static=True)  # a page at the export root
-DEEP = Links(static=True, depth=2)  # e.g. rules/sigma/<id>.html
+DEEP = Links(static=True, depth=2)  # two folders down
 KEY = indicator_key("f", "eq", "abc")
 
 
@@ -55,7 +55,9 @@ def test_slugs_of_distinct_ids_differ() -> None:
         (TOP, "technique", ("T1219",), "techniques/T1219.html"),
         (TOP, "search", ("anydesk",), "search.html?q=anydesk"),
         (DEEP, "home", (), "../../index.html"),
-        (DEEP, "rule", ("sigma", "r1"), "../../rules/sigma/r1.html"),
+        (DEEP, "rule", ("sigma", "r1"), f"../../{rule_page('sigma', 'r1')}#sigma:r1"),
+        (DEEP, "rule_api", ("sigma", "r1"), "../../api/rules/sigma/r1.json"),
+        (SERVER, "rule_api", ("sigma", "a/b"), "/api/rules/sigma/a%2Fb"),
         (DEEP, "event", ("sysmon:1",), f"../../events/{slug('sysmon:1')}.html"),
         (DEEP, "indicator", ("f", "eq", "ABC"), f"../../indicators/{KEY[:2]}.html#i{KEY}"),
         (DEEP, "problems", (), "../../problems.html"),
@@ -72,7 +74,7 @@ def test_links(links: Links, kind: str, args: tuple[object, ...], href: str) -> 
         (SERVER, "/techniques/T1219", "/api/techniques/T1219"),
         (SERVER, "/search?q=x", "/api/search?q=x"),
         (TOP, "index.html", "api/overview.json"),
-        (DEEP, "../../rules/sigma/r1.html", "../../api/rules/sigma/r1.json"),
+        (DEEP, "../../fields/f.html", "../../api/fields/f.json"),
     ],
 )
 def test_every_page_has_a_json_twin(links: Links, page: str, api: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from detcat import reach, similar
 from detcat.errors import DetcatError
+from detcat.guide import rules as rule_data
 from detcat.guide import sections as guide_sections
 from detcat.normalize import fold_value
 from detcat.normalize.fields import vendor_specific_reason
@@ -242,20 +243,6 @@ def _without_key(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "key"}
 
 
-def is_indicator(negated: Any, op: str, kind: str) -> bool:
-    """A positive value test that is not an event selector (Splunk ``sourcetype=``);
-    implied ones count: they make ``Image|endswith \\x.exe`` and ``process.name : x.exe``
-    one indicator."""
-    return not negated and op not in _NO_VALUE_OPS and kind != "selector"
-
-
-def is_exclusion(exclusion: Any, op: str, kind: str) -> bool:
-    """The one definition of an exclusion, for the technique page and the rule page
-    alike: a value test under a top-level NOT, as the rule wrote it (an implied
-    restatement such as ``process.name eq brave.exe`` is not listed again)."""
-    return bool(exclusion) and op not in _NO_VALUE_OPS and kind not in ("implied", "selector")
-
-
 def corpus_reach(conn: sqlite3.Connection, field: str | None, op: str, key: str) -> int:
     """Rules anywhere in the catalog checking the same (field, op, value)."""
     return reach.count(conn, field, op, key)
@@ -309,68 +296,10 @@ def indicator_reach(
 
 def rule_detail(conn: sqlite3.Connection, vendor: str | None, rule_id: str) -> list[dict[str, Any]]:
     """Every rule with this id (optionally of one vendor), with stages and indicators."""
-    sql = "SELECT * FROM rules WHERE id = ?" + (" AND vendor = ?" if vendor else "")
-    rows = conn.execute(sql, (rule_id, vendor) if vendor else (rule_id,)).fetchall()
-    return [_rule_json(conn, r) for r in rows]
-
-
-def _rule_json(conn: sqlite3.Connection, r: sqlite3.Row) -> dict[str, Any]:
-    pk = r["pk"]
-    stages = [
-        {
-            "name": s["name"],
-            "role": s["role"],
-            "negated": bool(s["negated"]),
-            "join_keys": json.loads(s["join_keys"]),
-            "params": json.loads(s["params"]),
-            "expr": json.loads(s["expr"]),
-        }
-        for s in conn.execute("SELECT * FROM stages WHERE rule_pk = ? ORDER BY idx", (pk,))
-    ]
-    preds = conn.execute(
-        "SELECT * FROM predicates WHERE rule_pk = ? ORDER BY stage_idx, rowid", (pk,)
-    ).fetchall()
-    indicators, exclusions = [], []
-    seen: set[tuple[Any, ...]] = set()  # (list, key): each key once per list
-    for p in preds:
-        key = (p["field"], p["op"], p["value_key"])
-        if p["stage_role"] != "events":
-            continue
-        if is_exclusion(p["exclusion"], p["op"], p["kind"]) and ("x", *key) not in seen:
-            seen.add(("x", *key))
-            exclusions.append({"field": p["field"], "op": p["op"], "value": p["value"]})
-        if is_indicator(p["negated"], p["op"], p["kind"]) and ("i", *key) not in seen:
-            seen.add(("i", *key))
-            indicators.append({"field": p["field"], "op": p["op"], "value": p["value"],
-                               "kind": p["kind"], "key": key})  # fmt: skip
-    reaches = corpus_reaches(conn, [i["key"] for i in indicators])
-    for i in indicators:
-        i["corpus_reach"] = reaches[i.pop("key")]
-    return {
-        **{k: r[k] for k in ("vendor", "id", "title", "description", "author", "status",
-                             "severity", "type", "language", "source_path", "upstream_url",
-                             "query", "collection")},
-        "references": json.loads(r["refs"]),
-        "tags": json.loads(r["tags"]),
-        "context": json.loads(r["context"]),
-        "extra": json.loads(r["extra"]),
-        "fully_parsed": bool(r["fully_parsed"]),
-        "techniques": [t[0] for t in conn.execute(
-            "SELECT technique_id FROM rule_techniques WHERE rule_pk = ? ORDER BY 1", (pk,))],
-        "events": [dict(e) for e in conn.execute(
-            "SELECT e.* FROM rule_events re JOIN events e ON e.id = re.event"
-            " WHERE re.rule_pk = ? GROUP BY e.id ORDER BY e.provider, e.event_id", (pk,))],
-        "stages": stages,
-        "exclusions": exclusions,
-        "indicators": indicators,
-        "similar": similar.stored_neighbours(conn, pk) if similar.available(conn) else [],
-        "cluster": similar.rule_cluster(conn, pk) if similar.available(conn) else None,
-        "opaque": [dict(o) for o in conn.execute(
-            "SELECT stage_idx, text, reason, detail FROM opaque WHERE rule_pk = ?", (pk,))],
-        "problems": [dict(p) for p in conn.execute(
-            "SELECT path, line, col, message FROM problems WHERE vendor = ? AND rule_id = ?",
-            (r["vendor"], r["id"]))],
-    }  # fmt: skip
+    sql = "SELECT pk FROM rules WHERE id = ?" + (" AND vendor = ?" if vendor else "")
+    pks = [pk for (pk,) in conn.execute(sql, (rule_id, vendor) if vendor else (rule_id,))]
+    found = rule_data.details(conn, pks)
+    return [found[pk] for pk in pks]
 
 
 def stats(conn: sqlite3.Connection) -> dict[str, Any]:

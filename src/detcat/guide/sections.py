@@ -91,8 +91,8 @@ class Predicates:
         fielded = [r for r in rows if r[0] is not None and r[7] != "implied"]
         valued = [r for r in fielded if not r[5] and r[3] is not None]
         tested = [r for r in rows if r[2] not in NO_VALUE_OPS and r[7] != "selector"]
-        positive = [r for r in tested if not r[5]]  # guide.is_indicator
-        excluded = [r for r in tested if r[6] and r[7] != "implied"]  # guide.is_exclusion
+        positive = [r for r in tested if not r[5]]  # guide.rules.is_indicator
+        excluded = [r for r in tested if r[6] and r[7] != "implied"]  # guide.rules.is_exclusion
         ids = self.intern
         return [
             set(map(_FIELD, fielded)),

@@ -30,7 +30,7 @@ import math
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -408,7 +408,9 @@ def neighbours(
         if s >= floor:
             scored.append((s, pk, sorted(set(weights) & set(feats))))
     scored.sort(key=lambda t: (-t[0], t[1]))
-    return [_neighbour(conn, s, pk, shared) for s, pk, shared in scored[:limit]]
+    name = "SELECT vendor, id, title FROM rules WHERE pk = ?"
+    return [neighbour(conn.execute(name, (pk,)).fetchone(), s, shared)
+            for s, pk, shared in scored[:limit]]  # fmt: skip
 
 
 def _candidate_df() -> int:
@@ -426,15 +428,12 @@ def stored_features(conn: sqlite3.Connection, pks: list[int]) -> dict[int, dict[
     return out
 
 
-def _neighbour(conn: sqlite3.Connection, s: float, pk: int, shared: list[str]) -> dict[str, Any]:
-    r = conn.execute("SELECT vendor, id, title FROM rules WHERE pk = ?", (pk,)).fetchone()
-    return {
-        "vendor": r[0],
-        "id": r[1],
-        "title": r[2],
-        "score": round(s, 3),
-        "shared": [describe(f) for f in shared],
-    }
+def neighbour(name: Sequence[Any], score: float, shared: list[str]) -> dict[str, Any]:
+    """A similar rule as JSON: ``name`` its (vendor, id, title), ``shared`` the
+    features both rules have."""
+    vendor, rule_id, title = name
+    return {"vendor": vendor, "id": rule_id, "title": title, "score": round(score, 3),
+            "shared": [describe(f) for f in shared]}  # fmt: skip
 
 
 def similar_rules(
@@ -447,20 +446,6 @@ def similar_rules(
         return None
     own = stored_features(conn, [row[0]]).get(row[0], {})
     return neighbours(conn, own, exclude=row[0], limit=limit) if own else []
-
-
-def stored_neighbours(conn: sqlite3.Connection, pk: int, limit: int = 10) -> list[dict[str, Any]]:
-    """A catalog rule's pairs from the cached computation (score at or above the
-    stored-pair threshold), best first, in ``neighbours``' shape: cheap enough for
-    every rule page of a static export."""
-    rows = conn.execute(
-        """SELECT b, score FROM sim_pairs WHERE a = :pk UNION ALL
-        SELECT a, score FROM sim_pairs WHERE b = :pk ORDER BY 2 DESC, 1 LIMIT :limit""",
-        {"pk": pk, "limit": limit},
-    ).fetchall()
-    feats = stored_features(conn, [pk, *(r[0] for r in rows)])
-    own = feats.get(pk, {})
-    return [_neighbour(conn, s, o, sorted(set(own) & set(feats.get(o, {})))) for o, s in rows]
 
 
 def clusters(conn: sqlite3.Connection, limit: int | None = None) -> list[dict[str, Any]]:
@@ -494,8 +479,3 @@ def cluster_summary(conn: sqlite3.Connection) -> dict[str, int]:
                FROM sim_clusters c JOIN rules r ON r.pk = c.rule_pk GROUP BY c.cluster)"""
     ).fetchone()
     return {"clusters": row[0] or 0, "cross_vendor": row[1] or 0, "biggest": row[2] or 0}
-
-
-def rule_cluster(conn: sqlite3.Connection, pk: int) -> int | None:
-    row = conn.execute("SELECT cluster FROM sim_clusters WHERE rule_pk = ?", (pk,)).fetchone()
-    return row[0] if row else None

@@ -23,10 +23,11 @@ from importlib import resources
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from detcat import reach, similar, store
 from detcat.errors import DetcatError
-from detcat.web import pages, queries, static_search
+from detcat.web import export_rules, pages, queries, static_search
 from detcat.web.templating import render
 from detcat.web.urls import Links, indicator_group, indicator_key
 
@@ -60,8 +61,8 @@ def jobs(conn: sqlite3.Connection) -> Iterator[tuple[str, Builder]]:
     yield _ROOT.search(), partial(pages.search, query="")
     for tid in queries.technique_ids(conn):
         yield _ROOT.technique(tid), partial(pages.technique, tid=tid)
-    for vendor, rule_id in queries.rule_keys(conn):
-        yield _ROOT.rule(vendor, rule_id), partial(pages.rule, vendor=vendor, rule_id=rule_id)
+    for path, pks in export_rules.rule_groups(conn).items():
+        yield path, partial(export_rules.rule_group, pks=pks)
     for name in queries.field_names(conn):
         yield _ROOT.field(name), partial(pages.field_, name=name)
     for event_id in queries.event_ids(conn):
@@ -77,12 +78,24 @@ def jobs(conn: sqlite3.Connection) -> Iterator[tuple[str, Builder]]:
 def _write_page(out: Path, conn: sqlite3.Connection, path: str, build: Builder, twins: bool) -> int:
     page = build(conn)
     links = Links(static=True, depth=path.count("/"))
-    twin = twins and path != _ROOT.search()  # the static search has no server to ask
-    html = render(page, links, api=links.api(links.root + path) if twin else None)
-    written = _write(out / path, html)
-    if twin:
-        written += _write(out / _ROOT.api(path), json.dumps(page.data, ensure_ascii=False))
+    pairs = _twins(path, page) if twins else []
+    own = any(twin == _ROOT.api(path) for twin, _ in pairs)  # linked from the page
+    written = _write(
+        out / path, render(page, links, api=links.api(links.root + path) if own else None)
+    )
+    for twin, data in pairs:
+        written += _write(out / twin, json.dumps(data, ensure_ascii=False))
     return written
+
+
+def _twins(path: str, page: pages.Page) -> list[tuple[str, Any]]:
+    """The JSON twins of a page: (path under the export root, data). The static
+    search has no server to ask; a rule page's rules have a twin each."""
+    if path == _ROOT.search():
+        return []
+    if page.template == export_rules.TEMPLATE:
+        return export_rules.twins(page)
+    return [(_ROOT.api(path), page.data)]
 
 
 def _write(path: Path, text: str) -> int:

@@ -203,10 +203,6 @@ def technique_ids(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT id FROM techniques ORDER BY id")]
 
 
-def rule_keys(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-    return [(r[0], r[1]) for r in conn.execute("SELECT vendor, id FROM rules ORDER BY pk")]
-
-
 def field_names(conn: sqlite3.Connection) -> list[str]:
     rows = conn.execute("SELECT DISTINCT field FROM predicates WHERE field IS NOT NULL")
     return sorted(r[0] for r in rows)

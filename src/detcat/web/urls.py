@@ -41,6 +41,23 @@ def indicator_group(key: str) -> str:
     return f"indicators/{key[:2]}.html"
 
 
+# Static rule pages: each holds the rules whose (vendor, id) hash falls in it, as
+# articles (one file per rule wasted a disk block each and repeated the page frame
+# 7,800 times). A fixed number, so a rule's address does not move as the catalog grows.
+RULE_PAGES = 512
+
+
+def rule_page(vendor: str, rule_id: str) -> str:
+    """The static page holding a rule's article, under the export root."""
+    digest = hashlib.sha1(f"{vendor}\x1f{rule_id}".encode()).hexdigest()
+    return f"rules/{int(digest[:8], 16) % RULE_PAGES:03x}.html"
+
+
+def rule_anchor(vendor: str, rule_id: str) -> str:
+    """The id of a rule's article: readable, and unique (a slug has no ":")."""
+    return f"{slug(vendor)}:{slug(rule_id)}"
+
+
 def _events_query(events: Sequence[str], collection: str | None = None) -> str:
     params = [("events", e) for e in events] + ([("collection", collection)] if collection else [])
     return "?" + urlencode(params) if params else ""
@@ -75,9 +92,17 @@ class Links:
         return self._page("techniques", tid)
 
     def rule(self, vendor: str, rule_id: str) -> str:
+        """A served rule has its own page; a static one is an article of a shared page
+        (opened at it, the stylesheet shows that article alone)."""
         if self.static:
-            return self.root + f"rules/{slug(vendor)}/{slug(rule_id)}.html"
+            return self.root + f"{rule_page(vendor, rule_id)}#{rule_anchor(vendor, rule_id)}"
         return self.root + f"rules/{_q(vendor)}/{_q(rule_id)}"
+
+    def rule_api(self, vendor: str, rule_id: str) -> str:
+        """A rule's JSON twin (a static one has a file of its own)."""
+        if self.static:
+            return self.root + f"api/rules/{slug(vendor)}/{slug(rule_id)}.json"
+        return self.api(self.rule(vendor, rule_id))
 
     def field(self, name: str) -> str:
         return self._page("fields", name)

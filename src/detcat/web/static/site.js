@@ -85,6 +85,26 @@
     return li;
   }
 
+  // What a result shows: static_search.py keeps each result's [url, title,
+  // vendor, techniques] in pagefind/results/<first two characters of its id's
+  // hash>.json (in place of Pagefind's file per result), read once each.
+  var resultFiles = {};
+
+  function resultData(pagefindUrl, id) {
+    var name = id.split("_").pop().slice(0, 2);
+    if (!resultFiles[name]) {
+      resultFiles[name] = fetch(new URL("results/" + name + ".json", pagefindUrl))
+        .then(function (resp) {
+          if (!resp.ok) throw new Error("results/" + name + ".json: " + resp.status);
+          return resp.json();
+        });
+    }
+    return resultFiles[name].then(function (entries) {
+      var e = entries[id];
+      return { url: e[0], meta: { title: e[1], vendor: e[2], techniques: e[3] } };
+    });
+  }
+
   function staticSearch() {
     var list = document.getElementById("search-results");
     if (!list || !list.hasAttribute("data-pagefind")) return;
@@ -113,23 +133,19 @@
       return;
     }
     var root = list.getAttribute("data-root");
-    var base = new URL(root, window.location.href);
-    import(new URL(list.getAttribute("data-pagefind"), window.location.href).href)
+    var pagefindUrl = new URL(list.getAttribute("data-pagefind"), window.location.href);
+    import(pagefindUrl.href)
       .then(function (pagefind) {
-        return pagefind.options({ baseUrl: base.pathname }).then(function () {
-          return pagefind.search(terms.length ? terms.join(" ") : null,
-            { filters: filters, sort: { order: "asc" } });
-        });
+        return pagefind.search(terms.length ? terms.join(" ") : null,
+          { filters: filters, sort: { order: "asc" } });
       })
       .then(function (found) {
         var shown = found.results.slice(0, SHOWN);
-        return Promise.all(shown.map(function (r) { return r.data(); })).then(function (data) {
+        var data = shown.map(function (r) { return resultData(pagefindUrl, r.id); });
+        return Promise.all(data).then(function (rows) {
           summary.textContent = found.results.length + " rules match " + JSON.stringify(query) +
             (shown.length < found.results.length ? " (first " + shown.length + " shown)" : "");
-          data.forEach(function (d) {
-            d.url = d.url.indexOf(base.pathname) === 0 ? d.url.slice(base.pathname.length) : d.url;
-            list.appendChild(resultItem(d, root));
-          });
+          rows.forEach(function (d) { list.appendChild(resultItem(d, root)); });
         });
       })
       .catch(function (e) { summary.textContent = "Search failed: " + e; });
@@ -166,7 +182,17 @@
     });
   }
 
+  // A static rule page holds many rules; opened at one, the tab is named after it.
+  // (By the URL's fragment: :target is not yet set when the page has just loaded.)
+  function ruleTitle() {
+    var rule = document.getElementById(decodeURIComponent(window.location.hash.slice(1)));
+    var heading = rule && rule.matches("article.rule") && rule.querySelector("h1");
+    if (heading) document.title = heading.textContent + " · detcat";
+  }
+
+  window.addEventListener("hashchange", ruleTitle);
   document.addEventListener("DOMContentLoaded", function () {
+    ruleTitle();
     matrixFilter();
     coverageForm();
     indicatorRules();
