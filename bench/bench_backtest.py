@@ -71,7 +71,7 @@ def varied(column: str, quoted: str) -> str:
         if col.field not in fields or col.variant.value in ("#num", "#ip"):
             continue
         mode, sql = EDITS[edit]
-        if col.variant.value == "#list":
+        if col.variant.value in ("#list", "#key"):  # a key is its value's text after a type letter
             new = f"list_transform({out}, lambda v: {sql.format(x='v')})"
         else:  # a joined value: the edit applies to the (last) value, inside its separators
             inner = f"substr({out}, 2, length({out}) - 2)"
