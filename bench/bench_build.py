@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--before-src", help="another checkout's src folder, timed too")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     rows: list[tuple[str, Timing, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "sources"
@@ -147,6 +148,8 @@ def main() -> None:
             src / MACRO, "definition: ", f"definition: x={next(n)} OR "))  # fmt: skip
         none = run("incremental, nothing changed")
     report_rows(ref, len(folders), args.rounds, rows)
+    print(f"{os.cpu_count()} CPUs; load average {load_before:.1f} at the start,"
+          f" {os.getloadavg()[0]:.1f} at the end (the machine is shared)")  # fmt: skip
     print(f"cold (default workers) / pySigma : {cold.ratio(ref)}  (target <= 0.5)")
     print(f"cold (--workers 1) / pySigma     : {cold1.ratio(ref)}  (target <= 0.5)")
     print(f"incremental (one rule) / cold    : {one.ratio(cold)}  (target <= 0.05)")

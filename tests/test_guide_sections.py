@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +112,27 @@ def test_refresh_recomputes_the_families_whose_rules_changed(
     guide_sections.refresh(conn, [])
     left = conn.execute("SELECT family FROM technique_sections WHERE family LIKE 'T1219%'")
     assert left.fetchall() == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_refresh_stores_the_same_rows_with_any_number_of_workers(
+    corpus_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """Ranked in one process or shared among worker processes (each ranking its
+    techniques from their rules' rows only), every family's row is the same."""
+    db = tmp_path / "again.sqlite"
+    shutil.copy(corpus_db, db)
+    conn = sqlite3.connect(db)
+    sql = "SELECT family, stamp, members, sections FROM technique_sections"
+    built = sorted(conn.execute(sql))
+    pools: list[int] = []
+    real_pool = guide_sections.workers_pool
+
+    def counted_pool(n: int, *args: Any) -> Any:
+        pools.append(n)
+        return real_pool(n, *args)
+
+    monkeypatch.setattr(guide_sections, "workers_pool", counted_pool)
+    assert guide_sections.refresh(conn, None, workers) == len(built)
+    assert pools == ([] if workers == 1 else [workers])  # the corpora: enough rows to share
+    assert sorted(conn.execute(sql)) == built

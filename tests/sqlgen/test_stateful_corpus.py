@@ -25,7 +25,7 @@ from detcat.match.events import canonical_event
 from detcat.model import And, Not, Op, Or, Predicate
 from detcat.sqlgen import CompiledRule, Status, compile_rules
 from detcat.sqlgen.rules import wanted_columns
-from detcat.sqlgen.stateful import Count
+from detcat.sqlgen.stateful import Count, Steps
 from detcat.store import connect
 
 EVENTS_PER_RULE = 14  # plus three per event a detection needs
@@ -85,13 +85,17 @@ def stream(c: CompiledRule, rng: random.Random, start: float) -> list[dict[str, 
             return None
         witnesses.append((part, w))
     span = c.shape.span or 60.0
-    need = sum(c.shape.needs) if isinstance(c.shape, Count) else 2
+    need = (
+        sum(c.shape.needs) + c.shape.distinct if isinstance(c.shape, Count) else len(c.shape.parts)
+    )
     small = [0.0, 0.5, span / (2 * need)]  # bursts that fit the window
     large = [span, span + 0.5, 2 * span]  # and gaps at and past its edge
     docs, t = [], start
     events = min(EVENTS_PER_RULE + 3 * need, 300)
     for n in range(events):
-        part, w = rng.choice(witnesses)
+        # sequences: mostly their steps in order; counts: any part
+        in_order = isinstance(c.shape, Steps) and rng.random() < 0.8
+        part, w = witnesses[n % len(witnesses)] if in_order else rng.choice(witnesses)
         fields = dict(w)
         for f in part.fields:
             if f not in w:  # a key the filter does not fix: a pool value or missing
@@ -137,4 +141,4 @@ def test_corpus_multi_event_rules_same_detections(streams: tuple) -> None:
     assert len(fired) >= len(used) // 2  # the comparison is not empty
     assert {k.split(":")[0] for k in fired} >= {"elastic", "chronicle"}
     shapes = {type(c.shape) for c in compile_rules(used) if c.shape is not None}
-    assert Count in shapes and len(shapes) == 2  # counts and pairs
+    assert Count in shapes and len(shapes) == 2  # counts and sequences

@@ -155,13 +155,14 @@ def build(
         "collections": sorted({c.name for c, _ in jobs}),
     }
     files_read = None
+    workers = workers or os.cpu_count() or 1
     if incremental:
-        files_read = catalog_update.update(db, plain_jobs, options, meta, phases, progress)
+        files_read = catalog_update.update(db, plain_jobs, options, meta, phases, progress, workers)
     if files_read is None:
         with timed(phases, "folder stamps"):  # before the folders are listed and read
             stamps = {(c.name, v): _stamps_before(c.root / v, v) for c, v in jobs}
         results = _read_all(jobs, options, workers, progress)
-        _write(db, attack_path, results, meta, phases, progress, stamps)
+        _write(db, attack_path, results, meta, phases, progress, stamps, workers)
     with timed(phases, "report"):
         report = _report(db, time.perf_counter() - started)
     report.dropped = _drops(before, report.vendors)
@@ -196,7 +197,7 @@ def _label(c: Collection, vendor: str) -> str:
 def _read_all(
     jobs: list[tuple[Collection, str]],
     options: ReadOptions,
-    workers: int | None,
+    workers: int,
     progress: Progress | None,
 ) -> Iterator[VendorResult]:
     """Each vendor's result in order, as soon as it is read: the caller writes one
@@ -204,7 +205,6 @@ def _read_all(
     notify = progress or (lambda *_: None)
     for c, v in jobs:
         notify(_label(c, v), "start", 0)
-    workers = workers or os.cpu_count() or 1
     read = partial(_read_shard, options=options)
     if workers == 1:
         for c, v in jobs:
@@ -279,6 +279,7 @@ def _write(
     phases: dict[str, float],
     progress: Progress | None,
     stamps: dict[tuple[str, str], tuple[list[tuple[str, str]], str]],
+    workers: int,
 ) -> None:
     from detcat.normalize import event_catalog
     from detcat.normalize.attack_sources import log_source_events
@@ -288,7 +289,7 @@ def _write(
         attack, loader = None, None
         for res in _waited(results, phases):
             if attack is None:  # read while the workers parse the next vendors
-                attack, loader = _attack(attack_path, w, phases)
+                attack, loader = _attack(attack_path, w, phases, workers)
             with timed(phases, "store rules"):
                 shared = FileResult("", res.shared, stamp=stamps[(res.collection, res.vendor)][1])
                 loader.add_file(res.collection, res.vendor, shared, {})
@@ -298,7 +299,7 @@ def _write(
             if progress:
                 progress("store", "vendor", res.rule_count)
         if attack is None:
-            attack, loader = _attack(attack_path, w, phases)
+            attack, loader = _attack(attack_path, w, phases, workers)
         with timed(phases, "ATT&CK and events tables"):
             for tid in sorted(loader.index.unknown):
                 attack.add_unknown(tid)
@@ -315,11 +316,11 @@ def _write(
 
 
 def _attack(
-    path: Path, w: store.CatalogWriter, phases: dict[str, float]
+    path: Path, w: store.CatalogWriter, phases: dict[str, float], workers: int
 ) -> tuple[attack_mod.Attack, Loader]:
     with timed(phases, "ATT&CK bundle"):
         attack = attack_mod.load(path)
-    return attack, Loader(w, TechniqueIndex.of(attack))
+    return attack, Loader(w, TechniqueIndex.of(attack), workers)
 
 
 def _waited(results: Iterable[VendorResult], phases: dict[str, float]) -> Iterator[VendorResult]:

@@ -80,9 +80,10 @@ class TechniqueIndex:
 class Loader:
     """Inserts files' rows through a ``CatalogWriter`` and keeps the cache rows."""
 
-    def __init__(self, writer: store.CatalogWriter, index: TechniqueIndex):
+    def __init__(self, writer: store.CatalogWriter, index: TechniqueIndex, workers: int = 1):
         self.w = writer
         self.index = index
+        self.workers = workers  # processes ``finish`` may use
         self.features: dict[int, frozenset[str]] = {}  # of the rules added
         self.entries: dict[tuple[str, str, str], list[Any]] = {}
         self.owner: dict[tuple[str, str], tuple[str, str, str]] = {}  # rule key -> file
@@ -135,7 +136,28 @@ class Loader:
             conn.executemany(
                 "INSERT INTO build_dirs VALUES (?,?,?,?)", [(c, v, d, s) for d, s in stamps]
             )
+        # The guides' stored sections of the techniques whose rules changed, ranked
+        # by worker processes while this one computes the near-duplicates.
         started = time.perf_counter()
+        written = None if removed is None else self.features
+        with guide_sections.refreshing(conn, written, self.workers):
+            near = time.perf_counter()
+            self._near_duplicates(removed)
+            self.seconds["near-duplicates"] = time.perf_counter() - near
+        self.seconds["guide sections"] = (
+            time.perf_counter() - started - self.seconds["near-duplicates"]
+        )
+        unknown = dict(
+            conn.execute(
+                "SELECT rt.technique_id, COUNT(*) FROM rule_techniques rt"
+                " JOIN techniques t ON t.id = rt.technique_id WHERE t.known = 0"
+                " GROUP BY rt.technique_id ORDER BY rt.technique_id"
+            ).fetchall()
+        )
+        self.w.set_meta(unknown_techniques=unknown, **meta)
+
+    def _near_duplicates(self, removed: dict[int, frozenset[str]] | None) -> None:
+        conn = self.w.conn
         if removed is None:
             similar.write_tables(conn, {pk: set(fs) for pk, fs in self.features.items()})
         elif similar_update.update(conn, removed, self.features) is None:
@@ -145,19 +167,6 @@ class Loader:
             kept = {pk: set(ws) for pk, ws in previous.items() if pk not in removed}
             features = kept | {pk: set(fs) for pk, fs in self.features.items()}
             similar.write_tables(conn, features, previous)
-        self.seconds["near-duplicates"] = time.perf_counter() - started
-        unknown = dict(
-            conn.execute(
-                "SELECT rt.technique_id, COUNT(*) FROM rule_techniques rt"
-                " JOIN techniques t ON t.id = rt.technique_id WHERE t.known = 0"
-                " GROUP BY rt.technique_id ORDER BY rt.technique_id"
-            ).fetchall()
-        )
-        # The guides' stored sections of the techniques whose rules changed.
-        started = time.perf_counter()
-        guide_sections.refresh(conn, None if removed is None else self.features)
-        self.seconds["guide sections"] = time.perf_counter() - started
-        self.w.set_meta(unknown_techniques=unknown, **meta)
 
 
 def add_unknown_techniques(writer: store.CatalogWriter, ids: set[str]) -> None:

@@ -30,6 +30,10 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import chain, count, groupby
 from operator import itemgetter
 from typing import Any
@@ -37,6 +41,7 @@ from typing import Any
 from detcat.guide.text import GUIDE
 from detcat.sources import registry
 from detcat.tables import load
+from detcat.workers import workers_pool
 
 HEAD = 50  # rows stored per section: the web page's and the CLI's default
 VERSION = "1"  # bump when what a stored row holds, or how it is ranked, changes
@@ -179,19 +184,16 @@ class Predicates:
                 "aliases": _aliases(fp["aliases"][f]),
                 "rules": r["field_rules"][f],
                 "operators": {op: n for op, n in sorted(fp["ops"][f].items(), key=_by_count)},
-                "samples": [_spelling(self._written(("s", (f, v)), members))
+                "samples": [self._shown(("s", (f, v)), members)[1]
                             for _, v in fp["samples"][f]],
             })  # fmt: skip
         rows = {}
         for name, tag in (("indicators", "i"), ("exclusions", "x")):
             rows[name] = []
             for key in r[name]:
-                by_rule = self.spellings[(tag, key)]
-                pks = members.intersection(by_rule)
-                spellings = self._written((tag, key), members)
+                pks, spelling = self._shown((tag, key), members)
                 implied = tag == "i" and key not in r["written"]
-                rows[name].append([*key, _spelling(spellings) if spellings else None,
-                                   sorted(order[pk] for pk in pks), implied,
+                rows[name].append([*key, spelling, sorted(order[pk] for pk in pks), implied,
                                    key[0] in selectors])  # fmt: skip
         return {
             "fields": fields, "field_count": r["field_count"],
@@ -199,10 +201,12 @@ class Predicates:
             "exclusions": rows["exclusions"], "exclusion_count": r["exclusion_count"],
         }  # fmt: skip
 
-    def _written(self, tag_key: tuple[str, Any], members: set[int]) -> Counter[Any]:
-        """How often the rules ``members`` write each spelling of one value."""
+    def _shown(self, tag_key: tuple[str, Any], members: set[int]) -> tuple[set[int], Any]:
+        """The rules of ``members`` with one key, and how the key is shown: the
+        spelling they write most often (None when none writes one)."""
         by_rule = self.spellings[tag_key]
-        return Counter(chain.from_iterable(by_rule[pk] for pk in members.intersection(by_rule)))
+        pks = members.intersection(by_rule)
+        return pks, _spelling([v for pk in pks for v in by_rule[pk]])
 
 
 def _add(found: dict[Any, dict[int, list[Any]]], tag_key: Any, pk: int, value: Any) -> None:
@@ -308,10 +312,15 @@ def _page_order(refs: dict[int, Ref]) -> Callable[[int], tuple[int, str, str]]:
     return lambda pk: (*registry.display_key(refs[pk][0]), refs[pk][1])
 
 
-def _spelling(written: Counter[Any]) -> Any:
-    """How a value is shown: the spelling rules write most often (values that
-    differ only in case are one indicator), ties by sort order."""
-    return min(written, key=lambda v: (-written[v], v))
+def _spelling(written: list[Any]) -> Any:
+    """How a value is shown: the spelling written most often (values that differ
+    only in case are one indicator), ties by sort order; None for no spelling."""
+    if not written:
+        return None
+    if written.count(written[0]) == len(written):  # one spelling: most keys
+        return written[0]
+    counts = Counter(written)
+    return min(counts, key=lambda v: (-counts[v], v))
 
 
 def expand(sections: dict[str, Any], refs: dict[int, Ref]) -> dict[str, Any]:
@@ -360,40 +369,151 @@ def _digest(rules: Iterable[Ref]) -> str:
     return h.hexdigest()
 
 
-def refresh(conn: sqlite3.Connection, written: Iterable[int] | None = None) -> int:
+def refresh(
+    conn: sqlite3.Connection, written: Iterable[int] | None = None, workers: int = 1
+) -> int:
     """Store the sections of every family whose rules changed; ``written``: the
     rule keys this build (an update) wrote, None for a build from nothing (all
     families). Returns the number of families computed."""
-    stamp = _stamp()
-    fams = families(conn)
-    refs: dict[int, Ref] = {
-        pk: (v, i) for pk, v, i in conn.execute("SELECT pk, vendor, id FROM rules")
-    }
-    digests = {f: _digest(refs[pk] for pk in pks) for f, pks in fams.items()}
+    with refreshing(conn, written, workers) as todo:
+        pass
+    return len(todo)
+
+
+@contextmanager
+def refreshing(
+    conn: sqlite3.Connection, written: Iterable[int] | None, workers: int
+) -> Iterator[list[str]]:
+    """``refresh``, with the ranking done by ``workers`` processes while the
+    ``with`` body runs (a build computes its near-duplicates meanwhile); the rows
+    are written when the body ends. Yields the families it computes. One worker,
+    or little to rank: all of it is done here, after the body."""
+    job = _Job.of(conn, written)
+    chunks = job.chunks(workers) if workers > 1 and job.rows >= _POOL_ROWS else []
+    if not chunks:
+        yield job.todo
+        job.write(conn, job.sections(job.todo))
+        return
+    with workers_pool(len(chunks), _receive, job) as pool:
+        futures = [pool.submit(_sections_of, chunk) for chunk in chunks]
+        yield job.todo
+        job.write(conn, [row for chunk, f in zip(chunks, futures, strict=True)
+                         for row in _result(job, chunk, f)])  # fmt: skip
+
+
+def _result(job: _Job, chunk: list[str], future: Future[list[tuple[str, str]]]) -> Any:
+    """A worker's share; when the worker failed as a whole (it died), ranked here."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return job.sections(chunk)
+
+
+# Below this many predicate rows to rank, starting worker processes costs more
+# than it saves (an update that changed a few rules).
+_POOL_ROWS = 30_000
+
+
+@dataclass
+class _Job:
+    """What a refresh ranks: the families to compute and their rules' rows."""
+
+    stamp: str
+    fams: dict[str, set[int]]
+    refs: dict[int, Ref]
+    digests: dict[str, str]
+    todo: list[str]
+    by_rule: dict[int, list[Row]]  # the rows of the rules of the families in ``todo``
+
+    @classmethod
+    def of(cls, conn: sqlite3.Connection, written: Iterable[int] | None) -> _Job:
+        """The families whose rules changed (all when ``written`` is None), their
+        stale rows deleted."""
+        stamp = _stamp()
+        fams = families(conn)
+        refs: dict[int, Ref] = {
+            pk: (v, i) for pk, v, i in conn.execute("SELECT pk, vendor, id FROM rules")
+        }
+        digests = {f: _digest(refs[pk] for pk in pks) for f, pks in fams.items()}
+        todo = _todo(conn, stamp, fams, digests, written)
+        by_rule: dict[int, list[Row]] = {}
+        if todo:
+            needed = set().union(*(fams[f] for f in todo))
+            for row in _rows(conn, needed if written is not None else None):
+                by_rule.setdefault(row[8], []).append(row)
+        return cls(stamp, fams, refs, digests, todo, by_rule)
+
+    @property
+    def rows(self) -> int:
+        return sum(map(len, self.by_rule.values()))
+
+    def chunks(self, n: int) -> list[list[str]]:
+        """``todo`` in at most ``n`` shares of about the same work (rows ranked),
+        a technique with its sub-techniques in one share (they share rules)."""
+        roots: dict[str, list[str]] = {}
+        for f in self.todo:
+            roots.setdefault(f.split(".")[0], []).append(f)
+        cost = {r: sum(len(self.by_rule.get(pk, ())) for f in fs for pk in self.fams[f])
+                for r, fs in roots.items()}  # fmt: skip
+        shares: list[tuple[int, int, list[str]]] = [(0, i, []) for i in range(n)]
+        for root in sorted(roots, key=lambda r: (-cost[r], r)):  # the largest first
+            load_, i, fams = heapq.heappop(shares)
+            fams.extend(roots[root])
+            heapq.heappush(shares, (load_ + cost[root], i, fams))
+        return [fams for _, _, fams in sorted(shares, key=itemgetter(1)) if fams]
+
+    def sections(self, todo: list[str]) -> list[tuple[str, str]]:
+        """(family, its sections as JSON) of the families ``todo``, ranked from
+        their rules' rows only (a family's sections depend on nothing else)."""
+        needed = sorted(set().union(*(self.fams[f] for f in todo)))
+        rows = [row for pk in needed for row in self.by_rule.get(pk, ())]
+        predicates = Predicates(rows, self.refs)
+        ranked = [predicates.rank(self.fams[f], HEAD) for f in todo]
+        predicates.index_spellings(ranked)
+        return [(f, json.dumps(predicates.details(r), separators=(",", ":")))
+                for f, r in zip(todo, ranked, strict=True)]  # fmt: skip
+
+    def write(self, conn: sqlite3.Connection, sections: list[tuple[str, str]]) -> None:
+        got = dict(sections)
+        conn.executemany(
+            "INSERT OR REPLACE INTO technique_sections VALUES (?, ?, ?, ?)",
+            ((f, self.stamp, self.digests[f], got[f]) for f in self.todo),
+        )
+
+
+def _todo(
+    conn: sqlite3.Connection,
+    stamp: str,
+    fams: dict[str, set[int]],
+    digests: dict[str, str],
+    written: Iterable[int] | None,
+) -> list[str]:
+    """The families to compute: all of them (``written`` None), else those whose
+    rules changed or hold a rule written again; the rows of the others that
+    are stale (their family is gone, or another ``stamp``) are deleted."""
     if written is None:
         conn.execute("DELETE FROM technique_sections")
-        todo = list(fams)
-    else:
-        changed = set(written)
-        stored = dict(
-            conn.execute("SELECT family, members FROM technique_sections WHERE stamp = ?", (stamp,))
-        )
-        todo = [f for f in fams if stored.get(f) != digests[f] or not changed.isdisjoint(fams[f])]
-        gone = [(f,) for f in set(stored) - set(fams)]
-        conn.executemany("DELETE FROM technique_sections WHERE family = ?", gone)
-        conn.execute("DELETE FROM technique_sections WHERE stamp != ?", (stamp,))
-    if not todo:
-        return 0
-    needed = set().union(*(fams[f] for f in todo))
-    predicates = Predicates(_rows(conn, needed if written is not None else None), refs)
-    ranked = [predicates.rank(fams[f], HEAD) for f in todo]
-    predicates.index_spellings(ranked)
-    conn.executemany(
-        "INSERT OR REPLACE INTO technique_sections VALUES (?, ?, ?, ?)",
-        ((f, stamp, digests[f], json.dumps(predicates.details(r), separators=(",", ":")))
-         for f, r in zip(todo, ranked, strict=True)),
-    )  # fmt: skip
-    return len(todo)
+        return list(fams)
+    changed = set(written)
+    sql = "SELECT family, members FROM technique_sections WHERE stamp = ?"
+    stored = dict(conn.execute(sql, (stamp,)))
+    gone = [(f,) for f in set(stored) - set(fams)]
+    conn.executemany("DELETE FROM technique_sections WHERE family = ?", gone)
+    conn.execute("DELETE FROM technique_sections WHERE stamp != ?", (stamp,))
+    return [f for f in fams if stored.get(f) != digests[f] or not changed.isdisjoint(fams[f])]
+
+
+_JOB: _Job | None = None  # in a worker process: the refresh it ranks a share of
+
+
+def _receive(job: _Job) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _sections_of(todo: list[str]) -> list[tuple[str, str]]:
+    assert _JOB is not None, "a refresh worker runs _receive first"
+    return _JOB.sections(todo)
 
 
 def _rows(conn: sqlite3.Connection, pks: set[int] | None) -> list[Row]:

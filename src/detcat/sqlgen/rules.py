@@ -47,7 +47,7 @@ from detcat.sqlgen.ir import (
 )
 from detcat.sqlgen.lower import lower
 from detcat.sqlgen.rows import split_name
-from detcat.sqlgen.stateful import Shape, compile_stateful
+from detcat.sqlgen.stateful import NOT_EVALUATED, Shape, compile_stateful
 
 
 class Status(StrEnum):
@@ -207,6 +207,7 @@ class VendorShare:
     fallback: int = 0
     not_compiled: int = 0
     multi_event: int = 0
+    evaluated: int = 0  # multi-event rules the Python matcher evaluates over the stream
     stateful: int = 0  # multi-event rules compiled exactly (window functions)
     java_regex: int = 0  # exact rules with a written regex: Java's engine on Spark, not RE2
 
@@ -217,8 +218,8 @@ class VendorShare:
 
     @property
     def stateful_share(self) -> float:
-        """Multi-event rules compiled exactly, of all multi-event rules."""
-        return self.stateful / self.multi_event if self.multi_event else 0.0
+        """Multi-event rules compiled exactly, of those the Python matcher evaluates."""
+        return self.stateful / self.evaluated if self.evaluated else 0.0
 
 
 def report(compiled: Iterable[CompiledRule]) -> tuple[list[VendorShare], Counter[str]]:
@@ -231,6 +232,7 @@ def report(compiled: Iterable[CompiledRule]) -> tuple[list[VendorShare], Counter
         s.rules += 1
         s.single_event += c.plan.single_event
         s.multi_event += not c.plan.single_event
+        s.evaluated += _evaluated(c)
         s.exact += c.status is Status.EXACT
         s.stateful += c.status is Status.STATEFUL
         s.fallback += c.status is Status.FALLBACK
@@ -238,6 +240,12 @@ def report(compiled: Iterable[CompiledRule]) -> tuple[list[VendorShare], Counter
         s.java_regex += c.status is Status.EXACT and java_regex(c.node)
         reasons.update(_reason_kind(r) for r in c.reasons)
     return sorted(shares.values(), key=lambda s: s.vendor), reasons
+
+
+def _evaluated(c: CompiledRule) -> bool:
+    """A multi-event rule the Python matcher evaluates over the stream."""
+    not_evaluated = MULTI_EVENT + NOT_EVALUATED
+    return not c.plan.single_event and not any(r.startswith(not_evaluated) for r in c.reasons)
 
 
 def java_regex(node: Node) -> bool:

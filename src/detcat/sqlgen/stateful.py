@@ -20,13 +20,15 @@ key_text``) and a sub-order within the event. Two shapes compile:
   of their last ranks) is inside the window and after the group's previous
   detection; the last condition is a fold over the candidates (DuckDB
   ``list_reduce``, Spark ``aggregate``).
-- **pairs** (``Pair``): EQL sequences of two steps with ``by`` fields and an
-  optional ``maxspan``: the second step's entry completes the latest first-step
-  entry of its key when no second-step entry came between them.
+- **steps** (``Steps``): EQL sequences with ``by`` fields, an optional
+  ``maxspan`` and ``with runs``. Per key, step *j* holds at most one open
+  sequence, which the next step-*j+1* entry takes (moving it on, or dropping it
+  past ``maxspan``). So a step-*j+1* entry moves a sequence on exactly when the
+  latest entry before it among (step-*j* entries that moved one on, step-*j+1*
+  entries) is a step-*j* one: one window per step, from the first.
 
 Everything else stays on the Python matcher (``--engine python``) with the
-reason: sequences of three or more steps (their open state per step is a
-state machine, not a window), ``until``, samples and joins,
+reason: ``until``, samples and joins,
 ``temporal_ordered``, and the rules the matcher does not evaluate either.
 A detection whose events include one without a time is *unknown*, as in the
 matcher. The matcher keeps at most ``match.stateful.MAX_OPEN`` open groups per
@@ -44,6 +46,7 @@ from detcat.match.sequences import Join, Sequence
 from detcat.match.stateful import engine_for
 from detcat.match.yaral import MultiEvent, condition_needs
 
+NOT_EVALUATED = "the Python matcher does not evaluate it either: "
 # A join key the parser keeps as a field name (``match.sequences._FIELD_NAME``).
 _FIELD_NAME = re.compile(r"^[^\s()*/%+,\"'`]+$")
 
@@ -77,14 +80,14 @@ class Count:
 
 
 @dataclass(frozen=True)
-class Pair:
-    """Step 0 then step 1 on one key, within ``span`` seconds (None: any time)."""
+class Steps:
+    """Step 0, then 1, … on one key, within ``span`` seconds (None: any time)."""
 
     parts: tuple[Part, ...]
     span: float | None
 
 
-Shape = Count | Pair
+Shape = Count | Steps
 
 
 def compile_stateful(plan: RulePlan, single: dict[str, RulePlan]) -> Shape | str:
@@ -97,7 +100,7 @@ def compile_stateful(plan: RulePlan, single: dict[str, RulePlan]) -> Shape | str
     else:
         engine = engine_for(plan)
     if isinstance(engine, str):
-        return f"the Python matcher does not evaluate it either: {engine}"
+        return NOT_EVALUATED + engine
     if isinstance(engine, Threshold):
         return _threshold(plan, engine)
     if isinstance(engine, Correlation):
@@ -163,12 +166,11 @@ def _yaral(plan: RulePlan, engine: MultiEvent) -> Shape | str:
 def _sequence(engine: Sequence) -> Shape | str:
     if engine.until is not None:
         return "sequence with until: not compiled"
-    if len(engine.steps) != 2:
-        return f"sequence of {len(engine.steps)} steps (two-step sequences compile): not compiled"
+    last = len(engine.steps) - 1
     parts = []
     for var, step in enumerate(engine.steps):
         if not all(_FIELD_NAME.match(k) for k in step.join_keys):
             return "a join key is an expression, not a field: not compiled"
-        # the second step is applied before the first on one event (matcher order)
-        parts.append(Part(step, _fields(step, list(step.join_keys)), False, var, 1 - var))
-    return Pair(tuple(parts), engine.span)
+        # on one event the later steps go first (matcher order)
+        parts.append(Part(step, _fields(step, list(step.join_keys)), False, var, last - var))
+    return Steps(tuple(parts), engine.span)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from detcat.sqlgen.emit import SqlDialect
 from detcat.sqlgen.ir import Col, Node, Variant
 from detcat.sqlgen.rows import LABEL, SECONDS, TIME
-from detcat.sqlgen.stateful import Count, Pair, Part, Shape
+from detcat.sqlgen.stateful import Count, Part, Shape, Steps
 
 # What the two dialects spell differently: an empty-string filter on a key list,
 # the fold of a group's candidates into the ranks that fire, and unnesting.
@@ -62,8 +62,8 @@ def query(dialect: SqlDialect, shape: Shape, entries: list[Entries]) -> str:
         f" CAST(row_number() OVER (PARTITION BY k {order}) AS BIGINT) AS i"
         " FROM entries WHERE k IS NOT NULL)"
     )
-    if isinstance(shape, Pair):
-        return _pair(dialect, ranked, shape) + f"\n{order}"
+    if isinstance(shape, Steps):
+        return _steps(dialect, ranked, shape) + f"\n{order}"
     return _count(dialect, ranked, shape) + f"\n{order}"
 
 
@@ -175,24 +175,30 @@ def _distinct(d: SqlDialect, need: int, span: str) -> str:
     )
 
 
-def _pair(d: SqlDialect, ranked: str, shape: Pair) -> str:
-    """A step-1 entry completes the latest step-0 entry ``la`` of its key before it
-    when no step-1 entry came between (``lb < la``): within ``span`` of its time
-    when there is a span; unknown when either time is missing."""
+def _steps(d: SqlDialect, ranked: str, shape: Steps) -> str:
+    """Step by step, per entry: ``go`` (an entry of step ``v`` that moved a
+    sequence on; every step-0 entry starts one), ``st`` (the time its sequence
+    started) and ``ok`` (every time ``maxspan`` needed was known). A step-``j``
+    entry takes the latest ``go`` step-``j-1`` entry ``la`` before it unless a
+    step-``j`` entry took it first (``lb > la``); past ``maxspan`` it drops it."""
     before = "PARTITION BY k ORDER BY i ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
-    looked = (
-        f"{ranked},\n"
-        "looked AS (SELECT *,"
-        f" max(CASE WHEN v = 0 THEN i END) OVER ({before}) AS la,"
-        f" max(CASE WHEN v = 1 THEN i END) OVER ({before}) AS lb,"
-        f" max(CASE WHEN v = 0 AND t IS NOT NULL THEN i END) OVER ({before}) AS la_timed,"
-        f" max(CASE WHEN v = 0 THEN t END) OVER ({before}) AS la_t FROM ranked)\n"
-    )
-    done = "v = 1 AND la IS NOT NULL AND (lb IS NULL OR lb < la)"
-    if shape.span is None:
-        return f"{looked}SELECT l, tm, TRUE AS certain, t, sub FROM looked WHERE {done}"
-    timed = "(t IS NOT NULL AND coalesce(la_timed = la, FALSE))"  # both times known
-    return (
-        f"{looked}SELECT l, tm, {timed} AS certain, t, sub FROM looked"
-        f" WHERE {done} AND (NOT {timed} OR t - la_t <= {d.number(shape.span)})"
-    )
+    cols = "p.l, p.tm, p.t, p.k, p.v, p.sub, p.i"
+    sql = f"{ranked},\ns0 AS (SELECT *, v = 0 AS go, t AS st, TRUE AS ok FROM ranked)"
+    for j in range(1, len(shape.parts)):
+        took = "p.la IS NOT NULL AND (p.lb IS NULL OR p.lb < p.la)"
+        timed = "(p.t IS NOT NULL AND q.st IS NOT NULL)"
+        inside, known = "TRUE", "TRUE"
+        if shape.span is not None:
+            inside = f"NOT ({timed} AND p.t - q.st > {d.number(shape.span)})"
+            known = timed
+        sql += (
+            f",\ns{j} AS (SELECT {cols},"
+            f" CASE WHEN p.v = {j} THEN {took} AND {inside} ELSE p.go END AS go,"
+            f" CASE WHEN p.v = {j} THEN q.st ELSE p.st END AS st,"
+            f" CASE WHEN p.v = {j} THEN coalesce(q.ok AND {known}, FALSE) ELSE p.ok END AS ok\n"
+            f"  FROM (SELECT *, max(CASE WHEN v = {j - 1} AND go THEN i END) OVER ({before}) AS la,"
+            f" max(CASE WHEN v = {j} THEN i END) OVER ({before}) AS lb FROM s{j - 1}) p\n"
+            f"  LEFT JOIN s{j - 1} q ON q.k = p.k AND q.i = p.la)"
+        )
+    n = len(shape.parts) - 1
+    return f"{sql}\nSELECT l, tm, ok AS certain, t, sub FROM s{n} WHERE v = {n} AND go"
