@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from web_helpers import HOSTILE_ID, broken_links, hostile_markup
+from web_helpers import HOSTILE_ID, HOSTILE_TITLE, broken_links, hostile_markup
 
 from detcat import store
 from detcat.cli import main
@@ -76,9 +76,17 @@ def test_search_index_holds_every_rule(hostile_export: Path, hostile_db: Path) -
     assert entry["languages"]["en"]["page_count"] == n_rules
     records = {r["url"]: r for r in static_search.records(conn)}
     # What the results list shows of each rule, one entry per rule.
-    results = {rid: entry for f in (hostile_export / export.SEARCH_DIR / "results").iterdir()
-               for rid, entry in json.loads(f.read_text()).items()}  # fmt: skip
+    files = {
+        f.stem: json.loads(f.read_text())
+        for f in (hostile_export / export.SEARCH_DIR / static_search.RESULTS_DIR).iterdir()
+    }
+    results = {rid: entry for entries in files.values() for rid, entry in entries.items()}
     assert sorted(url for url, *_ in results.values()) == sorted(records)
+    # Each in the file site.js reads for its id.
+    assert all(static_search.results_bundle(rid) == stem
+               for stem, entries in files.items() for rid in entries)  # fmt: skip
+    hostile_result = next(e for e in results.values() if e[0] == TOP.rule("sigma", HOSTILE_ID))
+    assert hostile_result[1:] == [HOSTILE_TITLE, "Sigma", "T1219"]
     assert len(records) == n_rules
     hostile = records[TOP.rule("sigma", HOSTILE_ID)]
     assert hostile["filters"] == {"vendor": ["sigma"], "technique": ["T1219"]}

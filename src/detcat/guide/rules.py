@@ -1,11 +1,11 @@
 """Rules as ``detcat rule --json`` shows them, for many rules at once.
 
 One rule's detail reads a dozen tables (stages, predicates, techniques, events,
-near-duplicates, Opaque nodes, problems, corpus reach). Read one rule at a time,
-that is about sixteen statements per rule, most of the static export's time; read
-here per table for a batch of rules (``store.chunks`` of them), it is a few
-statements per few hundred rules, and ``guide.rule_detail`` (one rule) is a batch
-of one, so both give the same answer.
+near-duplicates, Opaque nodes, problems, corpus reach): about sixteen statements
+per rule, one of them a scan of the problems table. The static export's rule
+pages read them per table for the rules of a page instead, a dozen statements
+per page; ``guide.rule_detail`` (one rule) is a batch of one, so both give the
+same answer.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def _by_rule(conn: sqlite3.Connection, sql: str, pks: list[int]) -> Rows:
 
 
 def _chunk(conn: sqlite3.Connection, pks: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The details of a slice of rules: each table read once for all of them."""
     rules = _by_rule(conn, "SELECT pk, * FROM rules WHERE pk IN ({pks})", pks)
     stages = _by_rule(conn, "SELECT rule_pk, * FROM stages WHERE rule_pk IN ({pks})"
                       " ORDER BY rule_pk, idx", pks)  # fmt: skip
