@@ -445,3 +445,16 @@ def test_backtest_and_sql_report_as_a_user_runs_them(tmp_path: Path) -> None:
         assert got["not_compiled"] == [] and got["fallback"] == []
         out[engine] = [(r["id"], r["hits"], r["samples"]) for r in got["rules"]]
     assert out["duckdb"] == out["python"] == [("brute-1", 2, [f"{events}:3", f"{events}:6"])]
+
+
+KEY_VALUES = [1, 1.0, True, "1", "", 0, 0.0, False, 2.5, "2.5", float("inf"), 2**60 + 1,
+              float(2**60), -0.0, "true", None]  # fmt: skip
+
+
+@pytest.mark.parametrize("a", KEY_VALUES, ids=repr)
+def test_key_texts_are_equal_exactly_when_python_values_are(a: Any) -> None:
+    """The matcher's group keys are tuples of values: SQL's keys must agree."""
+    from detcat.sqlgen.rows import key_text
+
+    for b in KEY_VALUES:
+        assert (key_text(a) == key_text(b)) is (a == b), (a, b)
