@@ -49,6 +49,9 @@ DDL = """
 CREATE TABLE sim_features (rule_pk INTEGER NOT NULL, feature TEXT NOT NULL, weight REAL NOT NULL);
 CREATE TABLE sim_pairs (a INTEGER NOT NULL, b INTEGER NOT NULL, score REAL NOT NULL);
 CREATE TABLE sim_clusters (rule_pk INTEGER PRIMARY KEY, cluster INTEGER NOT NULL);
+"""
+# Created after the rows of a fresh table: built once rather than kept up row by row.
+INDEXES = """
 CREATE INDEX sim_features_feature ON sim_features (feature);
 CREATE INDEX sim_features_rule ON sim_features (rule_pk);
 CREATE INDEX sim_pairs_a ON sim_pairs (a);
@@ -208,9 +211,9 @@ def write_tables(
     pairs = exact_pairs(weighted, settings()["thresholds"]["pairs"])
     cut = settings()["thresholds"]["cluster"]
     clusters = components([p for p in pairs if p[2] >= cut])
-    if previous is None or not _write_changes(conn, previous, weighted):
-        for statement in [f"DROP TABLE IF EXISTS {t}" for t in TABLES] + DDL.split(";")[:-1]:
-            conn.execute(statement)  # not executescript: it would commit the transaction
+    fresh = previous is None or not _write_changes(conn, previous, weighted)
+    if fresh:
+        _run(conn, [f"DROP TABLE IF EXISTS {t}" for t in TABLES] + DDL.split(";")[:-1])
         conn.executemany(
             "INSERT INTO sim_features VALUES (?,?,?)",
             ((pk, f, w) for pk in sorted(weighted) for f, w in weighted[pk].items()),
@@ -220,6 +223,8 @@ def write_tables(
         "INSERT INTO sim_clusters VALUES (?,?)",
         ((pk, cid) for cid, members in enumerate(clusters, 1) for pk in members),
     )
+    if fresh:
+        _run(conn, INDEXES.split(";")[:-1])
     summary = {
         "version": VERSION,
         "rules": len(weighted),
@@ -231,6 +236,11 @@ def write_tables(
 
 
 TABLES = ("sim_features", "sim_pairs", "sim_clusters")
+
+
+def _run(conn: sqlite3.Connection, statements: list[str]) -> None:
+    for statement in statements:
+        conn.execute(statement)  # not executescript: it would commit the transaction
 
 
 def _write_changes(
