@@ -19,7 +19,9 @@ catalog, another family definition) ranks live instead.
 Incremental builds: a family's rows depend only on its rules' event-stage
 predicates and their (vendor, id). ``refresh`` recomputes the families whose
 rules changed (their digest) or hold a rule this build wrote, and drops the
-families no rule belongs to any more.
+families no rule belongs to any more. Since a family's rows depend on nothing
+else, a build shares the families among worker processes (``refreshing``),
+each ranking its share from those rules' rows alone.
 """
 
 from __future__ import annotations
