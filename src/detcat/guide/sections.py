@@ -389,9 +389,12 @@ def refreshing(
     """``refresh``, with the ranking done by ``workers`` processes while the
     ``with`` body runs (a build computes its near-duplicates meanwhile); the rows
     are written when the body ends. Yields the families it computes. One worker,
-    or little to rank: all of it is done here, after the body."""
+    or little to rank: all of it is done here, after the body. So is an update's
+    (``written``): it ranks the few families of the rules it wrote, and forking
+    the build's process would cost about as much."""
     job = _Job.of(conn, written)
-    chunks = job.chunks(workers) if workers > 1 and job.rows >= _POOL_ROWS else []
+    pooled = written is None and workers > 1 and job.rows >= _POOL_ROWS
+    chunks = job.chunks(workers) if pooled else []
     if not chunks:
         yield job.todo
         job.write(conn, job.sections(job.todo))
@@ -411,8 +414,8 @@ def _result(job: _Job, chunk: list[str], future: Future[list[tuple[str, str]]]) 
         return job.sections(chunk)
 
 
-# Below this many predicate rows to rank, starting worker processes costs more
-# than it saves (an update that changed a few rules).
+# Below this many predicate rows to rank (a small catalog), starting worker
+# processes costs more than it saves.
 _POOL_ROWS = 30_000
 
 
