@@ -18,7 +18,7 @@ from detcat.attack import paragraphs
 from detcat.sources import registry
 from detcat.web import rule_rows, technique_rows, trees
 from detcat.web.pages import Page
-from detcat.web.urls import Links, indicator_key, rule_anchor
+from detcat.web.urls import Links, indicator_key, rule_anchor, slug
 
 # The policy the server sends as a header and the export as a <meta> tag: only
 # our own stylesheet and scripts, no inline code, nothing fetched elsewhere. The
@@ -79,7 +79,7 @@ def environment() -> jinja2.Environment:
         pct=pct, vendors=registry.names, heat_levels=len(HEAT) + 1,
         tree=trees.tree, tree_field=trees.field_link, tree_value=trees.value,
         reach_link=trees.reach_link, rows=technique_rows, indicator_key=indicator_key,
-        rule_anchor=rule_anchor, rule_rows=rule_rows,
+        rule_anchor=rule_anchor, rule_rows=rule_rows, slug=slug,
     )  # fmt: skip
     return env
 
