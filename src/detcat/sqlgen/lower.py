@@ -34,6 +34,7 @@ from detcat.sqlgen.ir import (
     any_,
     neg,
 )
+from detcat.sqlgen.relax import near
 
 
 def lower(expr: Expr | None, d: Dialect) -> Node:
@@ -226,9 +227,11 @@ def _regex(p: Predicate, field: str, full_match: bool) -> Node:
     """``compiled_regex``: RE2 searches or matches whole, dot matching newlines only
     when whole; a pattern RE2 refuses runs on Python's ``re`` (Python here too)."""
     pattern = str(p.value)
-    if not re2_compiles(pattern):
-        return Python(f"backtracking regex: {pattern!r} (RE2 refuses it; Python's re)")
     flags = _flags(p.case_sensitive, full_match)
+    if not re2_compiles(pattern):
+        why = Python(f"backtracking regex: {pattern!r} (RE2 refuses it; Python's re)")
+        necessary = near(Col(field, Variant.LIST), pattern, flags, full_match)
+        return why if necessary is None else all_([necessary, why])  # see sqlgen.relax
     literals = tuple(regex_literals(pattern) or ())
     return Regex(Col(field, Variant.LIST), pattern, flags, True, full_match, literals)
 
