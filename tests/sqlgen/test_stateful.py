@@ -473,3 +473,23 @@ def test_key_texts_are_equal_exactly_when_python_values_are(a: Any) -> None:
 
     for b in KEY_VALUES:
         assert (key_text(a) == key_text(b)) is (a == b), (a, b)
+
+
+def test_rows_sql_cannot_read_send_the_rule_to_the_python_matcher(tmp_path: Path) -> None:
+    """A user name whose case fold is longer (``ß``) is a row SQL cannot read
+    exactly: the rule runs on the Python matcher for that run, listed as a
+    fallback, with the Python engine's answer."""
+    rules = threshold(2, "now-5m")
+    for r in rules:
+        normalize_rule(r)
+    plans = [RulePlan.from_rule(r) for r in rules]
+    docs = [login(0, "straße"), login(1, "straße"), login(2, "bob"), login(3, "bob")]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    columns, nonnull = wanted_columns(compile_rules(plans))
+    normalize_files([events], tmp_path / "rows", columns, nonnull, print)
+    got = {e: backtest([str(tmp_path / "rows")], plans, {}, e) for e in ("python", "duckdb")}
+    assert [f["rule"] for f in got["duckdb"].fallback] == ["elastic:t"]
+    assert "cannot read exactly" in got["duckdb"].fallback[0]["reason"]
+    hits = {e: (b.rules["elastic:t"].hits, b.rules["elastic:t"].samples) for e, b in got.items()}
+    assert hits["duckdb"] == hits["python"] == (2, [f"{events}:2", f"{events}:4"])
