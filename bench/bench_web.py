@@ -9,7 +9,8 @@ Both code versions run on the same catalog in the same run: this tree's and
 from git into a temporary folder. Printed:
 
 0. What storing the guides' sections (``guide_sections.refresh``, every technique)
-   costs a build: seconds, and the share of the catalog build when built here.
+   costs a build, with one worker and with the default workers: seconds, and the
+   share of the catalog build when built here.
 1. The technique guide T1219 computed in-process (``guide.technique_guide``), p95
    over N calls, each version in its own process. Target: <= 20 ms.
 2. Pages over loopback (uvicorn in a subprocess, N sequential keep-alive requests,
@@ -30,6 +31,7 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import shutil
 import socket
 import sqlite3
@@ -157,18 +159,28 @@ def verdict(value: float, target: float) -> str:
 
 
 def bench_sections(db: Path, tmp: Path, build_seconds: float | None) -> None:
-    """Every technique's sections ranked again, as a build from nothing does."""
-    copy = tmp / "sections.sqlite"
-    shutil.copy(db, copy)
-    conn = sqlite3.connect(copy)
-    wall, cpu = time.perf_counter(), time.process_time()
-    n = guide_sections.refresh(conn, None)
-    conn.commit()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    conn.close()
-    copy.unlink()
-    share = f"; {wall / build_seconds:.3f} of the catalog build" if build_seconds else ""
-    print(f"guide sections of {n} techniques stored in {wall:.2f} s ({cpu:.2f} s CPU){share}")
+    """Every technique's sections ranked again, as a build from nothing does: in
+    this process (``--workers 1``) and shared among the build's default workers
+    (CPU: this process and the workers)."""
+    for workers in (1, os.cpu_count() or 1):
+        copy = tmp / "sections.sqlite"
+        shutil.copy(db, copy)
+        conn = sqlite3.connect(copy)
+        wall, cpu = time.perf_counter(), _cpu()
+        n = guide_sections.refresh(conn, None, workers)
+        conn.commit()
+        wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+        conn.close()
+        copy.unlink()
+        share = f"; {wall / build_seconds:.3f} of the catalog build" if build_seconds else ""
+        print(f"guide sections of {n} techniques stored with {workers} worker(s) in {wall:.2f} s"
+              f" ({cpu:.2f} s CPU){share}")  # fmt: skip
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def bench_guide(now: Path, ref: Path, db: Path, n: int) -> None:

@@ -4,6 +4,7 @@ rules change (what an incremental build's ``refresh`` recomputes)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -135,4 +136,22 @@ def test_a_refresh_stores_the_same_rows_with_any_number_of_workers(
     monkeypatch.setattr(guide_sections, "workers_pool", counted_pool)
     assert guide_sections.refresh(conn, None, workers) == len(built)
     assert pools == ([] if workers == 1 else [workers])  # the corpora: enough rows to share
+    assert sorted(conn.execute(sql)) == built
+
+
+def _die(todo: list[str]) -> list[tuple[str, str]]:
+    """A refresh worker that dies (killed, out of memory) instead of ranking."""
+    os._exit(1)
+
+
+def test_a_worker_that_dies_has_its_share_ranked_by_the_build(
+    corpus_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "again.sqlite"
+    shutil.copy(corpus_db, db)
+    conn = sqlite3.connect(db)
+    sql = "SELECT family, stamp, members, sections FROM technique_sections"
+    built = sorted(conn.execute(sql))
+    monkeypatch.setattr(guide_sections, "_sections_of", _die)
+    assert guide_sections.refresh(conn, None, 2) == len(built)
     assert sorted(conn.execute(sql)) == built

@@ -4,6 +4,7 @@ full catalog: every page and twin written, relative links only, none broken."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,17 @@ from detcat.cli import main
 from detcat.web import export, queries, static_search
 from detcat.web.app import create_app
 from detcat.web.templating import CSP_META, CSP_META_SEARCH
-from detcat.web.urls import RULE_PAGES, Links, rule_page
+from detcat.web.urls import EVENT_PAGES, FIELD_PAGES, RULE_PAGES, Links, rule_page
 
 TOP = Links(static=True)
+SHARED = ("rules", "fields", "events")  # folders of pages holding several articles
+
+
+def shared_articles(conn: sqlite3.Connection) -> list[tuple[str, tuple[str, ...]]]:
+    """(kind, key) of every rule, field and event of a catalog."""
+    rules = [("rule", (v, i)) for v, i in conn.execute("SELECT vendor, id FROM rules")]
+    fields = [("field", (f,)) for f in queries.field_names(conn)]
+    return rules + fields + [("event", (e,)) for e in queries.event_ids(conn)]
 
 
 def test_hostile_export_is_complete_linked_and_inert(hostile_export: Path) -> None:
@@ -44,21 +53,20 @@ def test_every_exported_page_has_its_json_twin_equal_to_the_api(
     pairs = [
         (TOP.home(), server.home()),
         (TOP.technique("T1219"), server.technique("T1219")),
-        (TOP.event("sysmon:1"), server.event("sysmon:1")),
-        (TOP.field("process.command_line"), server.field("process.command_line")),
         (TOP.problems(), server.problems()),
     ]
     twins = {TOP.api(static): server.api(served) for static, served in pairs}
-    # A static rule page holds several rules: each rule has a twin of its own.
-    rules = store.connect(hostile_db).execute("SELECT vendor, id FROM rules").fetchall()
-    twins |= {TOP.rule_api(v, i): server.rule_api(v, i) for v, i in rules}
+    # A static rule, field or event page holds several: each has a twin of its own.
+    articles = shared_articles(store.connect(hostile_db))
+    twins |= {TOP.twin(kind, *key): server.twin(kind, *key) for kind, key in articles}
     for static_twin, served_twin in twins.items():
         twin = json.loads((hostile_export / static_twin).read_text())
         assert twin == client.get(served_twin).json(), static_twin
     htmls = {str(p.relative_to(hostile_export)) for p in hostile_export.rglob("*.html")}
     written = {str(p.relative_to(hostile_export)) for p in (hostile_export / "api").rglob("*.json")}
-    pages_with_twin = {h for h in htmls if h != TOP.search() and not h.startswith("rules/")}
-    assert written == {TOP.api(h) for h in pages_with_twin} | {TOP.rule_api(v, i) for v, i in rules}
+    shared = ("rules/", "fields/", "events/")
+    pages_with_twin = {h for h in htmls if h != TOP.search() and not h.startswith(shared)}
+    assert written == {TOP.api(h) for h in pages_with_twin} | {TOP.twin(k, *a) for k, a in articles}
 
 
 def test_search_index_holds_every_rule(hostile_export: Path, hostile_db: Path) -> None:
@@ -113,10 +121,9 @@ def test_export_site_command(hostile_db: Path, tmp_path: Path) -> None:
         main, ["export-site", str(tmp_path / "s"), "--db", str(hostile_db), "--json"]
     )
     assert twins.exit_code == 0, twins.output
-    n_rule_pages = len(list((tmp_path / "s" / "rules").rglob("*.html")))
-    n_rules = store.connect(hostile_db).execute("SELECT COUNT(*) FROM rules").fetchone()[0]
-    # Every page but search, and each rule rather than each rule page.
-    n_twins = n_pages - 1 - n_rule_pages + n_rules
+    shared = sum(len(list((tmp_path / "s" / f).rglob("*.html"))) for f in SHARED)
+    # Every page but search, and each rule, field and event rather than their pages.
+    n_twins = n_pages - 1 - shared + len(shared_articles(store.connect(hostile_db)))
     assert len(list((tmp_path / "s" / "api").rglob("*.json"))) == n_twins
     missing = CliRunner().invoke(main, ["export-site", str(tmp_path / "t"), "--db", "nope.db"])
     assert missing.exit_code == 3 and not (tmp_path / "t").exists()
@@ -158,11 +165,16 @@ def test_corpus_export_writes_every_page_and_no_link_is_broken(
     )
     files = lambda folder: sum(1 for _ in (corpus_export / folder).rglob("*.html"))  # noqa: E731
     assert files("techniques") == count("SELECT COUNT(*) FROM techniques")
-    articles = sum(p.read_text().count('<article class="rule" id="')
-                   for p in (corpus_export / "rules").glob("*.html"))  # fmt: skip
-    assert articles == count("SELECT COUNT(*) FROM rules") and files("rules") <= RULE_PAGES
-    assert files("events") == count("SELECT COUNT(DISTINCT event) FROM rule_events")
-    assert files("fields") == len(queries.field_names(conn))
+
+    def articles(folder: str, kind: str) -> int:
+        pages = (corpus_export / folder).glob("*.html")
+        return sum(p.read_text().count(f'<article class="{kind}" id="') for p in pages)
+
+    assert articles("rules", "rule") == count("SELECT COUNT(*) FROM rules")
+    assert articles("events", "event") == count("SELECT COUNT(DISTINCT event) FROM rule_events")
+    assert articles("fields", "field") == len(queries.field_names(conn))
+    assert files("rules") <= RULE_PAGES and files("fields") <= FIELD_PAGES
+    assert files("events") <= EVENT_PAGES
     sections = sum(p.read_text().count('<section class="indicator" id="i')
                    for p in (corpus_export / "indicators").glob("*.html"))  # fmt: skip
     assert sections == shared and files("indicators") <= 256

@@ -9,7 +9,7 @@ import pytest
 from detcat.attack import paragraphs
 from detcat.web.static_search import value_words
 from detcat.web.templating import heat, http_url
-from detcat.web.urls import Links, indicator_key, rule_page, slug
+from detcat.web.urls import Links, event_page, field_page, indicator_key, rule_page, slug
 
 SERVER = Links()
 TOP = Links(static=True)  # a page at the export root
@@ -56,9 +56,8 @@ def test_slugs_of_distinct_ids_differ() -> None:
         (TOP, "search", ("anydesk",), "search.html?q=anydesk"),
         (DEEP, "home", (), "../../index.html"),
         (DEEP, "rule", ("sigma", "r1"), f"../../{rule_page('sigma', 'r1')}#sigma:r1"),
-        (DEEP, "rule_api", ("sigma", "r1"), "../../api/rules/sigma/r1.json"),
-        (SERVER, "rule_api", ("sigma", "a/b"), "/api/rules/sigma/a%2Fb"),
-        (DEEP, "event", ("sysmon:1",), f"../../events/{slug('sysmon:1')}.html"),
+        (DEEP, "event", ("sysmon:1",), f"../../{event_page('sysmon:1')}#{slug('sysmon:1')}"),
+        (DEEP, "field", ("process.name",), f"../../{field_page('process.name')}#process.name"),
         (DEEP, "indicator", ("f", "eq", "ABC"), f"../../indicators/{KEY[:2]}.html#i{KEY}"),
         (DEEP, "problems", (), "../../problems.html"),
     ],
@@ -74,11 +73,29 @@ def test_links(links: Links, kind: str, args: tuple[object, ...], href: str) -> 
         (SERVER, "/techniques/T1219", "/api/techniques/T1219"),
         (SERVER, "/search?q=x", "/api/search?q=x"),
         (TOP, "index.html", "api/overview.json"),
-        (DEEP, "../../fields/f.html", "../../api/fields/f.json"),
+        (DEEP, "../../techniques/T1.html", "../../api/techniques/T1.json"),
     ],
 )
 def test_every_page_has_a_json_twin(links: Links, page: str, api: str) -> None:
     assert links.api(page) == api
+
+
+@pytest.mark.parametrize(
+    "links, kind, key, twin",
+    [
+        (DEEP, "rule", ("sigma", "r1"), "../../api/rules/sigma/r1.json"),
+        (DEEP, "field", ("sigma:Details",), f"../../api/fields/{slug('sigma:Details')}.json"),
+        (TOP, "event", ("sysmon:1",), f"api/events/{slug('sysmon:1')}.json"),
+        (SERVER, "rule", ("sigma", "a/b"), "/api/rules/sigma/a%2Fb"),
+        (SERVER, "field", ("process.name",), "/api/fields/process.name"),
+        (SERVER, "event", ("sysmon:1",), "/api/events/sysmon%3A1"),
+    ],
+)  # fmt: skip
+def test_rules_fields_and_events_have_a_twin_each(
+    links: Links, kind: str, key: tuple[str, ...], twin: str
+) -> None:
+    """A static page holds several of them: each has a twin of its own."""
+    assert links.twin(kind, *key) == twin
 
 
 def test_indicator_identity_ignores_case() -> None:

@@ -155,12 +155,12 @@ def build(
         "collections": sorted({c.name for c, _ in jobs}),
     }
     files_read = None
-    workers = workers or os.cpu_count() or 1
     if incremental:
-        files_read = catalog_update.update(db, plain_jobs, options, meta, phases, progress, workers)
+        files_read = catalog_update.update(db, plain_jobs, options, meta, phases, progress)
     if files_read is None:
         with timed(phases, "folder stamps"):  # before the folders are listed and read
             stamps = {(c.name, v): _stamps_before(c.root / v, v) for c, v in jobs}
+        workers = workers or os.cpu_count() or 1
         results = _read_all(jobs, options, workers, progress)
         _write(db, attack_path, results, meta, phases, progress, stamps, workers)
     with timed(phases, "report"):

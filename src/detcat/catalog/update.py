@@ -221,11 +221,9 @@ def update(
     meta: dict[str, Any],
     phases: dict[str, float],
     progress: Progress | None = None,
-    workers: int = 1,
 ) -> int | None:
     """Update the catalog at ``db`` from what changed; the number of files read,
-    or None when a full build is needed (nothing was written then). The files
-    are read in this process; ``workers`` processes may share the last steps."""
+    or None when a full build is needed (nothing was written then)."""
     started = time.perf_counter()
     got = _cached(db, meta["build_key"], jobs)
     if got is None:
@@ -240,7 +238,7 @@ def update(
             return None  # a full build reads them in parallel, on every worker
         phases["find changed files"] = time.perf_counter() - started
         try:
-            return _apply(db, [p for p in plans if p], meta, phases, progress, workers)
+            return _apply(db, [p for p in plans if p], meta, phases, progress)
         except Clash:
             return None
 
@@ -344,7 +342,6 @@ def _apply(
     meta: dict[str, Any],
     phases: dict[str, float],
     progress: Progress | None,
-    workers: int,
 ) -> int:
     notify = progress or (lambda *_: None)
     started = time.perf_counter()
@@ -359,7 +356,7 @@ def _apply(
             # The rule ids taken, from their index (a clash means a full build, so the
             # collection of the copy kept does not matter here).
             w.seen = dict.fromkeys(w.conn.execute("SELECT vendor, id FROM rules"), "")
-            loader = Loader(w, TechniqueIndex.of_catalog(w.conn), workers)
+            loader = Loader(w, TechniqueIndex.of_catalog(w.conn))
             _restamp(w, plans, loader)
         seconds: dict[str, float] = {}
         for plan in plans:

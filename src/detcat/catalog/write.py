@@ -3,7 +3,8 @@
 A ``Loader`` inserts each ``FileResult`` (techniques resolved against ATT&CK,
 rule ids kept unique) and remembers what the file gave for the build cache
 (table ``build_files``); ``finish`` writes what depends on every rule: unknown
-techniques, the near-duplicate tables, the cache rows and ``meta``. A full build
+techniques, the near-duplicate tables, the guides' stored sections (ranked by
+worker processes meanwhile), the cache rows and ``meta``. A full build
 and an incremental one both end here, which is what keeps their catalogs equal.
 """
 

@@ -69,7 +69,8 @@ def _chunk(conn: sqlite3.Connection, pks: list[int]) -> Iterator[tuple[int, dict
     rules = _by_rule(conn, "SELECT pk, * FROM rules WHERE pk IN ({pks})", pks)
     stages = _by_rule(conn, "SELECT rule_pk, * FROM stages WHERE rule_pk IN ({pks})"
                       " ORDER BY rule_pk, idx", pks)  # fmt: skip
-    preds = _by_rule(conn, "SELECT rule_pk, * FROM predicates WHERE rule_pk IN ({pks})"
+    preds = _by_rule(conn, "SELECT rule_pk, field, op, value_key, value, kind, negated, exclusion"
+                     " FROM predicates WHERE rule_pk IN ({pks}) AND stage_role = 'events'"
                      " ORDER BY rule_pk, stage_idx, rowid", pks)  # fmt: skip
     techniques = _by_rule(conn, "SELECT rule_pk, technique_id FROM rule_techniques"
                           " WHERE rule_pk IN ({pks}) ORDER BY 1, 2", pks)  # fmt: skip
@@ -127,22 +128,20 @@ def _stage(s: sqlite3.Row) -> dict[str, Any]:
 
 
 def _signals(preds: list[sqlite3.Row]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A rule's exclusions and indicators (each key once per list; an indicator
-    keeps its reach key until the reach is read)."""
+    """A rule's exclusions and indicators from its events stages' predicates (each
+    key once per list; an indicator keeps its reach key until the reach is read)."""
     indicators: list[dict[str, Any]] = []
     exclusions: list[dict[str, Any]] = []
     seen: set[tuple[Any, ...]] = set()  # (list, key): each key once per list
-    for p in preds:
-        key = (p["field"], p["op"], p["value_key"])
-        if p["stage_role"] != "events":
-            continue
-        if is_exclusion(p["exclusion"], p["op"], p["kind"]) and ("x", *key) not in seen:
+    for _, field, op, value_key, value, kind, negated, exclusion in preds:
+        key = (field, op, value_key)
+        if is_exclusion(exclusion, op, kind) and ("x", *key) not in seen:
             seen.add(("x", *key))
-            exclusions.append({"field": p["field"], "op": p["op"], "value": p["value"]})
-        if is_indicator(p["negated"], p["op"], p["kind"]) and ("i", *key) not in seen:
+            exclusions.append({"field": field, "op": op, "value": value})
+        if is_indicator(negated, op, kind) and ("i", *key) not in seen:
             seen.add(("i", *key))
-            indicators.append({"field": p["field"], "op": p["op"], "value": p["value"],
-                               "kind": p["kind"], "key": key})  # fmt: skip
+            indicators.append({"field": field, "op": op, "value": value, "kind": kind,
+                               "key": key})  # fmt: skip
     return exclusions, indicators
 
 

@@ -19,7 +19,9 @@ catalog, another family definition) ranks live instead.
 Incremental builds: a family's rows depend only on its rules' event-stage
 predicates and their (vendor, id). ``refresh`` recomputes the families whose
 rules changed (their digest) or hold a rule this build wrote, and drops the
-families no rule belongs to any more.
+families no rule belongs to any more. Since a family's rows depend on nothing
+else, a build shares the families among worker processes (``refreshing``),
+each ranking its share from those rules' rows alone.
 """
 
 from __future__ import annotations
@@ -387,9 +389,12 @@ def refreshing(
     """``refresh``, with the ranking done by ``workers`` processes while the
     ``with`` body runs (a build computes its near-duplicates meanwhile); the rows
     are written when the body ends. Yields the families it computes. One worker,
-    or little to rank: all of it is done here, after the body."""
+    or little to rank: all of it is done here, after the body. So is an update's
+    (``written``): it ranks the few families of the rules it wrote, and forking
+    the build's process would cost about as much."""
     job = _Job.of(conn, written)
-    chunks = job.chunks(workers) if workers > 1 and job.rows >= _POOL_ROWS else []
+    pooled = written is None and workers > 1 and job.rows >= _POOL_ROWS
+    chunks = job.chunks(workers) if pooled else []
     if not chunks:
         yield job.todo
         job.write(conn, job.sections(job.todo))
@@ -409,8 +414,8 @@ def _result(job: _Job, chunk: list[str], future: Future[list[tuple[str, str]]]) 
         return job.sections(chunk)
 
 
-# Below this many predicate rows to rank, starting worker processes costs more
-# than it saves (an update that changed a few rules).
+# Below this many predicate rows to rank (a small catalog), starting worker
+# processes costs more than it saves.
 _POOL_ROWS = 30_000
 
 

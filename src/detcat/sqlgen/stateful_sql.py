@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from detcat.sqlgen.emit import SqlDialect
 from detcat.sqlgen.ir import Col, Node, Variant
 from detcat.sqlgen.rows import LABEL, SECONDS, TIME
-from detcat.sqlgen.stateful import Count, Part, Shape, Steps
+from detcat.sqlgen.stateful import UNTIL, Count, Part, Shape, Steps
 
 # What the two dialects spell differently: an empty-string filter on a key list,
 # the fold of a group's candidates into the ranks that fire, and unnesting.
@@ -180,12 +180,17 @@ def _steps(d: SqlDialect, ranked: str, shape: Steps) -> str:
     sequence on; every step-0 entry starts one), ``st`` (the time its sequence
     started) and ``ok`` (every time ``maxspan`` needed was known). A step-``j``
     entry takes the latest ``go`` step-``j-1`` entry ``la`` before it unless a
-    step-``j`` entry took it first (``lb > la``); past ``maxspan`` it drops it."""
+    step-``j`` entry took it first (``lb > la``) or an ``until`` entry dropped it
+    (``lu > la``); past ``maxspan`` it drops it."""
     before = "PARTITION BY k ORDER BY i ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
     cols = "p.l, p.tm, p.t, p.k, p.v, p.sub, p.i"
     sql = f"{ranked},\ns0 AS (SELECT *, v = 0 AS go, t AS st, TRUE AS ok FROM ranked)"
-    for j in range(1, len(shape.parts)):
-        took = "p.la IS NOT NULL AND (p.lb IS NULL OR p.lb < p.la)"
+    until = f"max(CASE WHEN v = {UNTIL} THEN i END) OVER ({before})"
+    n = sum(p.var != UNTIL for p in shape.parts) - 1
+    for j in range(1, n + 1):
+        took = (
+            "p.la IS NOT NULL AND (p.lb IS NULL OR p.lb < p.la) AND (p.lu IS NULL OR p.lu < p.la)"
+        )
         timed = "(p.t IS NOT NULL AND q.st IS NOT NULL)"
         inside, known = "TRUE", "TRUE"
         if shape.span is not None:
@@ -197,8 +202,8 @@ def _steps(d: SqlDialect, ranked: str, shape: Steps) -> str:
             f" CASE WHEN p.v = {j} THEN q.st ELSE p.st END AS st,"
             f" CASE WHEN p.v = {j} THEN coalesce(q.ok AND {known}, FALSE) ELSE p.ok END AS ok\n"
             f"  FROM (SELECT *, max(CASE WHEN v = {j - 1} AND go THEN i END) OVER ({before}) AS la,"
-            f" max(CASE WHEN v = {j} THEN i END) OVER ({before}) AS lb FROM s{j - 1}) p\n"
+            f" max(CASE WHEN v = {j} THEN i END) OVER ({before}) AS lb, {until} AS lu"
+            f" FROM s{j - 1}) p\n"
             f"  LEFT JOIN s{j - 1} q ON q.k = p.k AND q.i = p.la)"
         )
-    n = len(shape.parts) - 1
     return f"{sql}\nSELECT l, tm, ok AS certain, t, sub FROM s{n} WHERE v = {n} AND go"

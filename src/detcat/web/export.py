@@ -27,7 +27,7 @@ from typing import Any
 
 from detcat import reach, similar, store
 from detcat.errors import DetcatError
-from detcat.web import export_rules, pages, queries, static_search
+from detcat.web import export_pages, pages, queries, static_search
 from detcat.web.templating import render
 from detcat.web.urls import Links, indicator_group, indicator_key
 
@@ -35,7 +35,7 @@ MARKER = ".detcat-export"  # marks a directory this command may empty and rewrit
 _ROOT = Links(static=True)
 SEARCH_DIR = "pagefind"
 
-Builder = Callable[[sqlite3.Connection], pages.Page]
+Builder = export_pages.Builder
 Progress = Callable[[int, int], None]
 
 
@@ -61,12 +61,7 @@ def jobs(conn: sqlite3.Connection) -> Iterator[tuple[str, Builder]]:
     yield _ROOT.search(), partial(pages.search, query="")
     for tid in queries.technique_ids(conn):
         yield _ROOT.technique(tid), partial(pages.technique, tid=tid)
-    for path, pks in export_rules.rule_groups(conn).items():
-        yield path, partial(export_rules.rule_group, pks=pks)
-    for name in queries.field_names(conn):
-        yield _ROOT.field(name), partial(pages.field_, name=name)
-    for event_id in queries.event_ids(conn):
-        yield _ROOT.event(event_id), partial(pages.event, event_id=event_id)
+    yield from export_pages.jobs(conn)  # rules, fields and events
     groups: dict[str, list[tuple[str | None, str, str]]] = {}
     for field, op, value in queries.shared_indicators(conn):
         key = indicator_key(field, op, value)
@@ -90,11 +85,11 @@ def _write_page(out: Path, conn: sqlite3.Connection, path: str, build: Builder, 
 
 def _twins(path: str, page: pages.Page) -> list[tuple[str, Any]]:
     """The JSON twins of a page: (path under the export root, data). The static
-    search has no server to ask; a rule page's rules have a twin each."""
+    search has no server to ask; a shared page's articles have a twin each."""
     if path == _ROOT.search():
         return []
-    if page.template == export_rules.TEMPLATE:
-        return export_rules.twins(page)
+    if page.template == export_pages.TEMPLATE:
+        return export_pages.twins(page)
     return [(_ROOT.api(path), page.data)]
 
 

@@ -120,12 +120,15 @@ class Pagefind:
 
     def _receive(self) -> dict[str, Any]:
         assert self._proc.stdout is not None
-        while b"," not in self._buffer:
+        # The index's files come as one message of several MB: its pieces are
+        # joined once (adding each to a growing buffer copied it again and again).
+        pieces = [self._buffer]
+        while b"," not in pieces[-1]:
             chunk = self._proc.stdout.read1(1 << 16)
             if not chunk:
                 raise _Ended("the pagefind process ended without answering")
-            self._buffer += chunk
-        message, _, self._buffer = self._buffer.partition(b",")
+            pieces.append(chunk)
+        message, _, self._buffer = b"".join(pieces).partition(b",")
         payload: dict[str, Any] = json.loads(base64.b64decode(message))["payload"]
         if payload["type"] == "Error":
             raise SearchIndexError(f"pagefind: {payload['message']}")

@@ -16,9 +16,9 @@ import markupsafe
 
 from detcat.attack import paragraphs
 from detcat.sources import registry
-from detcat.web import technique_rows, trees
+from detcat.web import rule_rows, technique_rows, trees
 from detcat.web.pages import Page
-from detcat.web.urls import Links, indicator_key, rule_anchor
+from detcat.web.urls import Links, indicator_key, rule_anchor, slug
 
 # The policy the server sends as a header and the export as a <meta> tag: only
 # our own stylesheet and scripts, no inline code, nothing fetched elsewhere. The
@@ -53,14 +53,6 @@ def prose(text: str) -> markupsafe.Markup:
         f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)))  # fmt: skip
 
 
-def by_vendor(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Rows grouped by their ``vendor`` key, vendors in page order (Sigma first)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(r["vendor"], []).append(r)
-    return [(v, groups[v]) for v in registry.display_order(groups)]
-
-
 def heat(n: int) -> int:
     return next((i for i, top in enumerate(HEAT) if n <= top), len(HEAT))
 
@@ -80,14 +72,14 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(
         http_url=http_url, paragraphs=paragraphs, heat=heat, prose=prose,
-        by_vendor=by_vendor,
+        by_vendor=rule_rows.by_vendor,
         vendor_label=registry.display_name,
     )  # fmt: skip
     env.globals.update(
         pct=pct, vendors=registry.names, heat_levels=len(HEAT) + 1,
         tree=trees.tree, tree_field=trees.field_link, tree_value=trees.value,
         reach_link=trees.reach_link, rows=technique_rows, indicator_key=indicator_key,
-        rule_anchor=rule_anchor,
+        rule_anchor=rule_anchor, rule_rows=rule_rows, slug=slug,
     )  # fmt: skip
     return env
 

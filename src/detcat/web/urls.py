@@ -41,21 +41,36 @@ def indicator_group(key: str) -> str:
     return f"indicators/{key[:2]}.html"
 
 
-# Static rule pages: each holds the rules whose (vendor, id) hash falls in it, as
-# articles (one file per rule wasted a disk block each and repeated the page frame
-# 7,800 times). A fixed number, so a rule's address does not move as the catalog grows.
+# The static export keeps rules, fields and events as articles of shared pages, a
+# fixed number per folder (a page per item wasted a disk block each and repeated
+# the page frame 10,800 times); an item's page is a hash of its key, so its
+# address does not move as the catalog grows.
 RULE_PAGES = 512
+FIELD_PAGES = 128
+EVENT_PAGES = 128
+
+
+def _spread(folder: str, key: str, pages: int) -> str:
+    digest = hashlib.sha1(key.encode()).hexdigest()
+    return f"{folder}/{int(digest[:8], 16) % pages:03x}.html"
 
 
 def rule_page(vendor: str, rule_id: str) -> str:
     """The static page holding a rule's article, under the export root."""
-    digest = hashlib.sha1(f"{vendor}\x1f{rule_id}".encode()).hexdigest()
-    return f"rules/{int(digest[:8], 16) % RULE_PAGES:03x}.html"
+    return _spread("rules", f"{vendor}\x1f{rule_id}", RULE_PAGES)
 
 
 def rule_anchor(vendor: str, rule_id: str) -> str:
     """The id of a rule's article: readable, and unique (a slug has no ":")."""
     return f"{slug(vendor)}:{slug(rule_id)}"
+
+
+def field_page(name: str) -> str:
+    return _spread("fields", name, FIELD_PAGES)
+
+
+def event_page(event_id: str) -> str:
+    return _spread("events", event_id, EVENT_PAGES)
 
 
 def _events_query(events: Sequence[str], collection: str | None = None) -> str:
@@ -98,17 +113,22 @@ class Links:
             return self.root + f"{rule_page(vendor, rule_id)}#{rule_anchor(vendor, rule_id)}"
         return self.root + f"rules/{_q(vendor)}/{_q(rule_id)}"
 
-    def rule_api(self, vendor: str, rule_id: str) -> str:
-        """A rule's JSON twin (a static one has a file of its own)."""
-        if self.static:
-            return self.root + f"api/rules/{slug(vendor)}/{slug(rule_id)}.json"
-        return self.api(self.rule(vendor, rule_id))
-
     def field(self, name: str) -> str:
+        if self.static:
+            return self.root + f"{field_page(name)}#{slug(name)}"
         return self._page("fields", name)
 
     def event(self, event_id: str) -> str:
+        if self.static:
+            return self.root + f"{event_page(event_id)}#{slug(event_id)}"
         return self._page("events", event_id)
+
+    def twin(self, kind: str, *key: str) -> str:
+        """The JSON twin of a rule (vendor, id), a field or an event: a static one has
+        a file of its own, as its page holds several."""
+        if self.static:
+            return self.root + f"api/{kind}s/" + "/".join(map(slug, key)) + ".json"
+        return self.api(getattr(self, kind)(*key))
 
     def indicator(self, field: str | None, op: str, value: object) -> str:
         """A static indicator is a section of a shared page (12,000 one-screen pages

@@ -182,17 +182,18 @@
     });
   }
 
-  // A static rule page holds many rules; opened at one, the tab is named after it.
-  // (By the URL's fragment: :target is not yet set when the page has just loaded.)
-  function ruleTitle() {
-    var rule = document.getElementById(decodeURIComponent(window.location.hash.slice(1)));
-    var heading = rule && rule.matches("article.rule") && rule.querySelector("h1");
+  // A static rule, field or event page holds many articles; opened at one, the
+  // tab is named after it. (By the URL's fragment: :target is not yet set when
+  // the page has just loaded.)
+  function articleTitle() {
+    var article = document.getElementById(decodeURIComponent(window.location.hash.slice(1)));
+    var heading = article && article.matches("main > article") && article.querySelector("h1");
     if (heading) document.title = heading.textContent + " · detcat";
   }
 
-  window.addEventListener("hashchange", ruleTitle);
+  window.addEventListener("hashchange", articleTitle);
   document.addEventListener("DOMContentLoaded", function () {
-    ruleTitle();
+    articleTitle();
     matrixFilter();
     coverageForm();
     indicatorRules();
