@@ -57,8 +57,8 @@ _SPELLING = {
             " element_at(acc, -1)))))"
         ),
         "runs": (
-            "SELECT k, z.rs AS r, z.acc AS before"
-            " FROM folded LATERAL VIEW inline(arrays_zip(rs, slice(acc, 1, size(rs)))) t AS z"
+            "SELECT k, r, before FROM folded"
+            " LATERAL VIEW inline(arrays_zip(rs, slice(acc, 1, size(rs)))) t AS r, before"
         ),
         "series": "explode(CASE WHEN {f} <= b THEN sequence({f}, b, {n}) ELSE array() END)",
     },
