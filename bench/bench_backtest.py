@@ -112,6 +112,8 @@ def synthesize(base: Path, out: Path, rows: int) -> int:
             q = '"' + c.replace('"', '""') + '"'
             if c == "_label":
                 select.append(f"{q} || '#' || i AS {q}")
+            elif c == "_seconds":  # the time multi-event rules count with
+                select.append(f"{q} + i AS {q}")
             elif c == "_time":
                 select.append(
                     f"strftime(CAST({q} AS TIMESTAMP) + to_seconds(i), '%Y-%m-%dT%H:%M:%S') AS {q}"

@@ -166,9 +166,7 @@ def key_text(value: Any) -> str:
     matcher's keys are tuples of values. An empty string is ``s``."""
     if isinstance(value, str):
         return "s" + value
-    if isinstance(value, float) and value.is_integer():
-        return f"n{int(value)}"
-    if isinstance(value, bool | int):
+    if isinstance(value, bool | int) or (isinstance(value, float) and value.is_integer()):
         return f"n{int(value)}"
     return f"n{value!r}" if isinstance(value, float) else "j" + json.dumps(value, sort_keys=True)
 

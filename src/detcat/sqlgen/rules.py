@@ -54,7 +54,7 @@ class Status(StrEnum):
     EXACT = "exact"  # SQL gives the matcher's answer on every event
     FALLBACK = "python fallback"  # SQL keeps candidate rows, the Python matcher decides
     STATEFUL = "stateful exact"  # multi-event: SQL window functions give its detections
-    NOT_COMPILED = "not compiled"  # multi-event (stateful) or without a query
+    NOT_COMPILED = "not compiled"  # multi-event, SQL cannot express it (or no query)
 
 
 @dataclass(eq=False)

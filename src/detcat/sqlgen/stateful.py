@@ -19,16 +19,19 @@ key_text``) and a sub-order within the event. Two shapes compile:
   variables of the N-th latest entry; with distinct values also the D-th latest
   of their last ranks) is inside the window and after the group's previous
   detection; the last condition is a fold over the candidates (DuckDB
-  ``list_reduce``, Spark ``aggregate``).
+  ``list_reduce``, Spark ``aggregate``), over runs of consecutive candidates
+  where one counter is all (a steady stream is one run: linear, where a fold
+  over candidates would copy its list of detections at each step).
 - **steps** (``Steps``): EQL sequences with ``by`` fields, an optional
   ``maxspan`` and ``with runs``. Per key, step *j* holds at most one open
   sequence, which the next step-*j+1* entry takes (moving it on, or dropping it
   past ``maxspan``). So a step-*j+1* entry moves a sequence on exactly when the
   latest entry before it among (step-*j* entries that moved one on, step-*j+1*
-  entries) is a step-*j* one: one window per step, from the first.
+  entries) is a step-*j* one: one window per step, from the first; an
+  ``until`` entry between them drops the sequence.
 
 Everything else stays on the Python matcher (``--engine python``) with the
-reason: ``until``, samples and joins,
+reason: samples and joins, an ``until`` that requires no field,
 ``temporal_ordered``, and the rules the matcher does not evaluate either.
 A detection whose events include one without a time is *unknown*, as in the
 matcher. The matcher keeps at most ``match.stateful.MAX_OPEN`` open groups per
@@ -40,7 +43,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from detcat.match import RulePlan, StagePlan
+from detcat.match import RulePlan, StagePlan, required_fields
 from detcat.match.aggregates import Correlation, Threshold, correlation_engine
 from detcat.match.sequences import Join, Sequence
 from detcat.match.stateful import engine_for
@@ -79,9 +82,13 @@ class Count:
     distinct: int = 0
 
 
+UNTIL = -1  # the ``var`` of a sequence's ``until`` part
+
+
 @dataclass(frozen=True)
 class Steps:
-    """Step 0, then 1, … on one key, within ``span`` seconds (None: any time)."""
+    """Step 0, then 1, … on one key, within ``span`` seconds (None: any time); an
+    ``until`` part (``var`` UNTIL) drops its key's open sequences."""
 
     parts: tuple[Part, ...]
     span: float | None
@@ -164,13 +171,16 @@ def _yaral(plan: RulePlan, engine: MultiEvent) -> Shape | str:
 
 
 def _sequence(engine: Sequence) -> Shape | str:
-    if engine.until is not None:
-        return "sequence with until: not compiled"
     last = len(engine.steps) - 1
+    # on one event ``until`` goes first, then the later steps (matcher order)
+    steps = [(step, var, last - var) for var, step in enumerate(engine.steps)]
+    if engine.until is not None:
+        if not required_fields(engine.until.expr):  # the matcher tests it on every event
+            return "sequence with an until that requires no field: not compiled"
+        steps.append((engine.until, UNTIL, -1))
     parts = []
-    for var, step in enumerate(engine.steps):
+    for step, var, sub in steps:
         if not all(_FIELD_NAME.match(k) for k in step.join_keys):
             return "a join key is an expression, not a field: not compiled"
-        # on one event the later steps go first (matcher order)
-        parts.append(Part(step, _fields(step, list(step.join_keys)), False, var, last - var))
+        parts.append(Part(step, _fields(step, list(step.join_keys)), False, var, sub))
     return Steps(tuple(parts), engine.span)
