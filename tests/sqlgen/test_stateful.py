@@ -103,6 +103,12 @@ THRESHOLD = [
      [login(100), login(0), login(50)], (1, 0)),
     ("expired before an event without time", threshold(3, "now-1m"),
      [login(0), login(100), login(None)], (0, 0)),
+    ("a run of candidates starting before the last alert's count is done",
+     threshold(3, "now-10s"), [login(t) for t in (0, 0, 9, 11, 12, 13, 14, 15, 16)], (3, 0)),
+    ("a run ending past its last alert", threshold(3, "now-10s"),
+     [login(t) for t in (0, 0, 0, 1, 11, 11, 12)], (2, 0)),
+    ("runs apart, each counted from its own start", threshold(2, "now-10s"),
+     [login(t) for t in (0, 1, 2, 30, 31, 32, 33, 60, 75, 76)], (4, 0)),
     ("cardinality: distinct addresses", threshold(1, "now-5m", distinct=2),
      [login(0), login(1), login(2, ip="10.0.0.2"), login(3), login(4, ip="10.0.0.3")], (2, 0)),
     ("cardinality: a value seen again stays one", threshold(1, "now-5m", distinct=3),
@@ -473,3 +479,23 @@ def test_key_texts_are_equal_exactly_when_python_values_are(a: Any) -> None:
 
     for b in KEY_VALUES:
         assert (key_text(a) == key_text(b)) is (a == b), (a, b)
+
+
+def test_rows_sql_cannot_read_send_the_rule_to_the_python_matcher(tmp_path: Path) -> None:
+    """A user name whose case fold is longer (``ß``) is a row SQL cannot read
+    exactly: the rule runs on the Python matcher for that run, listed as a
+    fallback, with the Python engine's answer."""
+    rules = threshold(2, "now-5m")
+    for r in rules:
+        normalize_rule(r)
+    plans = [RulePlan.from_rule(r) for r in rules]
+    docs = [login(0, "straße"), login(1, "straße"), login(2, "bob"), login(3, "bob")]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    columns, nonnull = wanted_columns(compile_rules(plans))
+    normalize_files([events], tmp_path / "rows", columns, nonnull, print)
+    got = {e: backtest([str(tmp_path / "rows")], plans, {}, e) for e in ("python", "duckdb")}
+    assert [f["rule"] for f in got["duckdb"].fallback] == ["elastic:t"]
+    assert "cannot read exactly" in got["duckdb"].fallback[0]["reason"]
+    hits = {e: (b.rules["elastic:t"].hits, b.rules["elastic:t"].samples) for e, b in got.items()}
+    assert hits["duckdb"] == hits["python"] == (2, [f"{events}:2", f"{events}:4"])

@@ -5,9 +5,10 @@ For each route the driver learns the columns its rows have and the distinct
 rules.CompiledRule.for_route``), drops the rules that cannot hold on the route,
 reads a sample of its rows to plan the query (``sqlgen.plan``: which literals
 gate which rules), and runs it: per row, the rules that hold or are unknown
-(see ``sqlgen.emit``). Rows whose values the SQL cannot read (``_python``) and
-rows a fallback rule's prefilter keeps are decided by the Python matcher, from
-the raw JSON each row carries.
+(see ``sqlgen.emit``), counted per rule and day by the engine where the dialect
+can (DuckDB: memory does not grow with the rows). Rows whose values the SQL
+cannot read (``_python``) and rows a fallback rule's prefilter keeps are decided
+by the Python matcher, from the raw JSON each row carries.
 """
 
 from __future__ import annotations

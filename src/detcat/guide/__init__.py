@@ -68,33 +68,44 @@ def technique_guide(
         predicates = guide_sections.Predicates(_event_predicates(conn, args), refs)
         compact = predicates.sections(refs, limit)
     sections = guide_sections.expand(compact, refs)
+    readers = _readers(conn, refs)
     return {
         "technique": header,
         "vendors": vendors,
         "rules": rules,
-        "events": _events(conn, args),
+        "events": _events(conn, readers),
         "fields": sections["fields"],
         "field_count": sections["field_count"],
         "indicators": _with_reach(conn, sections["indicators"]),
         "indicator_count": sections["indicator_count"],
         "exclusions": [_without_key(row) for row in sections["exclusions"]],
         "exclusion_count": sections["exclusion_count"],
-        "attack_detection": attack_detection(conn, args),
+        "attack_detection": attack_detection(conn, args, readers),
     }
 
 
-def attack_detection(conn: sqlite3.Connection, args: dict[str, Any]) -> dict[str, Any]:
+Readers = dict[str, dict[int, str]]  # event -> the rules reading it -> their vendor
+
+
+def _readers(conn: sqlite3.Connection, refs: dict[int, guide_sections.Ref]) -> Readers:
+    """The events the rules ``refs`` read, each with those rules: one query
+    serves the events table and the detection-strategy coverage."""
+    out: Readers = {}
+    for event, pk in conn.execute(
+        "SELECT event, rule_pk FROM rule_events WHERE rule_pk IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(refs)),),
+    ):
+        out.setdefault(event, {})[pk] = refs[pk][0]
+    return out
+
+
+def attack_detection(
+    conn: sqlite3.Connection, args: dict[str, Any], readers: Readers
+) -> dict[str, Any]:
     """What ATT&CK's detection strategies for this exact technique watch: each
     analytic's log sources, mapped to catalog events where they map, marked
-    covered when a rule of the technique (sub-techniques included) reads one of
-    those events. ``gap``: mapped log sources no such rule reads."""
-    readers: dict[str, set[str]] = defaultdict(set)
-    for event, vendor in conn.execute(
-        f"""WITH {_HERE} SELECT DISTINCT re.event, r.vendor FROM here
-        JOIN rule_events re USING (rule_pk) JOIN rules r ON r.pk = here.rule_pk""",
-        args,
-    ):
-        readers[event].add(vendor)
+    covered when a rule of the technique (sub-techniques included; ``readers``)
+    reads one of those events. ``gap``: mapped log sources no such rule reads."""
     analytics: dict[str, dict[str, Any]] = {}
     for row in conn.execute(
         """SELECT a.id, a.strategy_id, a.strategy, a.platforms, a.description,
@@ -109,7 +120,7 @@ def attack_detection(conn: sqlite3.Connection, args: dict[str, Any]) -> dict[str
             "log_sources": [],
         })  # fmt: skip
         events = json.loads(row["events"])
-        vendors = registry.display_order(set().union(*(readers.get(e, set()) for e in events)))
+        vendors = registry.display_order({v for e in events for v in readers.get(e, {}).values()})
         a["log_sources"].append({"name": row["name"], "channel": row["channel"],
                                  "events": events, "covered": bool(vendors),
                                  "vendors": vendors})  # fmt: skip
@@ -199,19 +210,20 @@ def _rules(
     ], refs
 
 
-def _events(conn: sqlite3.Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
+def _events(conn: sqlite3.Connection, readers: Readers) -> list[dict[str, Any]]:
+    """The catalog events the rules read, the most read first, each with how many
+    rules read it and which vendors' (in page order)."""
     rows = conn.execute(
-        f"""WITH {_HERE}
-        SELECT e.id, e.provider, e.event_id, e.title, COUNT(DISTINCT re.rule_pk) AS rules,
-               group_concat(DISTINCT r.vendor) AS vendors
-        FROM here JOIN rule_events re ON re.rule_pk = here.rule_pk
-        JOIN events e ON e.id = re.event JOIN rules r ON r.pk = re.rule_pk
-        GROUP BY e.id ORDER BY rules DESC, e.provider, e.event_id""",
-        args,
+        "SELECT id, provider, event_id, title FROM events"
+        " WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(readers)),),
     ).fetchall()
-    # Which vendors' rules read the event, in page order.
-    return [{**dict(r), "vendors": registry.display_order(r["vendors"].split(","))}
-            for r in rows]  # fmt: skip
+    out = [{**dict(r), "rules": len(readers[r["id"]]),
+            "vendors": registry.display_order(set(readers[r["id"]].values()))}
+           for r in rows]  # fmt: skip
+    # (provider, event id) names one catalog event: the order leaves no ties.
+    out.sort(key=lambda e: (-e["rules"], e["provider"], e["event_id"]))
+    return out
 
 
 def _event_predicates(conn: sqlite3.Connection, args: dict[str, Any]) -> list[guide_sections.Row]:

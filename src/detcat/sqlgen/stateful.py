@@ -19,7 +19,9 @@ key_text``) and a sub-order within the event. Two shapes compile:
   variables of the N-th latest entry; with distinct values also the D-th latest
   of their last ranks) is inside the window and after the group's previous
   detection; the last condition is a fold over the candidates (DuckDB
-  ``list_reduce``, Spark ``aggregate``).
+  ``list_reduce``, Spark ``aggregate``), over runs of consecutive candidates
+  where one counter is all (a steady stream is one run: linear, where a fold
+  over candidates would copy its list of detections at each step).
 - **steps** (``Steps``): EQL sequences with ``by`` fields, an optional
   ``maxspan`` and ``with runs``. Per key, step *j* holds at most one open
   sequence, which the next step-*j+1* entry takes (moving it on, or dropping it

@@ -28,6 +28,17 @@ _SPELLING = {
             " lambda acc, x: CASE WHEN x[2] > acc[-1] THEN list_append(acc, x[1]) ELSE acc END)"
         ),
         "unnest": "unnest({col})",
+        # per run of candidates [a, b]: the last detection after it (see _runs)
+        "pairs": "list([a, b] ORDER BY a)",
+        "first": "r[1]",
+        "second": "r[2]",
+        "run_fold": (
+            "list_reduce(list_prepend([CAST({start} AS BIGINT)], {pairs}),"
+            " lambda acc, x: list_append(acc, CASE WHEN greatest(x[1], acc[-1] + {n}) <= x[2]"
+            " THEN x[2] - (x[2] - greatest(x[1], acc[-1] + {n})) % {n} ELSE acc[-1] END))"
+        ),
+        "runs": "SELECT k, unnest(rs) AS r, unnest(acc[1:len(rs)]) AS before FROM folded",
+        "series": "unnest(generate_series({f}, b, {n}))",
     },
     "spark": {
         "drop_empty": "filter({col}, x -> x <> 's')",
@@ -36,6 +47,20 @@ _SPELLING = {
             " (acc, x) -> IF(x.m > element_at(acc, -1), concat(acc, array(x.i)), acc))"
         ),
         "unnest": "explode({col})",
+        "pairs": "array_sort(collect_list(array(a, b)))",
+        "first": "r[0]",
+        "second": "r[1]",
+        "run_fold": (
+            "aggregate({pairs}, array(CAST({start} AS BIGINT)),"
+            " (acc, x) -> concat(acc, array(IF(greatest(x[0], element_at(acc, -1) + {n}) <= x[1],"
+            " x[1] - (x[1] - greatest(x[0], element_at(acc, -1) + {n})) % {n},"
+            " element_at(acc, -1)))))"
+        ),
+        "runs": (
+            "SELECT k, r, before FROM folded"
+            " LATERAL VIEW inline(arrays_zip(rs, slice(acc, 1, size(rs)))) t AS r, before"
+        ),
+        "series": "explode(CASE WHEN {f} <= b THEN sequence({f}, b, {n}) ELSE array() END)",
     },
 }
 
@@ -147,13 +172,42 @@ def _count(d: SqlDialect, ranked: str, shape: Count) -> str:
     )
     if shape.needs == (1,) and not shape.distinct:  # every entry fires: nothing to fold
         return f"{sql}\nSELECT l, tm, t IS NOT NULL AS certain, t, sub FROM cands"
-    unnest = _SPELLING[d.name]["unnest"].format(col="fired")
+    if len(shape.needs) == 1 and not shape.distinct:
+        fires = _runs(d, shape.needs[0])
+    else:
+        unnest = _SPELLING[d.name]["unnest"].format(col="fired")
+        fires = (
+            f"folded AS (SELECT k, {_SPELLING[d.name]['fold']} AS fired FROM cands GROUP BY k),\n"
+            f"fires AS (SELECT k, {unnest} AS i FROM folded)"
+        )
     return (
-        f"{sql},\n"
-        f"folded AS (SELECT k, {_SPELLING[d.name]['fold']} AS fired FROM cands GROUP BY k),\n"
-        f"fires AS (SELECT k, {unnest} AS i FROM folded)\n"
+        f"{sql},\n{fires}\n"
         "SELECT c.l AS l, c.tm AS tm, c.t IS NOT NULL AS certain, c.t AS t, c.sub AS sub"
         " FROM cands c JOIN fires f ON f.k = c.k AND f.i = c.i"
+    )
+
+
+def _runs(d: SqlDialect, n: int) -> str:
+    """``fires`` of one counter of ``n`` entries: there ``m = i - n + 1``, so
+    after a detection at ``r`` the next is the first candidate at ``r + n`` or
+    later, and along a run of consecutive candidate ranks ``[a, b]`` they come
+    every ``n`` from ``greatest(a, r + n)``. The fold then goes over runs, not
+    candidates: a group's steady stream is one run, whatever its detections."""
+    spell = _SPELLING[d.name]
+    pairs = spell["pairs"]
+    fold = spell["run_fold"].format(start=1 - n, n=n, pairs=pairs)
+    first = f"greatest(a, before + {n})"
+    return (
+        "starts AS (SELECT k, i, CASE WHEN i - lag(i) OVER (PARTITION BY k ORDER BY i) = 1"
+        " THEN 0 ELSE 1 END AS s FROM cands),\n"
+        "numbered AS (SELECT k, i, sum(s) OVER (PARTITION BY k ORDER BY i"
+        f" {_ALL_BEFORE}) AS run FROM starts),\n"
+        "runs AS (SELECT k, min(i) AS a, max(i) AS b FROM numbered GROUP BY k, run),\n"
+        f"folded AS (SELECT k, {pairs} AS rs, {fold} AS acc FROM runs GROUP BY k),\n"
+        f"placed AS ({spell['runs']}),\n"
+        f"spans AS (SELECT k, {spell['first']} AS a, {spell['second']} AS b, before"
+        " FROM placed),\n"
+        f"fires AS (SELECT k, {spell['series'].format(f=first, n=n)} AS i FROM spans)"
     )
 
 
