@@ -94,6 +94,9 @@ EQL = [
     ("with runs repeats a step",
      "sequence by process.pid [file where true] with runs=2 [process where true]",
      [file("a", 0, 1), file("b", 1, 1), proc("c", 2, "x", 1)], ["match a,b,c"]),
+    ("a one-step sequence with runs needs that many events",
+     "sequence by process.pid [file where true] with runs=2",
+     [file("a", 0, 1), file("b", 1, 2), file("c", 2, 1)], ["match a,c"]),
     ("computed keys", "sequence [file where true] by process.pid * 2 "
      "[process where true] by process.parent.pid * 2",
      [file("a", 0, 3), proc("b", 1, "x", 9, process__parent__pid=3)], ["match a,b"]),

@@ -74,7 +74,8 @@ from detcat.normalize.scopes import stage_scopes
 from detcat.sources import registry
 
 # Stage parameters that make one event not enough (YARA-L ``#e > N``).
-_MIN_COUNT = "min_count"
+# Stage parameters that make one event too few: a count, an EQL step ``with runs``.
+_REPEATS = ("min_count", "runs")
 # Scope kinds compared between a rule stage and an event (see StagePlan.admits).
 _GATED_SCOPES = ("product:", "service:", "category:")
 # Routes kept at once: event kinds are few; a stream of ever-new scopes is not.
@@ -211,7 +212,7 @@ class RulePlan:
         s = self.stages[0]
         if self.condition is not None and _needs(self.condition) != {s.name: 1}:
             return False  # a YARA-L condition beyond "$e" (#e > 5, $risk > 50, !$e)
-        return s.filters_events and int(s.params.get(_MIN_COUNT, 1) or 1) <= 1
+        return s.filters_events and all(int(s.params.get(k, 1) or 1) <= 1 for k in _REPEATS)
 
     def stage_scopes(self, stage: StagePlan) -> tuple[str, ...]:
         rule = Rule(self.vendor, self.id, self.title, "", self.language, context=self.context)
