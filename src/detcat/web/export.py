@@ -1,9 +1,11 @@
 """``detcat export-site``: the whole site as static files with relative links.
 
-Each page is written at the path ``Links(static=True)`` gives it (with its JSON
-twin under ``api/`` when asked: the twins repeat what the pages show, so they
-are off by default). The search page runs Pagefind in the browser over the index
-``static_search`` builds in ``pagefind/``, while worker processes render pages.
+Each page is written at the path ``Links(static=True)`` gives it; rules, fields
+and events are articles of shared pages (``export_pages``). JSON twins go under
+``api/`` when asked (one per page, or per article of a shared page): they repeat
+what the pages show, so they are off by default. The search page runs Pagefind
+in the browser over the index ``static_search`` builds in ``pagefind/``, while
+worker processes render pages.
 Pages open from ``file://``; search needs the folder served over HTTP (any
 static server), because browsers refuse ``fetch`` and WebAssembly there.
 """
