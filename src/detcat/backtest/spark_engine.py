@@ -16,6 +16,7 @@ from detcat.sqlgen.rules import nonnull_key
 from detcat.sqlgen.spark import Spark
 
 DEFAULT_MASTER = "local[2]"
+LOCAL_DRIVER_MEMORY = "6g"
 
 
 class SparkMissing(DetcatError):
@@ -42,6 +43,10 @@ class SparkSource:
             # "${jndi:" or "${env:x:-j}" must reach the data as written.
             .config("spark.sql.variable.substitute", "false")
             .config("spark.ui.enabled", "false")
+            # The driver plans the whole catalog's query of a route (megabytes of
+            # SQL): Spark's default 1 GB heap ran out on 134 events. A maximum, not
+            # a reservation; it applies when this process starts the driver's JVM.
+            .config("spark.driver.memory", LOCAL_DRIVER_MEMORY)
             .getOrCreate()
         )
         manifest = self._manifest()
