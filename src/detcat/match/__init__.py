@@ -73,7 +73,6 @@ from detcat.normalize.fields import canonical_field
 from detcat.normalize.scopes import stage_scopes
 from detcat.sources import registry
 
-# Stage parameters that make one event not enough (YARA-L ``#e > N``).
 # Stage parameters that make one event too few: a count, an EQL step ``with runs``.
 _REPEATS = ("min_count", "runs")
 # Scope kinds compared between a rule stage and an event (see StagePlan.admits).
