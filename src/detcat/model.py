@@ -408,17 +408,27 @@ def expr_to_json(expr: Expr | None) -> Any:
     )
 
 
-def expr_from_json(d: Any) -> Expr | None:
-    """The inverse of ``expr_to_json`` (iterative, like it)."""
+def expr_from_json(d: Any, shared: dict[Any, Predicate | Opaque] | None = None) -> Expr | None:
+    """The inverse of ``expr_to_json`` (iterative, like it). ``shared``: leaves
+    already made, by their JSON; a caller reading many trees passes one dict, so
+    that the same predicate in a thousand rules is one object, made once."""
     if d is None:
         return None
+    if shared is None:
+        shared = {}
     done: list[Expr] = []
     stack: list[tuple[Any, bool]] = [(d, False)]
     while stack:
         node, expanded = stack.pop()
-        key = next((k for k in ("and", "or", "not") if k in node), None)
+        key = "and" if "and" in node else "or" if "or" in node else "not" if "not" in node else None
         if key is None:
-            done.append(_leaf_from_json(node))
+            leaf_key = _leaf_key(node)
+            leaf = shared.get(leaf_key) if leaf_key else None
+            if leaf is None:
+                leaf = _leaf_from_json(node)
+                if leaf_key:
+                    shared[leaf_key] = leaf
+            done.append(leaf)
         elif not expanded:
             kids = [node["not"]] if key == "not" else node[key]
             stack.append((node, True))
@@ -433,12 +443,25 @@ def expr_from_json(d: Any) -> Expr | None:
     return done[0]
 
 
+def _leaf_key(d: dict[str, Any]) -> tuple[Any, ...]:
+    """A leaf's JSON as a key: its items and the value's type (``1`` and ``true``
+    are equal keys in Python, not equal predicates); () for a value that is no
+    good key (a list; a float, whose ``-0.0`` equals ``0.0``)."""
+    value = d.get("value")
+    cls = value.__class__
+    return (*d.items(), cls) if cls in _KEY_TYPES else ()
+
+
+_KEY_TYPES = frozenset({str, int, bool, type(None)})
+_OPS = {op.value: op for op in Op}
+
+
 def _leaf_from_json(d: dict[str, Any]) -> Predicate | Opaque:
     if "opaque" in d:
         return Opaque(d["opaque"], d["reason"], d.get("detail", ""))
     return Predicate(
         field_raw=d["field_raw"],
-        op=Op(d["op"]),
+        op=_OPS.get(d["op"]) or Op(d["op"]),
         value=d["value"],
         syntax=d.get("syntax", ""),
         case_sensitive=d.get("case_sensitive", False),

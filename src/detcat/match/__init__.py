@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +44,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from detcat.jsonio import loads
 from detcat.match.aggregates import correlation_engine
 from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
 from detcat.match.events import Event, canonical_event, categorized_fields
@@ -261,7 +261,12 @@ class Matcher:
         self.by_key = {id(r): r for r in self.rules}
         self._engines()
         self.lineage = [
-            c for r in self.rules for s in r.stages if mentions_lineage(s.expr) for c in s.lineage()
+            c
+            for r in self.rules
+            if registry.language_engine(r.language) == "sequences"  # EQL's alone
+            for s in r.stages
+            if mentions_lineage(s.expr)
+            for c in s.lineage()
         ]
         self._tree = ProcessTree(self.lineage)
         for r in self.rules:  # also the stages stream engines test themselves (until)
@@ -558,13 +563,14 @@ def load_rules(conn: sqlite3.Connection, vendor: str | None = None) -> list[Rule
         f"CASE WHEN language = 'yaral' THEN extra END AS extra FROM rules {where}",
         args,
     ):
-        context = json.loads(r["context"] or "{}")
+        context = loads(r["context"] or "{}")
         plan = RulePlan(r["vendor"], r["id"], r["title"], r["language"], context)
         plan.rule_type = r["type"] or ""
         if r["extra"]:
-            plan.condition = json.loads(r["extra"]).get("condition")
+            plan.condition = loads(r["extra"]).get("condition")
         rules[r["pk"]] = plan
     events: dict[tuple[int, int], set[str]] = defaultdict(set)
+    shared: dict[Any, Any] = {}  # leaves by their JSON: one object for a common predicate
     for pk, event, idx in conn.execute("SELECT rule_pk, event, stage_idx FROM rule_events"):
         events[(pk, idx)].add(event)
     for s in conn.execute(
@@ -580,10 +586,10 @@ def load_rules(conn: sqlite3.Connection, vendor: str | None = None) -> list[Rule
                 name=s["name"],
                 role=StageRole(s["role"]),
                 negated=bool(s["negated"]),
-                params=json.loads(s["params"] or "{}"),
-                expr=expr_from_json(json.loads(s["expr"])) if s["expr"] else None,
+                params=loads(s["params"] or "{}"),
+                expr=expr_from_json(loads(s["expr"]), shared) if s["expr"] else None,
                 events=frozenset(events.get((s["rule_pk"], s["idx"]), ())),
-                join_keys=tuple(json.loads(s["join_keys"] or "[]")),
+                join_keys=tuple(loads(s["join_keys"] or "[]")),
             )
         )
     return list(rules.values())

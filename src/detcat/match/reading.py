@@ -5,7 +5,7 @@ after another (SigmaHQ's regression data, pretty-printed) or JSON lines; ``-`` i
 standard input. The file is read line by line and never held whole:
 
 * a line that is a complete JSON value is decoded as it is (the JSON-lines case,
-  at the speed of ``json.loads``);
+  at the speed of orjson);
 * otherwise brackets are counted, outside strings, until the document closes. JSON
   strings cannot span lines, so counting line by line is exact for valid JSON;
 * a top-level array is streamed item by item.
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from detcat.errors import DetcatError, UsageProblem
+from detcat.jsonio import loads as _loads
 from detcat.match.events import Event, TooDeep, canonical_event
 
 MAX_DOCUMENT_BYTES = 16 * 2**20  # one event (or one line) larger than this is reported
@@ -235,7 +236,7 @@ class _Splitter:
             rest = rest.rstrip(",").rstrip()
         if first == "{" or (first == "[" and self.array is not None):
             try:
-                yield from _emit(number, json.loads(rest))
+                yield from _emit(number, _loads(rest))
                 return len(text), False
             except (ValueError, RecursionError):
                 pass  # several lines, several documents on the line, or bad: count
@@ -290,7 +291,7 @@ class _Splitter:
             yield self.start, None, f"document larger than {MAX_DOCUMENT_BYTES >> 20} MiB: skipped"
             return
         try:
-            doc = json.loads(text)
+            doc = _loads(text)
         except (ValueError, RecursionError) as e:
             self.skip_to = self.indent  # its brackets may have closed early: resync
             yield self.start, None, _why_not(e, text, at_end)
@@ -326,7 +327,7 @@ def _not_object(number: int, value: Any) -> Iterator[_Item]:
 
 def _whole_object(text: str) -> bool:
     try:
-        return isinstance(json.loads(text), dict)
+        return isinstance(_loads(text), dict)
     except (ValueError, RecursionError):
         return False
 
