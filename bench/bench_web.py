@@ -77,12 +77,16 @@ print(json.dumps(times))
 PREPARE = """
 import sys, importlib; sys.path.insert(0, sys.argv[1])
 from pathlib import Path
+from detcat import store
 for name in ("similar", "reach"):
     try:
         module = importlib.import_module("detcat." + name)
     except ImportError:
         continue
-    module.try_ensure(Path(sys.argv[2]))
+    if hasattr(store, "derive_if_writable"):
+        store.derive_if_writable(module.ensure, Path(sys.argv[2]))
+    else:  # an older revision
+        module.try_ensure(Path(sys.argv[2]))
 print("{}")
 """
 EXPORT = """

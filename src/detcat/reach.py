@@ -88,15 +88,6 @@ def recount(conn: sqlite3.Connection, keys: Iterable[Key]) -> None:
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('reach', ?)", (_stamp(conn),))
 
 
-def try_ensure(db: Path) -> str | None:
-    """``ensure``, or why it could not (a read-only catalog counts live instead)."""
-    try:
-        ensure(db)
-    except store.CatalogReadOnly as e:
-        return e.message
-    return None
-
-
 def available(conn: sqlite3.Connection) -> bool:
     """Whether the table holds the counts of this catalog as built now."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'reach'").fetchone()

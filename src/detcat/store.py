@@ -12,7 +12,7 @@ import os
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -492,6 +492,16 @@ def deriving(db: Path) -> Iterator[sqlite3.Connection]:
 
 class CatalogReadOnly(DetcatError):
     """The catalog file cannot be written to cache derived tables."""
+
+
+def derive_if_writable(ensure: Callable[[Path], object], db: Path) -> str | None:
+    """``ensure(db)`` (tables derived once and cached in the catalog), or why it
+    could not: a read-only catalog keeps working without them."""
+    try:
+        ensure(db)
+    except CatalogReadOnly as e:
+        return e.message
+    return None
 
 
 class MissingCatalog(DetcatError, FileNotFoundError):

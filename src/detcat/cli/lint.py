@@ -91,9 +91,9 @@ def _settings(overrides: tuple[str, ...]) -> dict[str, Any]:
 def _ensure_similar(db: Path) -> None:
     """Similarity tables are computed once per catalog; a read-only catalog
     without them only loses the similar-rule check (said on stderr)."""
-    from detcat import similar
+    from detcat import similar, store
 
-    if why := similar.try_ensure(db):
+    if why := store.derive_if_writable(similar.ensure, db):
         click.echo(f"warning: no similar-rule check: {why}", err=True)
 
 

@@ -153,7 +153,9 @@ def _evtx(event: dict[str, Any]) -> dict[str, list[Scalar]]:
     out: dict[str, list[Scalar]] = {}
     system = event.get("System") or {}
     for key, value in system.items():
-        if isinstance(value, dict):
+        if value.__class__ in _SCALARS and key not in out:  # most System values
+            out[key] = [value]
+        elif isinstance(value, dict):
             # Attributes keep their element's name (Provider_Name, Execution_ProcessID):
             # the logging service's process id is not the event's ProcessId.
             if value.get("#text") is not None:
@@ -184,7 +186,9 @@ def _event_data(data: Any, out: dict[str, list[Scalar]]) -> None:
     for key, value in data.items():
         if key == "#attributes":
             continue
-        if key == "Data" and isinstance(value, list | dict):
+        if value.__class__ in _SCALARS and key not in out and " " not in key:
+            out[key] = [value]  # the usual item: ``_add``'s first case, inline
+        elif key == "Data" and isinstance(value, list | dict):
             for item in value if isinstance(value, list) else [value]:
                 name = _attributes(item).get("Name")
                 text = item.get("#text") if isinstance(item, dict) else item

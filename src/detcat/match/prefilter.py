@@ -95,8 +95,8 @@ class Route:
             # Values joined by NUL, which no literal has: one scan, no match across.
             text = values[0] if len(values) == 1 else _SEPARATOR.join(values)
             found.update(map(_value, automaton.iter(text)))
-        if self._all_text is not None:  # folding the joined text folds each value
-            found.update(map(_value, self._all_text.iter(_SEPARATOR.join(ev.text).casefold())))
+        if self._all_text is not None:  # values folded one by one: most are ASCII, fast
+            found.update(map(_value, self._all_text.iter(_SEPARATOR.join(ev.all_text(True)))))
         return found
 
     def selection(self, ev: Event) -> _Selection:

@@ -168,16 +168,6 @@ def ensure(db: Path) -> dict[str, Any]:
     return got
 
 
-def try_ensure(db: Path) -> str | None:
-    """``ensure``, or why it could not: a read-only catalog without the tables
-    keeps working, only without similar rules and clusters."""
-    try:
-        ensure(db)
-    except store.CatalogReadOnly as e:
-        return e.message
-    return None
-
-
 def available(conn: sqlite3.Connection) -> bool:
     """Whether the catalog holds the similarity tables (``ensure`` computes them)."""
     return cached_summary(conn) is not None

@@ -219,8 +219,8 @@ def settle_gc() -> None:
 def create_app(db: Path, *, cache_bytes: int = CACHE_BYTES) -> FastAPI:
     """The site over the catalog at ``db`` (raises store.MissingCatalog when absent);
     ``cache_bytes=0`` renders every request afresh."""
-    similar.try_ensure(db)  # near-duplicate tables, once per catalog (if writable)
-    reach.try_ensure(db)  # corpus reach of every indicator, likewise
+    store.derive_if_writable(similar.ensure, db)  # near-duplicate tables, once per catalog
+    store.derive_if_writable(reach.ensure, db)  # corpus reach of every indicator, likewise
     catalog = Catalog(db, cache_bytes)
     app = FastAPI(
         title="detcat",

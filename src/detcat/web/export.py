@@ -170,8 +170,8 @@ def export_site(
     when ``json_twins``); ``progress(done, total)`` after each chunk."""
     started = time.perf_counter()
     out = Path(out)
-    similar.try_ensure(db)  # near-duplicate tables, once per catalog (if writable)
-    reach.try_ensure(db)  # corpus reach of every indicator, likewise
+    store.derive_if_writable(similar.ensure, db)  # near-duplicate tables, once per catalog
+    store.derive_if_writable(reach.ensure, db)  # corpus reach of every indicator, likewise
     conn = store.connect(db)
     try:
         todo = list(jobs(conn))
