@@ -27,6 +27,7 @@ for a before/after in the same run.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -75,7 +76,7 @@ def mixed_documents(docs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, d
 
 # Run by another checkout's interpreter path: its own matcher, the same measurement.
 BEFORE = """
-import json, sys, time
+import gc, json, sys, time
 from pathlib import Path
 from detcat.match import Matcher
 from detcat.match.events import canonical_event
@@ -88,6 +89,7 @@ sources, db, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 files = sorted((sources / "sigma" / "regression_data").rglob("*.json"))
 docs = [doc for f in files for doc in read_documents(f)]
 matcher = Matcher.from_catalog(db)
+gc.freeze()
 def run():
     stream = matcher.stream()
     for label, doc in docs:
@@ -146,6 +148,7 @@ def main() -> None:
         start = time.process_time()
         matcher = Matcher.from_catalog(db)
         build = time.process_time() - start
+        gc.freeze()  # as `detcat match` does: collections need not walk the rules
         first = cpu(lambda: pipeline(docs, matcher.stream().match))
         rounds = max(1, 2000 // len(docs))
         ours = cpu(lambda: [pipeline(docs, matcher.stream().match) for _ in range(rounds)])
