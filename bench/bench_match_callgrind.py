@@ -27,9 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 PHASES = ("canonical event", "+ candidate stages", "whole pipeline")
 _TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
@@ -63,12 +61,7 @@ def child(sources: Path, db: str) -> None:
             stream.candidates(canonical_event(label, doc))
 
     pipeline()  # warm-up: routes built, stages compiled
-    phases: dict[str, Callable[[], Any]] = {
-        PHASES[0]: canonical,
-        PHASES[1]: candidates,
-        PHASES[2]: pipeline,
-    }
-    for name, run in phases.items():
+    for name, run in zip(PHASES, (canonical, candidates, pipeline), strict=True):
         _control("--instr=on")
         run()
         _control("--instr=off")
@@ -88,7 +81,9 @@ def count(src: str, sources: Path, db: Path, tmp: Path) -> dict[str, float]:
            f"--callgrind-out-file={out}/callgrind.out", sys.executable, __file__,
            "--child", str(sources), "--db", str(db)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": src, "PYTHONHASHSEED": "0"}  # same set layouts
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"the matcher under valgrind failed ({src}):\n{done.stderr[-2000:]}")
     got: dict[str, float] = {}
     for part in out.iterdir():
         text = part.read_text(errors="replace")
@@ -112,6 +107,10 @@ def main() -> None:
         return
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         sys.exit("valgrind (with callgrind_control) is needed: apt-get install valgrind")
+    if not (Path(args.sources) / "sigma" / "regression_data").is_dir():
+        sys.exit(f"{args.sources}: no sigma/regression_data folder (the rule corpora)")
+    if not args.db.is_file():
+        sys.exit(f"--db {args.db}: no catalog there (detcat build)")
     if args.before_src and not (Path(args.before_src) / "detcat").is_dir():
         sys.exit(f"--before-src {args.before_src}: no detcat package there")
     here = str(Path(__file__).resolve().parents[1] / "src")

@@ -19,6 +19,7 @@ to do (no SQLite writes, full-text index, near-duplicates nor guide sections).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -61,8 +62,12 @@ def pysigma_parts(files: list[Path]) -> tuple[float, float]:
 
 def main() -> None:
     default = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-    sources = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("DETCAT_SOURCES", default))
+    ap = argparse.ArgumentParser(description="A cold build's reading per vendor vs pySigma.")
+    ap.add_argument("sources", nargs="?", default=os.environ.get("DETCAT_SOURCES", default))
+    sources = Path(ap.parse_args().sources)
     folders = sorted(p for p in (sources / "sigma").glob("rules*") if p.is_dir())
+    if not folders:
+        sys.exit(f"{sources}: no sigma/rules* folders (the rule corpora)")
     ref = cpu(lambda: SigmaCollection.load_ruleset(folders))
     print(f"pySigma load_ruleset, {len(folders)} Sigma folders : {ref:6.2f} CPU s (the reference)")
     loading, rules = pysigma_parts([f for d in folders for f in sorted(d.rglob("*.yml"))])
