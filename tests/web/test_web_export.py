@@ -74,7 +74,11 @@ def test_search_index_holds_every_rule(hostile_export: Path, hostile_db: Path) -
     n_rules = conn.execute("SELECT COUNT(*) FROM rules").fetchone()[0]
     entry = json.loads((hostile_export / export.SEARCH_DIR / "pagefind-entry.json").read_text())
     assert entry["languages"]["en"]["page_count"] == n_rules
-    records = {r["url"]: r for r in static_search.records(conn)}
+    found, ids = static_search.records(conn)
+    records = {r["url"]: r for r in found}
+    # Tokens name fields by the ids site.js reads from the index folder.
+    assert json.loads((hostile_export / export.SEARCH_DIR / static_search.FIELDS_FILE)
+                      .read_text()) == ids  # fmt: skip
     # What the results list shows of each rule, one entry per rule.
     files = {
         f.stem: json.loads(f.read_text())
@@ -91,7 +95,7 @@ def test_search_index_holds_every_rule(hostile_export: Path, hostile_db: Path) -
     hostile = records[TOP.rule("sigma", HOSTILE_ID)]
     assert hostile["filters"] == {"vendor": ["sigma"], "technique": ["T1219"]}
     words = hostile["content"].split()
-    assert {"Hostile", "described", "process.command_line:script"} <= set(words)
+    assert {"Hostile", "described", f"{ids['process.command_line']}:script"} <= set(words)
     assert hostile["meta"]["techniques"] == "T1219" and hostile["meta"]["vendor"] == "Sigma"
     # Sorted as the server sorts search results: by vendor, then title.
     order = [r["url"] for r in sorted(records.values(), key=lambda r: r["sort"]["order"])]

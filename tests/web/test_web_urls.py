@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from detcat.attack import paragraphs
-from detcat.web.static_search import value_words
+from detcat.web.static_search import field_id, text_words, value_words
 from detcat.web.templating import heat, http_url
 from detcat.web.urls import Links, event_page, field_page, indicator_key, rule_page, slug
 
@@ -159,3 +159,39 @@ def test_heat_buckets(n: int, level: int) -> None:
 def test_static_search_value_words(value: str, expected: list[str]) -> None:
     """The words a field:value token is made of (site.js splits what is typed alike)."""
     assert value_words(value) == expected
+
+
+@pytest.mark.parametrize(
+    "n, expected",
+    [
+        (0, "a"),
+        (25, "z"),
+        (26, "a.a"),
+        (27, "a.b"),
+        (26 + 26 * 26 - 1, "z.z"),
+        (26 + 26 * 26, "a.a.a"),
+    ],
+)
+def test_static_search_field_ids(n: int, expected: str) -> None:
+    """Field ids in search tokens: single letters joined by dots (Pagefind indexes no
+    one-letter part of a word, so an id is never a plain word), shortest first."""
+    assert field_id(n) == expected
+
+
+def test_static_search_field_ids_are_distinct() -> None:
+    ids = [field_id(n) for n in range(20_000)]
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("used to gain remote access.", ["used", "to", "gain", "remote", "access"]),
+        ("Runs QuickAssist.exe ... or -enc", ["Runs", "QuickAssist.exe", "or", "-enc"]),
+        ("", []),
+        (None, []),
+    ],
+)
+def test_static_search_text_words(text: str | None, expected: list[str]) -> None:
+    """Plain words of titles and descriptions: sentence dots are not part of a word."""
+    assert text_words(text) == expected

@@ -196,6 +196,14 @@ def _sizes(out: Path) -> tuple[int, int, int]:
     return len(stats), sum(s.st_size for s in stats), sum(s.st_blocks * 512 for s in stats)
 
 
+def _yield_to_search() -> None:
+    """In a render worker: a lower priority than the search index's process, the
+    longest single task of an export (with as many workers as cores, it would
+    otherwise get a share of a core and end last, alone)."""
+    if hasattr(os, "nice"):
+        os.nice(5)
+
+
 def _render_all(
     render_chunk: Callable[[list[tuple[str, Builder]]], int],
     todo: list[tuple[str, Builder]],
@@ -208,7 +216,7 @@ def _render_all(
     if workers <= 1:
         results: Iterator[tuple[int, int]] = ((len(c), render_chunk(c)) for c in chunks)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_yield_to_search)
         results = zip((len(c) for c in chunks), pool.map(render_chunk, chunks), strict=True)
     try:
         for n, written in results:

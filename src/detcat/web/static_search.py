@@ -2,11 +2,17 @@
 
 Each rule is one Pagefind record (not a crawled page: the records hold what search
 needs and nothing else, and building them skips parsing HTML). A record's words
-are its title, its description and one ``field:word`` token per word of each value
+are its title, its description and one ``id:word`` token per word of each value
 it checks, under the canonical and the vendor field name; ``site.js`` turns a
 ``field:value`` term into the same tokens, so the static search matches a value by
 the start of its words where the server matches any substring. Vendor and
 technique (with the parent of each sub-technique) are Pagefind filters.
+
+A token names its field by a short id (``FIELDS_FILE`` maps lower-case names to
+ids): whole names (4.8 M characters in all) cost Pagefind a sixth more time, and
+their parts (``process``, ``line``) matched most rules as plain words. An id is single
+letters joined by dots (``e``, ``a.k``): Pagefind indexes the parts of a dotted
+word only from two characters, so an id is never a word of its own.
 
 Pagefind keeps what a result shows in a file per record (a "fragment"); we keep
 the url, title, vendor and techniques of each in 256 files instead (``RESULTS_DIR``;
@@ -28,8 +34,7 @@ import re
 import sqlite3
 import subprocess
 import threading
-from collections import defaultdict
-from collections.abc import Iterator
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,8 @@ INCLUDE_CHARACTERS = ".:-_@$"
 _WORD = re.compile(r"[\w.\-@$]+")
 _ROOT = Links(static=True)
 RESULTS_DIR = "results"  # each result's [url, title, vendor, techniques], by result id
+FIELDS_FILE = "fields.json"  # {lower-case field name: id in tokens}
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _FRAGMENT_SIGNATURE = b"pagefind_dcd"  # a fragment, decompressed, starts with it
 _UI = re.compile(r"-ui\.|highlight")  # Pagefind's own search UI: site.js has its own
 
@@ -63,38 +70,59 @@ def value_words(value: str) -> list[str]:
     return _WORD.findall(value.casefold())
 
 
-def _words(text: str | None) -> list[str]:
-    return _WORD.findall(text or "")
+def text_words(text: str | None) -> list[str]:
+    """The words of a title or description, without the dots that end sentences
+    (as site.js splits plain words): Pagefind extends a word typed to longer
+    ones only within the index chunk holding it, so "access" could miss "access."
+    where the server's full-text search finds it."""
+    return [w for w in (w.strip(".") for w in _WORD.findall(text or "")) if w]
 
 
-def records(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
-    """One Pagefind record per rule (AddRecord payloads without the index id)."""
+def field_id(n: int) -> str:
+    """The ``n``-th field id: ``a`` … ``z``, ``a.a`` … ``z.z``, ``a.a.a`` …"""
+    letters = []
+    n += 1
+    while n:
+        n, r = divmod(n - 1, len(_LETTERS))
+        letters.append(_LETTERS[r])
+    return ".".join(reversed(letters))
+
+
+def records(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """One Pagefind record per rule (AddRecord payloads without the index id), and
+    the field ids their tokens use (the most used fields get the shortest)."""
     techniques: dict[int, list[str]] = defaultdict(list)
     for pk, tid in conn.execute("SELECT rule_pk, technique_id FROM rule_techniques ORDER BY 2"):
         techniques[pk].append(tid)
-    tokens: dict[int, dict[str, None]] = defaultdict(dict)  # ordered, without repeats
+    checks: dict[int, dict[tuple[str, str], None]] = defaultdict(dict)  # ordered, no repeats
     for pk, field, raw, value in conn.execute(
         """SELECT rule_pk, field, field_raw, value_key FROM predicates
         WHERE negated = 0 AND stage_role = 'events' AND value_key != ''"""
     ):
         for name in dict.fromkeys((field, raw)):
             if name:
-                tokens[pk].update((f"{name}:{w}", None) for w in value_words(value))
+                checks[pk].update(((name.lower(), w), None) for w in value_words(value))
+    uses = Counter(name for pairs in checks.values() for name, _ in pairs)
+    ids = {name: field_id(i) for i, (name, _) in enumerate(
+        sorted(uses.items(), key=lambda item: (-item[1], item[0])))}  # fmt: skip
+    found = []
     # Results come sorted as the server sorts them (by vendor, then title).
     for order, (pk, vendor, rule_id, title, description) in enumerate(conn.execute(
         "SELECT pk, vendor, id, title, description FROM rules ORDER BY vendor, title, pk"
     )):  # fmt: skip
         tids = techniques[pk]
-        yield {
+        tokens = [f"{ids[name]}:{word}" for name, word in checks[pk]]
+        found.append({
             "url": _ROOT.rule(vendor, rule_id),
-            "content": " ".join([*_words(title), *_words(description), *tokens[pk]]),
+            "content": " ".join([*text_words(title), *text_words(description), *tokens]),
             "language": "en",
             "meta": {"title": title or rule_id, "vendor": display_name(vendor),
                      "techniques": " ".join(tids)},
             "filters": {"vendor": [vendor],
                         "technique": sorted({*tids, *(t.split(".")[0] for t in tids)})},
             "sort": {"order": f"{order:06d}"},
-        }  # fmt: skip
+        })  # fmt: skip
+    return found, ids
 
 
 class Pagefind:
@@ -140,7 +168,7 @@ class Pagefind:
         self._proc.stdin.flush()
         return self._receive()
 
-    def add_records(self, items: Iterator[dict[str, Any]]) -> int:
+    def add_records(self, items: list[dict[str, Any]]) -> int:
         """Add every record; returns how many were indexed."""
         answers: list[dict[str, Any] | Exception] = []
         sent = 0
@@ -188,11 +216,13 @@ def write_index(db_conn: sqlite3.Connection, out: Path) -> int:
     """Index every rule of the catalog into ``out`` (the site's ``pagefind/``
     folder); returns the number of records."""
     index = Pagefind({"include_characters": INCLUDE_CHARACTERS, "force_language": "en"})
+    found, ids = records(db_conn)
     try:
-        n = index.add_records(records(db_conn))
+        n = index.add_records(found)
         files = index.files()
     finally:
         index.close()
+    _write_file(out, FIELDS_FILE, json.dumps(ids, ensure_ascii=False).encode())
     results: dict[str, dict[str, list[str]]] = defaultdict(dict)
     for name, content in files:
         if name.startswith("fragment/"):

@@ -27,9 +27,11 @@
   }
 
   // -- the static export's search: Pagefind over one record per rule ----------
-  // static_search.py writes each value a rule checks as `field:word` tokens; a
-  // `field:value` term becomes the same tokens, so it matches values whose words
-  // start with the words typed. Vendor and technique are Pagefind filters.
+  // static_search.py writes each value a rule checks as `id:word` tokens, the id
+  // standing for the field's name (pagefind/fields.json maps lower-case names to
+  // ids); a `field:value` term becomes the same tokens, so it matches values
+  // whose words start with the words typed. Vendor and technique are Pagefind
+  // filters.
 
   var FIELD_TERM = /^([A-Za-z_@][\w.@\-\[\]"]*):(.*)$/;
   var SHOWN = 50; // like the server's default limit
@@ -42,8 +44,8 @@
   }
 
   // Words as the shell splits them (quotes group, and are dropped), like the
-  // server's shlex; a field term becomes one token per word of its value.
-  function pagefindTerms(query) {
+  // server's shlex: plain words, and field terms as {field, words}.
+  function parseQuery(query) {
     var terms = [], m, word = /(?:[^\s"']+|"[^"]*"|'[^']*')+/g;
     while ((m = word.exec(query))) {
       var tok = m[0].replace(/["']/g, "");
@@ -52,12 +54,43 @@
         throw new Error(tok + " has no value: write " + tok + "VALUE (e.g. process.name:anydesk)");
       }
       if (field && field[2].charAt(0) !== "/") {
-        valueWords(field[2]).forEach(function (w) { terms.push(field[1] + ":" + w); });
-      } else {
-        terms.push.apply(terms, tok.match(WORD) || []);
+        terms.push({ field: field[1].toLowerCase(), words: valueWords(field[2]) });
+      } else {  // plain words as static_search.text_words writes them
+        (tok.match(WORD) || []).forEach(function (w) {
+          w = w.replace(/^\.+|\.+$/g, "");
+          if (w) terms.push(w);
+        });
       }
     }
     return terms;
+  }
+
+  var fieldIds = null;
+
+  // The Pagefind words of parsed terms; null when a field term names a field no
+  // rule checks (nothing can match).
+  function pagefindTerms(terms, pagefindUrl) {
+    var needIds = terms.some(function (t) { return typeof t !== "string"; });
+    if (needIds && !fieldIds) {
+      fieldIds = fetch(new URL("fields.json", pagefindUrl)).then(function (resp) {
+        if (!resp.ok) throw new Error("fields.json: " + resp.status);
+        return resp.json();
+      });
+    }
+    return Promise.resolve(needIds ? fieldIds : {}).then(function (ids) {
+      var words = [];
+      for (var i = 0; i < terms.length; i++) {
+        var t = terms[i];
+        if (typeof t === "string") {
+          words.push(t);
+        } else if (!Object.prototype.hasOwnProperty.call(ids, t.field)) {
+          return null;
+        } else {
+          t.words.forEach(function (w) { words.push(ids[t.field] + ":" + w); });
+        }
+      }
+      return words;
+    });
   }
 
   function el(tag, cls, text) {
@@ -121,7 +154,7 @@
     document.querySelectorAll('input[name="q"]').forEach(function (i) { i.value = query; });
     var terms;
     try {
-      terms = pagefindTerms(query);
+      terms = parseQuery(query);
     } catch (e) {
       summary.textContent = e.message;
       return;
@@ -134,9 +167,12 @@
     }
     var root = list.getAttribute("data-root");
     var pagefindUrl = new URL(list.getAttribute("data-pagefind"), window.location.href);
-    import(pagefindUrl.href)
-      .then(function (pagefind) {
-        return pagefind.search(terms.length ? terms.join(" ") : null,
+    var none = { results: [] };
+    Promise.all([import(pagefindUrl.href), pagefindTerms(terms, pagefindUrl)])
+      .then(function (loaded) {
+        var pagefind = loaded[0], words = loaded[1];
+        if (words === null) return none;
+        return pagefind.search(words.length ? words.join(" ") : null,
           { filters: filters, sort: { order: "asc" } });
       })
       .then(function (found) {
