@@ -38,6 +38,7 @@ from web_helpers import (
 from detcat import guide, search, store
 from detcat.cli import main
 from detcat.sources import registry
+from detcat.web import export, static_search
 
 pytestmark = pytest.mark.usefixtures("browser")
 
@@ -225,6 +226,60 @@ def test_search_words_also_find_values(
         FROM predicates WHERE value_key LIKE '%anydesk%' AND negated = 0)""")}  # fmt: skip
     assert set(shown) - set(fts) <= in_values
     assert summary.startswith(f"{len(shown)} rules match")
+
+
+# Fields and prefix lengths whose every prefix the export's search is asked for.
+PREFIX_SEARCHES = [("process.name", 2), ("process.command_line", 1)]
+
+
+@pytest.mark.parametrize("field, n", PREFIX_SEARCHES)
+def test_static_field_terms_find_every_value_a_prefix_starts(
+    watched: tuple[Any, Watch],
+    corpus_export_server: str,
+    corpus_export: Path,
+    corpus_db: Path,
+    field: str,
+    n: int,
+) -> None:
+    """`field:p` in the export's search lists exactly the rules checking a value with a
+    word that starts with p, for every (ASCII) prefix p of n characters: where the
+    words extending p run into the next Pagefind index chunk, and where a stemmer
+    would have changed p (English stems "by" to "bi")."""
+    page, _ = watched
+    site = exported_over_http(corpus_export_server)
+    found, ids = static_search.records(store.connect(corpus_db))
+    words: dict[str, set[str]] = collections.defaultdict(set)  # value word -> rule urls
+    for r in found:
+        for token in r["content"].split():
+            name, _, word = token.partition(":")
+            if name == ids[field]:
+                words[word].add(r["url"])
+    prefixes = sorted({w[:n] for w in words if len(w) >= n and w[:n].isascii()})
+    assert len(prefixes) > 20
+    page.goto(site.url("search"))
+    got = page.evaluate(
+        """async ([field, prefixes]) => {
+          const out = {};
+          for (const p of prefixes) {
+            out[p] = (await window.detcatSearch(field + ":" + p)).results.map(r => r.id);
+          }
+          return out;
+        }""",
+        [field, prefixes],
+    )
+    urls = _result_urls(corpus_export, got)
+    expected = {p: set().union(*(u for w, u in words.items() if w.startswith(p))) for p in prefixes}
+    wrong = [p for p in prefixes if urls[p] != expected[p]]
+    assert not wrong, f"{len(wrong)} of {len(prefixes)} prefixes list other rules: {wrong[:10]}"
+
+
+def _result_urls(root: Path, results: dict[str, list[str]]) -> dict[str, set[str]]:
+    """Pagefind result ids as rule urls, from the export's results files."""
+    entries: dict[str, list[str]] = {}
+    for bundle in {static_search.results_bundle(i) for ids in results.values() for i in ids}:
+        path = root / export.SEARCH_DIR / static_search.RESULTS_DIR / f"{bundle}.json"
+        entries.update(json.loads(path.read_text()))
+    return {p: {entries[i][0] for i in ids} for p, ids in results.items()}
 
 
 def test_exported_search_from_a_file_says_it_needs_http(page: Any, corpus_export: Path) -> None:

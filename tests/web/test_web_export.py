@@ -73,7 +73,7 @@ def test_search_index_holds_every_rule(hostile_export: Path, hostile_db: Path) -
     conn = store.connect(hostile_db)
     n_rules = conn.execute("SELECT COUNT(*) FROM rules").fetchone()[0]
     entry = json.loads((hostile_export / export.SEARCH_DIR / "pagefind-entry.json").read_text())
-    assert entry["languages"]["en"]["page_count"] == n_rules
+    assert entry["languages"][static_search.LANGUAGE]["page_count"] == n_rules
     found, ids = static_search.records(conn)
     records = {r["url"]: r for r in found}
     # Tokens name fields by the ids site.js reads from the index folder.

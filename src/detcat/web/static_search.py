@@ -51,6 +51,9 @@ INCLUDE_CHARACTERS = ".:-_@$"
 _WORD = re.compile(r"[\w.\-@$]+")
 _ROOT = Links(static=True)
 RESULTS_DIR = "results"  # each result's [url, title, vendor, techniques], by result id
+# A language Pagefind has no stemmer for: stemming a typed word spoils it as a
+# prefix (an English stemmer reads "by" as "bi"), and the server does not stem.
+LANGUAGE = "unknown"
 FIELDS_FILE = "fields.json"  # {lower-case field name: id in tokens}
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _FRAGMENT_SIGNATURE = b"pagefind_dcd"  # a fragment, decompressed, starts with it
@@ -115,7 +118,7 @@ def records(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], dict[str, s
         found.append({
             "url": _ROOT.rule(vendor, rule_id),
             "content": " ".join([*text_words(title), *text_words(description), *tokens]),
-            "language": "en",
+            "language": LANGUAGE,
             "meta": {"title": title or rule_id, "vendor": display_name(vendor),
                      "techniques": " ".join(tids)},
             "filters": {"vendor": [vendor],
@@ -215,7 +218,7 @@ class Pagefind:
 def write_index(db_conn: sqlite3.Connection, out: Path) -> int:
     """Index every rule of the catalog into ``out`` (the site's ``pagefind/``
     folder); returns the number of records."""
-    index = Pagefind({"include_characters": INCLUDE_CHARACTERS, "force_language": "en"})
+    index = Pagefind({"include_characters": INCLUDE_CHARACTERS, "force_language": LANGUAGE})
     found, ids = records(db_conn)
     try:
         n = index.add_records(found)

@@ -93,6 +93,23 @@
     });
   }
 
+  // Pagefind's results for parsed terms, in the server's order. Pagefind extends
+  // a typed word to longer ones only within the index chunks it loads (the one
+  // holding the word itself), so the chunk where the last extension would sit is
+  // loaded first.
+  function findRules(pagefindUrl, terms, filters) {
+    return Promise.all([import(pagefindUrl.href), pagefindTerms(terms, pagefindUrl)])
+      .then(function (loaded) {
+        var pagefind = loaded[0], words = loaded[1];
+        if (words === null) return { results: [] };
+        var ends = words.map(function (w) { return pagefind.preload(w + "\uffff"); });
+        return Promise.all(ends).then(function () {
+          return pagefind.search(words.length ? words.join(" ") : null,
+            { filters: filters, sort: { order: "asc" } });
+        });
+      });
+  }
+
   function el(tag, cls, text) {
     var node = document.createElement(tag);
     if (cls) node.className = cls;
@@ -142,6 +159,14 @@
     var list = document.getElementById("search-results");
     if (!list || !list.hasAttribute("data-pagefind")) return;
     var summary = document.getElementById("search-summary");
+    var root = list.getAttribute("data-root");
+    var pagefindUrl = new URL(list.getAttribute("data-pagefind"), window.location.href);
+    // The same search for scripts and tests: Pagefind's results ({id} each).
+    window.detcatSearch = function (q, f) {
+      return Promise.resolve().then(function () {
+        return findRules(pagefindUrl, parseQuery(q), f || {});
+      });
+    };
     var params = new URLSearchParams(window.location.search);
     var query = params.get("q") || "";
     var filters = {};
@@ -165,16 +190,7 @@
         "serve this folder, e.g. python3 -m http.server, and open search.html there.";
       return;
     }
-    var root = list.getAttribute("data-root");
-    var pagefindUrl = new URL(list.getAttribute("data-pagefind"), window.location.href);
-    var none = { results: [] };
-    Promise.all([import(pagefindUrl.href), pagefindTerms(terms, pagefindUrl)])
-      .then(function (loaded) {
-        var pagefind = loaded[0], words = loaded[1];
-        if (words === null) return none;
-        return pagefind.search(words.length ? words.join(" ") : null,
-          { filters: filters, sort: { order: "asc" } });
-      })
+    findRules(pagefindUrl, terms, filters)
       .then(function (found) {
         var shown = found.results.slice(0, SHOWN);
         var data = shown.map(function (r) { return resultData(pagefindUrl, r.id); });
