@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 
 from detcat.match import Matcher, RulePlan, StagePlan
 from detcat.match.events import canonical_event
-from detcat.match.needs import ALL_TEXT, can_hold, clauses, regex_literals, wildcard_pieces
+from detcat.match.needs import (
+    ALL_TEXT,
+    can_hold,
+    clauses,
+    regex_literals,
+    selective,
+    wildcard_pieces,
+)
 from detcat.model import And, Expr, Not, Op, Opaque, Or, Predicate, StageRole
 
 
@@ -259,3 +266,25 @@ def test_prefilter_edges_answer_as_the_reference(
         assert got == reference.match_reference(event).to_json(), why
         answers.append(got)
     assert any(len(a) > 2 or a["matches"] for a in answers), f"{why}: nothing to compare"
+
+
+# (tree, whether it holds only on a value it checks): a multi-stage rule without an
+# engine reports a stage that holds as partial only when it is selective.
+SELECTIVE = [
+    (P(NAME, Op.EQ, "cmd.exe"), True),
+    (P(NAME, Op.EXISTS, True), False),  # Splunk's `Processes.process_name=*`
+    (P(NAME, Op.IS_NULL, None), False),
+    (Not(P("user.name", Op.EQ, "unknown")), False),  # `user!=unknown`
+    (P(NAME, Op.EQ, "process", kind="implied"), False),  # EQL's `process where true`
+    (P(None, Op.KEYWORD, "whoami"), True),
+    (And((P(NAME, Op.EXISTS, True), P(CMD, Op.CONTAINS, "/c"))), True),
+    (Or((P(NAME, Op.EQ, "a"), P(CMD, Op.EXISTS, True))), False),  # a branch checks no value
+    (Or((P(NAME, Op.EQ, "a"), P(CMD, Op.CONTAINS, "b"))), True),
+    (And((P(NAME, Op.EQ, "a"), OPAQUE)), True),
+    (None, False),
+]
+
+
+@pytest.mark.parametrize(("expr", "expected"), SELECTIVE)
+def test_selective(expr: Expr | None, expected: bool) -> None:
+    assert selective(expr) is expected

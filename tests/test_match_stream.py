@@ -109,8 +109,12 @@ EQL = [
      'until [process where process.name == "exit"]',
      [file("a", 0, 1), proc("x", 1, "exit", 1), proc("b", 2, "y", 1)], []),
     ("missing-event steps are not evaluated",
-     "sequence by process.pid [process where true] ![file where true] [process where true]",
+     'sequence by process.pid [process where process.name == "x"] ![file where true] '
+     "[process where true]",
      [proc("a", 0, "x", 1)], ["partial"]),
+    ("a partial step must check a value: any process event holds `process where true`",
+     "sequence by process.pid [process where true] ![file where true] [process where true]",
+     [proc("a", 0, "x", 1)], []),
 ]  # fmt: skip
 
 

@@ -14,7 +14,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from typing import Any
 
-from detcat import reach, similar
+from detcat import jsonio, reach, similar
 from detcat.errors import DetcatError
 from detcat.guide import rules as rule_data
 from detcat.guide import sections as guide_sections
@@ -116,10 +116,10 @@ def attack_detection(
     ):
         a = analytics.setdefault(row["id"], {
             "id": row["id"], "strategy_id": row["strategy_id"], "strategy": row["strategy"],
-            "platforms": json.loads(row["platforms"]), "description": row["description"],
+            "platforms": jsonio.loads(row["platforms"]), "description": row["description"],
             "log_sources": [],
         })  # fmt: skip
-        events = json.loads(row["events"])
+        events = jsonio.loads(row["events"])
         vendors = registry.display_order({v for e in events for v in readers.get(e, {}).values()})
         a["log_sources"].append({"name": row["name"], "channel": row["channel"],
                                  "events": events, "covered": bool(vendors),
@@ -171,7 +171,7 @@ def _technique_header(conn: sqlite3.Connection, tid: str) -> dict[str, Any]:
         "id": row["id"],
         "name": row["name"],
         "description": row["description"],
-        "tactics": [tactic_names.get(t, t) for t in json.loads(row["tactics"])],
+        "tactics": [tactic_names.get(t, t) for t in jsonio.loads(row["tactics"])],
         "subtechniques": [{"id": s["id"], "name": s["name"]} for s in subs],
         "parent": row["parent"],
         "url": "https://attack.mitre.org/techniques/" + row["id"].replace(".", "/") + "/",

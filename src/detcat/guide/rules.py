@@ -10,13 +10,12 @@ same answer.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from detcat import reach, similar, store
+from detcat import jsonio, reach, similar, store
 from detcat.guide import sections as guide_sections
 
 # The rule's own columns, as the detail names them.
@@ -95,10 +94,10 @@ def _chunk(conn: sqlite3.Connection, pks: list[int]) -> Iterator[tuple[int, dict
             pk,
             {
                 **{k: r[k] for k in _COLUMNS},
-                "references": json.loads(r["refs"]),
-                "tags": json.loads(r["tags"]),
-                "context": json.loads(r["context"]),
-                "extra": json.loads(r["extra"]),
+                "references": jsonio.loads(r["refs"]),
+                "tags": jsonio.loads(r["tags"]),
+                "context": jsonio.loads(r["context"]),
+                "extra": jsonio.loads(r["extra"]),
                 "fully_parsed": bool(r["fully_parsed"]),
                 "techniques": [t[1] for t in techniques.get(pk, [])],
                 "events": [_without_pk(e) for e in events.get(pk, [])],
@@ -122,9 +121,9 @@ def _stage(s: sqlite3.Row) -> dict[str, Any]:
         "name": s["name"],
         "role": s["role"],
         "negated": bool(s["negated"]),
-        "join_keys": json.loads(s["join_keys"]),
-        "params": json.loads(s["params"]),
-        "expr": json.loads(s["expr"]),
+        "join_keys": jsonio.loads(s["join_keys"]),
+        "params": jsonio.loads(s["params"]),
+        "expr": jsonio.loads(s["expr"]),
     }
 
 

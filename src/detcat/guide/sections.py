@@ -40,6 +40,7 @@ from itertools import chain, count, groupby
 from operator import itemgetter
 from typing import Any
 
+from detcat import jsonio
 from detcat.guide.text import GUIDE
 from detcat.sources import registry
 from detcat.tables import load
@@ -548,7 +549,7 @@ def stored(
         return None
     if row is None or row[0] != _digest(refs.values()):
         return None
-    sections = json.loads(row[1])
+    sections = jsonio.loads(row[1])
     for name in ("fields", "indicators", "exclusions"):
         sections[name] = sections[name][:limit]
     return dict(sections)

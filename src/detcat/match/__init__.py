@@ -16,7 +16,9 @@ rules, Sigma correlations, YARA-L match windows): the event that completes one
 reports it, with the events that make it up. The matcher keeps their open state,
 bounded per rule. Multi-stage rules without an engine (aggregations, new terms,
 YARA-L joins across events) report the stages an event matched as *partial*,
-with the reason they are not evaluated.
+with the reason they are not evaluated; a stage that checks no value (only that
+fields exist, or what they are not: ``needs.selective``) holds on nearly every
+event and is neither evaluated nor reported.
 
 Speed: 8,000 stages per event would be slow one by one. An event's *route* (its
 catalog event and log-source scopes) holds the stages written for that kind of
@@ -50,7 +52,7 @@ from detcat.match.evaluate import NULL, Dialect, Test, compile_expr
 from detcat.match.events import Event, canonical_event, categorized_fields
 from detcat.match.fuse import fuse
 from detcat.match.lineage import Clause, ProcessTree, mentions_lineage
-from detcat.match.needs import can_hold
+from detcat.match.needs import can_hold, selective
 from detcat.match.prefilter import Plan, Route, stage_plan
 from detcat.match.stateful import Engine, Results, engine_for
 from detcat.match.yaral import condition_needs as _needs
@@ -332,13 +334,14 @@ class Matcher:
 
     def _inert(self, stage: StagePlan) -> bool:
         """A stage whose answer changes nothing: of a multi-stage rule without an
-        engine (only its stages that hold are reported, as partial) and unknown on
-        every event (an Opaque metrics search, a computed value)."""
+        engine (only its stages that hold and are ``selective`` are reported, as
+        partial) and either unknown on every event (an Opaque metrics search, a
+        computed value) or not selective."""
         rule = stage.rule
         if rule.single_event or any(s.role is StageRole.CORRELATION for s in rule.stages):
             return False
         evaluated = registry.language_engine(rule.language) == "sequences"  # EQL's own
-        if can_hold(stage.expr, stage.params.get("derived"), evaluated):
+        if can_hold(stage.expr, stage.params.get("derived"), evaluated) and selective(stage.expr):
             return False
         if id(rule) not in self._engineless:
             self._engineless[id(rule)] = isinstance(engine_for(rule), str)
@@ -427,8 +430,8 @@ class Matcher:
             rule = self.by_key[key]
             if not isinstance(engine := self.engine(rule), str):
                 self._feed(key, engine, ev, results, result)
-            elif any(results.values()):
-                hits = [s for s in rule.stages if results.get(s.name)]
+            elif hits := [s for s in rule.stages if results.get(s.name) and selective(s.expr)]:
+                # A stage that holds on the fields an event has says nothing alone.
                 result.partial.append({**_partial(rule, hits), "reason": engine})
         if self._watch:
             for key, engine in list(self._watch.items()):

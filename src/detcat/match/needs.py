@@ -284,6 +284,23 @@ def _group_end(branch: str, i: int) -> int:
 _ANY = frozenset({True, False, None})
 
 
+def selective(expr: Expr | None) -> bool:
+    """Whether ``expr`` holds only on a value it checks: not when the fields an event
+    has may make it hold alone (``exists``, a negation, an OR with such a branch).
+    Such an expression holds on nearly every event of its kind and, holding, says
+    nothing about the event."""
+    match expr:
+        case Predicate():
+            return expr.kind != "implied" and expr.op not in (Op.EXISTS, Op.IS_NULL)
+        case And(children):
+            return any(selective(c) for c in children)
+        case Or(children):
+            return all(selective(c) for c in children)
+        case Opaque():
+            return True  # never holds, so it makes nothing hold
+    return False  # a negation, or no expression
+
+
 def can_hold(expr: Expr | None, computed: dict[str, Any] | None, evaluated: bool) -> bool:
     """Whether ``expr`` may be true on some event: not when it is unknown on every
     one (an ``Opaque`` part or a computed value the language's evaluator cannot
