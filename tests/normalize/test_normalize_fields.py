@@ -108,6 +108,12 @@ FAMILIES: dict[str, dict[str, list[Any]]] = {
         "splunk": ["All_Traffic.dest_ip", "dest_ip"],
         "chronicle": [("target.ip", NETWORK)],
     },
+    # An email's attachment, not a file on disk: file.name would let email rules
+    # fire on file-creation events.
+    "email.attachments.file.name": {
+        "elastic": ["email.attachments.file.name"],
+        "splunk": ["All_Email.file_name"],
+    },
     "destination.port": {
         "sigma": [("DestinationPort", NETCONN)],
         "elastic": ["destination.port"],
