@@ -64,8 +64,9 @@ def match(
     ({"Event": {"System": …, "EventData": …}}), flat or ECS-nested objects, a JSON
     array of them, or JSON lines. Rules of every vendor are evaluated; a rule with
     several stages (sequence, aggregation, correlation) lists the stages that
-    matched and check a value as "partial" instead of claiming a match, and a rule whose known parts
-    hold but that depends on something detcat cannot evaluate is "undetermined".
+    matched and check a value as "partial" instead of claiming a match, and a
+    rule whose known parts hold but that depends on something detcat cannot
+    evaluate is "undetermined".
     With --json the output is a JSON array with one item per event, written as
     the events are read; with --jsonl the same items one a line (JSON lines). An
     event that cannot be read is {"event", "error"}. Memory stays flat however

@@ -42,6 +42,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,12 @@ class StagePlan:
     @property
     def filters_events(self) -> bool:
         return self.role is StageRole.EVENTS and not self.negated and self.expr is not None
+
+    @cached_property
+    def checks_a_value(self) -> bool:
+        """Whether the stage holds only on a value it checks (``needs.selective``):
+        read when a stage of a rule without an engine holds, worked out once."""
+        return selective(self.expr)
 
     def admits(self, ev: Event) -> bool:
         """Not written for another log source: a product, service or category both
@@ -341,7 +348,7 @@ class Matcher:
         if rule.single_event or any(s.role is StageRole.CORRELATION for s in rule.stages):
             return False
         evaluated = registry.language_engine(rule.language) == "sequences"  # EQL's own
-        if can_hold(stage.expr, stage.params.get("derived"), evaluated) and selective(stage.expr):
+        if can_hold(stage.expr, stage.params.get("derived"), evaluated) and stage.checks_a_value:
             return False
         if id(rule) not in self._engineless:
             self._engineless[id(rule)] = isinstance(engine_for(rule), str)
@@ -430,7 +437,7 @@ class Matcher:
             rule = self.by_key[key]
             if not isinstance(engine := self.engine(rule), str):
                 self._feed(key, engine, ev, results, result)
-            elif hits := [s for s in rule.stages if results.get(s.name) and selective(s.expr)]:
+            elif hits := [s for s in rule.stages if results.get(s.name) and s.checks_a_value]:
                 # A stage that holds on the fields an event has says nothing alone.
                 result.partial.append({**_partial(rule, hits), "reason": engine})
         if self._watch:
