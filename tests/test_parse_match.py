@@ -301,6 +301,12 @@ def outcome(rule: RulePlan, event: Any = None) -> str:
     return kinds[0] if kinds else "none"
 
 
+def splunk(rid: str, datamodel: str) -> RulePlan:
+    """A search over a data model (``| tstats … from datamodel=…``)."""
+    return plan("splunk", rid, ("main", EV, IS_CMD), language="spl",
+                params={"datamodel": datamodel})  # fmt: skip
+
+
 RULES = [
     ("one event filter that holds", plan("sigma", "a", ("main", EV, IS_CMD), context=WIN), "match"),
     ("it does not hold", plan("sigma", "b", ("main", EV, IS_PS), context=WIN), "none"),
@@ -328,6 +334,14 @@ RULES = [
                             params={"category": "file"}), "none"),
     ("EQL any where", plan("elastic", "m", ("main", EV, IS_CMD), language="eql",
                            params={"category": "any"}), "match"),
+    # A Sysmon process event fills Splunk's Endpoint data model, no other (the
+    # datamodel table of event_sources.toml): searches over other models are not
+    # for it, one over any dataset of Endpoint may be.
+    ("SPL over another data model", splunk("n", "Web.Web"), "none"),
+    ("SPL over another data model, a dataset", splunk("o", "Network_Traffic.All_Traffic"), "none"),
+    ("SPL over the event's dataset", splunk("p", "Endpoint.Processes"), "match"),
+    ("SPL over the event's data model", splunk("q", "Endpoint"), "match"),
+    ("SPL over another dataset of its model", splunk("r", "Endpoint.Registry"), "match"),
 ]  # fmt: skip
 
 
@@ -529,6 +543,8 @@ ECS_RULES = [
         "logsource": {"product": "windows", "category": "file_event"}}), "none"),
     ("reads no field the event has", plan("sigma", "e", ("main", EV, Not(
         P("user.name", Op.EQ, "x")))), "none"),
+    # nothing says which data models an ECS document fills
+    ("SPL over the Web data model", splunk("f", "Web.Web"), "match"),
 ]  # fmt: skip
 
 

@@ -72,14 +72,14 @@ from detcat.model import (
     predicates,
 )
 from detcat.normalize import full_match_regex
-from detcat.normalize.fields import canonical_field
+from detcat.normalize.fields import DATAMODEL, canonical_field
 from detcat.normalize.scopes import stage_scopes
 from detcat.sources import registry
 
 # Stage parameters that make one event too few: a count, an EQL step ``with runs``.
 _REPEATS = ("min_count", "runs")
 # Scope kinds compared between a rule stage and an event (see StagePlan.admits).
-_GATED_SCOPES = ("product:", "service:", "category:")
+_GATED_SCOPES = ("product:", "service:", "category:", DATAMODEL)
 # Routes kept at once: event kinds are few; a stream of ever-new scopes is not.
 MAX_ROUTES = 256
 RouteKey = tuple[str | None, frozenset[str]]
@@ -512,10 +512,18 @@ def _gates(scopes: tuple[str, ...]) -> tuple[tuple[str, frozenset[str]], ...]:
     out = []
     for kind in _GATED_SCOPES:
         # "<kind>any" (EQL ``any where``) admits every event of that kind.
-        mine = frozenset(x for x in scopes if x.startswith(kind) and x != kind + "any")
+        mine = frozenset(_gate(x) for x in scopes if x.startswith(kind) and x != kind + "any")
         if mine:
             out.append((kind, mine))
     return tuple(out)
+
+
+def _gate(scope: str) -> str:
+    """The scope as events state it: a data-model search (``datamodel:Web.Web``) by
+    its model (``datamodel:Web``, see ``Vendor.catalog_event_gates``)."""
+    if scope.startswith(DATAMODEL):
+        return DATAMODEL + scope[len(DATAMODEL) :].split(".", 1)[0]
+    return scope
 
 
 # Results are listed by vendor, title and id.

@@ -466,7 +466,9 @@ def known_scopes(event_id: str | None, evtx: bool, os_type: str | None = None) -
     """What is known of the event's log source (used to skip rules written for other
     log sources): its product (from the dictionary, the evtx shape, or an ECS
     ``host.os.type``); when the dictionary knows the event, its service and its
-    categories, as Sigma log sources and as ECS / EQL event categories."""
+    categories, as Sigma log sources and as ECS / EQL event categories, and the
+    scopes vendors route it by (``Vendor.catalog_event_gates``: Splunk's data
+    models)."""
     if event_id is None:
         product = "windows" if evtx else os_type
         return frozenset({f"product:{product}"}) if product else frozenset()
@@ -475,6 +477,7 @@ def known_scopes(event_id: str | None, evtx: bool, os_type: str | None = None) -
     out.update(s for s in event_scopes(event_id) if s.startswith(("service:", "category:")))
     ecs = categorization(event_id).get("event.category", ())
     out.update(f"category:{c}" for c in ecs if c.islower())  # the ECS spelling
+    out.update(s for v in registry.vendors() for s in v.catalog_event_gates(event_id))
     return frozenset(out)
 
 

@@ -167,6 +167,13 @@ class Vendor(ABC):
         """Log-source scopes this vendor's tables tie to a catalog event id."""
         return ()
 
+    def catalog_event_gates(self, event_id: str) -> tuple[str, ...]:
+        """Log-source scopes a catalog event has for routing alone (field names do
+        not depend on them): ``match`` gives the event no stage that states a scope
+        of the same kind, none of them. Only scopes whose every holder the vendor
+        lists: an event left out would lose rules written for it."""
+        return ()
+
 
 # -- the registry -------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from detcat.model import Opaque, Problem, QueryError, Reason, Rule, Stage, and_
+from detcat.normalize.fields import DATAMODEL
 from detcat.sources import files
 from detcat.sources.files import SourceFileError
 from detcat.sources.registry import ANY, NO_HINTS, Hints, Vendor, query_rule, tagged
@@ -352,6 +353,9 @@ class Splunk(Vendor):
     ) -> tuple[str, ...]:
         return (ANY, "platform:windows")  # CIM names of the Windows add-on
 
+    def catalog_event_gates(self, event_id: str) -> tuple[str, ...]:
+        return tuple(f"{DATAMODEL}{m}" for m in data_models().get(event_id, ()))
+
 
 @cache
 def _platform_prefixes() -> list[tuple[str, str]]:
@@ -391,6 +395,19 @@ def data_source(name: str) -> Hints:
         events = tuple(e.replace("{1}", arg) for e in entry.get("events", []))
         return Hints(events, tuple(entry.get("providers", [])))
     return NO_HINTS
+
+
+@cache
+def data_models() -> dict[str, tuple[str, ...]]:
+    """Catalog event -> the data models (``Endpoint``, not ``Endpoint.Processes``)
+    whose datasets ``event_sources.toml`` fills with it: a Sysmon process event is
+    no search's over ``Web`` or ``Risk``. Models, not datasets: a search over a
+    whole model reads every dataset's events."""
+    out: dict[str, dict[str, None]] = {}
+    for dataset, events in _event_sources()["datamodel"].items():
+        for event in events:
+            out.setdefault(event, {})[dataset.split(".", 1)[0]] = None
+    return {event: tuple(models) for event, models in out.items()}
 
 
 def data_source_hints(data_sources: Iterable[str], datamodel: str | None) -> Hints:
