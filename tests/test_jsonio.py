@@ -17,6 +17,9 @@ SAME_AS_JSON = [
     '"\\ud800"',  # a lone surrogate
     '{"a": 1, "a": 2}',
     '{"hash": "1234567890123456789012345"}',  # a long digit run in a string
+    pytest.param('{"a": "' + chr(0xD800) + '"}', id="a lone surrogate itself"),
+    '{"n": "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660'
+    '\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"}',  # other digits
 ]
 
 
