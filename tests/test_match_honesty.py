@@ -162,12 +162,9 @@ SPL_TERMINALS: dict[str, list[str]] = {
     "_E_AND": ['process_id==42 AND process_name=="cmd.exe"'],
     "_E_OR": ['process_id==1 OR process_name=="cmd.exe"'],
     "_E_XOR": ['process_id==1 XOR process_name=="cmd.exe"'],
-    "PLUS": ["process_id+1==43"],
-    "MINUS": ["process_id-1==41"],
-    "STAR": ["process_id*2==84"],
-    "SLASH": ["process_id/2==21"],
-    "PERCENT": ["process_id%5==2"],
-    "DOT": ['process_name."x"=="cmd.exex"'],
+    "E_ADD": ["process_id+1==43", "process_id-1==41", 'process_name."x"=="cmd.exex"'],
+    "E_MUL": ["process_id*2==84", "process_id/2==21", "process_id%5==2"],
+    "MINUS": ["-process_id==-42"],
 }
 # The search command's own terminals are walked through `search` (SPL_SEARCH).
 SPL_STRUCTURE = {"AND", "CMP", "COMMA", "EFIELD", "EQ", "IN", "LPAR", "LVALUE", "NOT",

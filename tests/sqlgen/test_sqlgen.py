@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from detcat.sqlgen import Status, compile_rules, dialect, report
+from detcat.sqlgen import Status, as_backtested, compile_rules, dialect, report
 from detcat.sqlgen.ir import FALSE, TRUE, All, Col, Has, Neg, Unknown, Variant, all_, any_, neg
 from detcat.sqlgen.lower import ip_key, rx_literal, wildcard_body
 
@@ -126,7 +126,7 @@ def test_compile_report_share_per_vendor(corpus_db: Path) -> None:
     from detcat.match import load_rules
     from detcat.store import connect
 
-    compiled = compile_rules(load_rules(connect(corpus_db)))
+    compiled = compile_rules(as_backtested(load_rules(connect(corpus_db))))
     shares, reasons = report(compiled)
     assert {s.vendor for s in shares} == {"sigma", "elastic", "splunk", "chronicle"}
     for s in shares:

@@ -31,7 +31,7 @@ from detcat.backtest.results import Backtest, RuleHits
 from detcat.errors import UsageProblem
 from detcat.match import Matcher, RulePlan, load_rules
 from detcat.match.reading import BadEvent, read_events
-from detcat.sqlgen import CompiledRule, Status, compile_rules
+from detcat.sqlgen import CompiledRule, Status, as_backtested, compile_rules
 from detcat.sqlgen.rules import wanted_columns
 
 ENGINES = ("duckdb", "spark", "python")
@@ -129,6 +129,7 @@ def backtest(
     folder / URL) with ``engine``."""
     if engine not in ENGINES:
         raise UsageProblem(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
+    plans = as_backtested(plans)
     result = new_result(engine, plans, techniques)
     on_bad = on_bad or (lambda bad: None)
     if engine == "python":

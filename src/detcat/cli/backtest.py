@@ -129,9 +129,9 @@ def sql_report(db: Path, vendor: str | None, rules_detail: bool, as_json: bool) 
     """Which rules compile to SQL exactly, per vendor; the others with the reason
     (run on the Python matcher after a SQL prefilter, or not compiled)."""
     from detcat.match import load_rules
-    from detcat.sqlgen import Status, compile_rules, report
+    from detcat.sqlgen import Status, as_backtested, compile_rules, report
 
-    compiled = compile_rules(load_rules(open_catalog(db), vendor))
+    compiled = compile_rules(as_backtested(load_rules(open_catalog(db), vendor)))
     shares, reasons = report(compiled)
     others = [
         {"rule": c.key, "title": c.plan.title, "status": str(c.status), "reasons": c.reasons}

@@ -55,12 +55,12 @@ def normalize(
     from detcat.backtest.parquet import normalize_files
     from detcat.match import load_rules
     from detcat.match.reading import check_event_file
-    from detcat.sqlgen import compile_rules
+    from detcat.sqlgen import as_backtested, compile_rules
     from detcat.sqlgen.rules import wanted_columns
 
     for path in event_files:
         check_event_file(path)
-    columns, nonnull = wanted_columns(compile_rules(load_rules(open_catalog(db))))
+    columns, nonnull = wanted_columns(compile_rules(as_backtested(load_rules(open_catalog(db)))))
     shown = [0]
 
     def bad(b: BadEvent) -> None:

@@ -189,6 +189,9 @@ class RulePlan:
     stages: list[StagePlan] = field(default_factory=list)
     rule_type: str = ""  # the vendor's rule type: threshold, correlation, eql…
     condition: dict[str, Any] | None = None  # a YARA-L rule's condition (JSON tree)
+    # SPL's eval'd values are computed (match.spl); backtests turn it off
+    # (sqlgen.as_backtested: SQL does not compute them yet).
+    computes_evals: bool = True
 
     @classmethod
     def from_rule(cls, rule: Rule) -> RulePlan:
@@ -234,6 +237,10 @@ class RulePlan:
             from detcat.match.eql import eql_dialect
 
             eql_dialect(d)
+        if self.computes_evals and (computed := stage.params.get("computed")):
+            from detcat.match.spl import spl_dialect
+
+            spl_dialect(d, computed)
         return d
 
     def ref_resolver(self, stage: StagePlan) -> Any:
@@ -347,7 +354,9 @@ class Matcher:
         rule = stage.rule
         if rule.single_event or any(s.role is StageRole.CORRELATION for s in rule.stages):
             return False
-        evaluated = registry.language_engine(rule.language) == "sequences"  # EQL's own
+        # EQL's own, or SPL's eval'd fields (match.spl)
+        evaluated = registry.language_engine(rule.language) == "sequences"
+        evaluated = evaluated or (rule.computes_evals and bool(stage.params.get("computed")))
         if can_hold(stage.expr, stage.params.get("derived"), evaluated) and stage.checks_a_value:
             return False
         if id(rule) not in self._engineless:

@@ -11,7 +11,14 @@ candidates step) and reports per vendor how many rules compiled exactly;
 from __future__ import annotations
 
 from detcat.sqlgen.emit import SqlDialect
-from detcat.sqlgen.rules import CompiledRule, Status, compile_rule, compile_rules, report
+from detcat.sqlgen.rules import (
+    CompiledRule,
+    Status,
+    as_backtested,
+    compile_rule,
+    compile_rules,
+    report,
+)
 
 
 def dialect(name: str) -> SqlDialect:
@@ -29,6 +36,7 @@ __all__ = [
     "CompiledRule",
     "SqlDialect",
     "Status",
+    "as_backtested",
     "compile_rule",
     "compile_rules",
     "dialect",

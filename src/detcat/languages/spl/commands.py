@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from detcat.languages.spl.computed import program, rex_program
 from detcat.languages.spl.eval import analyze_assignment, eval_assignments
 from detcat.languages.spl.expr import FieldRef, eval_string, unquote
 from detcat.languages.spl.fields import Agg, Rename
@@ -142,7 +143,9 @@ class SplPipeline(Pipeline):
                 self.scope.bind(target, replace(a.source, ci=a.source.ci or a.ci))
             else:
                 level = max((r.level for r in a.refs), default=0)
-                self.scope.bind(target, FieldRef(target, "derived", level, cases=a.cases))
+                prog = program(expr, self.scope)
+                ref = FieldRef(target, "derived", level, cases=a.cases, program=prog)
+                self.scope.bind(target, ref)
 
     def cmd_rename(self, cmd: Command) -> None:
         args = words(cmd)
@@ -180,7 +183,9 @@ class SplPipeline(Pipeline):
                 present = Predicate(
                     source.raw, Op.REGEX_MATCH, whole[1], "rex", cs, kind=source.kind
                 )
-            self.scope.bind(name, FieldRef(name, "derived", source.level, present=present))
+            prog = rex_program(source, regex, name)
+            ref = FieldRef(name, "derived", source.level, present=present, program=prog)
+            self.scope.bind(name, ref)
 
     def cmd_rex(self, cmd: Command) -> None:
         opts, rest = _options(words(cmd))

@@ -160,6 +160,7 @@ class FieldRef:
     lookup: Any = None  # the lookup whose output this field is, if any
     cases: Cases | None = None  # eval x=if(cond, "yes", "no")
     present: Expr | None = None  # rex "(?<x>re)": x is non-null exactly when this holds
+    program: list[Any] | None = None  # eval'd: how to compute it (spl.computed)
 
 
 @dataclass(frozen=True, slots=True)

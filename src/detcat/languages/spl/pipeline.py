@@ -196,9 +196,21 @@ class Pipeline:
                 lk = next(iter(found.values()))
                 pending.setdefault(id(lk), (lk, []))[1].append(c.expr)
             else:
-                self.add(c.expr, self.level_of(c.refs))
+                level = max(self.level_of(c.refs), self.floor)
+                self.note_programs(c.refs, level)
+                self.add(c.expr, level)
         for lk, exprs in pending.values():
             self.add(self.lookup_filter(lk, and_(*exprs)), lk.level)
+
+    def note_programs(self, refs: list[FieldRef], level: int) -> None:
+        """Record in the stage's ``params["computed"]`` how to compute the eval'd
+        fields a filter reads (``spl.computed``); a name eval'd twice and filtered
+        in one stage both ways gets None: its filters stay unknown."""
+        for r in refs:
+            if r.kind == "derived" and r.program is not None:
+                computed = self.params.setdefault(level, {}).setdefault("computed", {})
+                if computed.setdefault(r.raw, r.program) != r.program:
+                    computed[r.raw] = None
 
     def lookup_filter(self, lk: Lookup, cond: Expr) -> Expr:
         """The lookup and the filter on its outputs as predicates on its input fields."""
