@@ -8,13 +8,15 @@ import re
 from typing import Any
 
 import pytest
+from match_helpers import query_outcome
 
-from detcat.match import Matcher, RulePlan, StagePlan
+from detcat.match.evaluate import compile_predicate
 from detcat.match.events import canonical_event
-from detcat.match.spl import FUNCTIONS, compile_program
+from detcat.match.programs import compile_program, computed_test
+from detcat.match.spl import FUNCTIONS
+from detcat.model import Op, Predicate
 from detcat.normalize.fields import canonical_field
 from detcat.parse import parse_query
-from detcat.sqlgen import as_backtested
 
 SINGLE_LETTER = (
     '| eval n = len(process_name), exe = if(substr(process_name, -4) == ".exe", 1, 0)'
@@ -55,6 +57,17 @@ CASES = [
      {"process.name": "a.exe"}, "undetermined"),
     ("a multivalue where one value is expected", SINGLE_LETTER,
      {"process.name": ["a.exe", "b.exe"]}, "undetermined"),
+    # a command the parser does not follow may change the value: fillnull sets the
+    # null length of a missing field to 0
+    ("fillnull after the eval", "| eval n = len(user) | fillnull value=0 n | search n=0",
+     {"process.name": "a.exe"}, "undetermined"),
+    ("mvexpand after the eval", "| eval n = len(process_name) | mvexpand n | search n=5",
+     {"process.name": "a.exe"}, "undetermined"),
+    ("commands that keep values", "| eval n = len(process_name) | table n | dedup n | search n=5",
+     {"process.name": "a.exe"}, "match"),
+    ("an eval after the change is computed again",
+     "| fillnull value=0 x | eval n = len(process_name) | search n=5", {"process.name": "a.exe"},
+     "match"),
     ("a name eval'd twice and filtered both ways",
      "| eval x = len(process_name) | search x=5 | eval x = len(user) | search x=1",
      {"process.name": "a.exe", "user.name": "u"}, "undetermined"),
@@ -62,15 +75,7 @@ CASES = [
 
 
 def outcome(query: str, fields: dict[str, Any], backtested: bool = False) -> str:
-    (stage,) = parse_query("spl", query)
-    rule = RulePlan("splunk", "r", "r", "spl", {})
-    rule.stages.append(
-        StagePlan(rule, "main", stage.role, False, stage.params, stage.expr, frozenset())
-    )
-    plans = as_backtested([rule]) if backtested else [rule]
-    r = Matcher(plans).match(canonical_event("e", fields))
-    found = [k for k, got in (("match", r.matches), ("undetermined", r.undetermined)) if got]
-    return found[0] if found else "none"
+    return query_outcome("splunk", "spl", query, fields, backtested)
 
 
 @pytest.mark.parametrize(("why", "query", "fields", "expected"), CASES, ids=[c[0] for c in CASES])
@@ -99,6 +104,11 @@ PROGRAMS = [
 def test_programs_recorded(query: str, name: str, program: list[Any]) -> None:
     (stage,) = parse_query("spl", query)
     assert stage.params["computed"][name] == program
+
+
+def test_no_program_reads_the_raw_event() -> None:
+    """_raw is the event as indexed, which no field detcat reads holds."""
+    assert outcome("| eval n = len(_raw) | search n>5", {"process.name": "a"}) == "undetermined"
 
 
 def test_no_program_for_what_the_event_does_not_have() -> None:
@@ -157,7 +167,7 @@ VALUES = [
 @pytest.mark.parametrize(("expr", "fields", "value"), VALUES, ids=[v[0] for v in VALUES])
 def test_eval_values(expr: str, fields: dict[str, Any], value: Any) -> None:
     (stage,) = parse_query("spl", f"| eval v = {expr} | search v=x")
-    compute = compile_program(stage.params["computed"]["v"], _canonical)
+    compute = compile_program(stage.params["computed"]["v"], _canonical, FUNCTIONS)
     assert compute(canonical_event("e", fields)) == value
 
 
@@ -186,3 +196,31 @@ def test_hostile_values_are_unknown_at_worst(
     query: str, fields: dict[str, Any], expected: str
 ) -> None:
     assert outcome(query, fields) == expected
+
+
+@pytest.mark.parametrize("op", [Op.EQ, Op.GT, Op.GTE, Op.LT, Op.LTE])
+@pytest.mark.parametrize("want", [5, "5", 0, "0x5", -2.5])
+@pytest.mark.parametrize("value", [5, 5.0, 0, -3, 1e308, float("inf")])
+def test_a_computed_number_is_tested_as_a_field_would_be(op: Op, want: Any, value: Any) -> None:
+    """computed_test compares numbers directly: the answer of the field's test."""
+    p = Predicate("process.pid", op, want, field="process.pid")
+    as_field = compile_predicate(p, False)(canonical_event("e", {"process.pid": value}))
+    assert as_field is not None
+    assert computed_test(p, lambda ev: value, False)(canonical_event("e", {})) == as_field
+
+
+@pytest.mark.parametrize("op", [Op.EQ, Op.CONTAINS, Op.STARTS_WITH, Op.ENDS_WITH])
+@pytest.mark.parametrize("want", ["abc", "ABC", "", "ß", "5"])
+@pytest.mark.parametrize("value", ["abc", "xABCx", "ss", "SS", "", "5", "5.0", "0x5"])
+@pytest.mark.parametrize("cased", [False, True])
+def test_a_computed_text_is_tested_as_a_field_would_be(op: Op, want: str, value: str, cased: bool):
+    p = Predicate("process.name", op, want, case_sensitive=cased, field="process.name")
+    as_field = compile_predicate(p, False)(canonical_event("e", {"process.name": value}))
+    assert computed_test(p, lambda ev: value, False)(canonical_event("e", {})) == as_field
+
+
+@pytest.mark.parametrize("op", list(Op))
+def test_a_computed_null_is_tested_as_a_missing_field(op: Op) -> None:
+    p = Predicate("process.name", op, "x", field="process.name")
+    as_field = compile_predicate(p, False)(canonical_event("e", {"user.name": "u"}))
+    assert computed_test(p, lambda ev: None, False)(canonical_event("e", {})) == as_field

@@ -189,8 +189,8 @@ class RulePlan:
     stages: list[StagePlan] = field(default_factory=list)
     rule_type: str = ""  # the vendor's rule type: threshold, correlation, eql…
     condition: dict[str, Any] | None = None  # a YARA-L rule's condition (JSON tree)
-    # SPL's eval'd values are computed (match.spl); backtests turn it off
-    # (sqlgen.as_backtested: SQL does not compute them yet).
+    # Values SPL's eval and ES|QL's EVAL make are computed (match.spl, match.esql);
+    # backtests turn it off (sqlgen.as_backtested: SQL does not compute them yet).
     computes_evals: bool = True
 
     @classmethod
@@ -241,7 +241,22 @@ class RulePlan:
             from detcat.match.spl import spl_dialect
 
             spl_dialect(d, computed)
+        reader = registry.computed_reader(self.language)
+        if self.computes_evals and reader == "esql_eval" and d.computed:
+            from detcat.match.esql import esql_dialect
+
+            esql_dialect(d)
         return d
+
+    def computes_values(self, stage: StagePlan) -> bool:
+        """Whether ``dialect`` evaluates one of the stage's computed values, at least."""
+        if registry.language_engine(self.language) == "sequences":
+            return True  # EQL's own evaluator
+        derived = [p for p in predicates(stage.expr) if p.kind == "derived"]
+        if not (self.computes_evals and derived):
+            return False
+        d = self.dialect(stage)
+        return d.derived is not None and any(d.derived(p) is not None for p in derived)
 
     def ref_resolver(self, stage: StagePlan) -> Any:
         """field_ref values are raw vendor names: canonicalize them like the rule's."""
@@ -354,9 +369,7 @@ class Matcher:
         rule = stage.rule
         if rule.single_event or any(s.role is StageRole.CORRELATION for s in rule.stages):
             return False
-        # EQL's own, or SPL's eval'd fields (match.spl)
-        evaluated = registry.language_engine(rule.language) == "sequences"
-        evaluated = evaluated or (rule.computes_evals and bool(stage.params.get("computed")))
+        evaluated = rule.computes_values(stage)
         if can_hold(stage.expr, stage.params.get("derived"), evaluated) and stage.checks_a_value:
             return False
         if id(rule) not in self._engineless:

@@ -472,6 +472,7 @@ class Elastic(Vendor):
     full_match_languages = frozenset({"kql", "eql", "esql"})  # Lucene regexp, RLIKE
     language_engines = {"eql": "sequences"}
     rule_type_engines = {"threshold": "threshold"}
+    computed_readers = {"esql": "esql_eval"}
     writes_ecs = True
     dotted_event_names = True
 

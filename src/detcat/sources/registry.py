@@ -69,6 +69,10 @@ class Vendor(ABC):
     language_engines: ClassVar[dict[str, str]] = {}
     # Rule types counted over the stream of events -> their engine ("threshold").
     rule_type_engines: ClassVar[dict[str, str]] = {}
+    # How ``detcat.match`` reads the text a language keeps of the fields its queries
+    # compute (``params["derived"]``): "esql_eval" (ES|QL expressions). Unlisted: it
+    # does not (a program the parser recorded, ``params["computed"]``, needs none).
+    computed_readers: ClassVar[dict[str, str]] = {}
 
     # -- reading rules ------------------------------------------------------------
 
@@ -244,6 +248,12 @@ def language_engine(language: str) -> str | None:
     """The match engine of ``language``'s rules (``Vendor.language_engines``)."""
     vendor = languages().get(language)
     return vendor.language_engines.get(language) if vendor else None
+
+
+def computed_reader(language: str) -> str | None:
+    """How ``detcat.match`` reads ``language``'s computed fields (``Vendor.computed_readers``)."""
+    vendor = languages().get(language)
+    return vendor.computed_readers.get(language) if vendor else None
 
 
 def rule_type_engine(vendor: str, rule_type: str) -> str | None:

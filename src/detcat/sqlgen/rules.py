@@ -170,11 +170,12 @@ def _compile_stateful(plan: RulePlan, single: dict[str, RulePlan]) -> CompiledRu
 
 
 def as_backtested(plans: Iterable[RulePlan]) -> list[RulePlan]:
-    """``plans`` as backtests run them, on every engine: without SPL's eval'd values,
-    which ``detcat match`` computes (``match.spl``) but SQL does not yet. Left to
-    the Python fallback, they would run their rules on every row of their route
-    (68 Splunk rules: DuckDB backtests 3x slower); they stay unknown instead, as
-    ``sql-report`` says. The plans themselves are marked, and returned."""
+    """``plans`` as backtests run them, on every engine: without the values SPL's
+    eval and ES|QL's EVAL make, which ``detcat match`` computes (``match.spl``,
+    ``match.esql``) but SQL does not yet. Left to the Python fallback, they would
+    run their rules on every row of their route (on the corpora, DuckDB backtests
+    ran 3x slower); they stay unknown instead, as before. The plans themselves are
+    marked, and returned."""
     plans = list(plans)
     for p in plans:
         p.computes_evals = False

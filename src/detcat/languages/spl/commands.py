@@ -143,8 +143,9 @@ class SplPipeline(Pipeline):
                 self.scope.bind(target, replace(a.source, ci=a.source.ci or a.ci))
             else:
                 level = max((r.level for r in a.refs), default=0)
-                prog = program(expr, self.scope)
-                ref = FieldRef(target, "derived", level, cases=a.cases, program=prog)
+                prog = program(expr, self.scope, self.changes)
+                ref = FieldRef(target, "derived", level, cases=a.cases, program=prog,
+                               program_at=self.changes)  # fmt: skip
                 self.scope.bind(target, ref)
 
     def cmd_rename(self, cmd: Command) -> None:
@@ -183,8 +184,9 @@ class SplPipeline(Pipeline):
                 present = Predicate(
                     source.raw, Op.REGEX_MATCH, whole[1], "rex", cs, kind=source.kind
                 )
-            prog = rex_program(source, regex, name)
-            ref = FieldRef(name, "derived", source.level, present=present, program=prog)
+            prog = rex_program(source, regex, name, self.changes)
+            ref = FieldRef(name, "derived", source.level, present=present, program=prog,
+                           program_at=self.changes)  # fmt: skip
             self.scope.bind(name, ref)
 
     def cmd_rex(self, cmd: Command) -> None:

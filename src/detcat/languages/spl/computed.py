@@ -32,11 +32,12 @@ from detcat.languages.spl.expr import FieldRef, Scope, eval_string, number, unqu
 MAX_PROGRAM = 200  # nodes: eval'd fields are inlined, so a long chain could grow
 
 
-def program(expr: Tree | Token, scope: Scope) -> list[Any] | None:
-    """The program computing ``expr`` at this point of the pipeline, or None."""
+def program(expr: Tree | Token, scope: Scope, at: int) -> list[Any] | None:
+    """The program computing ``expr`` at this point of the pipeline (``at``: its
+    count of value changes, ``Pipeline.changes``), or None."""
     try:
-        prog = _node(expr, scope)
-    except _NotComputable:
+        prog = _node(expr, scope, at)
+    except (_NotComputable, RecursionError):  # nested past Python's stack: not computed
         return None
     return prog if _size(prog) <= MAX_PROGRAM else None
 
@@ -45,9 +46,9 @@ class _NotComputable(Exception):
     pass
 
 
-def _node(n: Tree | Token, scope: Scope) -> list[Any]:
+def _node(n: Tree | Token, scope: Scope, at: int) -> list[Any]:
     if isinstance(n, Token):
-        return _token(n, scope)
+        return _token(n, scope, at)
     kids = n.children
     match n.data:
         case "e_func":
@@ -55,23 +56,23 @@ def _node(n: Tree | Token, scope: Scope) -> list[Any]:
             args = kids[1].children if len(kids) > 1 else []
             if name == "null" and not args:
                 return ["null"]
-            return ["call", name, [_node(a, scope) for a in args]]
+            return ["call", name, [_node(a, scope, at) for a in args]]
         case "e_sum" | "e_prod":
-            return ["arith", [str(k) if _is_op(k) else _node(k, scope) for k in kids]]
+            return ["arith", [str(k) if _is_op(k) else _node(k, scope, at) for k in kids]]
         case "e_minus":
-            return ["neg", _node(kids[0], scope)]
+            return ["neg", _node(kids[0], scope, at)]
         case "e_neg":
-            return ["not", _node(kids[0], scope)]
+            return ["not", _node(kids[0], scope, at)]
         case "e_and" | "e_or":
-            return [n.data[2:], [_node(k, scope) for k in kids]]
+            return [n.data[2:], [_node(k, scope, at) for k in kids]]
         case "e_compare":
             op = "==" if str(kids[1]) == "=" else str(kids[1])
-            return ["cmp", op, _node(kids[0], scope), _node(kids[2], scope)]
+            return ["cmp", op, _node(kids[0], scope, at), _node(kids[2], scope, at)]
         case "e_like":
-            return ["call", "like", [_node(kids[0], scope), _node(kids[2], scope)]]
+            return ["call", "like", [_node(kids[0], scope, at), _node(kids[2], scope, at)]]
         case "e_in":
             items = kids[2].children if len(kids) > 2 else []
-            return ["in", _node(kids[0], scope), [_node(k, scope) for k in items]]
+            return ["in", _node(kids[0], scope, at), [_node(k, scope, at) for k in items]]
     raise _NotComputable  # xor, and whatever the grammar adds later
 
 
@@ -79,32 +80,35 @@ def _is_op(k: Tree | Token) -> bool:
     return isinstance(k, Token) and k.type in ("E_ADD", "E_MUL")
 
 
-def _token(t: Token, scope: Scope) -> list[Any]:
+def _token(t: Token, scope: Scope, at: int) -> list[Any]:
     if t.type == "NUMBER":
         return ["num", number(str(t)) if number(str(t)) is not None else float(str(t))]
     if t.type == "STRING":
         return ["str", eval_string(str(t))]
     if t.type in ("EFIELD", "QFIELD"):
-        return _field(scope.resolve(unquote(str(t))[0]))
+        return _field(scope.resolve(unquote(str(t))[0]), at)
     raise _NotComputable
 
 
-def rex_program(source: FieldRef, regex: str, group: str) -> list[Any] | None:
+def rex_program(source: FieldRef, regex: str, group: str, at: int) -> list[Any] | None:
     """``rex field=source "(?<group>…)"``: the group's text in the first match."""
     try:
-        return ["rex", _field(source), regex, group]
+        return ["rex", _field(source, at), regex, group]
     except _NotComputable:
         return None
 
 
-def _field(ref: FieldRef) -> list[Any]:
-    """A field as the events have it, or the program of an earlier eval of it."""
+def _field(ref: FieldRef, at: int) -> list[Any]:
+    """A field as the events have it, or the program of an earlier eval of it (while
+    no command since may have changed it)."""
     if ref.level != 0 or ref.lookup is not None:
         raise _NotComputable  # an aggregate or lookup output: not in the event
     if ref.kind == "derived":
-        if ref.program is None:
+        if ref.program is None or ref.program_at != at:
             raise _NotComputable
         return ref.program
+    if ref.raw == "_raw":
+        raise _NotComputable  # the whole raw event: no field detcat reads holds it
     read = ["field", ref.raw]
     return ["call", "lower", [read]] if ref.ci else read
 

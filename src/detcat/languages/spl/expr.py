@@ -161,6 +161,7 @@ class FieldRef:
     cases: Cases | None = None  # eval x=if(cond, "yes", "no")
     present: Expr | None = None  # rex "(?<x>re)": x is non-null exactly when this holds
     program: list[Any] | None = None  # eval'd: how to compute it (spl.computed)
+    program_at: int = 0  # the pipeline's count of value changes when it was eval'd
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,8 @@ LookupResolver = Callable[[str, str, Expr | None], tuple[list[str], bool] | None
 # Commands that neither filter events nor define fields a filter could read:
 # understood and passed over (data/spl.toml says which, and why).
 IGNORED = frozenset(c for group in load(SPL)["ignored_commands"].values() for c in group)
+# Commands after which an eval'd value still holds (data/spl.toml, [computed]).
+KEEP_VALUES = frozenset(load(SPL)["computed"]["keep_values"])
 
 
 @dataclass(eq=False, slots=True)
@@ -92,6 +94,9 @@ class Pipeline:
         self.params: dict[int, dict[str, Any]] = {level: {}}
         self.sub_stages: list[Stage] = []
         self.subs = 0
+        # Commands so far that may change field values the parser does not track: a
+        # value eval computed is computable while this count stays as it was then.
+        self.changes = 0
         self.cmd = Command("", "", 0)
         self.spawned: set[int] = set()
         self.commands: list[Command] = []
@@ -119,6 +124,8 @@ class Pipeline:
             self.cmd, self.spawned, self.position = cmd, set(), n
             for macro in cmd.macros:
                 self.add(Opaque(macro, Reason.UNRESOLVED_MACRO, "undefined"), self.level)
+            if cmd.macros or (cmd.name and cmd.name not in KEEP_VALUES):
+                self.changes += 1
             if cmd.name:
                 self.dispatch(cmd)
             for k in range(len(cmd.subs)):
@@ -205,11 +212,13 @@ class Pipeline:
     def note_programs(self, refs: list[FieldRef], level: int) -> None:
         """Record in the stage's ``params["computed"]`` how to compute the eval'd
         fields a filter reads (``spl.computed``); a name eval'd twice and filtered
-        in one stage both ways gets None: its filters stay unknown."""
+        in one stage both ways, or whose value a command since may have changed,
+        gets None: its filters stay unknown."""
         for r in refs:
             if r.kind == "derived" and r.program is not None:
                 computed = self.params.setdefault(level, {}).setdefault("computed", {})
-                if computed.setdefault(r.raw, r.program) != r.program:
+                current = r.program if r.program_at == self.changes else None
+                if computed.setdefault(r.raw, current) != current:
                     computed[r.raw] = None
 
     def lookup_filter(self, lk: Lookup, cond: Expr) -> Expr:
