@@ -177,7 +177,7 @@ def _like(s: Value, pattern: Value) -> Value:
             body.append(re2.escape(next(chars, "\\")))
         else:
             body.append(".*" if c == "*" else "." if c == "?" else re2.escape(c))
-    return re2.fullmatch("(?s)" + "".join(body), t) is not None
+    return regex("(?s)" + "".join(body)).fullmatch(t) is not None
 
 
 def _rlike(s: Value, pattern: Value) -> Value:

@@ -103,7 +103,7 @@ def _like(s: Value, pattern: Value) -> Value:
     if t is None or pat is None:
         return None
     body = "".join(".*" if c == "%" else "." if c == "_" else re2.escape(c) for c in pat)
-    return re2.fullmatch(f"(?s){body}", t) is not None
+    return regex(f"(?s){body}").fullmatch(t) is not None
 
 
 def _tonumber(v: Value, base: Value = None) -> Value:

@@ -17,8 +17,9 @@ runs. The forms:
 - ``["rex", a, regex, group]``: the named group of ``rex`` in the first match.
 
 Only what reads raw event fields (or fields eval'd before from them) becomes a
-program; anything else (an aggregate, a lookup output) gives None, and so does a
-function ``match.spl`` does not compute, there: the filter stays unknown.
+program; anything else (an aggregate, a lookup output, the raw event) gives None,
+and the filter stays unknown, as it does where ``match.spl`` meets a function it
+does not compute.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def _is_op(k: Tree | Token) -> bool:
 
 def _token(t: Token, scope: Scope, at: int) -> list[Any]:
     if t.type == "NUMBER":
-        return ["num", number(str(t)) if number(str(t)) is not None else float(str(t))]
+        n = number(str(t))
+        return ["num", float(str(t)) if n is None else n]
     if t.type == "STRING":
         return ["str", eval_string(str(t))]
     if t.type in ("EFIELD", "QFIELD"):
