@@ -8,6 +8,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from match_helpers import query_outcome
 
 from detcat.match.evaluate import compile_predicate
@@ -224,3 +226,35 @@ def test_a_computed_null_is_tested_as_a_missing_field(op: Op) -> None:
     p = Predicate("process.name", op, "x", field="process.name")
     as_field = compile_predicate(p, False)(canonical_event("e", {"user.name": "u"}))
     assert computed_test(p, lambda ev: None, False)(canonical_event("e", {})) == as_field
+
+
+# Random eval expressions over the functions and hostile field values: matching
+# answers (match, none or undetermined) and never raises.
+_ARGS = st.one_of(
+    st.sampled_from(["process_name", "user", "Processes.process", "_raw"]),
+    st.integers(-(10**30), 10**30).map(str),
+    st.sampled_from(['"a"', '""', '"\\\\"', '"(?<x>a"', '"%"', "1e400", "-0", "0.5"]),
+)
+
+
+@st.composite
+def _eval_expressions(draw: st.DrawFn, depth: int = 3) -> str:
+    if depth == 0 or draw(st.booleans()):
+        return draw(_ARGS)
+    name = draw(st.sampled_from(sorted(FUNCTIONS)))
+    args = [draw(_eval_expressions(depth - 1)) for _ in range(draw(st.integers(0, 3)))]
+    op = draw(st.sampled_from(["", " + 1", ' . "x"', " * 2", " / 0", " % 3", ' == "a"']))
+    return f"{name}({', '.join(args)}){op}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    expr=_eval_expressions(),
+    value=st.one_of(
+        st.text(max_size=20), st.integers(), st.floats(), st.lists(st.text(), max_size=3)
+    ),
+)
+def test_random_eval_expressions_never_break_matching(expr: str, value: Any) -> None:
+    query = f"| eval v = {expr} | search v=1 OR v=a"
+    fields = {"process.name": value, "user.name": value, "process.command_line": value}
+    assert outcome(query, fields) in ("match", "none", "undetermined")

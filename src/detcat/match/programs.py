@@ -172,10 +172,9 @@ def _field(names: tuple[str, ...]) -> Compute:
 
 
 def _rex(source: Compute, pattern: str, group: str) -> Compute:
-    try:
-        rx = re2.compile(pattern)
-    except re2.error:
-        raise NotComputable(f"rex {pattern!r}: RE2 cannot run it") from None
+    rx = _compiled(pattern)
+    if rx is None:
+        raise NotComputable(f"rex {pattern!r}: RE2 cannot run it")
     if group not in rx.groupindex:
         raise NotComputable(f"rex {pattern!r} has no group {group!r}")
 
@@ -310,9 +309,12 @@ def regex(pattern: Value) -> Any:
 
 @lru_cache(maxsize=1024)
 def _compiled(pattern: str) -> Any:
-    """Patterns are mostly constants of the query: compiled once, not per event."""
+    """Patterns are mostly constants of the query: compiled once, not per event.
+    A pattern RE2 refuses is expected (PCRE, Java): None, and nothing logged."""
+    options = re2.Options()
+    options.log_errors = False
     try:
-        return re2.compile(pattern)
+        return re2.compile(pattern, options)
     except re2.error:
         return None
 
