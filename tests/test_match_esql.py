@@ -34,6 +34,17 @@ CASES = [
     ("comparisons are case-sensitive",
      'FROM logs-* | EVAL x = CONCAT(process.name, "!") | WHERE x == "CMD.EXE!"',
      {"process.name": "cmd.exe"}, "none"),
+    # a name made twice: the parser keeps the last text, which a filter between
+    # the two must not read (upstream: "EVAL command = REPLACE(command, …)")
+    ("a name EVAL'd twice",
+     'FROM logs-* | EVAL c = process.name | WHERE c == "a" | EVAL c = CONCAT(c, "!")',
+     {"process.name": "a"}, "undetermined"),
+    ("what reads a name EVAL'd twice",
+     'FROM logs-* | EVAL c = process.name | EVAL c = CONCAT(c, "!") | EVAL d = c'
+     ' | WHERE d == "a!"', {"process.name": "a"}, "undetermined"),
+    ("an event field EVAL'd from itself",
+     'FROM logs-* | EVAL process.name = CONCAT(process.name, "!") | WHERE process.name == "a!"',
+     {"process.name": "a"}, "match"),
     ("an aggregation is not computed on one event",
      "FROM logs-* | EVAL x = COUNT_DISTINCT(process.name) | WHERE x > 1",
      {"process.name": "cmd.exe"}, "undetermined"),

@@ -11,7 +11,8 @@
   (``params["inline_stats"]``).
 - Fields made inside the query (``EVAL``, ``DISSECT``, ``GROK``, ``RENAME``,
   ``STATS`` outputs, ``COMPLETION``) give predicates with ``kind="derived"``;
-  the stage that makes one maps it to its source in ``params["derived"]``.
+  the stage that makes one maps it to its source in ``params["derived"]`` (the
+  last one: a name made twice is also listed in ``params["redefined"]``).
 
 Comparisons follow ES|QL's case rules: ``==``, ``LIKE``, ``RLIKE``, ``IN``
 are case-sensitive, ``=~`` is not, and neither is any comparison of a
@@ -135,8 +136,15 @@ class _Pipeline:
         return entry
 
     def derive(self, name: str, source: str) -> None:
+        derived = self.current.params.setdefault("derived", {})
+        if name in self.derived and derived.get(name) != source:
+            # made again otherwise ("derived" keeps the last source only); DISSECT's
+            # %{+x} appends within one command: the same source
+            redefined = self.current.params.setdefault("redefined", [])
+            if name not in redefined:
+                redefined.append(name)
         self.derived.add(name)
-        self.current.params.setdefault("derived", {})[name] = source
+        derived[name] = source
 
 
 @depth_limited

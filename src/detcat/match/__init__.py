@@ -245,7 +245,7 @@ class RulePlan:
         if self.computes_evals and reader == "esql_eval" and d.computed:
             from detcat.match.esql import esql_dialect
 
-            esql_dialect(d)
+            esql_dialect(d, stage.params.get("redefined") or [])
         return d
 
     def computes_values(self, stage: StagePlan) -> bool:

@@ -40,20 +40,24 @@ MAX_INLINED = 8  # EVAL'd fields read through other EVAL'd fields, at most this 
 MAX_SPACE = 1 << 16  # SPACE(n) longer than this is not built (hostile n)
 
 
-def esql_dialect(d: Dialect) -> Dialect:
-    """``d`` computing the stage's EVAL'd fields (``d.computed``: name -> text)."""
-    return computing(d, lambda name: program(name, _texts(d.computed)), FUNCTIONS)
+def esql_dialect(d: Dialect, redefined: list[str]) -> Dialect:
+    """``d`` computing the stage's EVAL'd fields (``d.computed``: name -> text). A
+    name the query makes twice (``redefined``) is not computed, nor what reads it:
+    the text kept is the last, and a filter between the two reads the first."""
+    texts = _texts(d.computed, frozenset(redefined))
+    return computing(d, lambda name: program(name, texts), FUNCTIONS)
 
 
-def _texts(derived: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple((k, v) for k, v in derived.items() if isinstance(v, str))
+def _texts(derived: dict[str, Any], redefined: frozenset[str]) -> tuple[tuple[str, Any], ...]:
+    """The EVAL texts; a name made twice maps to None (it has no program)."""
+    return tuple((k, None if k in redefined else v) for k, v in derived.items())
 
 
 @lru_cache(maxsize=4096)
-def program(name: str, derived: tuple[tuple[str, str], ...], depth: int = 0) -> Any:
+def program(name: str, derived: tuple[tuple[str, Any], ...], depth: int = 0) -> Any:
     """The program of EVAL'd field ``name``, or None when it has none."""
     source = dict(derived).get(name)
-    if source is None or depth > MAX_INLINED:
+    if not isinstance(source, str) or depth > MAX_INLINED:
         return None
     try:
         return _program(parse_body("where_body", source), name, derived, depth)
@@ -61,7 +65,7 @@ def program(name: str, derived: tuple[tuple[str, str], ...], depth: int = 0) -> 
         return None
 
 
-def _program(n: N, name: str, derived: tuple[tuple[str, str], ...], depth: int) -> list[Any]:
+def _program(n: N, name: str, derived: tuple[tuple[str, Any], ...], depth: int) -> list[Any]:
     def sub(x: N) -> list[Any]:
         return _program(x, name, derived, depth)
 
