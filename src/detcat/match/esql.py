@@ -14,7 +14,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import re2
 from lark.exceptions import LarkError
 
 from detcat.languages.esql_syntax import N, parse_body
@@ -27,6 +26,7 @@ from detcat.match.programs import (
     case,
     computing,
     first_non_null,
+    like,
     num,
     numeric,
     on_text,
@@ -170,20 +170,6 @@ def _affix(test: str) -> Any:
     return fn
 
 
-def _like(s: Value, pattern: Value) -> Value:
-    """LIKE: ``*`` any run, ``?`` one character, ``\\`` escapes; the whole value."""
-    t, p = text(s), text(pattern)
-    if t is None or p is None:
-        return None
-    body, chars = [], iter(p)
-    for c in chars:
-        if c == "\\":
-            body.append(re2.escape(next(chars, "\\")))
-        else:
-            body.append(".*" if c == "*" else "." if c == "?" else re2.escape(c))
-    return regex("(?s)" + "".join(body)).fullmatch(t) is not None
-
-
 def _rlike(s: Value, pattern: Value) -> Value:
     t, rx = text(s), regex(pattern)
     return None if t is None or rx is None else rx.fullmatch(t) is not None
@@ -213,7 +199,7 @@ FUNCTIONS: Functions = {
     "is_null": lambda v: v is None,
     "left": _left,
     "length": on_text(len),
-    "like": _like,
+    "like": lambda s, pattern: like(s, pattern, "*", "?", "\\"),
     "locate": _locate,
     "ltrim": on_text(str.lstrip),
     "mv_count": _mv_count,

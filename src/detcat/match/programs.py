@@ -346,3 +346,18 @@ def substring(s: Value, start: Value, length: Value = None) -> Value:
     begin = i - 1 if i > 0 else max(len(t) + i, 0) if i < 0 else 0
     n = num(length)
     return t[begin:] if length is None or n is None else t[begin : begin + max(int(n), 0)]
+
+
+def like(s: Value, pattern: Value, many: str, single: str, escape: str = "") -> Value:
+    """Whether the whole text of ``s`` matches a LIKE ``pattern``: ``many`` is any
+    run, ``single`` one character, ``escape`` (when given) quotes the next one."""
+    t, p = text(s), text(pattern)
+    if t is None or p is None:
+        return None
+    body, chars = [], iter(p)
+    for c in chars:
+        if escape and c == escape:
+            body.append(re2.escape(next(chars, escape)))
+        else:
+            body.append(".*" if c == many else "." if c == single else re2.escape(c))
+    return regex("(?s)" + "".join(body)).fullmatch(t) is not None

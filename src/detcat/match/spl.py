@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import re2
-
 from detcat.match.evaluate import Dialect
 from detcat.match.programs import (
     Functions,
@@ -22,6 +20,7 @@ from detcat.match.programs import (
     case,
     computing,
     first_non_null,
+    like,
     num,
     numeric,
     on_text,
@@ -98,14 +97,6 @@ def _replace(s: Value, pattern: Value, repl: Value) -> Value:
     return rx.sub(lambda _: by, t)
 
 
-def _like(s: Value, pattern: Value) -> Value:
-    t, pat = text(s), text(pattern)
-    if t is None or pat is None:
-        return None
-    body = "".join(".*" if c == "%" else "." if c == "_" else re2.escape(c) for c in pat)
-    return regex(f"(?s){body}").fullmatch(t) is not None
-
-
 def _tonumber(v: Value, base: Value = None) -> Value:
     if base is None:
         return num(v)
@@ -132,7 +123,7 @@ FUNCTIONS: Functions = {
     "isnotnull": lambda v: v is not None,
     "isnull": lambda v: v is None,
     "len": on_text(len),
-    "like": _like,
+    "like": lambda s, pattern: like(s, pattern, "%", "_"),
     "lower": on_text(str.lower),
     "ltrim": _trim(str.lstrip),
     "match": _match,
