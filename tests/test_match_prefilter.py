@@ -75,6 +75,9 @@ CLAUSES: list[tuple[Expr, list[set[tuple[str, str | None]]]]] = [
     (P(NAME, Op.EXISTS, True), [{(NAME, None)}]),
     (P(None, Op.KEYWORD, "WhoAmI"), [{(ALL_TEXT, "whoami")}]),
     (P(None, Op.KEYWORD, "*"), []),
+    (P(None, Op.REGEX_MATCH, "whoami|hostname"), [{(ALL_TEXT, "whoami"), (ALL_TEXT, "hostname")}]),
+    (P(None, Op.CONTAINS, "WhoAmI"), [{(ALL_TEXT, "whoami")}]),
+    (P(None, Op.STARTS_WITH, "whoami"), []),  # field-less and no search: unknown
     (Not(P(NAME, Op.EQ, "cmd.exe")), []),
     (P(NAME, Op.EQ, "cmd.exe", kind="implied"), []),
     (P("splunk:x", Op.EQ, "abc", kind="derived"), []),  # computed: maybe unknown
@@ -156,7 +159,7 @@ _STRING_OPS = [Op.EQ, Op.CONTAINS, Op.STARTS_WITH, Op.ENDS_WITH, Op.WILDCARD, Op
 def predicates(draw: st.DrawFn) -> Predicate:
     # string tests twice as often: they are most of the rules, and the literals
     op = draw(st.sampled_from([*[o for o in Op if o is not Op.FIELD_REF], *_STRING_OPS]))
-    field = None if op is Op.KEYWORD else draw(st.sampled_from(FIELDS))
+    field = None if op is Op.KEYWORD else draw(st.sampled_from([*FIELDS, *FIELDS, None]))
     value: Any = draw(WORD)
     if op is Op.REGEX_MATCH:
         value = draw(REGEX)
@@ -234,6 +237,7 @@ EDGES: list[tuple[str, list[Expr], list[dict[str, Any]]]] = [
     ("a regex RE2 refuses", [P(NAME, Op.REGEX_MATCH, "(?<=a)bc")], [{NAME: "abc"}]),
     ("one of several values", [P(NAME, Op.EQ, "ab")], [{NAME: ["x", "ab"]}]),
     ("a keyword reads every value", [P(None, Op.KEYWORD, "whoami")], [{CMD: "a WhoAmI b"}]),
+    ("so does a field-less regex", [P(None, Op.REGEX_MATCH, "who.mi")], [{CMD: "a whoami b"}]),
     ("a number equals its hex spelling", [P(NAME, Op.EQ, "16")], [{NAME: "0x10"}]),
     (
         "an unknown part of a possible match",

@@ -99,6 +99,15 @@ SEMANTICS = [
     # field-less keywords search every string value; wildcards inside work too
     (P(None, Op.KEYWORD, "WHOAMI"), CMD, True),
     (P(None, Op.KEYWORD, "who*all"), CMD, True),
+    # other field-less searches (Sigma's keywords|re, SPL's regex _raw=…) likewise,
+    # never a field named "message"; a field-less test that is no search: unknown
+    (P(None, Op.REGEX_MATCH, r"whoami\s+/ALL", cased=True), CMD, False),
+    (P(None, Op.REGEX_MATCH, r"whoami\s+/ALL"), CMD, True),
+    (P(None, Op.CONTAINS, "WHOAMI"), CMD, True),
+    (P(None, Op.REGEX_MATCH, "whoami"), {"message": "whoami"}, True),
+    (P(None, Op.REGEX_MATCH, "whoami"), {"process.pid": 4}, False),
+    (P(None, Op.STARTS_WITH, "cmd"), CMD, None),
+    (P(None, Op.CIDR, "10.0.0.0/8"), {"source.ip": "10.1.1.1"}, None),
     # a deployer's list: unknown, but a missing field is in no list
     (P("user.name", Op.IN_LIST, "admins"), {"user.name": "bob"}, None),
     (P("user.name", Op.IN_LIST, "admins"), {}, False),
@@ -143,6 +152,11 @@ PARSED_SEMANTICS = [
     ("kql", 'process.name : "anydesk.exe"', {"process.name": "AnyDesk.exe"}, False),
     ("kql", 'powershell.file.script_block_text : "Invoke-Mimikatz"',
      {"powershell.file.script_block_text": "IEX (invoke-mimikatz -DumpCreds)"}, True),
+    # SPL's _raw is the event's text: searched in every value, as a keyword
+    ("spl", '| regex _raw="who.mi\\s+/all"', CMD, True),
+    ("spl", '| regex _raw!="who.mi\\s+/all"', CMD, False),
+    ("spl", '_raw="*WHOAMI*"', CMD, True),
+    ("spl", '| where match(_raw, "whoami")', {"user.name": "bob"}, False),
     # a filter on an EVAL-computed column is not a test of an event field
     ("esql", 'FROM logs-* | EVAL Esql.v = CONCAT(process.name, "x") | WHERE Esql.v == "ax"',
      {"process.name": "a"}, None),

@@ -63,13 +63,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Predicate:
     """One comparison of one field with one scalar value."""
 
-    field_raw: str | None  # as the vendor wrote it; None for field-less keywords
+    field_raw: str | None  # as the vendor wrote it; None: field-less (see ``whole_event``)
     op: Op
     value: Value
     syntax: str = ""  # the source's own operator: "|endswith", ":", "like~", "IN"
     case_sensitive: bool = False
     field: str | None = None  # canonical name, filled by normalize/
     kind: str = ""  # see module docstring
+
+    @property
+    def whole_event(self) -> bool:
+        """A field-less test: a keyword, or another test of the event's text as a
+        whole (Sigma's ``keywords|re``, SPL's ``regex _raw=…``). It reads every
+        string value of the event, not the field its canonical name says."""
+        return self.field_raw is None
 
 
 class Reason(StrEnum):

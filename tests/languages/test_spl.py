@@ -455,9 +455,12 @@ def test_aggregate_stage_records_by_and_aggregations() -> None:
     }
 
 
+# _raw, the event's text, is no field: the test is field-less (a search of every value)
 REGEX_COMMAND = [
-    ('| regex _raw="a\\\\d+"', P("_raw", REGEX, "a\\d+", "regex", True)),
-    ('| regex "a\\\\d+"', P("_raw", REGEX, "a\\d+", "regex", True)),
+    ('| regex _raw="a\\\\d+"', P(None, REGEX, "a\\d+", "regex", True)),
+    ('| regex "a\\\\d+"', P(None, REGEX, "a\\d+", "regex", True)),
+    ('| rename _raw AS x | regex x="a"', P(None, REGEX, "a", "regex", True)),
+    ('| eval _raw = cmd . "x" | regex _raw="a"', P("_raw", REGEX, "a", "regex", True, "derived")),
     ('| regex cmd!="(?i)enc"', Not(P("cmd", REGEX, "(?i)enc", "regex"))),
 ]
 

@@ -226,6 +226,16 @@ MODIFIERS = [
         "keywords:\n  - 'mimikatz'\n  - '*sekurlsa*'",
         Or((P(None, Op.KEYWORD, "mimikatz", "="), P(None, Op.KEYWORD, "sekurlsa", "="))),
     ),
+    (
+        "a number or boolean keyword is searched as text, as any keyword",
+        "keywords:\n  - 0\n  - true",
+        Or((P(None, Op.KEYWORD, "0", "="), P(None, Op.KEYWORD, "true", "="))),
+    ),
+    (
+        "a keyword regex is field-less (searched in every value)",
+        "keywords:\n  '|re': 'a.c'",
+        P(None, Op.REGEX_MATCH, "a.c", "|re", True),
+    ),
 ]
 
 

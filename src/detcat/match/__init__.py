@@ -564,9 +564,9 @@ def required_fields(expr: Expr | None) -> frozenset[str]:
     """Canonical fields without which ``expr`` cannot be true (nor unknown)."""
     match expr:
         case Predicate():
-            if expr.kind in ("implied", "derived") or expr.op in (Op.IS_NULL, Op.KEYWORD):
+            if expr.kind in ("implied", "derived") or expr.op is Op.IS_NULL:
                 return frozenset()
-            if not expr.field:
+            if expr.whole_event or not expr.field:
                 return frozenset()
             return frozenset({expr.field})
         case And(children):
@@ -584,7 +584,7 @@ def read_fields(expr: Expr | None) -> frozenset[str]:
     event, nor computed values: a stage with one is never skipped)."""
     out: set[str] = set()
     for p in predicates(expr):
-        if p.op is Op.KEYWORD or not p.field or p.kind == "derived":
+        if p.whole_event or not p.field or p.kind == "derived":
             return frozenset()
         if p.kind != "implied":
             out.add(p.field)

@@ -19,6 +19,8 @@ value passes it; a missing field fails every test but ``is_null``):
 - ``cidr``: an IPv4/IPv6 address inside the network; ``gt``/``gte``/``lt``/``lte``:
   numeric; ``exists``: a non-null value; ``is_null``: missing, null or empty;
 - ``keyword`` (field-less search terms): any string value of the event contains it;
+  another field-less search (``regex _raw=…``, ``keywords|re``) holds when any
+  string value passes it; other field-less tests are unknown;
 - ``field_ref``: equal to a value of the other field;
 - predicates of kind ``implied`` restate their source predicate: always true.
 """
@@ -311,6 +313,8 @@ def compile_predicate(
         return _unknown_unless(test, f"computed value {p.field_raw} not evaluated", d)
     if p.op is Op.KEYWORD:
         return _sure(_keyword(p))
+    if p.whole_event:
+        return _whole_event(p, d)
     if p.op is Op.IN_LIST:
         # The list is the deployer's: its members are unknown, but a missing field
         # is in no list.
@@ -459,6 +463,28 @@ def _keyword(p: Predicate) -> Test:
         return lambda ev: any(search(v) for v in ev.text)
     w, fold = _fold(text, p.case_sensitive), not p.case_sensitive
     return lambda ev: any(w in v for v in ev.all_text(fold))
+
+
+def _whole_event(p: Predicate, d: Dialect) -> Test:
+    """A field-less test other than a keyword: a search (``contains``, a regex
+    searched) holds when a string value of the event passes it, as a keyword does;
+    other tests of the raw text as a whole (anchored, numeric) have no such reading."""
+    if p.op not in (Op.CONTAINS, Op.REGEX_MATCH) or d.full_match:
+        return _unknown_unless(None, f"{p.op} on the event's whole text not evaluated", d)
+    test = _text_test(p, False)
+    assert test is not None  # contains and regex always have one
+    fold = p.op is Op.CONTAINS and not p.case_sensitive  # regex engines fold themselves
+
+    def run(ev: Event) -> bool | None:
+        unknown = False
+        for t in ev.all_text(fold):
+            r = test(t)
+            if r:
+                return True
+            unknown = unknown or r is None
+        return None if unknown else False
+
+    return _sure(run) if _is_sure(test) else _unknown_unless(run, regex_reason(p), d)
 
 
 def _field_ref(p: Predicate, refs: RefResolver | None) -> Test:

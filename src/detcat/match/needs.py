@@ -104,6 +104,9 @@ def _predicate(p: Predicate, computed: dict[str, Any] | None) -> Needs | None:
         # a field is evaluated as a test of that field, as here)
     if p.op is Op.KEYWORD:
         return _literal_atoms(ALL_TEXT, _keyword_literal(p))
+    if p.whole_event:  # searched in every value (match.evaluate), or unknown
+        searched = p.op in (Op.CONTAINS, Op.REGEX_MATCH)
+        return _literal_atoms(ALL_TEXT, _literal(p)) if searched else None
     if not p.field or p.op not in _FIELD_OPS:
         return None
     return _literal_atoms(p.field, _literal(p))

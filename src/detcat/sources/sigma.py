@@ -61,6 +61,7 @@ from detcat.model import (
     StageRole,
     and_,
     or_,
+    value_text,
 )
 from detcat.sources import files
 from detcat.sources.files import SourceFileError
@@ -349,6 +350,9 @@ def _value(field: str | None, v: Any, syntax: str) -> Expr:
         case SigmaTimestampPart():  # before SigmaNumber, its base class
             text = f"{field}{syntax}: {v.number}"
             return Opaque(text, Reason.UNSUPPORTED_MODIFIER, f"timestamp {v.timestamp_part.name}")
+        case SigmaNumber() | SigmaBool() if field is None:  # a keyword: its text is searched
+            plain = v.number if isinstance(v, SigmaNumber) else v.boolean
+            return Predicate(None, Op.KEYWORD, value_text(plain), syntax)
         case SigmaBool():
             return Predicate(field, Op.EQ, v.boolean, syntax)
         case SigmaNumber():

@@ -70,6 +70,8 @@ def predicate(p: Predicate, d: Dialect) -> Node:
         return Unknown(f"computed value {p.field_raw} not evaluated")
     if p.op is Op.KEYWORD:
         return _keyword(p)
+    if p.whole_event:  # searched value by value (the joined text would let a regex span two)
+        return Python(f"field-less {p.op}: a test of the event's whole text")
     if not p.field:  # the matcher reads no values: every test fails, is_null holds
         return TRUE if p.op is Op.IS_NULL else FALSE
     if p.field.startswith("_"):  # detcat's own row columns start with _

@@ -13,11 +13,11 @@ from dataclasses import replace
 
 from detcat.languages.spl.computed import program, rex_program
 from detcat.languages.spl.eval import analyze_assignment, eval_assignments
-from detcat.languages.spl.expr import FieldRef, eval_string, unquote
+from detcat.languages.spl.expr import RAW_TEXT, FieldRef, eval_string, predicate, unquote
 from detcat.languages.spl.fields import Agg, Rename
 from detcat.languages.spl.pipeline import Lookup, Pipeline
 from detcat.languages.spl.scan import Command, arg_tokens
-from detcat.model import Not, Op, Opaque, Predicate, Reason
+from detcat.model import Not, Op, Opaque, Reason
 
 _TRANSACTION_OUT = ("duration", "eventcount", "closed_txn", "field_match_sum", "linecount")
 _IPLOCATION_OUT = ("City", "Country", "Region", "lat", "lon")
@@ -167,10 +167,10 @@ class SplPipeline(Pipeline):
         if m is None:
             self.add(Opaque(self.text(cmd), Reason.UNSUPPORTED_COMMAND, "regex"), self.level)
             return
-        ref = self.resolve(unquote(m.group(1))[0] if m.group(1) else "_raw")
+        ref = self.resolve(unquote(m.group(1))[0] if m.group(1) else RAW_TEXT)
         value = eval_string(m.group(3)) if m.group(3).startswith('"') else m.group(3)
         cs = not value.startswith("(?i)")
-        pred = Predicate(ref.raw, Op.REGEX_MATCH, value, "regex", cs, kind=ref.kind)
+        pred = predicate(ref, Op.REGEX_MATCH, value, "regex", cs)
         self.add(Not(pred) if m.group(2) == "!=" else pred, ref.level)
 
     def groups(self, regex: str, source: FieldRef) -> None:
@@ -181,9 +181,7 @@ class SplPipeline(Pipeline):
             present = None
             if whole is not None and whole[0] == name:
                 cs = not whole[1].startswith("(?i)")
-                present = Predicate(
-                    source.raw, Op.REGEX_MATCH, whole[1], "rex", cs, kind=source.kind
-                )
+                present = predicate(source, Op.REGEX_MATCH, whole[1], "rex", cs)
             prog = rex_program(source, regex, name, self.changes)
             ref = FieldRef(name, "derived", source.level, present=present, program=prog,
                            program_at=self.changes)  # fmt: skip
@@ -191,9 +189,9 @@ class SplPipeline(Pipeline):
 
     def cmd_rex(self, cmd: Command) -> None:
         opts, rest = _options(words(cmd))
-        ref = self.resolve(opts.get("field", "_raw"))
+        ref = self.resolve(opts.get("field", RAW_TEXT))
         if opts.get("mode") == "sed":
-            self.derive(opts.get("field", "_raw"), ref.level)
+            self.derive(opts.get("field", RAW_TEXT), ref.level)
         for word in rest:
             if word.startswith('"'):
                 self.groups(eval_string(word), ref)
@@ -203,7 +201,7 @@ class SplPipeline(Pipeline):
         path = opts.get("path", unquote(rest[0])[0] if rest else None)
         out = opts.get("output", path)
         if out:
-            self.derive(out, self.resolve(opts.get("input", "_raw")).level)
+            self.derive(out, self.resolve(opts.get("input", RAW_TEXT)).level)
 
     def cmd_iplocation(self, cmd: Command) -> None:
         opts, rest = _options(words(cmd))
@@ -225,7 +223,7 @@ class SplPipeline(Pipeline):
     def cmd_cyberchef(self, cmd: Command) -> None:
         # The CyberChef app's command decodes ``infield`` into ``outfield``.
         opts, _ = _options(words(cmd))
-        level = self.resolve(opts.get("infield", "_raw")).level
+        level = self.resolve(opts.get("infield", RAW_TEXT)).level
         self.derive(opts.get("outfield", "output"), level)
 
     def cmd_foreach(self, cmd: Command) -> None:

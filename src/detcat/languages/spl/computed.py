@@ -28,7 +28,7 @@ from typing import Any
 
 from lark import Token, Tree
 
-from detcat.languages.spl.expr import FieldRef, Scope, eval_string, number, unquote
+from detcat.languages.spl.expr import RAW_TEXT, FieldRef, Scope, eval_string, number, unquote
 
 MAX_PROGRAM = 200  # nodes: eval'd fields are inlined, so a long chain could grow
 
@@ -109,7 +109,7 @@ def _field(ref: FieldRef, at: int) -> list[Any]:
         if ref.program is None or ref.program_at != at:
             raise _NotComputable
         return ref.program
-    if ref.raw == "_raw":
+    if ref.raw == RAW_TEXT:
         raise _NotComputable  # the whole raw event: no field detcat reads holds it
     read = ["field", ref.raw]
     return ["call", "lower", [read]] if ref.ci else read

@@ -300,11 +300,22 @@ def _is(node: Any, data: str) -> bool:
     return isinstance(node, Tree) and node.data == data
 
 
+RAW_TEXT = "_raw"  # the event as indexed: a test of it is field-less (Predicate.whole_event)
+
+
+def field_name(ref: FieldRef | None) -> str | None:
+    """The predicate's field: None for the event's raw text (unless the query made
+    a ``_raw`` of its own)."""
+    if ref is None or (ref.raw == RAW_TEXT and not ref.kind):
+        return None
+    return ref.raw
+
+
 def predicate(
     ref: FieldRef | None, op: Op, value: Value, syntax: str, cs: bool = False, kind: str = ""
 ) -> Predicate:
     return Predicate(
-        field_raw=ref.raw if ref else None,
+        field_raw=field_name(ref),
         op=op,
         value=value,
         syntax=syntax,
