@@ -8,6 +8,9 @@ one event through ``detcat parse``'s path (parser, normalization) and the
 matcher. The answer must be unknown (``None``), unless the construct is in
 ``EVALUATED`` — and what is evaluated has semantics tests:
 
+- an SPL ``where`` condition on a computed value, by its program, whose every
+  function has a row in ``tests/test_match_spl.py::VALUES`` (checked there);
+
 - a plain predicate's operator (the model's ``Op``) in
   ``tests/test_parse_match.py::SEMANTICS`` (checked here: every ``Op`` is there);
 - an EQL function in ``tests/test_match_eql.py::FUNCTIONS`` (checked here).
@@ -304,8 +307,10 @@ WALK = _walk()
 
 
 def _evaluated(language: str, query: str) -> bool:
-    """Plain predicates (any ``Op``), and EQL's computed values: what the matcher
-    evaluates, each with semantics tests (see the module docstring)."""
+    """Plain predicates (any ``Op``), EQL's computed values and SPL's ``where``
+    conditions on computed values (a program of functions each with a row in
+    ``tests/test_match_spl.py::VALUES``): what the matcher evaluates, each with
+    semantics tests (see the module docstring)."""
     from detcat.model import Opaque, leaves
 
     try:
@@ -313,8 +318,11 @@ def _evaluated(language: str, query: str) -> bool:
     except QueryError:
         return False
     for stage in rules[0].stages:
+        conditions = stage.params.get("conditions") or {}
         for leaf in leaves(stage.expr):
             node = leaf.node
+            if isinstance(node, Opaque) and language == "spl" and conditions.get(node.text):
+                continue
             if isinstance(node, Opaque) and language != "eql":
                 return False
             if not isinstance(node, Opaque) and node.kind == "derived" and language != "eql":

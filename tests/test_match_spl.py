@@ -32,10 +32,18 @@ ROOT_DROP = (
     ' | where like(root, "C:") AND n = 2'
 )
 
+RENAMED = (
+    "| tstats count from datamodel=Endpoint.Processes by Processes.process_name"
+    " Processes.original_file_name Processes.process_path | rename Processes.* AS *"
+    ' | where NOT match(process_name, "(?i)".original_file_name)'
+)
+
 # (why, query, canonical event fields, expected outcome)
 CASES = [
     ("len and substr hold", SINGLE_LETTER, {"process.name": "a.exe"}, "match"),
     ("len does not", SINGLE_LETTER, {"process.name": "ab.exe"}, "none"),
+    ("a name its path implies too is one value", SINGLE_LETTER,
+     {"process.name": "a.exe", "process.executable": "C:\\t\\a.exe"}, "match"),
     ("eval compares case-sensitively", SINGLE_LETTER, {"process.name": "A.EXE"}, "none"),
     ("a missing field is null", SINGLE_LETTER, {"user.name": "x"}, "none"),
     ("mvcount of split", TRAVERSAL, {"process.command_line": "x /../../y"}, "match"),
@@ -70,6 +78,19 @@ CASES = [
     ("an eval after the change is computed again",
      "| fillnull value=0 x | eval n = len(process_name) | search n=5", {"process.name": "a.exe"},
      "match"),
+    # a where condition kept Opaque for its computed value is computed too
+    ("a condition on a computed value", "| where len(user) >= 8", {"user.name": "abcdefgh"},
+     "match"),
+    ("a condition that fails", "| where len(user) >= 8", {"user.name": "abc"}, "none"),
+    # the program is the parsed condition's, not its Opaque text's (which drops the -)
+    ("a leading minus", "| where -len(user) < -3", {"user.name": "abcd"}, "match"),
+    ("null under NOT keeps no event", "| where NOT len(user) >= 8", {"process.pid": 1}, "none"),
+    ("a regex made from another field", RENAMED, {"process.name": "CMD.exe",
+     "process.pe.original_file_name": "cmd.exe"}, "none"),
+    ("the renamed binary", RENAMED, {"process.name": "x.exe",
+     "process.pe.original_file_name": "cmd.exe"}, "match"),
+    ("a condition on a value changed since", "| eval n = len(user) | fillnull value=0 n "
+     "| where n + 1 > 3", {"user.name": "abcdefgh"}, "undetermined"),
     ("a name eval'd twice and filtered both ways",
      "| eval x = len(process_name) | search x=5 | eval x = len(user) | search x=1",
      {"process.name": "a.exe", "user.name": "u"}, "undetermined"),
@@ -88,6 +109,8 @@ def test_eval_fields_are_computed(why: str, query: str, fields: dict[str, Any], 
 def test_backtests_leave_eval_values_unknown() -> None:
     """SQL does not compute them yet: every backtest engine leaves them unknown."""
     assert outcome(SINGLE_LETTER, {"process.name": "a.exe"}, backtested=True) == "undetermined"
+    fields = {"user.name": "abcdefgh"}
+    assert outcome("| where len(user) >= 8", fields, backtested=True) == "undetermined"
 
 
 # (query, name): what the pipeline records as the stage's program for a name
@@ -106,6 +129,25 @@ PROGRAMS = [
 def test_programs_recorded(query: str, name: str, program: list[Any]) -> None:
     (stage,) = parse_query("spl", query)
     assert stage.params["computed"][name] == program
+
+
+# (query, the Opaque condition's text, its program or None: not computable)
+CONDITIONS = [
+    ("| where len(user) >= 8", "len(user) >= 8",
+     ["cmp", ">=", ["call", "len", [["field", "user"]]], ["num", 8]]),
+    # an eval'd field is inlined, as in params["computed"]
+    ("| eval n = len(user) | where mvcount(x) > n", "mvcount(x) > n",
+     ["cmp", ">", ["call", "mvcount", [["field", "x"]]], ["call", "len", [["field", "user"]]]]),
+    ("| eval n = len(user) | fillnull value=0 n | where n + 1 > 3", "n + 1 > 3", None),
+    # the same text with two meanings in one stage: neither is computed
+    ("| where len(x) > 1 | eval x = len(user) | where len(x) > 1", "len(x) > 1", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("query", "text", "program"), CONDITIONS)
+def test_condition_programs_recorded(query: str, text: str, program: list[Any] | None) -> None:
+    (stage,) = parse_query("spl", query)
+    assert stage.params["conditions"][text] == program
 
 
 def test_no_program_reads_the_raw_event() -> None:

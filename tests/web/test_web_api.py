@@ -291,3 +291,16 @@ def test_a_shortened_section_links_to_all_rows(client: TestClient) -> None:
     (href,) = {h for h, _ in links}
     shown = client.get(href.replace("&amp;", "&")).text
     assert "show-all" not in shown
+
+
+def test_rule_page_leaves_match_programs_to_the_json(corpus_db: Path) -> None:
+    """The programs ``detcat match`` computes SPL's eval'd values and conditions with
+    are in the rule's JSON, not in the page's stage parameters (the query says them)."""
+    rule_id = "9c53c446-757e-11ec-871d-acde48001122"  # Potentially malicious code on commandline
+    with TestClient(create_app(corpus_db)) as c:
+        data = c.get(f"/api/rules/splunk/{rule_id}").json()
+        html = c.get(f"/rules/splunk/{rule_id}").text
+    params = [s["params"] for s in data["stages"]]
+    assert any(p.get("conditions") for p in params)
+    shown = re.findall(r"parameters: <code>(.*?)</code>", html)
+    assert shown and not any("conditions" in p or "computed" in p for p in shown)

@@ -69,6 +69,7 @@ from detcat.model import (
     Stage,
     StageRole,
     expr_from_json,
+    opaques,
     predicates,
 )
 from detcat.normalize import full_match_regex
@@ -237,10 +238,11 @@ class RulePlan:
             from detcat.match.eql import eql_dialect
 
             eql_dialect(d)
-        if self.computes_evals and (computed := stage.params.get("computed")):
+        computed, conditions = stage.params.get("computed"), stage.params.get("conditions")
+        if self.computes_evals and (computed or conditions):
             from detcat.match.spl import spl_dialect
 
-            spl_dialect(d, computed)
+            spl_dialect(d, computed or {}, conditions or {})
         reader = registry.computed_reader(self.language)
         if self.computes_evals and reader == "esql_eval" and d.computed:
             from detcat.match.esql import esql_dialect
@@ -252,10 +254,15 @@ class RulePlan:
         """Whether ``dialect`` evaluates one of the stage's computed values, at least."""
         if registry.language_engine(self.language) == "sequences":
             return True  # EQL's own evaluator
+        if not self.computes_evals:
+            return False
         derived = [p for p in predicates(stage.expr) if p.kind == "derived"]
-        if not (self.computes_evals and derived):
+        conditions = stage.params.get("conditions") or {}
+        if not (derived or any(conditions.values())):
             return False
         d = self.dialect(stage)
+        if d.opaque is not None and any(d.opaque(o) is not None for o in opaques(stage.expr)):
+            return True
         return d.derived is not None and any(d.derived(p) is not None for p in derived)
 
     def ref_resolver(self, stage: StagePlan) -> Any:

@@ -532,8 +532,14 @@ def _text(v: Any, empty: bool = False) -> bool:
 
 
 def _extend(fields: dict[str, list[Scalar]], name: str, values: list[Any]) -> None:
+    """Add the values the field does not have yet: an ECS event's ``process.name``
+    is also implied by its ``process.executable``, and one name is one value (a
+    computed ``len(process_name)`` needs a single value)."""
     got = fields.get(name)
-    fields[name] = [*got, *values] if got is not None else list(values)
+    if got is None:
+        fields[name] = list(values)
+    elif new := [v for v in values if v not in got]:
+        fields[name] = [*got, *new]
 
 
 def _split_hashes(ev: Event, canon: str) -> None:

@@ -27,9 +27,9 @@ from typing import Any
 
 import re2
 
-from detcat.match.evaluate import Dialect, Test, compile_predicate, number
+from detcat.match.evaluate import NULL, Dialect, Test, compile_predicate, number
 from detcat.match.events import Event, Scalar
-from detcat.model import Op, Predicate
+from detcat.model import Op, Opaque, Predicate
 
 Value = Any  # None (null), a scalar, or a list of scalars (a multivalue)
 Compute = Callable[[Event], Value]
@@ -46,10 +46,23 @@ class NotComputable(Exception):
     """The program uses something this module does not compute."""
 
 
-def computing(d: Dialect, program_of: Callable[[str], Any], functions: Functions) -> Dialect:
+def computing(
+    d: Dialect,
+    program_of: Callable[[str], Any],
+    functions: Functions,
+    condition_of: Callable[[str], Any] | None = None,
+) -> Dialect:
     """``d`` evaluating the derived predicates whose field ``program_of`` gives a
-    program for (None: it has none), with the language's ``functions``."""
+    program for (None: it has none), and the ``Opaque`` conditions whose text
+    ``condition_of`` gives one for, with the language's ``functions``."""
     resolve = d.refs or (lambda raw: (raw,))
+    if condition_of is not None:
+
+        def opaque(o: Opaque) -> Test | None:
+            prog = condition_of(o.text)
+            return None if prog is None else condition_test(prog, resolve, functions)
+
+        d.opaque = opaque
 
     def derived(p: Predicate) -> Test | None:
         prog = program_of(p.field_raw or "")
@@ -89,6 +102,27 @@ def computed_test(p: Predicate, compute: Compute, full_match: bool) -> Test:
         if affix is not None and v.__class__ is str:
             return affix(v.casefold() if fold else v, text_want)
         return on_value(Event("", {}, {_COMPUTED: values(v)}))  # a new one: threads share tests
+
+    return test
+
+
+def condition_test(prog: list[Any], resolve: Resolve, functions: Functions) -> Test | None:
+    """A condition's program (``len(user) >= 8``) as a test: true or false as it
+    computes; null is NULL (a ``where`` keeps no event on it, negated or not); a
+    value that is no truth (``where len(x)``) is unknown. None: not computable."""
+    try:
+        compute = compile_program(prog, resolve, functions)
+    except NotComputable:
+        return None
+
+    def test(ev: Event) -> Any:
+        try:
+            v = compute(ev)
+        except (Unknown, ArithmeticError, ValueError):  # hostile values: inf, huge ints
+            return None
+        if v is None:
+            return NULL
+        return v if v.__class__ is bool else None
 
     return test
 

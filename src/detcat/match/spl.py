@@ -32,9 +32,10 @@ from detcat.match.programs import (
 )
 
 
-def spl_dialect(d: Dialect, programs: dict[str, Any]) -> Dialect:
-    """``d`` computing the eval'd fields of ``programs`` (name -> program)."""
-    return computing(d, programs.get, FUNCTIONS)
+def spl_dialect(d: Dialect, programs: dict[str, Any], conditions: dict[str, Any]) -> Dialect:
+    """``d`` computing the eval'd fields of ``programs`` (name -> program) and the
+    conditions kept ``Opaque`` of ``conditions`` (text -> program)."""
+    return computing(d, programs.get, FUNCTIONS, conditions.get)
 
 
 # -- functions -------------------------------------------------------------------------

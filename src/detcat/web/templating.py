@@ -57,6 +57,16 @@ def heat(n: int) -> int:
     return next((i for i, top in enumerate(HEAT) if n <= top), len(HEAT))
 
 
+# Stage parameters only ``detcat match`` reads (how SPL's eval'd values and
+# conditions are computed): JSON programs the query text already says, for a reader.
+_MATCH_PROGRAMS = ("computed", "conditions")
+
+
+def reader_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A stage's parameters as the rule page shows them."""
+    return {k: v for k, v in params.items() if k not in _MATCH_PROGRAMS}
+
+
 def pct(n: int, total: int) -> str:
     return f"{100 * n / total:.1f}%" if total else "–"
 
@@ -72,6 +82,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(
         http_url=http_url, paragraphs=paragraphs, heat=heat, prose=prose,
+        reader_params=reader_params,
         by_vendor=rule_rows.by_vendor,
         vendor_label=registry.display_name,
     )  # fmt: skip

@@ -6,7 +6,9 @@ filter on them (``| search n=5 exe=1``) is a derived predicate. ``program()``
 turns such an eval expression into a small JSON program over the event's own
 fields, which the pipeline records in the filtering stage's
 ``params["computed"]`` (name -> program) and ``match.spl``
-runs. The forms:
+runs. A ``| where`` condition on a computed value (``len(user) >= 8``) stays an
+``Opaque`` node of the stage; its program goes in ``params["conditions"]``
+(the node's text -> program). The forms:
 
 - ``["num", 5]``, ``["str", ".exe"]``, ``["null"]``: constants;
 - ``["field", raw]``: an event field, its vendor name resolved (renames undone);

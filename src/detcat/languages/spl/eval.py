@@ -14,6 +14,7 @@ from typing import Any
 
 from lark import Token, Tree
 
+from detcat.languages.spl.computed import program
 from detcat.languages.spl.expr import (
     CASE_FOLDS,
     FLIPPED,
@@ -99,9 +100,22 @@ class EvalBuilder(Builder):
         for name in _fields(node):
             self.ref(name)
 
+    def __init__(self, text: str, scope: Scope, src: str, offset: int, at: int | None = None):
+        super().__init__(text, scope, src, offset)
+        # With ``at`` (the pipeline's count of value changes, ``spl.computed``): the
+        # programs of the conditions kept Opaque for a computed value, by text; a
+        # text met twice with two meanings gets None.
+        self.at = at
+        self.conditions: dict[str, Any] = {}
+
     def opaque(self, node: Tree | Token, reason: Reason, detail: str = "") -> Opaque:
         self.touch(node)
-        return Opaque(self.source(node), reason, detail)
+        o = Opaque(self.source(node), reason, detail)
+        if reason is Reason.COMPUTED_VALUE and self.at is not None:
+            prog = program(node, self.scope, self.at)
+            if self.conditions.setdefault(o.text, prog) != prog:
+                self.conditions[o.text] = None
+        return o
 
     def operand(self, node: Tree | Token) -> _Operand:
         if isinstance(node, Token):
@@ -145,7 +159,7 @@ class EvalBuilder(Builder):
             lhs, rhs, op = rhs, lhs, FLIPPED[op]
         for side in (lhs, rhs):
             if side.kind == "computed":
-                return Opaque(self.source(node), Reason.COMPUTED_VALUE, side.why)
+                return self.opaque(node, Reason.COMPUTED_VALUE, side.why)
         if lhs.kind != "field":
             return Opaque(self.source(node), Reason.CONSTANTS)
         if rhs.kind == "null":
@@ -177,7 +191,7 @@ class EvalBuilder(Builder):
         if subj.kind == "field":
             return subj
         if subj.kind == "computed":
-            return Opaque(self.source(node), Reason.COMPUTED_VALUE, subj.why)
+            return self.opaque(node, Reason.COMPUTED_VALUE, subj.why)
         return Opaque(self.source(node), Reason.CONSTANTS, f"{fn}() of a constant")
 
     def call(self, node: Tree) -> Expr:
@@ -322,11 +336,18 @@ _CALLS: dict[str, Callable[[EvalBuilder, Tree, list[Any]], Expr]] = {
 }
 
 
-def where_conjuncts(text: str, scope: Scope, src: str, offset: int) -> list[Conjunct]:
-    """The top-level AND members of a ``| where`` expression."""
+def where_conjuncts(
+    text: str, scope: Scope, src: str, offset: int, at: int | None = None
+) -> list[Conjunct]:
+    """The top-level AND members of a ``| where`` expression (with ``at``: each with
+    the programs of its conditions on computed values, see ``EvalBuilder``)."""
     tree = parse_tree(text, "eval", src, offset)
-    b = EvalBuilder(text, scope, src, offset)
-    return b.conjuncts(tree, "e_and", b.build)
+    b = EvalBuilder(text, scope, src, offset, at)
+    out = b.conjuncts(tree, "e_and", b.build)
+    for c in out:
+        c.conditions = {o.text: b.conditions[o.text] for o in opaques(c.expr)
+                        if o.text in b.conditions}  # fmt: skip
+    return out
 
 
 @dataclass(slots=True)

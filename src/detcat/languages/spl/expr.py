@@ -203,6 +203,8 @@ class Conjunct:
 
     expr: Expr
     refs: list[FieldRef] = field(default_factory=list)
+    # Its Opaque conditions on computed values: text -> program (None: not computable)
+    conditions: dict[str, Any] = field(default_factory=dict)
 
 
 # Time-range modifiers select the search window; they are not event filters.

@@ -205,6 +205,7 @@ class Pipeline:
             else:
                 level = max(self.level_of(c.refs), self.floor)
                 self.note_programs(c.refs, level)
+                self.note_conditions(c.conditions, level)
                 self.add(c.expr, level)
         for lk, exprs in pending.values():
             self.add(self.lookup_filter(lk, and_(*exprs)), lk.level)
@@ -220,6 +221,15 @@ class Pipeline:
                 current = r.program if r.program_at == self.changes else None
                 if computed.setdefault(r.raw, current) != current:
                     computed[r.raw] = None
+
+    def note_conditions(self, conditions: dict[str, Any], level: int) -> None:
+        """Record in ``params["conditions"]`` how to compute each condition kept
+        ``Opaque`` for a computed value (``spl.eval.EvalBuilder``), by its text; a
+        text met twice in a stage with two meanings gets None (it stays unknown)."""
+        for text, prog in conditions.items():
+            recorded = self.params.setdefault(level, {}).setdefault("conditions", {})
+            if recorded.setdefault(text, prog) != prog:
+                recorded[text] = None
 
     def lookup_filter(self, lk: Lookup, cond: Expr) -> Expr:
         """The lookup and the filter on its outputs as predicates on its input fields."""
@@ -294,7 +304,7 @@ class Pipeline:
         self.filter(search_conjuncts(text, self, self.src, offset))
 
     def where(self, text: str, offset: int) -> None:
-        self.filter(where_conjuncts(text, self, self.src, offset))
+        self.filter(where_conjuncts(text, self, self.src, offset, self.changes))
 
     def derive(self, name: str, level: int) -> None:
         self.scope.bind(name, FieldRef(name, "derived", level))
