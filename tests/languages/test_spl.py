@@ -165,6 +165,7 @@ def test_search(text: str, expected: Expr) -> None:
 
 # -- the eval language (| where) ---------------------------------------------------------
 
+_ARITH = "arithmetic expression"
 WHERE = [
     ('x=="cmd.exe"', P("x", EQ, "cmd.exe", "==", True)),
     ('x="cmd.exe"', P("x", EQ, "cmd.exe", "=", True)),
@@ -229,6 +230,11 @@ WHERE = [
         "isnull(mvfind(a, b))",
         Opaque("isnull(mvfind(a, b))", "computed value", "mvfind()"),
     ),
+    # an Opaque's text is its whole source: signs and parentheses before its first word
+    ("-len(x) < -3", Opaque("-len(x) < -3", "computed value", "arithmetic expression")),
+    ("(len(x) + 1) * 2 > 5", Opaque("(len(x) + 1) * 2 > 5", "computed value", _ARITH)),
+    ("- ( len(x) ) < 0", Opaque("- ( len(x) ) < 0", "computed value", _ARITH)),
+    ('len(")(") > len(x)', Opaque('len(")(") > len(x)', "computed value", "len()")),
 ]
 
 EVAL_BOOLEANS = [

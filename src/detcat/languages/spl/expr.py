@@ -262,6 +262,7 @@ class Builder:
         if not tokens:
             return ""
         start, end = tokens[0].start_pos or 0, tokens[-1].end_pos or 0
+        start = _opened(self.text, start, end, _leading_minus(node))
         return self.text[start : _closed(self.text, start, end)]
 
     def conjuncts(
@@ -279,6 +280,47 @@ class Builder:
             if expr is not None:
                 out.append(Conjunct(expr, self.refs))
         return out
+
+
+def _opened(text: str, start: int, end: int, minus: int) -> int:
+    """Extend ``text[start:end]`` back over the ``(`` it closes and the ``minus``
+    unary minus signs that begin it: the tree keeps no punctuation, so a subtree's
+    first token may follow them (``-len(x)``, ``(len(x) + 1) * 2``)."""
+    unopened = _unopened(text[start:end])
+    while True:
+        j = start
+        while j > 0 and text[j - 1].isspace():
+            j -= 1
+        c = text[j - 1] if j > 0 else ""
+        if c == "(" and (unopened or minus):  # between a sign and its operand: only (
+            unopened = max(unopened - 1, 0)
+        elif c == "-" and minus:
+            minus -= 1
+        else:
+            return start
+        start = j - 1
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?')  # a quoted string (to its end if unclosed)
+
+
+def _unopened(text: str) -> int:
+    """How many ``)`` of ``text`` (outside strings) close a ``(`` before it."""
+    depth = lowest = 0
+    for part in _STRING.split(text):
+        for c in part:
+            depth += {"(": 1, ")": -1}.get(c, 0)
+            lowest = min(lowest, depth)
+    return -lowest
+
+
+def _leading_minus(node: Tree | Token) -> int:
+    """The unary minus signs (``e_minus``) on the subtree's leftmost path."""
+    n = 0
+    while isinstance(node, Tree) and node.children:
+        n += node.data == "e_minus"
+        node = node.children[0]
+    return n
 
 
 def _closed(text: str, start: int, end: int) -> int:
