@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from detcat.match import Matcher, RulePlan, StagePlan
@@ -207,6 +207,8 @@ def one_rule(trees: list[Expr], language: str) -> RulePlan:
     docs=EVENTS,
     language=st.sampled_from(["sigma", "eql"]),
 )
+# found by the property: a field-less search in a language whose regexes match whole
+@example(trees=[P(None, Op.CONTAINS, "ab")], docs=[{NAME: "xaby"}, {NAME: ""}], language="eql")
 def test_prefiltered_matcher_equals_the_reference(
     trees: list[Expr], docs: list[dict[str, Any]], language: str
 ) -> None:

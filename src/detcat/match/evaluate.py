@@ -466,12 +466,12 @@ def _keyword(p: Predicate) -> Test:
 
 
 def _whole_event(p: Predicate, d: Dialect) -> Test:
-    """A field-less test other than a keyword: a search (``contains``, a regex
-    searched) holds when a string value of the event passes it, as a keyword does;
-    other tests of the raw text as a whole (anchored, numeric) have no such reading."""
-    if p.op not in (Op.CONTAINS, Op.REGEX_MATCH) or d.full_match:
+    """A field-less test other than a keyword: a search (``contains``, a regex)
+    holds when a string value of the event passes it, as a keyword does; other
+    tests of the raw text as a whole (anchored, numeric) have no such reading."""
+    if p.op not in (Op.CONTAINS, Op.REGEX_MATCH):
         return _unknown_unless(None, f"{p.op} on the event's whole text not evaluated", d)
-    test = _text_test(p, False)
+    test = _text_test(p, d.full_match)
     assert test is not None  # contains and regex always have one
     fold = p.op is Op.CONTAINS and not p.case_sensitive  # regex engines fold themselves
 
