@@ -255,6 +255,19 @@ CASES: list[tuple[str, str, str, set[str]]] = [
         "process_creation",
         {"wild_chars"},
     ),
+    # field-less: a number keyword is searched as text; a keyword regex in each value
+    (
+        "keyword-number",
+        "    keywords:\n        - 100\n    condition: keywords",
+        "process_creation",
+        {"cmd"},
+    ),
+    (
+        "keyword-regex",
+        "    keywords:\n        '|re': 'copy\\s+C:'\n    condition: keywords",
+        "process_creation",
+        {"cmd"},
+    ),
     # A stage that requires no field is only tested on events with one it reads.
     (
         "is-null",

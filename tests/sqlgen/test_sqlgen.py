@@ -4,12 +4,31 @@ keep the matcher's two values under NOT, and the compile report's share."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
-from detcat.sqlgen import Status, as_backtested, compile_rules, dialect, report
-from detcat.sqlgen.ir import FALSE, TRUE, All, Col, Has, Neg, Unknown, Variant, all_, any_, neg
+from detcat.match.evaluate import Dialect
+from detcat.model import Op, Predicate
+from detcat.normalize.fields import KEYWORD_FIELD
+from detcat.sqlgen import Status, as_backtested, compile_rules, dialect, lower, report
+from detcat.sqlgen.ir import (
+    FALSE,
+    TEXT_ALL,
+    TEXT_ALL_FOLD,
+    TRUE,
+    All,
+    Col,
+    Has,
+    Neg,
+    Python,
+    Unknown,
+    Variant,
+    all_,
+    any_,
+    neg,
+)
 from detcat.sqlgen.lower import ip_key, rx_literal, wildcard_body
 
 
@@ -134,3 +153,21 @@ def test_compile_report_share_per_vendor(corpus_db: Path) -> None:
     compiled_exactly = (Status.EXACT, Status.STATEFUL)
     assert all(c.reasons for c in compiled if c.status not in compiled_exactly)
     assert sum(n for r, n in reasons.items() if r.startswith("multi-event rule: ")) > 0
+
+
+# A field-less test (model.Predicate.whole_event) reads every string value:
+# contains is a search of the joined text (exact: a term without SEP is in it just
+# when a value holds it); a regex there could span two values, so it is Python's.
+FIELDLESS = [
+    (Op.CONTAINS, "WhoAmI", False, Has(TEXT_ALL_FOLD, "whoami")),
+    (Op.CONTAINS, "WhoAmI", True, Has(TEXT_ALL, "WhoAmI")),
+    (Op.REGEX_MATCH, "who.mi", False, Python),
+    (Op.STARTS_WITH, "who", False, Unknown),
+]
+
+
+@pytest.mark.parametrize(("op", "value", "cased", "want"), FIELDLESS)
+def test_fieldless_tests_read_the_whole_event(op: Op, value: str, cased: bool, want: Any) -> None:
+    p = Predicate(None, op, value, case_sensitive=cased, field=KEYWORD_FIELD)
+    got = lower.predicate(p, Dialect())
+    assert got == want if not isinstance(want, type) else isinstance(got, want)

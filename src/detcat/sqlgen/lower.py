@@ -70,8 +70,8 @@ def predicate(p: Predicate, d: Dialect) -> Node:
         return Unknown(f"computed value {p.field_raw} not evaluated")
     if p.op is Op.KEYWORD:
         return _keyword(p)
-    if p.whole_event:  # searched value by value (the joined text would let a regex span two)
-        return Python(f"field-less {p.op}: a test of the event's whole text")
+    if p.whole_event:
+        return _whole_event(p)
     if not p.field:  # the matcher reads no values: every test fails, is_null holds
         return TRUE if p.op is Op.IS_NULL else FALSE
     if p.field.startswith("_"):  # detcat's own row columns start with _
@@ -208,6 +208,17 @@ def _piece(wildcard: str) -> tuple[str, ...]:
 
 def _flags(case_sensitive: bool, dot_nl: bool) -> str:
     return ("" if case_sensitive else "i") + ("s" if dot_nl else "")
+
+
+def _whole_event(p: Predicate) -> Node:
+    """``_whole_event``: ``contains`` as a keyword without wildcards; a regex runs on
+    the Python matcher (on the joined text it could span two values)."""
+    if p.op is Op.CONTAINS:
+        col = TEXT_ALL if p.case_sensitive else TEXT_ALL_FOLD
+        return has(col, _fold(value_text(p.value), p.case_sensitive))
+    if p.op is Op.REGEX_MATCH:
+        return Python(f"field-less regex {p.value!r}: searched in each value of the event")
+    return Unknown(f"{p.op} on the event's whole text not evaluated")
 
 
 def _keyword(p: Predicate) -> Node:
