@@ -231,7 +231,7 @@ WHERE = [
         Opaque("isnull(mvfind(a, b))", "computed value", "mvfind()"),
     ),
     # an Opaque's text is its whole source: signs and parentheses before its first word
-    ("-len(x) < -3", Opaque("-len(x) < -3", "computed value", "arithmetic expression")),
+    ("-len(x) < -3", Opaque("-len(x) < -3", "computed value", _ARITH)),
     ("(len(x) + 1) * 2 > 5", Opaque("(len(x) + 1) * 2 > 5", "computed value", _ARITH)),
     ("- ( len(x) ) < 0", Opaque("- ( len(x) ) < 0", "computed value", _ARITH)),
     ('len(")(") > len(x)', Opaque('len(")(") > len(x)', "computed value", "len()")),
