@@ -37,14 +37,23 @@ def workers_pool(
     data once. Such a pool forks where the system can: ``args`` are then the
     parent's memory as it was (shared until written), not copies sent through
     a pipe, which for a build's rows costs more than the work shared."""
-    context = None
-    if setup is not None and "fork" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
-        max_workers=n, mp_context=context, initializer=_started,
+        max_workers=n, mp_context=pool_context(setup is not None), initializer=_started,
         initargs=(os.getpid(), setup, args),
     ) as pool:  # fmt: skip
         yield pool
+
+
+def pool_context(shares_memory: bool) -> Any:
+    """How detcat's worker pools start: by fork where a pool shares its parent's
+    memory and the system can fork, and on Linux always. A fork server (Python
+    3.14's default there) would import detcat again in every worker, and make the
+    server, not this process, the workers' parent, which ``_started`` takes for a
+    dead parent. None: the system's default."""
+    fork = shares_memory or sys.platform.startswith("linux")
+    if fork and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return None
 
 
 def _started(parent: int, setup: Callable[..., None] | None, args: tuple[Any, ...]) -> None:

@@ -6,6 +6,7 @@ input can cause (depth, YAML aliases, macro growth, long tokens)."""
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -175,6 +176,26 @@ def test_long_tokens_cost_linear_memory(language: str, template: str) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 60 * len(text), f"{peak / len(text):.0f} bytes per input byte"
+
+
+POOL_SCRIPT = """
+import multiprocessing, os, sys
+from detcat.workers import workers_pool
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1], force=True)
+    with workers_pool(2) as pool:
+        print(pool.submit(os.getpid).result() != os.getpid())
+"""
+
+
+@pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
+def test_workers_start_whatever_the_default_start_method(tmp_path: Path, method: str) -> None:
+    """Python 3.14 makes a fork server the default on Linux: the pool still works."""
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    run = subprocess.run([sys.executable, str(script), method], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "True"
 
 
 def test_workers_start_when_stderr_is_not_a_file(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,7 @@ from detcat.errors import DetcatError
 from detcat.web import export_pages, pages, queries, static_search
 from detcat.web.templating import render
 from detcat.web.urls import Links, indicator_group, indicator_key
+from detcat.workers import pool_context
 
 MARKER = ".detcat-export"  # marks a directory this command may empty and rewrite
 _ROOT = Links(static=True)
@@ -216,7 +217,9 @@ def _render_all(
     if workers <= 1:
         results: Iterator[tuple[int, int]] = ((len(c), render_chunk(c)) for c in chunks)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_yield_to_search)
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=pool_context(False), initializer=_yield_to_search
+        )
         results = zip((len(c) for c in chunks), pool.map(render_chunk, chunks), strict=True)
     try:
         for n, written in results:
