@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -26,13 +27,13 @@ def empty_file(p: Path) -> None:
 
 
 def foreign_sqlite(p: Path) -> None:
-    with sqlite3.connect(p) as c:
+    with closing(sqlite3.connect(p)) as c, c:  # closed, not only committed
         c.execute("CREATE TABLE notes (body TEXT)")
 
 
 def other_version(p: Path, faces_db: Path) -> None:
     shutil.copyfile(faces_db, p)
-    with sqlite3.connect(p) as c:
+    with closing(sqlite3.connect(p)) as c, c:
         c.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
 
 
@@ -96,7 +97,7 @@ def test_every_command_refuses_what_is_not_a_catalog(
 
 
 def test_a_build_records_its_schema_version(faces_db: Path) -> None:
-    with sqlite3.connect(faces_db) as c:
+    with closing(sqlite3.connect(faces_db)) as c:
         meta = dict(c.execute("SELECT key, value FROM meta"))
     assert meta["schema_version"] == store.SCHEMA_VERSION
 
@@ -124,7 +125,8 @@ def test_build_keeps_a_file_that_is_not_a_catalog(
     assert db.read_bytes() == before
     code, out = build(sources, db, "--force")
     assert code == 0, out
-    assert store.connect(db).execute("SELECT COUNT(*) FROM rules").fetchone()[0] == 1
+    with closing(store.connect(db)) as c:
+        assert c.execute("SELECT COUNT(*) FROM rules").fetchone()[0] == 1
 
 
 REPLACEABLE = [empty_file, other_version]  # nothing to lose, or detcat's own
@@ -138,7 +140,8 @@ def test_build_replaces_a_catalog_of_any_version(
     make(kind, db, faces_db)
     code, out = build(sources, db)
     assert code == 0, out
-    assert store.connect(db).execute("SELECT COUNT(*) FROM rules").fetchone()[0] == 1
+    with closing(store.connect(db)) as c:
+        assert c.execute("SELECT COUNT(*) FROM rules").fetchone()[0] == 1
 
 
 def test_serve_does_not_start_on_a_foreign_file(tmp_path: Path) -> None:
