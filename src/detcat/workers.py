@@ -46,11 +46,12 @@ def workers_pool(
 
 def pool_context(shares_memory: bool) -> Any:
     """How detcat's worker pools start: by fork where a pool shares its parent's
-    memory and the system can fork, and on Linux always. A fork server (Python
-    3.14's default there) would import detcat again in every worker, and make the
-    server, not this process, the workers' parent, which ``_started`` takes for a
-    dead parent. None: the system's default."""
-    fork = shares_memory or sys.platform.startswith("linux")
+    memory and the system can fork, and wherever fork is the safe choice (all but
+    macOS, whose default is spawn). A fork server (Python 3.14's default on Linux
+    and the BSDs) would import detcat again in every worker, and make the server,
+    not this process, the workers' parent, which ``_started`` takes for a dead
+    parent. None: the system's default."""
+    fork = shares_memory or sys.platform != "darwin"
     if fork and "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")
     return None
