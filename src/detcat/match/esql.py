@@ -27,6 +27,7 @@ from detcat.match.programs import (
     computing,
     first_non_null,
     like,
+    mv_count,
     num,
     numeric,
     on_text,
@@ -175,20 +176,6 @@ def _rlike(s: Value, pattern: Value) -> Value:
     return None if t is None or rx is None else rx.fullmatch(t) is not None
 
 
-def _integer(v: Value) -> Value:
-    n = num(v)
-    return None if n is None else int(n)
-
-
-def _double(v: Value) -> Value:
-    n = num(v)
-    return None if n is None else float(n)
-
-
-def _mv_count(v: Value) -> Value:
-    return None if v is None else len(values(v))
-
-
 FUNCTIONS: Functions = {
     "abs": lambda v: numeric(abs, v),
     "case": case,
@@ -202,7 +189,7 @@ FUNCTIONS: Functions = {
     "like": lambda s, pattern: like(s, pattern, "*", "?", "\\"),
     "locate": _locate,
     "ltrim": on_text(str.lstrip),
-    "mv_count": _mv_count,
+    "mv_count": mv_count,
     "mv_first": lambda v: values(v)[0] if values(v) else None,
     "mv_last": lambda v: values(v)[-1] if values(v) else None,
     "replace": _replace,
@@ -212,9 +199,9 @@ FUNCTIONS: Functions = {
     "space": _space,
     "starts_with": _affix("startswith"),
     "substring": substring,
-    "to_double": _double,
-    "to_integer": _integer,
-    "to_long": _integer,
+    "to_double": lambda v: numeric(float, v),
+    "to_integer": lambda v: numeric(int, v),
+    "to_long": lambda v: numeric(int, v),
     "to_lower": on_text(str.lower),
     "to_string": lambda v: text(v),
     "to_upper": on_text(str.upper),

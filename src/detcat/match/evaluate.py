@@ -292,7 +292,7 @@ def _wildcards(name: str, cased: bool, values: list[str]) -> Test:
         rx = re2.compile("|".join(f"(?:{wildcard_regex(v)})" for v in values), options)
     except re2.error:
         tests = [compiled_regex(wildcard_regex(v), cased, True) for v in values]
-        return any_of([_three_valued(t, name) for t in tests])
+        return any_of([_three_valued(t, lambda ev: ev.plain[name]) for t in tests])
     fullmatch = re2_test(rx, True)
     return _sure(lambda ev: any(map(fullmatch, ev.plain[name])))
 
@@ -336,7 +336,7 @@ def compile_predicate(
         # A regex RE2 cannot run may hit the time limit (or have none): unknown.
         if _is_sure(text_test):  # RE2 runs it: never unknown
             return _sure(lambda ev: any(map(text_test, ev.plain[name])))
-        test = _three_valued(text_test, name)
+        test = _three_valued(text_test, lambda ev: ev.plain[name])
         return _unknown_unless(test, regex_reason(p), d)
     fold = not p.case_sensitive
     if p.op in _STRING_LEAVES:
@@ -389,10 +389,13 @@ def regex_reason(p: Predicate) -> str:
     )
 
 
-def _three_valued(test: Callable[[str], bool | None], name: str | None) -> Test:
+def _three_valued(test: Callable[[str], bool | None], read: Callable[[Event], list[str]]) -> Test:
+    """``test`` held by any of the texts ``read`` gives; unknown when it is unknown
+    on one and holds on none (only for regexes RE2 cannot run: off the hot path)."""
+
     def run(ev: Event) -> bool | None:
         unknown = False
-        for t in ev.plain[name]:
+        for t in read(ev):
             r = test(t)
             if r:
                 return True
@@ -461,7 +464,12 @@ def _keyword(p: Predicate) -> Test:
     if "*" in text or "?" in text:
         search = compiled_regex("(?s)" + wildcard_regex(text), p.case_sensitive, False)
         return lambda ev: any(search(v) for v in ev.text)
-    w, fold = _fold(text, p.case_sensitive), not p.case_sensitive
+    return _in_text(text, p.case_sensitive)
+
+
+def _in_text(text: str, case_sensitive: bool) -> Test:
+    """Some string value of the event contains ``text``."""
+    w, fold = _fold(text, case_sensitive), not case_sensitive
     return lambda ev: any(w in v for v in ev.all_text(fold))
 
 
@@ -469,22 +477,15 @@ def _whole_event(p: Predicate, d: Dialect) -> Test:
     """A field-less test other than a keyword: a search (``contains``, a regex)
     holds when a string value of the event passes it, as a keyword does; other
     tests of the raw text as a whole (anchored, numeric) have no such reading."""
-    if p.op not in (Op.CONTAINS, Op.REGEX_MATCH):
+    if p.op is Op.CONTAINS:
+        return _sure(_in_text(value_text(p.value), p.case_sensitive))
+    if p.op is not Op.REGEX_MATCH:
         return _unknown_unless(None, f"{p.op} on the event's whole text not evaluated", d)
-    test = _text_test(p, d.full_match)
-    assert test is not None  # contains and regex always have one
-    fold = p.op is Op.CONTAINS and not p.case_sensitive  # regex engines fold themselves
-
-    def run(ev: Event) -> bool | None:
-        unknown = False
-        for t in ev.all_text(fold):
-            r = test(t)
-            if r:
-                return True
-            unknown = unknown or r is None
-        return None if unknown else False
-
-    return _sure(run) if _is_sure(test) else _unknown_unless(run, regex_reason(p), d)
+    test = _text_test(p, d.full_match)  # regex engines fold themselves: the plain texts
+    assert test is not None
+    if _is_sure(test):
+        return _sure(lambda ev: any(map(test, ev.text)))
+    return _unknown_unless(_three_valued(test, lambda ev: ev.text), regex_reason(p), d)
 
 
 def _field_ref(p: Predicate, refs: RefResolver | None) -> Test:

@@ -46,6 +46,11 @@ class NotComputable(Exception):
     """The program uses something this module does not compute."""
 
 
+# What computing a value on one event may raise: unknown there (hostile values
+# such as inf or huge integers give the arithmetic and value errors)
+_UNSETTLED = (Unknown, ArithmeticError, ValueError)
+
+
 def computing(
     d: Dialect,
     program_of: Callable[[str], Any],
@@ -93,7 +98,7 @@ def computed_test(p: Predicate, compute: Compute, full_match: bool) -> Test:
     def test(ev: Event) -> Any:
         try:
             v = compute(ev)
-        except (Unknown, ArithmeticError, ValueError):  # hostile values: inf, huge ints
+        except _UNSETTLED:
             return None
         if v is None:  # a missing field fails every test but is_null
             return p.op is Op.IS_NULL
@@ -118,7 +123,7 @@ def condition_test(prog: list[Any], resolve: Resolve, functions: Functions) -> T
     def test(ev: Event) -> Any:
         try:
             v = compute(ev)
-        except (Unknown, ArithmeticError, ValueError):  # hostile values: inf, huge ints
+        except _UNSETTLED:
             return None
         if v is None:
             return NULL
@@ -356,6 +361,11 @@ def _compiled(pattern: str) -> Any:
 def on_text(fn: Callable[[str], Any]) -> Callable[[Value], Value]:
     """``fn`` of a value's text; null stays null."""
     return lambda v: None if (s := text(v)) is None else fn(s)
+
+
+def mv_count(v: Value) -> Value:
+    """How many values (null: null)."""
+    return None if v is None else len(values(v))
 
 
 def first_non_null(*args: Value) -> Value:

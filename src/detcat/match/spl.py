@@ -21,6 +21,7 @@ from detcat.match.programs import (
     computing,
     first_non_null,
     like,
+    mv_count,
     num,
     numeric,
     on_text,
@@ -50,10 +51,6 @@ def _split(s: Value, sep: Value) -> Value:
     if t is None or by is None:
         return None
     return t.split(by) if by else list(t)
-
-
-def _mvcount(v: Value) -> Value:
-    return None if v is None else len(v) if isinstance(v, list) else 1
 
 
 def _mvindex(v: Value, start: Value, end: Value = None) -> Value:
@@ -128,7 +125,7 @@ FUNCTIONS: Functions = {
     "lower": on_text(str.lower),
     "ltrim": _trim(str.lstrip),
     "match": _match,
-    "mvcount": _mvcount,
+    "mvcount": mv_count,
     "mvfind": _mvfind,
     "mvindex": _mvindex,
     "mvjoin": _mvjoin,

@@ -214,8 +214,7 @@ def _whole_event(p: Predicate) -> Node:
     """``_whole_event``: ``contains`` as a keyword without wildcards; a regex runs on
     the Python matcher (on the joined text it could span two values)."""
     if p.op is Op.CONTAINS:
-        col = TEXT_ALL if p.case_sensitive else TEXT_ALL_FOLD
-        return has(col, _fold(value_text(p.value), p.case_sensitive))
+        return _in_text(value_text(p.value), p.case_sensitive)
     if p.op is Op.REGEX_MATCH:
         return Python(f"field-less regex {p.value!r}: searched in each value of the event")
     return Unknown(f"{p.op} on the event's whole text not evaluated")
@@ -232,8 +231,12 @@ def _keyword(p: Predicate) -> Node:
             return simple
         flags = _flags(p.case_sensitive, True)
         return Regex(TEXT_ALL, wildcard_body(text), flags, literals=_piece(text))
-    col = TEXT_ALL if p.case_sensitive else TEXT_ALL_FOLD
-    return has(col, _fold(text, p.case_sensitive))
+    return _in_text(text, p.case_sensitive)
+
+
+def _in_text(text: str, case_sensitive: bool) -> Node:
+    """``_in_text``: some string value of the document contains ``text``."""
+    return has(TEXT_ALL if case_sensitive else TEXT_ALL_FOLD, _fold(text, case_sensitive))
 
 
 def _regex(p: Predicate, field: str, full_match: bool) -> Node:

@@ -94,6 +94,13 @@ def _token(t: Token, scope: Scope, at: int) -> list[Any]:
     raise _NotComputable
 
 
+def record(programs: dict[str, Any], name: str, prog: list[Any] | None) -> None:
+    """Record ``prog`` as ``name``'s program; a name met with two different ones
+    gets None: neither is computed (its filters stay unknown)."""
+    if programs.setdefault(name, prog) != prog:
+        programs[name] = None
+
+
 def rex_program(source: FieldRef, regex: str, group: str, at: int) -> list[Any] | None:
     """``rex field=source "(?<group>…)"``: the group's text in the first match."""
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from lark import Token, Tree
 
-from detcat.languages.spl.computed import program
+from detcat.languages.spl.computed import program, record
 from detcat.languages.spl.expr import (
     CASE_FOLDS,
     FLIPPED,
@@ -112,9 +112,7 @@ class EvalBuilder(Builder):
         self.touch(node)
         o = Opaque(self.source(node), reason, detail)
         if reason is Reason.COMPUTED_VALUE and self.at is not None:
-            prog = program(node, self.scope, self.at)
-            if self.conditions.setdefault(o.text, prog) != prog:
-                self.conditions[o.text] = None
+            record(self.conditions, o.text, program(node, self.scope, self.at))
         return o
 
     def operand(self, node: Tree | Token) -> _Operand:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from detcat.languages.lalr import position
+from detcat.languages.spl.computed import record
 from detcat.languages.spl.eval import where_conjuncts
 from detcat.languages.spl.expr import Conjunct, FieldRef, classify, search_conjuncts
 from detcat.languages.spl.fields import Agg, FieldScope
@@ -218,18 +219,14 @@ class Pipeline:
         for r in refs:
             if r.kind == "derived" and r.program is not None:
                 computed = self.params.setdefault(level, {}).setdefault("computed", {})
-                current = r.program if r.program_at == self.changes else None
-                if computed.setdefault(r.raw, current) != current:
-                    computed[r.raw] = None
+                record(computed, r.raw, r.program if r.program_at == self.changes else None)
 
     def note_conditions(self, conditions: dict[str, Any], level: int) -> None:
         """Record in ``params["conditions"]`` how to compute each condition kept
         ``Opaque`` for a computed value (``spl.eval.EvalBuilder``), by its text; a
         text met twice in a stage with two meanings gets None (it stays unknown)."""
         for text, prog in conditions.items():
-            recorded = self.params.setdefault(level, {}).setdefault("conditions", {})
-            if recorded.setdefault(text, prog) != prog:
-                recorded[text] = None
+            record(self.params.setdefault(level, {}).setdefault("conditions", {}), text, prog)
 
     def lookup_filter(self, lk: Lookup, cond: Expr) -> Expr:
         """The lookup and the filter on its outputs as predicates on its input fields."""
